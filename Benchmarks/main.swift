@@ -1,0 +1,2 @@
+// keyline-bench: throughput figures for the README and closing notes. Run with `make bench`.
+print("keyline-bench")

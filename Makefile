@@ -1,0 +1,61 @@
+# keyline — see README.md. `make test` and `make demo` work from a fresh clone on a fresh
+# Debian machine: `deps` installs whatever system package is missing.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+SWIFT      ?= swift
+CONFIG     ?= debug
+BUILD_FLAGS ?=
+BIN         = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path)
+KEYLINE     = $(BIN)/keyline
+DEMO_DIR   := .demo
+
+# Debian packages the build, the tests and the demo need.
+APT_PACKAGES := libssl-dev libpq-dev libusb-1.0-0-dev postgresql dfu-util age openssl pkg-config gcc
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: deps build test demo bench clean
+
+deps:
+	@missing=""; for p in $(APT_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
+
+test: deps
+	$(SWIFT) build --build-tests $(BUILD_FLAGS)
+	$(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+bench: deps
+	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
+	$$($(SWIFT) build -c release --show-bin-path)/keyline-bench
+
+# Until the provisioning runner exists, the demo shows the key commands on real files.
+demo: build
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	@echo "== a Photon (TCP) key and a Boron (UDP) key, as particle keys new writes them"
+	$(KEYLINE) keys new --platform photon $(DEMO_DIR)/photon
+	$(KEYLINE) keys new --platform boron $(DEMO_DIR)/boron
+	@ls -l $(DEMO_DIR)
+	@echo "== inspect them"
+	$(KEYLINE) keys inspect $(DEMO_DIR)/photon.der
+	$(KEYLINE) keys inspect $(DEMO_DIR)/boron.pem --json
+	@echo "== an OpenSSL 3 PKCS#8 key would be truncated in the 612-byte slot; keyline converts it"
+	openssl genrsa -out $(DEMO_DIR)/openssl3.pem 1024 2>/dev/null
+	$(KEYLINE) keys inspect $(DEMO_DIR)/openssl3.pem
+	@echo "== server key blobs: Particle's default and a private cloud"
+	$(KEYLINE) keys server-blob --platform boron -o $(DEMO_DIR)/boron-server.der
+	$(KEYLINE) keys address $(DEMO_DIR)/boron-server.der
+	$(KEYLINE) keys server-blob --platform photon --host 10.0.0.5 --port 5683 -o $(DEMO_DIR)/photon-lab.der
+	$(KEYLINE) keys address $(DEMO_DIR)/photon-lab.der
+	@echo "== and a refusal: an EC key cannot go in a Photon's RSA slot"
+	! $(KEYLINE) keys inspect $(DEMO_DIR)/boron.der --platform photon
+
+clean:
+	rm -rf .build $(DEMO_DIR)

@@ -1,0 +1,55 @@
+// swift-tools-version: 6.1
+// keyline — factory provisioning and key escrow for Particle devices.
+// One target per concern (see ../shared/docs/design.md); a lower layer never imports a higher one.
+import PackageDescription
+
+let package = Package(
+    name: "keyline",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "keyline", targets: ["keyline"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+    ],
+    targets: [
+        // System libraries, found with pkg-config.
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
+
+        // Layers, lowest first.
+        .target(name: "DeviceKeys", dependencies: ["COpenSSL"]),
+        .target(name: "DFU"),
+        .target(name: "USB", dependencies: ["CLibUSB", "DFU"]),
+        .target(name: "ParticleDevice", dependencies: ["DFU", "DeviceKeys"]),
+        .target(name: "Escrow", dependencies: [
+            "DeviceKeys",
+            .product(name: "Crypto", package: "swift-crypto"),
+        ]),
+        .target(name: "Registry", dependencies: ["CLibPQ"]),
+        .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys"]),
+        .target(name: "Pipeline", dependencies: [
+            "DFU", "USB", "ParticleDevice", "DeviceKeys", "Escrow", "Registry",
+            .product(name: "Yams", package: "Yams"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "keyline", dependencies: [
+            "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Pipeline", "Simulator",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ]),
+        // Benchmarks are an executable, never timed assertions in tests (`make bench`).
+        .executableTarget(name: "keyline-bench", dependencies: [
+            "DeviceKeys", "ParticleDevice", "DFU", "Escrow", "Registry", "Simulator",
+        ], path: "Benchmarks"),
+
+        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

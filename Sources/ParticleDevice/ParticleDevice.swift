@@ -1,0 +1,2 @@
+/// The Particle device model: platform table, DCT layout, key slots, server-key blob.
+public enum ParticleDevice {}

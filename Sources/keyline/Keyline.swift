@@ -1,0 +1,10 @@
+import ArgumentParser
+
+@main
+struct Keyline: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keyline",
+        abstract: "Factory provisioning and key escrow for Particle devices.",
+        subcommands: []
+    )
+}
