@@ -49,6 +49,10 @@ let package = Package(
 
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys"], resources: [.copy("Fixtures")]),
         .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DFUTests", dependencies: ["DFU"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys"]),
+        .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
         .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys"]),
     ],
     swiftLanguageModes: [.v6]
