@@ -5,6 +5,8 @@ struct Keyline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keyline",
         abstract: "Factory provisioning and key escrow for Particle devices.",
-        subcommands: []
+        subcommands: [
+            DevicesCommand.self,
+        ]
     )
 }
