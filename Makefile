@@ -47,7 +47,8 @@ test: deps standin
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-bench: deps
+bench: deps standin
+	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
 	$$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 
