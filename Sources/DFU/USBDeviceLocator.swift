@@ -1,0 +1,83 @@
+/// The seam for finding a device again after it re-enumerates (normal → DFU after Device OS
+/// control request 50, DFU → normal after leave). The simulator's fleet implements it in-process;
+/// the `USB` target can implement it over libusb enumeration.
+
+/// Which device to wait for: the USB serial (the 24-hex Particle device ID) and acceptable IDs.
+public struct USBDeviceMatch: Sendable, Hashable, CustomStringConvertible {
+    public var serialNumber: String
+    public var vendorID: UInt16
+    public var productIDs: Set<UInt16>
+
+    public init(serialNumber: String, vendorID: UInt16, productIDs: Set<UInt16>) {
+        self.serialNumber = serialNumber
+        self.vendorID = vendorID
+        self.productIDs = productIDs
+    }
+
+    public func matches(_ identity: USBDeviceIdentity) -> Bool {
+        identity.vendorID == vendorID && productIDs.contains(identity.productID)
+            && identity.serialNumber?.lowercased() == serialNumber.lowercased()
+    }
+
+    public var description: String {
+        let pids = productIDs.sorted().map { hex4($0) }.joined(separator: "|")
+        return "serial \(serialNumber) (\(hex4(vendorID)):\(pids))"
+    }
+}
+
+/// What enumeration tells about an attached device.
+public struct USBDeviceIdentity: Sendable, Hashable, CustomStringConvertible {
+    public var port: USBPortPath
+    public var vendorID: UInt16
+    public var productID: UInt16
+    public var serialNumber: String?
+
+    public init(port: USBPortPath, vendorID: UInt16, productID: UInt16, serialNumber: String?) {
+        self.port = port
+        self.vendorID = vendorID
+        self.productID = productID
+        self.serialNumber = serialNumber
+    }
+
+    public var description: String {
+        "\(hex4(vendorID)):\(hex4(productID)) at \(port)" + (serialNumber.map { " serial \($0)" } ?? "")
+    }
+}
+
+/// An opened device: its identity and a transport with interface 0 claimed.
+public struct USBOpenedDevice: Sendable {
+    public var identity: USBDeviceIdentity
+    public var transport: any ControlTransport
+
+    public init(identity: USBDeviceIdentity, transport: any ControlTransport) {
+        self.identity = identity
+        self.transport = transport
+    }
+}
+
+public enum USBLocatorError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// Nothing matching appeared within the time.
+    case timedOut(USBDeviceMatch, after: Duration)
+    /// A matching device appeared but could not be opened.
+    case openFailed(USBDeviceIdentity, String)
+
+    public var description: String {
+        switch self {
+        case .timedOut(let match, let after):
+            "no device with \(match) appeared within \(after); check the cable and that the device re-enumerated"
+        case .openFailed(let identity, let detail):
+            "could not open \(identity): \(detail)"
+        }
+    }
+}
+
+public protocol USBDeviceLocator: Sendable {
+    /// Returns as soon as a matching device is attached (including one that already is), opened.
+    func waitForDevice(_ match: USBDeviceMatch, timeout: Duration) async throws(USBLocatorError) -> USBOpenedDevice
+}
+
+/// Four lowercase hex digits, as lsusb prints IDs.
+func hex4(_ value: UInt16) -> String {
+    let digits = String(value, radix: 16)
+    return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
+}

@@ -1,0 +1,149 @@
+import DFU
+import DeviceKeys
+
+/// A Particle device in DFU mode: its platform and device ID, key slots and server-key blob on
+/// alt 1 (the DCT, device-os-keys.md §2), firmware on alt 0. Gen3/rtl872x keys are reachable only
+/// this way (control requests 210/211 are NOT_SUPPORTED there, device-os-keys.md §4).
+public struct ParticleDFUDevice: Sendable {
+    public static let dctAlt: UInt8 = 1
+    public static let internalFlashAlt: UInt8 = 0
+
+    public let dfu: DfuSeDevice
+    public let platform: Platform
+    /// The USB serial: 24 lowercase hex digits.
+    public let deviceID: String
+    public let port: USBPortPath?
+
+    /// Opens a device in DFU mode and identifies it by VID:PID and serial.
+    public static func open(_ transport: any ControlTransport, port: USBPortPath? = nil,
+                            expecting expected: Platform? = nil) async throws(ParticleDeviceError) -> ParticleDFUDevice {
+        let dfu: DfuSeDevice
+        do { dfu = try await DfuSeDevice.open(transport) } catch {
+            throw ParticleDeviceError(step: .open, port: port, reason: .dfu(error))
+        }
+        let serial = dfu.serialNumber?.lowercased() ?? ""
+        guard let (platform, mode) = Platform.matching(vendorID: dfu.device.vendorID, productID: dfu.device.productID), mode == .dfu else {
+            throw ParticleDeviceError(step: .identify, deviceID: serial, port: port,
+                                      reason: .unknownDevice(vendorID: dfu.device.vendorID, productID: dfu.device.productID))
+        }
+        if let expected, expected != platform {
+            throw ParticleDeviceError(step: .identify, deviceID: serial, port: port,
+                                      reason: .platformMismatch(expected: expected.name, found: platform.name))
+        }
+        guard platform.isValidDeviceID(serial) else {
+            throw ParticleDeviceError(step: .identify, deviceID: serial, port: port, reason: .invalidDeviceID(serial))
+        }
+        return ParticleDFUDevice(dfu: dfu, platform: platform, deviceID: serial, port: port)
+    }
+
+    private func fail(_ step: ParticleDeviceError.Step, _ reason: ParticleDeviceError.Reason) -> ParticleDeviceError {
+        ParticleDeviceError(step: step, deviceID: deviceID, port: port, reason: reason)
+    }
+
+    /// Raw bytes of a DCT range.
+    public func readDCT(_ slot: DCTSlot, step: ParticleDeviceError.Step, progress: DFUProgressHandler? = nil) async throws(ParticleDeviceError) -> [UInt8] {
+        do {
+            return try await dfu.read(alt: Self.dctAlt, address: UInt32(slot.offset), length: slot.size, progress: progress)
+        } catch {
+            throw fail(step, .dfu(error))
+        }
+    }
+
+    /// Writes a DCT range (verified by read-back).
+    public func writeDCT(_ bytes: [UInt8], at slot: DCTSlot, step: ParticleDeviceError.Step,
+                         progress: DFUProgressHandler? = nil) async throws(ParticleDeviceError) {
+        guard bytes.count <= slot.size else { throw fail(step, .wrongSize(expected: slot.size, actual: bytes.count)) }
+        do {
+            try await dfu.write(alt: Self.dctAlt, address: UInt32(slot.offset), bytes: bytes, verify: true, progress: progress)
+        } catch {
+            throw fail(step, .dfu(error))
+        }
+    }
+
+    /// The raw private-key slot (612 bytes at 34 for TCP, 192 at 3106 for UDP).
+    public func readPrivateKeySlot() async throws(ParticleDeviceError) -> [UInt8] {
+        try await readDCT(platform.privateKeySlot, step: .readKey)
+    }
+
+    /// The private key the device holds, parsed as Device OS does (DER length from the header).
+    /// Throws `.key(.blankSlot)` for a device that has not generated one yet.
+    public func readPrivateKey() async throws(ParticleDeviceError) -> DevicePrivateKey {
+        let slot = try await readPrivateKeySlot()
+        do { return try DevicePrivateKey(slot: slot) } catch { throw fail(.readKey, .key(error)) }
+    }
+
+    /// Writes `key` into the platform's slot, filling the rest of the slot with 0xFF (as Device OS's
+    /// own setter does) so no tail of an older key remains.
+    public func writePrivateKey(_ key: DevicePrivateKey) async throws(ParticleDeviceError) {
+        let slot = platform.privateKeySlot
+        guard key.algorithm == platform.keyAlgorithm else {
+            throw fail(.writeKey, .unexpectedReply("\(platform.name) devices use \(platform.keyAlgorithm.displayName) keys, not \(key.algorithm.displayName)"))
+        }
+        guard key.der.count <= slot.size else { throw fail(.writeKey, .wrongSize(expected: slot.size, actual: key.der.count)) }
+        try await writeDCT(key.der + [UInt8](repeating: 0xFF, count: slot.size - key.der.count), at: slot, step: .writeKey)
+    }
+
+    /// The server key + address blob (512 bytes at 2082 TCP, 320 at 3298 UDP).
+    public func readServerKeyBlob() async throws(ParticleDeviceError) -> [UInt8] {
+        try await readDCT(platform.serverKeySlot.slot, step: .readServerKey)
+    }
+
+    public func writeServerKeyBlob(_ blob: [UInt8]) async throws(ParticleDeviceError) {
+        let slot = platform.serverKeySlot.slot
+        guard blob.count == slot.size else { throw fail(.writeServerKey, .wrongSize(expected: slot.size, actual: blob.count)) }
+        try await writeDCT(blob, at: slot, step: .writeServerKey)
+    }
+
+    public func writeServerKeyBlob(_ blob: ServerKeyBlob) async throws(ParticleDeviceError) {
+        try await writeServerKeyBlob(blob.bytes)
+    }
+
+    /// Leaves DFU mode; the device resets into its application.
+    public func leave() async throws(ParticleDeviceError) {
+        do { try await dfu.leave() } catch { throw fail(.leave, .dfu(error)) }
+    }
+}
+
+/// Switching a normal-mode device to DFU and finding it again.
+public enum ParticleModeSwitch {
+    /// Sends DFU_MODE (50) to a normal-mode device and waits, through `locator`, for the same serial
+    /// to enumerate with the platform's DFU PID; opens it.
+    public static func enterDFU(_ transport: any ControlTransport, identity: USBDeviceIdentity, locator: any USBDeviceLocator,
+                                timeout: Duration = .seconds(10)) async throws(ParticleDeviceError) -> ParticleDFUDevice {
+        guard let (platform, mode) = Platform.matching(vendorID: identity.vendorID, productID: identity.productID) else {
+            throw ParticleDeviceError(step: .identify, deviceID: identity.serialNumber, port: identity.port,
+                                      reason: .unknownDevice(vendorID: identity.vendorID, productID: identity.productID))
+        }
+        let requests = ParticleControlRequests(transport: transport)
+        let serial: String
+        if let known = identity.serialNumber?.lowercased(), !known.isEmpty {
+            serial = known
+        } else {
+            serial = try await requests.deviceID()
+        }
+        let match = USBDeviceMatch(serialNumber: serial, vendorID: platform.vendorID, productIDs: [platform.dfuProductID])
+        if mode == .normal {
+            do {
+                try await requests.enterDFUMode()
+            } catch let error where error.isDisconnect {
+                // The device may reset before the last reply; the wait below tells whether it worked.
+            } catch {
+                throw ParticleDeviceError(step: .enterDFU, deviceID: serial, port: identity.port, reason: error.reason)
+            }
+        }
+        let opened: USBOpenedDevice
+        do {
+            opened = try await locator.waitForDevice(match, timeout: timeout)
+        } catch {
+            throw ParticleDeviceError(step: .waitForDFU, deviceID: serial, port: identity.port, reason: .locator(error))
+        }
+        return try await ParticleDFUDevice.open(opened.transport, port: opened.identity.port, expecting: platform)
+    }
+}
+
+extension ParticleDeviceError {
+    var isDisconnect: Bool {
+        if case .transfer(.disconnected) = reason { return true }
+        return false
+    }
+}

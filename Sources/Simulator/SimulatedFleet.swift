@@ -1,0 +1,242 @@
+import DFU
+import Foundation
+import ParticleDevice
+
+/// A device as the fleet's bus shows it right now: one enumeration of a simulated device at a port.
+public struct SimulatedAttachment: Sendable, Hashable, CustomStringConvertible {
+    public let port: USBPortPath
+    /// The USB device address of this enumeration (1…127, new on every enumeration, like a real bus).
+    public let address: UInt8
+    public let vendorID: UInt16
+    public let productID: UInt16
+    public let serialNumber: String
+    public let mode: USBMode
+    public let transport: SimulatedTransport
+
+    public var device: SimulatedDevice { transport.device }
+    /// False once the device re-enumerated or left the bus.
+    public var isAttached: Bool { transport.isAttached }
+    public var identity: USBDeviceIdentity {
+        USBDeviceIdentity(port: port, vendorID: vendorID, productID: productID, serialNumber: serialNumber)
+    }
+    /// Raw descriptors of this enumeration (for a libusb stand-in's get_device/config_descriptor).
+    public var deviceDescriptor: [UInt8] { device.deviceDescriptor }
+    public var configurationDescriptor: [UInt8] { device.configurationDescriptor }
+
+    public var description: String { "\(identity) (\(mode) mode, address \(address))" }
+}
+
+/// A bus full of simulated devices, each at a `USBPortPath`. Devices appear, disappear and
+/// re-enumerate as real ones do (normal → DFU after request 50, DFU → normal after leave).
+///
+/// Watch it by polling (`attachedDevices()`, `generation`), by an `AsyncStream` (`changes()`), or
+/// with a callback (`addObserver`) for code on its own threads. `waitForDevice` implements
+/// `USBDeviceLocator`, so `ParticleDFUDevice` finds a re-enumerated device the same way it would
+/// through libusb.
+public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
+    public enum Change: Sendable, Hashable {
+        case attached(SimulatedAttachment)
+        case detached(port: USBPortPath, address: UInt8, serialNumber: String)
+    }
+
+    public let timeScale: Double
+    /// Where `save()` keeps state; `init` loads devices saved there before.
+    public let directory: URL?
+    public let seed: UInt64
+
+    private let lock = NSLock()
+    // Guarded by `lock`.
+    private var devices: [USBPortPath: SimulatedDevice] = [:]
+    private var attachments: [USBPortPath: SimulatedAttachment] = [:]
+    private var nextAddress: [UInt8: UInt8] = [:]
+    private var changeCount: UInt64 = 0
+    private var observers: [UInt64: @Sendable (Change) -> Void] = [:]
+    private var nextObserver: UInt64 = 1
+
+    /// - Parameters:
+    ///   - timeScale: real seconds per modelled second for every device (0 = no delays).
+    ///   - directory: if given, devices saved there by `save()` are loaded now.
+    ///   - seed: derives device IDs of devices added without one.
+    public init(timeScale: Double = 1, directory: URL? = nil, seed: UInt64 = 0) throws(SimulatorError) {
+        self.timeScale = timeScale
+        self.directory = directory
+        self.seed = seed
+        if let directory { try loadSaved(from: directory) }
+    }
+
+    // MARK: - Devices
+
+    /// Plugs a new simulated device in at `port`.
+    @discardableResult
+    public func add(_ platform: Platform, at port: USBPortPath, mode: USBMode = .dfu, deviceID: String? = nil,
+                    protected: Bool = false, faults: SimulatedFaults = .none) throws(SimulatorError) -> SimulatedDevice {
+        let portSeed = port.ports.reduce(seed &* 31 &+ UInt64(port.bus)) { $0 &* 257 &+ UInt64($1) }
+        let device = try SimulatedDevice(platform: platform, deviceID: deviceID, mode: mode, protected: protected,
+                                         faults: faults, timeScale: timeScale, seed: portSeed)
+        try insert(device, at: port)
+        return device
+    }
+
+    /// Plugs an existing device (e.g. one loaded from disk) in at `port`.
+    public func insert(_ device: SimulatedDevice, at port: USBPortPath) throws(SimulatorError) {
+        try lock.locked { () throws(SimulatorError) in
+            guard devices[port] == nil else { throw .portInUse(port) }
+            devices[port] = device
+        }
+        device.setBusObserver { [weak self] device, event in self?.busEvent(device, event, port: port) }
+        if let session = device.currentSession() {
+            busEvent(device, .attached(session: session, mode: device.currentMode), port: port)
+        }
+    }
+
+    /// Unplugs and forgets the device at `port`.
+    public func remove(at port: USBPortPath) throws(SimulatorError) {
+        let device = try lock.locked { () throws(SimulatorError) -> SimulatedDevice in
+            guard let device = devices.removeValue(forKey: port) else { throw .noDevice(port) }
+            return device
+        }
+        device.unplug()
+        device.setBusObserver(nil)
+        let gone = lock.withLock { attachments.removeValue(forKey: port) }
+        if let gone { publish(.detached(port: port, address: gone.address, serialNumber: gone.serialNumber)) }
+    }
+
+    /// Every device in the fleet, attached or not, by port.
+    public var allDevices: [(port: USBPortPath, device: SimulatedDevice)] {
+        lock.withLock { devices.sorted { $0.key < $1.key }.map { ($0.key, $0.value) } }
+    }
+
+    public func device(at port: USBPortPath) -> SimulatedDevice? { lock.withLock { devices[port] } }
+
+    // MARK: - Bus view
+
+    /// What is on the bus now, sorted by port.
+    public func attachedDevices() -> [SimulatedAttachment] {
+        lock.withLock { attachments.values.sorted { $0.port < $1.port } }
+    }
+
+    /// Increases on every attach and detach: poll it to notice changes cheaply.
+    public var generation: UInt64 { lock.withLock { changeCount } }
+
+    /// Calls `handler` (on the thread that caused the change) for every later change. Keep the
+    /// handler short; it must not call back into the fleet synchronously while holding its own locks.
+    @discardableResult
+    public func addObserver(_ handler: @escaping @Sendable (Change) -> Void) -> UInt64 {
+        lock.withLock {
+            let token = nextObserver
+            nextObserver += 1
+            observers[token] = handler
+            return token
+        }
+    }
+
+    public func removeObserver(_ token: UInt64) {
+        _ = lock.withLock { observers.removeValue(forKey: token) }
+    }
+
+    /// Every later change, as a stream; it ends when the consumer stops iterating.
+    public func changes() -> AsyncStream<Change> {
+        let (stream, continuation) = AsyncStream.makeStream(of: Change.self, bufferingPolicy: .unbounded)
+        let token = addObserver { continuation.yield($0) }
+        continuation.onTermination = { [weak self] _ in self?.removeObserver(token) }
+        return stream
+    }
+
+    private func busEvent(_ device: SimulatedDevice, _ event: SimulatedDevice.BusEvent, port: USBPortPath) {
+        let change: Change? = lock.withLock {
+            guard devices[port] === device else { return nil }
+            switch event {
+            case .attached(let session, let mode):
+                let address = nextAddress[port.bus, default: 1]
+                nextAddress[port.bus] = address >= 127 ? 1 : address + 1
+                let attachment = SimulatedAttachment(
+                    port: port, address: address, vendorID: device.platform.vendorID,
+                    productID: device.platform.productID(mode), serialNumber: device.deviceID, mode: mode,
+                    transport: SimulatedTransport(device: device, session: session))
+                attachments[port] = attachment
+                changeCount += 1
+                return .attached(attachment)
+            case .detached(let session):
+                guard let current = attachments[port], current.transport.session == session else { return nil }
+                attachments[port] = nil
+                changeCount += 1
+                return .detached(port: port, address: current.address, serialNumber: current.serialNumber)
+            }
+        }
+        if let change { publish(change) }
+    }
+
+    private func publish(_ change: Change) {
+        let handlers = lock.withLock { Array(observers.values) }
+        for handler in handlers { handler(change) }
+    }
+
+    // MARK: - USBDeviceLocator
+
+    public func waitForDevice(_ match: USBDeviceMatch, timeout: Duration) async throws(USBLocatorError) -> USBOpenedDevice {
+        let stream = changes()  // subscribe before looking, so nothing slips between
+        if let found = attachedDevices().first(where: { match.matches($0.identity) }) {
+            return USBOpenedDevice(identity: found.identity, transport: found.transport)
+        }
+        let found = await withTaskGroup(of: SimulatedAttachment?.self) { group in
+            group.addTask {
+                for await change in stream {
+                    if case .attached(let attachment) = change, match.matches(attachment.identity) { return attachment }
+                }
+                return nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            return first
+        }
+        guard let found else { throw .timedOut(match, after: timeout) }
+        return USBOpenedDevice(identity: found.identity, transport: found.transport)
+    }
+
+    // MARK: - Persistence
+
+    struct FleetRecord: Codable {
+        var ports: [String: USBPortPath]
+    }
+
+    /// Saves every device under `directory` (or the fleet's own directory): `fleet.json` maps a
+    /// folder per device to its port.
+    public func save(to directory: URL? = nil) throws(SimulatorError) {
+        guard let directory = directory ?? self.directory else {
+            throw .stateFile(path: "(none)", detail: "the fleet has no directory to save to")
+        }
+        var record = FleetRecord(ports: [:])
+        for (port, device) in allDevices {
+            let folder = "\(port.description)-\(device.deviceID)"
+            try device.save(to: directory.appendingPathComponent(folder))
+            record.ports[folder] = port
+        }
+        do {
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(record).write(to: directory.appendingPathComponent("fleet.json"), options: .atomic)
+        } catch {
+            throw .stateFile(path: directory.path, detail: "\(error)")
+        }
+    }
+
+    private func loadSaved(from directory: URL) throws(SimulatorError) {
+        let file = directory.appendingPathComponent("fleet.json")
+        guard FileManager.default.fileExists(atPath: file.path) else { return }
+        let record: FleetRecord
+        do {
+            record = try JSONDecoder().decode(FleetRecord.self, from: Data(contentsOf: file))
+        } catch {
+            throw .stateFile(path: file.path, detail: "\(error)")
+        }
+        for (folder, port) in record.ports.sorted(by: { $0.value < $1.value }) {
+            let device = try SimulatedDevice.load(from: directory.appendingPathComponent(folder), timeScale: timeScale)
+            try insert(device, at: port)
+        }
+    }
+}
