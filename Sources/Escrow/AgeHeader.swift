@@ -48,7 +48,9 @@ public struct AgeHeader: Equatable, Sendable {
         }
 
         let prefix = Array("age-encryption.org/".utf8)
-        if file.count >= prefix.count, !file.starts(with: prefix) { throw .notAnAgeFile }
+        // Anything that differs from "age-encryption.org/" in its first bytes is not age at all;
+        // a correct but short start is a truncated file.
+        guard file.prefix(prefix.count).elementsEqual(prefix.prefix(file.count)) else { throw .notAnAgeFile }
         let first = try nextLine()
         guard first.elementsEqual(versionLine) else {
             guard first.starts(with: prefix) else { throw .notAnAgeFile }

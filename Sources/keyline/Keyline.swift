@@ -6,6 +6,6 @@ struct Keyline: AsyncParsableCommand {
         commandName: "keyline",
         abstract: "Factory provisioning and key escrow for Particle devices.",
         discussion: KeylineExit.helpText,
-        subcommands: [KeysCommand.self]
+        subcommands: [KeysCommand.self, EscrowCommand.self]
     )
 }
