@@ -132,7 +132,7 @@ public struct X25519Identity: AgeIdentity, CustomStringConvertible, CustomDebugS
 
     /// The identity file `age-keygen` writes.
     public func identityFile(created: Date = Date()) -> String {
-        let stamp = ISO8601DateFormatter().string(from: created)
+        let stamp = created.formatted(Date.ISO8601FormatStyle())
         return "# created: \(stamp)\n# public key: \(recipient)\n\(secretKeyString())\n"
     }
 

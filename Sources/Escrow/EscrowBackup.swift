@@ -120,7 +120,7 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
             throw .fingerprintMismatch(recorded: recordedFingerprint, actual: key.publicKey.fingerprint)
         }
         let created = try string("created_at")
-        guard let createdAt = ISO8601DateFormatter().date(from: created), timestamp(createdAt) == created else {
+        guard let createdAt = try? Date(created, strategy: Date.ISO8601FormatStyle()), timestamp(createdAt) == created else {
             throw .invalidField("created_at", reason: "must be an RFC 3339 UTC time like 2026-11-21T10:30:00Z")
         }
         let deviceID = try string("device_id")
@@ -144,7 +144,7 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
 
     // MARK: - Field rules
 
-    static func timestamp(_ date: Date) -> String { ISO8601DateFormatter().string(from: date) }
+    static func timestamp(_ date: Date) -> String { date.formatted(Date.ISO8601FormatStyle()) }
 
     /// Particle device IDs are 12 bytes, written as 24 hex digits (lowercase here).
     static func checkDeviceID(_ id: String) throws(EscrowBackupError) -> String {
