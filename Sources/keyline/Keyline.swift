@@ -6,6 +6,9 @@ struct Keyline: AsyncParsableCommand {
         commandName: "keyline",
         abstract: "Factory provisioning and key escrow for Particle devices.",
         discussion: KeylineExit.helpText,
-        subcommands: [KeysCommand.self]
+        subcommands: [
+            KeysCommand.self,
+            DevicesCommand.self,
+        ]
     )
 }
