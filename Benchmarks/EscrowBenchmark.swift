@@ -6,8 +6,6 @@ import Foundation
 /// MiB/s on a 64 MiB file for keyline's age implementation against Debian's `age` binary, file to
 /// file, in the same run (ratios matter, absolute figures depend on the machine's load).
 enum EscrowBenchmark {
-    static var entry: Benchmark { Benchmark(name: "escrow", run: run) }
-
     static func run() async throws {
         try backupsPerSecond()
         try await largeFile()

@@ -6,6 +6,10 @@ struct Keyline: AsyncParsableCommand {
         commandName: "keyline",
         abstract: "Factory provisioning and key escrow for Particle devices.",
         discussion: KeylineExit.helpText,
-        subcommands: [KeysCommand.self, EscrowCommand.self]
+        subcommands: [
+            KeysCommand.self,
+            DevicesCommand.self,
+            EscrowCommand.self,
+        ]
     )
 }

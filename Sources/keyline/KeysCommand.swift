@@ -282,7 +282,8 @@ struct SlotReport {
 
     /// With no platform given, one representative per slot kind (TCP RSA, UDP EC).
     static func all(for parsed: KeyFile, platform chosen: Platform?) -> [SlotReport] {
-        let platforms = chosen.map { [$0] } ?? [Platform.photon, Platform.boron]
+        // Without a platform, the slot that key's algorithm lives in (RSA: TCP, EC: UDP).
+        let platforms = chosen.map { [$0] } ?? [parsed.publicKey.algorithm == .rsa ? Platform.photon : Platform.boron]
         return platforms.map { platform -> SlotReport in
             let label = chosen != nil ? "\(platform.name) \(platform.cloudProtocol.rawValue.uppercased())"
                 : platform.cloudProtocol == .tcp ? "TCP (photon, p1)" : "UDP (electron, gen 3, p2, msom)"

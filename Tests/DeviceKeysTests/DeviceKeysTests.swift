@@ -306,7 +306,8 @@ import Testing
     @Test func rsaPrimeDamaged() throws {
         let key = try DevicePrivateKey.generate(.rsa)
         var damaged = key.der
-        damaged[key.der.count - 200] ^= 0x40  // inside the CRT values
+        // Inside the modulus (its 128 content bytes start at 11): still valid DER, but n ≠ p·q.
+        damaged[50] ^= 0x01
         #expect(throws: DeviceKeyError.inconsistentKeyPair(algorithm: .rsa)) { try DevicePrivateKey(der: damaged) }
     }
 }
