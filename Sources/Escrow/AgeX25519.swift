@@ -43,7 +43,7 @@ public struct X25519Recipient: AgeRecipient, Hashable, CustomStringConvertible {
             throw .invalidRecipient(trimmed, reason: "not valid Bech32 (\(error))")
         }
         guard decoded.hrp == "age" else {
-            throw .invalidRecipient(trimmed, reason: "prefix is \"\(decoded.hrp)\", not \"age\"")
+            throw .invalidRecipient(trimmed, reason: "prefix is \"\(decoded.hrp)\", not \"age\" (recipients are lowercase)")
         }
         guard decoded.data.count == 32 else {
             throw .invalidRecipient(trimmed, reason: "holds \(decoded.data.count) bytes, an X25519 key is 32")
@@ -101,8 +101,8 @@ public struct X25519Identity: AgeIdentity, CustomStringConvertible, CustomDebugS
         do { decoded = try Bech32.decode(trimmed) } catch {
             throw .invalidIdentity(line: line, reason: "not valid Bech32 (\(error))")
         }
-        guard decoded.hrp == "age-secret-key-" else {
-            throw .invalidIdentity(line: line, reason: "not an X25519 identity (prefix is not AGE-SECRET-KEY-)")
+        guard decoded.hrp == "AGE-SECRET-KEY-" else {
+            throw .invalidIdentity(line: line, reason: "not an X25519 identity (prefix is not AGE-SECRET-KEY-, in uppercase)")
         }
         guard decoded.data.count == 32, let key = try? Curve25519.KeyAgreement.PrivateKey(rawRepresentation: decoded.data) else {
             throw .invalidIdentity(line: line, reason: "an X25519 identity holds 32 bytes")

@@ -60,7 +60,7 @@ enum Bech32 {
         return String(decoding: hrpBytes + [UInt8(ascii: "1")] + (values + checksum).map { charset[Int($0)] }, as: UTF8.self)
     }
 
-    /// Decodes a Bech32 string; the human-readable part comes back lowercase.
+    /// Decodes a Bech32 string (either case, never mixed).
     static func decode(_ string: String) throws(Failure) -> (hrp: String, data: [UInt8]) {
         let bytes = Array(string.utf8)
         var hasLower = false, hasUpper = false
@@ -83,6 +83,8 @@ enum Bech32 {
         }
         guard polymod(expand(hrp) + values) == 1 else { throw .badChecksum }
         let data = try regroup(Array(values.dropLast(6)), from: 5, to: 8, pad: false)
-        return (String(decoding: hrp, as: UTF8.self), data)
+        // The prefix comes back in its original case: age accepts recipients only in lowercase and
+        // identities only in uppercase, as `age` itself does.
+        return (String(decoding: bytes[..<separator], as: UTF8.self), data)
     }
 }

@@ -11,7 +11,9 @@ import Testing
         let recipient = identity.recipient.description
         #expect(recipient.hasPrefix("age1") && recipient.count == 62)
         #expect(try X25519Recipient(recipient) == identity.recipient)
-        #expect(try X25519Recipient(recipient.uppercased()) == identity.recipient)
+        // As `age` does: recipients only in lowercase, identities only in uppercase.
+        #expect(throws: AgeError.self) { try X25519Recipient(recipient.uppercased()) }
+        #expect(throws: AgeError.self) { try X25519Identity(Self.vectorIdentity.lowercased()) }
         // Mixed case, a changed character and a wrong prefix are all refused.
         #expect(throws: AgeError.self) { try X25519Recipient("A" + recipient.dropFirst()) }
         var damaged = Array(recipient)
