@@ -63,7 +63,7 @@ public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertibl
         case .invalidKey(let reason):
             "invalid escrow object key: \(reason)"
         case .objectExists(let key, let stored, let new):
-            "escrow object \(key) already exists with different contents (stored SHA-256 \(stored), new \(new)); objects are written once and never replaced: check for two keys with the same fingerprint or a tampered store"
+            "escrow object \(key) already exists with different contents (stored SHA-256 \(stored), new \(new)); objects are written once and never replaced. Each encryption differs, so this key was most likely escrowed before (an interrupted run): keep the stored object if the registry records its SHA-256, otherwise investigate the store"
         case .notFound(let key):
             "escrow object \(key) does not exist in the store; the backup is missing"
         case .checksumMismatch(let key, let expected, let actual):

@@ -2,6 +2,7 @@ import ArgumentParser
 import DeviceKeys
 import Escrow
 import Foundation
+import ParticleDevice
 
 /// `keyline escrow …`: age v1 files and key backups, interoperable with `age` and `age-keygen`.
 struct EscrowCommand: AsyncParsableCommand {
@@ -16,7 +17,7 @@ struct EscrowCommand: AsyncParsableCommand {
 
             \(EscrowCommand.exitCodes)
             """,
-        subcommands: [Keygen.self, Encrypt.self, Decrypt.self, Show.self, Verify.self]
+        subcommands: [Keygen.self, Backup.self, Encrypt.self, Decrypt.self, Show.self, Verify.self]
     )
 
     static let exitCodes = """
@@ -96,6 +97,102 @@ extension EscrowCommand {
                 } else {
                     FileHandle.standardError.write(Data("Public key (recipient) of \(output):\n".utf8))
                     print(identity.recipient.description)
+                }
+            }
+        }
+    }
+
+    struct Backup: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Escrow a device key: write its encrypted backup to a store directory or a file.",
+            discussion: """
+                Builds the backup document (device ID, platform, product, algorithm, private key DER, \
+                public key SHA-256, job, station, time), encrypts it to the recipients and, with --store, \
+                writes it durably and write-once to STORE/<product>/<device-id>/<public-key-sha256>.age \
+                (fsync of file and directory; an existing object with other contents is never replaced; \
+                writing the same backup again succeeds). Prints the object and the ciphertext SHA-256 the \
+                registry records. The key is checked against the platform's slot first. Plaintext never \
+                touches the disk.
+
+                \(EscrowCommand.exitCodes)
+                """)
+
+        @Argument(help: "Device private key: PEM or DER, as `keyline keys new` or `particle keys save` write it.")
+        var key: String
+
+        @Option(help: "Device ID (24 hex digits).")
+        var deviceID: String
+
+        @Option(help: "Platform (photon, boron, …).")
+        var platform: String
+
+        @Option(help: "Product the device belongs to (ID or slug).")
+        var product: String
+
+        @Option(help: "Job that provisioned the device.")
+        var job: String
+
+        @Option(help: "Station that provisioned the device.")
+        var station: String
+
+        @Option(name: [.customShort("r"), .customLong("recipient")], help: "An age1… recipient (repeatable).")
+        var recipients: [String] = []
+
+        @Option(name: [.customShort("R"), .customLong("recipients-file")], help: "A file of age1… recipients (repeatable).")
+        var recipientFiles: [String] = []
+
+        @Option(help: "Escrow store directory (objects at <product>/<device-id>/<sha256>.age).")
+        var store: String?
+
+        @Option(name: .shortAndLong, help: "Write the backup to this file instead of a store (mode 0600).")
+        var output: String?
+
+        @OptionGroup var options: OutputOptions
+
+        func validate() throws {
+            guard (store == nil) != (output == nil) else { throw ValidationError("give exactly one of --store DIR or -o FILE") }
+        }
+
+        func run() async throws {
+            try await CLI.run(json: options.json) {
+                let target = try Platform.named(platform)
+                let id = deviceID.lowercased()
+                guard target.isValidDeviceID(id) else {
+                    throw CommandFailure(kind: "invalidDeviceID",
+                                         message: "\(deviceID) is not a \(target.name) device ID (24 hex digits\(target.deviceIDPrefix.map { ", starting \($0)" } ?? ""))",
+                                         context: ["deviceID": deviceID], exit: .usage)
+                }
+                let parsed: KeyFile
+                do { parsed = try KeyFile.parse(try CLI.readFile(key)) } catch { throw error.about(file: key) }
+                guard let privateKey = parsed.privateKey else { throw DeviceKeyError.notAPrivateKey.about(file: key) }
+                do { try target.checkDeviceKey(privateKey) } catch { throw error.about(file: key) }
+                var parsedRecipients = try recipients.map { try X25519Recipient($0) }
+                for path in recipientFiles {
+                    do { parsedRecipients += try X25519Recipient.parseFile(String(decoding: try CLI.readFile(path), as: UTF8.self)) } catch {
+                        throw error.about(file: path)
+                    }
+                }
+                guard !parsedRecipients.isEmpty else { throw AgeError.noRecipients }
+                let backup = try EscrowBackup(deviceID: id, platform: target.name, product: product, privateKey: privateKey,
+                                              job: job, station: station)
+                let ciphertext = try backup.encrypt(to: parsedRecipients)
+                let digest: String
+                let location: String
+                if let store {
+                    let directory = DirectoryEscrowStore(root: URL(fileURLWithPath: store))
+                    digest = try await directory.put(ciphertext, at: backup.objectKey)
+                    location = directory.url(for: backup.objectKey).path
+                } else {
+                    try CLI.writeNewFile(output!, ciphertext, mode: 0o600, force: false)
+                    digest = Age.sha256(ciphertext)
+                    location = output!
+                }
+                if options.json {
+                    CLI.printJSON(["file": location, "object_key": backup.objectKey.path, "sha256": digest,
+                                   "public_key_sha256": backup.publicKeySHA256, "recipients": parsedRecipients.map(\.description)])
+                } else {
+                    print("escrowed \(backup.algorithm.displayName) key \(backup.publicKeySHA256) of \(id) to \(location)")
+                    print("sha256 \(digest)")
                 }
             }
         }

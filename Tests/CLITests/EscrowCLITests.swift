@@ -166,3 +166,45 @@ import Testing
         #expect(try KeylineBinary.run(["escrow", "verify", "backup.age", "--sha256", "abc"], in: dir.url).status == 64)
     }
 }
+
+@Suite struct EscrowBackupCLI {
+    @Test func backupGoesToTheStoreOnceAndAgeReadsIt() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        let recipient = try EscrowCLI.keygen(dir)
+        #expect(try KeylineBinary.run(["keys", "new", "--platform", "boron", "boron"], in: dir.url).status == 0)
+        let key = try DevicePrivateKey(der: try dir.read("boron.der"))
+        let arguments = ["escrow", "backup", "boron.der", "--device-id", "E00FCE68A1B2C3D4E5F60718", "--platform", "boron",
+                         "--product", "acme-sensor", "--job", "job-1", "--station", "line-1", "-r", recipient, "--store", "escrow", "--json"]
+        let first = try KeylineBinary.run(arguments, in: dir.url)
+        #expect(first.status == 0, "\(first.stderr)")
+        let json = try first.json()
+        let objectKey = "acme-sensor/e00fce68a1b2c3d4e5f60718/\(key.publicKey.fingerprint).age"
+        #expect(json["object_key"] as? String == objectKey)
+        #expect(try dir.mode("escrow/\(objectKey)") == 0o600)
+        let digest = try #require(json["sha256"] as? String)
+        #expect(try dir.shell("sha256sum escrow/\(objectKey)").hasPrefix(digest))
+
+        // `age` decrypts the stored object to the documented JSON holding the same key.
+        let document = try dir.shell("age -d -i identity.txt escrow/\(objectKey)")
+        let object = try #require(JSONSerialization.jsonObject(with: Data(document.utf8)) as? [String: Any])
+        #expect(object["private_key_der"] as? String == Data(key.der).base64EncodedString())
+        #expect(object["device_id"] as? String == "e00fce68a1b2c3d4e5f60718")
+        #expect(object["platform"] as? String == "boron")
+
+        // A second escrow of the same key never replaces the object.
+        let before = try dir.read("escrow/\(objectKey)")
+        let second = try KeylineBinary.run(arguments, in: dir.url)
+        #expect(second.status == 73)
+        #expect(try dir.read("escrow/\(objectKey)") == before)
+        #expect(try KeylineBinary.run(["escrow", "verify", "escrow/\(objectKey)", "--sha256", digest, "-i", "identity.txt"], in: dir.url).status == 0)
+
+        // The key must suit the platform, and the device ID its format.
+        var wrong = arguments
+        wrong[wrong.firstIndex(of: "--platform")! + 1] = "photon"
+        #expect(try KeylineBinary.run(wrong, in: dir.url).status == 65)
+        var badID = arguments
+        badID[badID.firstIndex(of: "--device-id")! + 1] = "xyz"
+        #expect(try KeylineBinary.run(badID, in: dir.url).status == 64)
+    }
+}
