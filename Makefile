@@ -71,6 +71,19 @@ demo: build
 	$(KEYLINE) keys address $(DEMO_DIR)/photon-lab.der
 	@echo "== and a refusal: an EC key cannot go in a Photon's RSA slot"
 	! $(KEYLINE) keys inspect $(DEMO_DIR)/boron.der --platform photon
+	@echo "== escrow: the RMA bench's identity, a station escrows the Boron key to a write-once store"
+	$(KEYLINE) escrow keygen -o $(DEMO_DIR)/rma-identity.txt > $(DEMO_DIR)/rma-recipient.txt
+	$(KEYLINE) escrow backup $(DEMO_DIR)/boron.der --device-id e00fce68a1b2c3d4e5f60718 --platform boron \
+	  --product demo --job demo-job --station demo-station -R $(DEMO_DIR)/rma-recipient.txt --store $(DEMO_DIR)/escrow
+	@find $(DEMO_DIR)/escrow -type f | xargs ls -l
+	@echo "== the RMA bench reads it back; Debian's age decrypts the same file"
+	$(KEYLINE) escrow show -i $(DEMO_DIR)/rma-identity.txt $(DEMO_DIR)/escrow/demo/e00fce68a1b2c3d4e5f60718/*.age
+	age -d -i $(DEMO_DIR)/rma-identity.txt $(DEMO_DIR)/escrow/demo/e00fce68a1b2c3d4e5f60718/*.age | head -c 120; echo " …"
+	@echo "== an audit checks the recorded SHA-256 without the identity; a changed byte is refused"
+	f=$$(ls $(DEMO_DIR)/escrow/demo/e00fce68a1b2c3d4e5f60718/*.age); \
+	  $(KEYLINE) escrow verify $$f --sha256 $$(sha256sum $$f | cut -c1-64) && \
+	  cp $$f $(DEMO_DIR)/tampered.age && printf '\x01' | dd of=$(DEMO_DIR)/tampered.age bs=1 seek=300 conv=notrunc 2>/dev/null && \
+	  ! $(KEYLINE) escrow show -i $(DEMO_DIR)/rma-identity.txt $(DEMO_DIR)/tampered.age
 
 clean:
 	rm -rf .build $(DEMO_DIR)
