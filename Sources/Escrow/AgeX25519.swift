@@ -71,6 +71,10 @@ public struct X25519Recipient: AgeRecipient, Hashable, CustomStringConvertible {
         let ephemeral = Curve25519.KeyAgreement.PrivateKey()
         let share = Array(ephemeral.publicKey.rawRepresentation)
         let secret = try ephemeral.sharedSecretFromKeyAgreement(with: recipientKey)
+        // A low-order "recipient" gives an all-zero secret anyone can compute: refuse to use it.
+        guard !secret.withUnsafeBytes({ $0.allSatisfy { $0 == 0 } }) else {
+            throw AgeError.invalidRecipient(description, reason: "it is a low-order point, not a usable public key")
+        }
         let key = AgeX25519.wrappingKey(sharedSecret: secret, share: share, recipient: publicKeyBytes)
         let box = try ChaChaPoly.seal(fileKey, using: key, nonce: AgeX25519.zeroNonce)
         return [AgeStanza(type: AgeX25519.stanzaType, arguments: [StrictBase64.encodeString(share, padded: false)],

@@ -129,6 +129,18 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
                                 privateKey: key, job: try string("job"), station: try string("station"), createdAt: createdAt)
     }
 
+    /// Restore trusts nothing in the file alone (design.md, "Escrow format"): throws unless the
+    /// backup is for `deviceID` and holds the key whose SPKI SHA-256 is `publicKeySHA256`, the
+    /// values of the device's active registration.
+    public func check(deviceID: String, publicKeySHA256: String) throws(EscrowBackupError) {
+        guard self.deviceID == deviceID.lowercased() else {
+            throw .registrationMismatch(field: "device_id", registered: deviceID.lowercased(), backup: self.deviceID)
+        }
+        guard self.publicKeySHA256 == publicKeySHA256.lowercased() else {
+            throw .registrationMismatch(field: "public_key_sha256", registered: publicKeySHA256.lowercased(), backup: self.publicKeySHA256)
+        }
+    }
+
     // MARK: - Encryption
 
     /// The backup as an age file (binary) for `recipients`.
@@ -187,6 +199,8 @@ public enum EscrowBackupError: Error, Equatable, Sendable, CustomStringConvertib
     case invalidField(String, reason: String)
     case algorithmMismatch(recorded: KeyAlgorithm, actual: KeyAlgorithm)
     case fingerprintMismatch(recorded: String, actual: String)
+    /// The backup is intact but not for the registration it is being restored against.
+    case registrationMismatch(field: String, registered: String, backup: String)
 
     public var description: String {
         switch self {
@@ -204,6 +218,8 @@ public enum EscrowBackupError: Error, Equatable, Sendable, CustomStringConvertib
             "the backup records a \(recorded.displayName) key but holds an \(actual.displayName) key; do not restore it"
         case .fingerprintMismatch(let recorded, let actual):
             "the backup's key has public key SHA-256 \(actual), not the recorded \(recorded); do not restore it"
+        case .registrationMismatch(let field, let registered, let backup):
+            "the backup's \(field) is \(backup) but the active registration has \(registered); this backup belongs to another device or key: do not restore it"
         }
     }
 }

@@ -56,6 +56,12 @@ import Testing
         #expect(binary.count == header.payloadOffset + 16 + size + chunks * 16)
     }
 
+    @Test func lowOrderRecipientIsRefused() throws {
+        // The all-zero point: X25519 with it yields an all-zero secret.
+        let zero = try X25519Recipient(Bech32.encode(hrp: "age", data: [UInt8](repeating: 0, count: 32)))
+        #expect(throws: AgeError.self) { try Age.encrypt([1], to: [zero]) }
+    }
+
     @Test func wrongIdentityIsNoMatch() throws {
         let file = try Age.encrypt(Array("secret".utf8), to: [X25519Identity.generate().recipient])
         #expect(throws: AgeError.noIdentityMatched(stanzaTypes: ["X25519"])) {

@@ -108,6 +108,18 @@ import Testing
         #expect(throws: EscrowBackupError.self) { try EscrowBackup.decode(try Self.json(document)) }
     }
 
+    @Test func restoreChecksTheRegistration() throws {
+        let backup = try Self.backup(.ec)
+        try backup.check(deviceID: "E00FCE68A1B2C3D4E5F60718", publicKeySHA256: backup.publicKeySHA256.uppercased())
+        #expect(throws: EscrowBackupError.registrationMismatch(field: "device_id", registered: "e00fce68a1b2c3d4e5f60719", backup: backup.deviceID)) {
+            try backup.check(deviceID: "e00fce68a1b2c3d4e5f60719", publicKeySHA256: backup.publicKeySHA256)
+        }
+        let other = String(repeating: "0", count: 64)
+        #expect(throws: EscrowBackupError.registrationMismatch(field: "public_key_sha256", registered: other, backup: backup.publicKeySHA256)) {
+            try backup.check(deviceID: backup.deviceID, publicKeySHA256: other)
+        }
+    }
+
     @Test func everySingleByteFlipOfABackupIsAnError() throws {
         let identity = X25519Identity.generate()
         let file = try Self.backup(.rsa).encrypt(to: [identity.recipient])
