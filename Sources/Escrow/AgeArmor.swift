@@ -9,17 +9,49 @@ public enum AgeArmor {
 
     /// Wraps a binary age file in armor, ending with a newline.
     public static func encode(_ binary: [UInt8]) -> [UInt8] {
-        let encoded = StrictBase64.encode(binary, padded: true)
-        var out = beginLine + [UInt8(ascii: "\n")]
-        out.reserveCapacity(encoded.count + encoded.count / columnsPerLine + 80)
-        var offset = 0
-        while offset < encoded.count {
-            let end = min(offset + columnsPerLine, encoded.count)
-            out += encoded[offset..<end]
-            out.append(UInt8(ascii: "\n"))
-            offset = end
+        var writer = Writer()
+        return writer.encode(binary) + writer.finish()
+    }
+
+    /// Armors a binary file handed over in pieces: 48 bytes make one 64-column line.
+    struct Writer {
+        private var pending: [UInt8] = []
+        private var started = false
+
+        /// The armor text for `bytes` that is complete so far (whole lines only).
+        mutating func encode(_ bytes: [UInt8]) -> [UInt8] {
+            var out: [UInt8] = []
+            if !started {
+                out = beginLine + [UInt8(ascii: "\n")]
+                started = true
+            }
+            pending += bytes
+            let whole = pending.count / 48 * 48
+            out += lines(StrictBase64.encode(pending[..<whole], padded: true))
+            pending.removeFirst(whole)
+            return out
         }
-        return out + endLine + [UInt8(ascii: "\n")]
+
+        /// The last, possibly short and padded, line and the END line.
+        mutating func finish() -> [UInt8] {
+            var out = encode([])
+            out += lines(StrictBase64.encode(pending, padded: true))
+            pending.removeAll()
+            return out + endLine + [UInt8(ascii: "\n")]
+        }
+
+        private func lines(_ encoded: [UInt8]) -> [UInt8] {
+            var out: [UInt8] = []
+            out.reserveCapacity(encoded.count + encoded.count / columnsPerLine + 1)
+            var offset = 0
+            while offset < encoded.count {
+                let end = min(offset + columnsPerLine, encoded.count)
+                out += encoded[offset..<end]
+                out.append(UInt8(ascii: "\n"))
+                offset = end
+            }
+            return out
+        }
     }
 
     /// True when `data`, after leading whitespace, starts like a PEM block ("-----"). Any such

@@ -1,3 +1,5 @@
+import Foundation
+
 /// Why an age file could not be read or written. Descriptions name what is wrong and what to
 /// do; none of them ever contains key material or plaintext.
 public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
@@ -14,7 +16,7 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The broad classes of the C2SP age test vectors, so callers (and exit codes) can act
     /// on what kind of failure happened without matching every case.
     public enum FailureClass: String, Sendable {
-        case armor, header, noMatch = "no match", headerMAC = "HMAC", payload, usage
+        case armor, header, noMatch = "no match", headerMAC = "HMAC", payload, usage, io
     }
 
     case malformedArmor(String)
@@ -34,6 +36,8 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidIdentity(line: Int?, reason: String)
     case noRecipients
     case noIdentities
+    /// Reading or writing a streamed file failed.
+    case io(operation: String, path: String, errno: Int32)
 
     public var failureClass: FailureClass {
         switch self {
@@ -45,6 +49,7 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
         case .headerMACMismatch: .headerMAC
         case .payloadAuthenticationFailed, .malformedPayload, .trailingData: .payload
         case .invalidRecipient, .invalidIdentity, .noRecipients, .noIdentities: .usage
+        case .io: .io
         }
     }
 
@@ -84,6 +89,8 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
             "no recipients given; pass at least one age1… recipient"
         case .noIdentities:
             "no identities given; pass an identity file holding AGE-SECRET-KEY-1… lines"
+        case .io(let operation, let path, let code):
+            "\(operation) \(path) failed: \(String(cString: strerror(code)))"
         }
     }
 }

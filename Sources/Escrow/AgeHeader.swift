@@ -94,6 +94,16 @@ public struct AgeHeader: Equatable, Sendable {
         }
     }
 
+    /// Like `parse`, but nil instead of a truncation error when `moreMayFollow`: the caller reads
+    /// more and tries again.
+    static func parseIfComplete(_ file: [UInt8], moreMayFollow: Bool) throws(AgeError) -> AgeHeader? {
+        switch Result(catching: { () throws(AgeError) -> AgeHeader in try parse(file) }) {
+        case .success(let header): return header
+        case .failure(.truncated(.header)) where moreMayFollow: return nil
+        case .failure(let error): throw error
+        }
+    }
+
     /// The header through `---`, the bytes the MAC is computed over.
     static func encodeWithoutMAC(_ stanzas: [AgeStanza]) -> [UInt8] {
         var out = versionLine + [UInt8(ascii: "\n")]
