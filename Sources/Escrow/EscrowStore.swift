@@ -75,10 +75,14 @@ public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertibl
 }
 
 func sha256Hex<D: DataProtocol>(_ data: D) -> String {
+    lowercaseHex(SHA256.hash(data: data))
+}
+
+func lowercaseHex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
     let hex = Array("0123456789abcdef".utf8)
     var out: [UInt8] = []
     out.reserveCapacity(64)
-    for byte in SHA256.hash(data: data) {
+    for byte in bytes {
         out.append(hex[Int(byte >> 4)])
         out.append(hex[Int(byte & 0x0f)])
     }

@@ -34,12 +34,6 @@ struct EscrowCommand: AsyncParsableCommand {
         (e.g. truncated, headerMACMismatch, noIdentityMatched) and the failure class.
         """
 
-    /// Reads IN, or standard input for nil or "-".
-    static func readInput(_ path: String?) throws -> [UInt8] {
-        guard let path, path != "-" else { return Array(FileHandle.standardInput.readDataToEndOfFile()) }
-        return try CLI.readFile(path)
-    }
-
     static func loadIdentities(_ paths: [String]) throws -> [X25519Identity] {
         guard !paths.isEmpty else { throw AgeError.noIdentities }
         var identities: [X25519Identity] = []
@@ -52,15 +46,6 @@ struct EscrowCommand: AsyncParsableCommand {
             }
         }
         return identities
-    }
-
-    /// Writes a result to `-o FILE` (new file, mode 0600) or standard output.
-    static func writeOutput(_ bytes: [UInt8], to path: String?, force: Bool) throws {
-        if let path, path != "-" {
-            try CLI.writeNewFile(path, bytes, mode: 0o600, force: force)
-        } else {
-            FileHandle.standardOutput.write(Data(bytes))
-        }
     }
 
     static func usage(_ message: String) -> CommandFailure {
@@ -243,10 +228,18 @@ extension EscrowCommand {
                     }
                 }
                 guard !parsed.isEmpty else { throw AgeError.noRecipients }
-                let ciphertext = try Age.encrypt(try EscrowCommand.readInput(input), to: parsed, armor: armor)
-                try EscrowCommand.writeOutput(ciphertext, to: output, force: force)
+                let pending = try output.flatMap { $0 == "-" ? nil : try PendingOutputFile(path: $0, force: force) }
+                var source = try EscrowFiles.openInput(input)
+                defer { EscrowFiles.close(source) }
+                var sink = DigestingSink(pending?.sink ?? FileDescriptorSink(descriptor: STDOUT_FILENO, path: "standard output"))
+                do {
+                    try Age.encrypt(from: &source, to: &sink, recipients: parsed, armor: armor)
+                } catch let error as AgeError {
+                    throw error.about(file: input ?? "standard input")
+                }
+                try pending?.commit()
                 if options.json, let output {
-                    CLI.printJSON(["file": output, "sha256": Age.sha256(ciphertext), "bytes": ciphertext.count,
+                    CLI.printJSON(["file": output, "sha256": sink.sha256, "bytes": sink.byteCount,
                                    "armored": armor, "recipients": parsed.map(\.description)])
                 }
             }
@@ -282,11 +275,28 @@ extension EscrowCommand {
             try await CLI.run(json: options.json) {
                 if options.json && output == nil { throw EscrowCommand.usage("--json needs -o FILE: standard output carries the plaintext") }
                 let loaded = try EscrowCommand.loadIdentities(identities)
-                let file = try EscrowCommand.readInput(input)
-                let plaintext: [UInt8]
-                do { plaintext = try Age.decrypt(file, identities: loaded) } catch { throw error.about(file: input ?? "standard input") }
-                try EscrowCommand.writeOutput(plaintext, to: output, force: force)
-                if options.json, let output { CLI.printJSON(["file": output, "bytes": plaintext.count]) }
+                var source = try EscrowFiles.openInput(input)
+                defer { EscrowFiles.close(source) }
+                var byteCount = 0
+                do {
+                    if let output, output != "-" {
+                        // Streamed into a temporary file that only gets its name once all of it authenticated.
+                        let pending = try PendingOutputFile(path: output, force: force)
+                        var sink = DigestingSink(pending.sink)
+                        try Age.decrypt(from: &source, to: &sink, identities: loaded)
+                        try pending.commit()
+                        byteCount = sink.byteCount
+                    } else {
+                        // Standard output gets nothing until the whole file authenticated.
+                        var sink = ByteArraySink()
+                        try Age.decrypt(from: &source, to: &sink, identities: loaded)
+                        FileHandle.standardOutput.write(Data(sink.bytes))
+                        byteCount = sink.bytes.count
+                    }
+                } catch let error as AgeError {
+                    throw error.about(file: input ?? "standard input")
+                }
+                if options.json, let output { CLI.printJSON(["file": output, "bytes": byteCount]) }
             }
         }
     }

@@ -81,6 +81,7 @@ import Testing
             try dir.write("case.age", bytes)
             let result = try KeylineBinary.run(["escrow", "decrypt", "-i", identity, "-o", "case.out", "--json", "case.age"], in: dir.url)
             #expect(!FileManager.default.fileExists(atPath: dir.path("case.out")), "output written on failure")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).allSatisfy { !$0.hasSuffix(".tmp") })
             let kind = try? result.json()["error"].flatMap { $0 as? [String: Any] }?["kind"] as? String
             return (result.status, kind)
         }
