@@ -29,6 +29,7 @@ struct EscrowCommand: AsyncParsableCommand {
         mismatch (verify)
           66  input file missing or unreadable
           73  output exists (never overwritten without --force) or cannot be created
+          74  I/O error while streaming a file
           77  no identity matches: the file was encrypted to other recipients
         With --json, results and errors are JSON objects on standard output; errors carry "kind" \
         (e.g. truncated, headerMACMismatch, noIdentityMatched) and the failure class.

@@ -17,6 +17,7 @@ extension AgeError: ReportableError {
         // The identity held cannot open this file: not damage, a different key is needed.
         case .noIdentityMatched: .noPermission
         case .invalidRecipient, .noRecipients, .noIdentities: .usage
+        case .io: .ioError
         default: .dataError
         }
     }
