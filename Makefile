@@ -14,7 +14,22 @@ DEMO_DIR   := .demo
 APT_PACKAGES := libssl-dev libpq-dev libusb-1.0-0-dev postgresql dfu-util age openssl pkg-config gcc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo bench clean db-up db-down db-env schema-embed
+.PHONY: deps build test demo bench clean standin
+
+# The libusb stand-in (Sources/libusb-standin): a libusb-1.0.so.0 that forwards to the device
+# simulator, for dfu-util and keyline's USB code on machines without a USB bus. Not a SwiftPM
+# target; tests and `keyline sim serve` users load it with LD_LIBRARY_PATH=$(STANDIN_DIR).
+STANDIN_DIR := .build/standin
+STANDIN     := $(STANDIN_DIR)/libusb-1.0.so.0
+STANDIN_SRC := $(wildcard Sources/libusb-standin/*.c)
+
+standin: $(STANDIN)
+
+$(STANDIN): $(STANDIN_SRC)
+	@mkdir -p $(STANDIN_DIR)
+	gcc -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden -pthread \
+	  $$(pkg-config --cflags libusb-1.0) -Wl,-soname,libusb-1.0.so.0 -o $@ $(STANDIN_SRC)
+
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do \
@@ -28,7 +43,7 @@ deps:
 build: deps
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
 
-test: deps db-up
+test: deps standin db-up
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(PG_ENV) $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
@@ -61,6 +76,7 @@ clean:
 	rm -rf .build $(DEMO_DIR)
 
 # --- Local PostgreSQL (Registry) -------------------------------------------------------------
+.PHONY: db-up db-down db-env schema-embed
 # A private cluster in .pgdata/ (data/, socket/, server.log), on a Unix socket only
 # (listen_addresses=''), used whenever DATABASE_URL is unset. PostgreSQL refuses to run as root,
 # so as root the server runs as the `postgres` user. When that user cannot reach the project folder

@@ -47,7 +47,7 @@ let package = Package(
             "DeviceKeys", "ParticleDevice", "DFU", "Escrow", "Registry", "Simulator",
         ], path: "Benchmarks"),
 
-        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys"]),
         .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DFUTests", dependencies: ["DFU"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys"]),

@@ -9,6 +9,7 @@ struct Benchmark {
 
 let benchmarks: [Benchmark] = [
     // one line per concern:
+    Benchmark(name: "device-keys", run: deviceKeysBenchmark),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

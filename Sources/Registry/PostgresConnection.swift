@@ -21,6 +21,7 @@ public final class PostgresConnection: @unchecked Sendable {
     // Only touched on `queue`.
     private var handle: OpaquePointer?
     private var reconnectCount = 0
+    private let notices = NoticeFlags()
 
     private init(settings: ConnectionSettings, label: String) {
         self.settings = settings
@@ -174,7 +175,16 @@ public final class PostgresConnection: @unchecked Sendable {
             PQfinish(connection)
             throw PostgresError(kind: .connectionFailed, message: "\(message) [\(settings)]")
         }
-        PQsetNoticeProcessor(connection, { _, _ in }, nil)
+        // Notices are not printed. libpq hands an error that arrives while the connection is idle
+        // (the server's FATAL before it closes the connection) to the notice receiver: remember it.
+        notices.fatalWhileIdle = false
+        PQsetNoticeReceiver(connection, { argument, result in
+            guard let argument, let result, let severity = PQresultErrorField(result, Int32(UInt8(ascii: "V"))) else { return }
+            let level = String(cString: severity)
+            if level == "FATAL" || level == "PANIC" {
+                Unmanaged<NoticeFlags>.fromOpaque(argument).takeUnretainedValue().fatalWhileIdle = true
+            }
+        }, Unmanaged.passUnretained(notices).toOpaque())
         handle = connection
         try configureSession()
     }
@@ -190,15 +200,16 @@ public final class PostgresConnection: @unchecked Sendable {
         // The server closes an idle connection by sending an error and then EOF: the socket turns
         // readable while nothing is pending. Consume until it is quiet (an asynchronous notice or
         // parameter report keeps the connection) or libpq sees the end (reconnect).
+        // (PQconsumeInput only reads; PQnotifies parses, which is when a FATAL reaches the receiver.)
         var rounds = 0
-        while PQstatus(handle) == CONNECTION_OK {
+        while PQstatus(handle) == CONNECTION_OK, !notices.fatalWhileIdle, rounds < 16 {
             var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
             if poll(&descriptor, 1, 0) <= 0 { return }
-            guard PQconsumeInput(handle) == 1 else { break }
+            if PQconsumeInput(handle) == 0 { return try reset() }
             while let notice = PQnotifies(handle) { PQfreemem(notice) }
             rounds += 1
-            if rounds > 16 { break }
         }
+        if PQstatus(handle) == CONNECTION_OK, !notices.fatalWhileIdle, rounds < 16 { return }
         try reset()
     }
 
@@ -304,6 +315,12 @@ public final class PostgresConnection: @unchecked Sendable {
         let trimmed = line.trimmingCharacters(in: .whitespaces)
         return trimmed.count > 120 ? String(trimmed.prefix(120)) + "…" : trimmed
     }
+}
+
+/// Set by libpq's notice receiver on the connection's queue (libpq calls it from within the
+/// libpq call that reads the message), read on the same queue.
+private final class NoticeFlags: @unchecked Sendable {
+    var fatalWhileIdle = false
 }
 
 /// Transaction isolation levels (PostgreSQL documentation, "Transaction Isolation").

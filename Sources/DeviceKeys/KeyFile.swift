@@ -1,0 +1,92 @@
+/// Reads a key file the way `particle keys send` accepts one — PEM or DER, private or public,
+/// RSA or EC (particle-cli-keys.md §1) — and says what it found.
+public struct KeyFile: Sendable {
+    public enum Container: String, Sendable, Codable {
+        case pem = "PEM"
+        case der = "DER"
+        /// A raw DCT slot dump: DER followed by 0xFF fill or leftover bytes (`keys save` output).
+        case slotDump = "DCT slot dump"
+    }
+
+    public enum Material: Sendable {
+        case privateKey(DevicePrivateKey)
+        case publicKey(DevicePublicKey)
+    }
+
+    public let material: Material
+    public let container: Container
+    /// The structure the key was stored in. A PKCS#8 private key is converted: `material` holds the
+    /// device format (PKCS#1 / SEC1).
+    public let encoding: KeyEncoding
+
+    public var publicKey: DevicePublicKey {
+        switch material {
+        case .privateKey(let key): key.publicKey
+        case .publicKey(let key): key
+        }
+    }
+
+    public var privateKey: DevicePrivateKey? {
+        if case .privateKey(let key) = material { key } else { nil }
+    }
+
+    /// Parses file contents. DER followed by extra bytes is read as a slot dump, as `keys save`
+    /// writes the whole 612- or 192-byte segment.
+    public static func parse(_ bytes: [UInt8]) throws(DeviceKeyError) -> KeyFile {
+        guard !bytes.isEmpty else { throw .empty }
+        if PEMArmor.looksLikePEM(bytes) { return try parsePEM(bytes) }
+        if bytes[0] == 0xFF, bytes.allSatisfy({ $0 == 0xFF }) { throw .blankSlot(slotSize: bytes.count) }
+        return try parseDER(bytes, allowTrailing: true)
+    }
+
+    static func parsePEM(_ bytes: [UInt8]) throws(DeviceKeyError) -> KeyFile {
+        guard let blocks = PEMArmor.blocks(bytes) else {
+            throw .malformedPEM(reason: "no BEGIN/END block with a valid base64 body could be read")
+        }
+        // `openssl ecparam -genkey` writes an EC PARAMETERS block before the key; skip such blocks.
+        let keyLabels: Set = ["RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY", "PUBLIC KEY", "RSA PUBLIC KEY", "ENCRYPTED PRIVATE KEY"]
+        guard let block = blocks.first(where: { keyLabels.contains($0.label) }) else {
+            throw .noKeyInPEM(labels: blocks.map(\.label))
+        }
+        guard !block.encrypted else { throw .encryptedPEM }
+        let expected: KeyEncoding = switch block.label {
+        case "RSA PRIVATE KEY": .pkcs1
+        case "EC PRIVATE KEY": .sec1
+        case "PRIVATE KEY": .pkcs8
+        case "RSA PUBLIC KEY": .pkcs1Public
+        default: .spki
+        }
+        let parsed = try parseDER(block.der, allowTrailing: false)
+        guard parsed.encoding == expected else {
+            throw .malformedPEM(reason: "the \(block.label) block holds a \(parsed.encoding.rawValue) structure")
+        }
+        return KeyFile(material: parsed.material, container: .pem, encoding: parsed.encoding)
+    }
+
+    static func parseDER(_ bytes: [UInt8], allowTrailing: Bool) throws(DeviceKeyError) -> KeyFile {
+        guard !bytes.isEmpty else { throw .empty }
+        guard bytes[0] == DER.sequence, let header = DER.header(bytes) else { throw .notAKey }
+        let encoding = DER.classify(bytes)
+        guard header.totalLength <= bytes.count else {
+            throw .truncated(encoding: encoding, expected: header.totalLength, actual: bytes.count)
+        }
+        guard let encoding else { throw .notAKey }
+        if header.totalLength < bytes.count, !allowTrailing {
+            throw .trailingBytes(keyLength: header.totalLength, fileLength: bytes.count)
+        }
+        let der = Array(bytes.prefix(header.totalLength))
+        let container: Container = header.totalLength < bytes.count ? .slotDump : .der
+        switch encoding {
+        case .pkcs1, .sec1, .pkcs8:
+            guard let key = OpenSSLKey.decodePrivate(der, as: encoding) else {
+                throw .malformedDER(encoding: encoding, reason: OpenSSLKey.lastError())
+            }
+            return KeyFile(material: .privateKey(try DevicePrivateKey(key)), container: container, encoding: encoding)
+        case .spki, .pkcs1Public:
+            guard let key = OpenSSLKey.decodePublic(der, as: encoding) else {
+                throw .malformedDER(encoding: encoding, reason: OpenSSLKey.lastError())
+            }
+            return KeyFile(material: .publicKey(try DevicePublicKey(key)), container: container, encoding: encoding)
+        }
+    }
+}

@@ -1,2 +1,0 @@
-/// The Particle device model: platform table, DCT layout, key slots, server-key blob.
-public enum ParticleDevice {}
