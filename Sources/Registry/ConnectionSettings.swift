@@ -122,6 +122,6 @@ public struct ConnectionSettings: Sendable, CustomStringConvertible {
         }
         for (keyword, value) in overrides { fields[keyword] = value }
         let shown = ["host", "port", "dbname", "user"].compactMap { key in fields[key].map { "\(key)=\($0)" } }
-        return shown.isEmpty ? "libpq defaults (\(sourceName))" : shown.joined(separator: " ") + " (\(sourceName))"
+        return shown.isEmpty ? "libpq defaults, from \(sourceName)" : shown.joined(separator: " ") + ", from \(sourceName)"
     }
 }

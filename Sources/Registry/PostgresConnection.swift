@@ -306,8 +306,9 @@ public final class PostgresConnection: @unchecked Sendable {
 
     private static func errorMessage(_ connection: OpaquePointer) -> String {
         guard let message = PQerrorMessage(connection) else { return "unknown libpq error" }
-        let text = String(cString: message).trimmingCharacters(in: .whitespacesAndNewlines)
-        return text.isEmpty ? "unknown libpq error" : text.replacingOccurrences(of: "\n", with: "; ")
+        let lines = String(cString: message).split(separator: "\n")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return lines.isEmpty ? "unknown libpq error" : lines.joined(separator: "; ")
     }
 
     private static func firstLine(_ sql: String) -> String {

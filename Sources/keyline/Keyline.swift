@@ -9,6 +9,7 @@ struct Keyline: AsyncParsableCommand {
         subcommands: [
             KeysCommand.self,
             DevicesCommand.self,
+            DatabaseCommand.self,
         ]
     )
 }
