@@ -47,7 +47,7 @@ test: deps standin db-up
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(PG_ENV) $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-bench: deps
+bench: deps db-up
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
 	$$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 

@@ -10,6 +10,7 @@ struct Benchmark {
 let benchmarks: [Benchmark] = [
     // one line per concern:
     Benchmark(name: "device-keys", run: deviceKeysBenchmark),
+    Benchmark(name: "registry", run: registryBenchmark),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())
