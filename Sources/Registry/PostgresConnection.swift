@@ -23,9 +23,13 @@ public final class PostgresConnection: @unchecked Sendable {
     private var reconnectCount = 0
     private let notices = NoticeFlags()
 
+    /// Marks the connection's queue, so code (and tests) can tell that they run on it.
+    static let queueKey = DispatchSpecificKey<String>()
+
     private init(settings: ConnectionSettings, label: String) {
         self.settings = settings
         self.queue = DispatchQueue(label: label, qos: .userInitiated)
+        queue.setSpecific(key: Self.queueKey, value: label)
     }
 
     deinit {

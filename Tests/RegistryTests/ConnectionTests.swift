@@ -100,6 +100,19 @@ struct ConnectionTests {
         }
     }
 
+    @Test("libpq calls run on the connection's own serial queue, never on Swift's cooperative pool")
+    func runsOnOwnQueue() async throws {
+        try await withTestDatabase(migrated: false) { database in
+            let connection = try await PostgresConnection.connect(database.settings, label: "test.own-queue")
+            #expect(DispatchQueue.getSpecific(key: PostgresConnection.queueKey) == nil)
+            let label = try await connection.transaction { transaction in
+                try transaction.execute("SELECT 1")
+                return DispatchQueue.getSpecific(key: PostgresConnection.queueKey)
+            }
+            #expect(label == "test.own-queue")
+        }
+    }
+
     @Test("an idle connection killed with pg_terminate_backend is re-established on next use")
     func idleConnectionKilled() async throws {
         try await withTestDatabase { database in
