@@ -93,11 +93,11 @@ db-up: deps
 	bindir=$$(pg_config --bindir 2>/dev/null || true); \
 	if [ ! -x "$$bindir/initdb" ]; then bindir=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); fi; \
 	if [ ! -x "$$bindir/initdb" ]; then echo "db-up: no initdb found (install the postgresql package)"; exit 1; fi; \
-	as="$(PG_AS)"; \
+	as="$(PG_AS)"; pg() { ( cd / && $(PG_AS) "$$@" ); }; \
 	if [ -L "$(PG_DIR)" ] && [ ! -e "$(PG_DIR)" ]; then rm -f "$(PG_DIR)"; fi; \
 	if [ ! -e "$(PG_DIR)" ]; then \
 	  path="$(PG_DIR)"; \
-	  if [ $${#path} -gt 80 ] || { [ -n "$$as" ] && ! $$as test -x "$(CURDIR)"; }; then \
+	  if [ $${#path} -gt 80 ] || { [ -n "$$as" ] && ! pg test -x "$(CURDIR)"; }; then \
 	    target=$$(mktemp -d /tmp/keyline-pgdata.XXXXXX); ln -s "$$target" "$(PG_DIR)"; \
 	    echo "db-up: cluster in $$target (linked from .pgdata)"; \
 	  else mkdir -p "$(PG_DIR)"; fi; \
@@ -106,15 +106,15 @@ db-up: deps
 	mkdir -p "$$dir/data" "$$dir/socket"; \
 	if [ -n "$$as" ]; then chown -R postgres: "$$dir"; fi; \
 	chmod 700 "$$dir/data"; \
-	if [ -n "$$as" ] && ! $$as test -w "$$dir/socket"; then \
+	if [ -n "$$as" ] && ! pg test -w "$$dir/socket"; then \
 	  echo "db-up: the postgres user cannot reach $$dir; make every parent folder traversable (chmod o+x) or set DATABASE_URL"; exit 1; \
 	fi; \
 	if [ ! -f "$$dir/data/PG_VERSION" ]; then \
-	  $$as "$$bindir/initdb" -D "$$dir/data" -U keyline --auth=trust --encoding=UTF8 --no-locale >"$$dir/initdb.log" 2>&1 \
+	  pg "$$bindir/initdb" -D "$$dir/data" -U keyline --auth=trust --encoding=UTF8 --no-locale >"$$dir/initdb.log" 2>&1 \
 	    || { cat "$$dir/initdb.log"; exit 1; }; \
 	fi; \
-	if ! $$as "$$bindir/pg_ctl" -D "$$dir/data" status >/dev/null 2>&1; then \
-	  $$as "$$bindir/pg_ctl" -D "$$dir/data" -l "$$dir/server.log" -w -t 60 \
+	if ! pg "$$bindir/pg_ctl" -D "$$dir/data" status >/dev/null 2>&1; then \
+	  pg "$$bindir/pg_ctl" -D "$$dir/data" -l "$$dir/server.log" -w -t 60 \
 	    -o "-c listen_addresses='' -c unix_socket_directories='$$dir/socket' -c max_connections=200" start >/dev/null \
 	    || { tail -n 20 "$$dir/server.log"; exit 1; }; \
 	fi; \
@@ -127,8 +127,9 @@ db-down:
 	bindir=$$(pg_config --bindir 2>/dev/null || true); \
 	if [ ! -x "$$bindir/pg_ctl" ]; then bindir=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); fi; \
 	dir=$$(readlink -f "$(PG_DIR)"); \
-	if $(PG_AS) "$$bindir/pg_ctl" -D "$$dir/data" status >/dev/null 2>&1; then \
-	  $(PG_AS) "$$bindir/pg_ctl" -D "$$dir/data" -m fast -w stop; fi
+	pg() { ( cd / && $(PG_AS) "$$@" ); }; \
+	if pg "$$bindir/pg_ctl" -D "$$dir/data" status >/dev/null 2>&1; then \
+	  pg "$$bindir/pg_ctl" -D "$$dir/data" -m fast -w stop; fi
 
 # Prints the connection settings for a shell: eval "$(make -s db-env)"
 db-env:
