@@ -326,7 +326,7 @@ public struct RegistryDatabase: Sendable {
                 FROM key_registrations WHERE id = $1
                 RETURNING \(Self.restorationColumns)
                 """, [registrationID, station, outcome.rawValue, detail]) else {
-                throw RegistryError.database(PostgresError(kind: .server, message: "no key registration \(registrationID)"))
+                throw RegistryError.unknownRegistration(registrationID)
             }
             let restoration = try Self.restoration(row)
             try Self.appendEvent(kind: outcome == .restored ? "key.restored" : "key.restore_failed", station: station,

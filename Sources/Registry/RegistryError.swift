@@ -17,6 +17,7 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible {
     case productExists(String)
     case unknownProduct(String)
     case unknownJob(Int64)
+    case unknownRegistration(Int64)
     /// The database login lacks the privilege (the registry roles are keyline_station, keyline_rma, keyline_auditor).
     case permissionDenied(action: String, PostgresError)
     /// Any other database error, with SQLSTATE and the server's message.
@@ -50,6 +51,8 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible {
             "product \(product) does not exist; create it first"
         case .unknownJob(let job):
             "job \(job) does not exist"
+        case .unknownRegistration(let id):
+            "key registration \(id) does not exist"
         case .permissionDenied(let action, let error):
             "the database login may not \(action): \(error.message); use a login with the right keyline role "
                 + "(keyline_station, keyline_rma or keyline_auditor)"

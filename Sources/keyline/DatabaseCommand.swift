@@ -247,6 +247,7 @@ extension RegistryError: ReportableError {
         case .productExists: "productExists"
         case .unknownProduct: "unknownProduct"
         case .unknownJob: "unknownJob"
+        case .unknownRegistration: "unknownRegistration"
         case .permissionDenied: "databasePermissionDenied"
         case .database(let error): DatabaseFailure(error).kind
         }
@@ -267,6 +268,7 @@ extension RegistryError: ReportableError {
         case .noActiveKey(let product, let device): ["product": product, "device": device]
         case .productExists(let product), .unknownProduct(let product): ["product": product]
         case .unknownJob(let job): ["job": String(job)]
+        case .unknownRegistration(let id): ["registration": String(id)]
         case .permissionDenied(_, let error), .database(let error): DatabaseFailure(error).context
         }
     }
@@ -275,7 +277,7 @@ extension RegistryError: ReportableError {
         switch self {
         case .activeKeyConflict, .fingerprintConflict, .escrowObjectExists: .tempFail
         case .escrowObjectMismatch, .notEscrowed: .dataError
-        case .noActiveKey, .productExists, .unknownProduct, .unknownJob: .dataError
+        case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration: .dataError
         case .permissionDenied: .noPermission
         case .database(let error): DatabaseFailure(error).exit
         }

@@ -164,6 +164,36 @@ struct ConnectionTests {
         }
     }
 
+    @Test("a connection lost during COMMIT is reported as an unknown outcome and not run again")
+    func commitOutcomeUnknown() async throws {
+        try await withTestDatabase(migrated: false) { database in
+            let connection = try await database.connect()
+            // A deferred constraint trigger runs inside COMMIT; this one kills its own backend there.
+            try await connection.execute("CREATE TABLE t (x integer)")
+            try await connection.execute("""
+                CREATE FUNCTION die_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$
+                BEGIN PERFORM pg_terminate_backend(pg_backend_pid()); RETURN NULL; END $$
+                """)
+            try await connection.execute("""
+                CREATE CONSTRAINT TRIGGER t_die_at_commit AFTER INSERT ON t DEFERRABLE INITIALLY DEFERRED
+                FOR EACH ROW EXECUTE FUNCTION die_at_commit()
+                """)
+            let attempts = LockedBox(0)
+            await #expect {
+                try await connection.transaction { transaction in
+                    attempts.withValue { $0 += 1 }
+                    try transaction.execute("INSERT INTO t VALUES ($1)", [1])
+                }
+            } throws: { error in
+                guard let error = error as? PostgresError else { return false }
+                return error.kind == .commitOutcomeUnknown && error.description.contains("may have committed")
+            }
+            #expect(attempts.withValue { $0 } == 1)
+            // The connection comes back; here the transaction did not commit.
+            #expect(try await connection.query("SELECT count(*) AS n FROM t")[0].decode("n", as: Int.self) == 0)
+        }
+    }
+
     @Test("a statement in flight when the connection dies reports the loss; the next call reconnects")
     func statementConnectionKilled() async throws {
         try await withTestDatabase(migrated: false) { database in

@@ -74,6 +74,13 @@ struct RegistryFlowTests {
                                                                 outcome: .restored)
             #expect(try await registry.restorations(productID: fixture.productID, deviceID: device) == [failed, restored])
 
+            await #expect {
+                _ = try await registry.recordRestoration(registrationID: 999_999, station: "rma-bench", outcome: .restored)
+            } throws: { error in
+                guard case RegistryError.unknownRegistration(999_999) = error else { return false }
+                return true
+            }
+
             _ = try await registry.supersedeKey(productID: fixture.productID, deviceID: device,
                                                 reason: "key slot unreadable", station: "rma-bench")
             #expect(try await registry.activeRegistration(productID: fixture.productID, deviceID: device) == nil)
