@@ -312,6 +312,53 @@ struct ConstraintTests {
         }
     }
 
+    @Test("the remaining CHECK constraints refuse empty names, bad algorithms, counts and outcomes")
+    func remainingChecks() async throws {
+        try await withTestDatabase { database in
+            let registry = try await database.registry()
+            let fixture = try await RegistryFixture.make(registry)
+            let device = randomDeviceID()
+            let key = try await TestKey.random(using: registry.connection)
+            let object = try await fixture.escrowed(deviceID: device, key: key)
+            let registration = try await registry.registerKey(
+                fixture.registration(deviceID: device, key: key, escrowObjectID: object.id))
+            let connection = registry.connection
+            let refused: [(String, [any PostgresEncodable])] = [
+                ("INSERT INTO products (id, name) VALUES ('p2', '')", []),
+                ("INSERT INTO jobs (product_id, station, pipeline) VALUES ($1, '', 'p')", [fixture.productID]),
+                ("INSERT INTO jobs (product_id, station, pipeline) VALUES ($1, 's', '')", [fixture.productID]),
+                ("INSERT INTO job_devices (job_id, device_id, state, attempts, station) VALUES ($1, $2, 'detected', 0, 's')",
+                 [fixture.job.id, randomDeviceID()]),
+                ("INSERT INTO job_devices (job_id, device_id, state, station) VALUES ($1, $2, 'detected', '')",
+                 [fixture.job.id, randomDeviceID()]),
+                ("""
+                 INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station)
+                 VALUES ($1, $2, 'dsa', $3, $4, $5, 's')
+                 """, [fixture.productID, randomDeviceID(), PostgresValue.bytea(key.spkiDER), key.fingerprint, object.id]),
+                ("""
+                 INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station)
+                 VALUES ($1, $2, 'ec', ''::bytea, encode(sha256(''::bytea), 'hex'), $3, 's')
+                 """, [fixture.productID, randomDeviceID(), object.id]),
+                ("""
+                 INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id,
+                                                station, status_changed_at)
+                 VALUES ($1, $2, 'ec', $3, $4, $5, 's', now())
+                 """, [fixture.productID, randomDeviceID(), PostgresValue.bytea(key.spkiDER), key.fingerprint, object.id]),
+                ("""
+                 INSERT INTO restorations (registration_id, product_id, device_id, escrow_object_id, station, outcome)
+                 VALUES ($1, $2, $3, $4, 'bench', 'maybe')
+                 """, [registration.id, fixture.productID, device, object.id]),
+                ("""
+                 INSERT INTO restorations (registration_id, product_id, device_id, escrow_object_id, station, outcome)
+                 VALUES ($1, $2, $3, $4, '', 'restored')
+                 """, [registration.id, fixture.productID, device, object.id]),
+            ]
+            for (sql, parameters) in refused {
+                await expectServerError("23514", "\(sql)") { try await connection.execute(sql, parameters) }
+            }
+        }
+    }
+
     @Test("a job is running until it finishes, and then has an end time")
     func jobStatus() async throws {
         try await withTestDatabase { database in
