@@ -22,8 +22,9 @@ func registryBenchmark() async throws {
 private func measureRegistrations(settings: ConnectionSettings, keyMaterialSeed name: String) async throws {
     let clock = ContinuousClock()
     print("  database: \(settings.description)")
-    let setup = try await RegistryDatabase.connect(settings)
-    try await MigrationRunner(connection: setup.connection).migrate()
+    let setupConnection = try await PostgresConnection.connect(settings)
+    let setup = RegistryDatabase(client: setupConnection)
+    try await MigrationRunner(connection: setupConnection).migrate()
     _ = try await setup.createProduct(id: "bench", name: "Benchmark product")
     let job = try await setup.createJob(productID: "bench", station: "bench", pipeline: "bench")
 
@@ -32,7 +33,7 @@ private func measureRegistrations(settings: ConnectionSettings, keyMaterialSeed 
     func escrowedDevices(_ count: Int) async throws -> [NewKeyRegistration] {
         let first = nextDevice + 1
         nextDevice += count
-        let rows = try await setup.connection.transaction { transaction in
+        let rows = try await setupConnection.transaction { transaction in
             try transaction.execute("""
                 INSERT INTO job_devices (job_id, device_id, state, station)
                 SELECT $1, lpad(to_hex(i), 24, '0'), 'key_ready', 'bench' FROM generate_series($2::integer, $3::integer) i
@@ -99,8 +100,22 @@ private func measureRegistrations(settings: ConnectionSettings, keyMaterialSeed 
     }
     let parallelRate = report("one per transaction, \(stations) stations at once", count, clock.now - start)
 
-    let total = try await setup.connection.query("SELECT count(*) AS n FROM key_registrations")
+    // The way a station's device tasks share the database: one registry over a small pool.
+    let tasks = 16
+    let pooled = try await escrowedDevices(count)
+    let poolRegistry = try await RegistryDatabase.connect(settings, connections: stations)
+    start = clock.now
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        for index in 0..<tasks {
+            let share = stride(from: index, to: count, by: tasks).map { pooled[$0] }
+            group.addTask { for registration in share { _ = try await poolRegistry.registerKey(registration) } }
+        }
+        try await group.waitForAll()
+    }
+    let poolRate = report("one per transaction, \(tasks) device tasks over a pool of \(stations)", count, clock.now - start)
+
+    let total = try await setupConnection.query("SELECT count(*) AS n FROM key_registrations")
     print("  registered: \(try total[0].decode("n", as: Int.self)) keys")
-    print(String(format: "  ratios: batched/single %.1fx; %d stations/single %.1fx",
-                 batchRate / oneRate, stations, parallelRate / oneRate))
+    print(String(format: "  ratios: batched/single %.1fx; %d stations/single %.1fx; pooled/single %.1fx",
+                 batchRate / oneRate, stations, parallelRate / oneRate, poolRate / oneRate))
 }

@@ -7,16 +7,26 @@ import Foundation
 /// device, a public key registered twice, an escrow object of another key) come back as
 /// `RegistryError` cases naming the device and fingerprint; everything else as `.database` with
 /// the server's SQLSTATE and message.
+///
+/// Over a single connection, operations run one after another; over a `PostgresConnectionPool`
+/// (`connect(settings, connections:)`), concurrent device tasks run theirs side by side.
 public struct RegistryDatabase: Sendable {
-    public let connection: PostgresConnection
+    public let client: any PostgresClient
 
-    public init(connection: PostgresConnection) {
-        self.connection = connection
+    public init(client: any PostgresClient) {
+        self.client = client
     }
 
     /// Connects with `settings` (by default `DATABASE_URL`, libpq's `PG*`, or the local cluster).
-    public static func connect(_ settings: ConnectionSettings = .fromEnvironment()) async throws -> RegistryDatabase {
-        RegistryDatabase(connection: try await PostgresConnection.connect(settings, label: "keyline.registry"))
+    /// With `connections` > 1 the registry uses a pool of up to that many connections.
+    public static func connect(_ settings: ConnectionSettings = .fromEnvironment(),
+                               connections: Int = 1) async throws -> RegistryDatabase {
+        if connections > 1 {
+            let pool = PostgresConnectionPool(settings: settings, size: connections)
+            _ = try await pool.query("SELECT 1", [])  // fail now, not at first use, if unreachable
+            return RegistryDatabase(client: pool)
+        }
+        return RegistryDatabase(client: try await PostgresConnection.connect(settings, label: "keyline.registry"))
     }
 
     // MARK: Products and jobs
@@ -154,7 +164,7 @@ public struct RegistryDatabase: Sendable {
     public func registerKeys(_ registrations: [NewKeyRegistration]) async throws -> [KeyRegistration] {
         guard !registrations.isEmpty else { return [] }
         do {
-            return try await connection.transaction { transaction in
+            return try await client.transaction(isolation: .readCommitted) { transaction in
                 try registrations.map { try Self.insertRegistration($0, in: transaction) }
             }
         } catch let error as PostgresError {
@@ -221,7 +231,7 @@ public struct RegistryDatabase: Sendable {
                                       activeFingerprint: nil, attemptedFingerprint: duplicate.fingerprint)
         case ("23505", "key_registrations_fingerprint_unique"?):
             for registration in registrations {
-                let rows = try await connection.query(
+                let rows = try await client.query(
                     "SELECT device_id, product_id FROM key_registrations WHERE fingerprint = $1", [registration.fingerprint])
                 if let row = rows.first {
                     return .fingerprintConflict(fingerprint: registration.fingerprint,
@@ -237,7 +247,7 @@ public struct RegistryDatabase: Sendable {
                                         registeredDeviceID: nil, registeredProductID: nil)
         case ("23503", "key_registrations_escrow_object"?):
             for registration in registrations {
-                let rows = try await connection.query("""
+                let rows = try await client.query("""
                     SELECT 1 FROM escrow_objects
                     WHERE id = $1 AND product_id = $2 AND device_id = $3 AND public_key_sha256 = $4
                     """, [registration.escrowObjectID, registration.productID, registration.deviceID, registration.fingerprint])
@@ -390,7 +400,7 @@ public struct RegistryDatabase: Sendable {
     private func run<T: Sendable>(_ action: String, _ body: @escaping @Sendable (PostgresTransaction) throws -> T,
                                   mapping: @Sendable (PostgresError) -> RegistryError? = { _ in nil }) async throws -> T {
         do {
-            return try await connection.transaction(body)
+            return try await client.transaction(isolation: .readCommitted, body)
         } catch let error as PostgresError {
             if let mapped = mapping(error) { throw mapped }
             if error.isInsufficientPrivilege { throw RegistryError.permissionDenied(action: action, error) }

@@ -62,7 +62,7 @@ final class TestDatabase: Sendable {
     }
 
     func registry() async throws -> RegistryDatabase {
-        RegistryDatabase(connection: try await connect())
+        RegistryDatabase(client: try await connect())
     }
 
     /// A real login (not SET ROLE) that is a member of `role`; returns a registry connected as it.
@@ -75,7 +75,7 @@ final class TestDatabase: Sendable {
         createdLogins.withValue { $0.append(user) }
         let connection = try await PostgresConnection.connect(settings.with(user: user, password: password),
                                                               label: "test.\(user)")
-        return (user, RegistryDatabase(connection: connection))
+        return (user, RegistryDatabase(client: connection))
     }
 
     func drop() async {
@@ -187,4 +187,12 @@ func expectServerError(_ sqlState: String, _ comment: Comment? = nil, sourceLoca
 
 func capture<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
     do { return .success(try await body()) } catch { return .failure(error) }
+}
+
+extension RegistryDatabase {
+    /// The single connection the test registries are made with (`TestDatabase.registry()`).
+    var connection: PostgresConnection {
+        guard let connection = client as? PostgresConnection else { fatalError("test registry without its own connection") }
+        return connection
+    }
 }
