@@ -92,8 +92,43 @@ final class TestDatabase: Sendable {
     }
 }
 
+/// Swift Testing starts every test at once; a few databases at a time keep the connection count
+/// well under a server's max_connections (100 by default) when the tests use a shared server.
+actor TestDatabaseGate {
+    static let shared = TestDatabaseGate(limit: 6)
+    private let limit: Int
+    private var inUse = 0
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(limit: Int) { self.limit = limit }
+
+    func acquire() async {
+        if inUse < limit {
+            inUse += 1
+            return
+        }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+
+    func release() {
+        if waiters.isEmpty { inUse -= 1 } else { waiters.removeFirst().resume() }
+    }
+}
+
 /// Runs `body` with a fresh (by default migrated) database and drops it afterwards.
 func withTestDatabase<T>(migrated: Bool = true, _ body: (TestDatabase) async throws -> T) async throws -> T {
+    await TestDatabaseGate.shared.acquire()
+    do {
+        let value = try await withTestDatabaseUngated(migrated: migrated, body)
+        await TestDatabaseGate.shared.release()
+        return value
+    } catch {
+        await TestDatabaseGate.shared.release()
+        throw error
+    }
+}
+
+private func withTestDatabaseUngated<T>(migrated: Bool, _ body: (TestDatabase) async throws -> T) async throws -> T {
     let database = try await TestDatabase.create(migrated: migrated)
     do {
         let value = try await body(database)
