@@ -11,6 +11,7 @@ let benchmarks: [Benchmark] = [
     // one line per concern:
     Benchmark(name: "device-keys", run: deviceKeysBenchmark),
     Benchmark(name: "escrow", run: EscrowBenchmark.run),
+    Benchmark(name: "registry", run: registryBenchmark),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

@@ -10,6 +10,7 @@ struct Keyline: AsyncParsableCommand {
             KeysCommand.self,
             DevicesCommand.self,
             EscrowCommand.self,
+            DatabaseCommand.self,
         ]
     )
 }
