@@ -36,8 +36,16 @@ struct KeylineBinary {
         let input = Pipe()
         process.standardInput = input
         try process.run()
-        if let stdin { input.fileHandleForWriting.write(stdin) }
-        try input.fileHandleForWriting.close()
+        // Feed stdin from its own thread: a large input would otherwise fill the pipe while the
+        // child waits for us to read its output.
+        let writer = input.fileHandleForWriting
+        let fed = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            if let stdin { writer.write(stdin) }
+            try? writer.close()
+            fed.signal()
+        }
+        defer { fed.wait() }
         // Read both pipes concurrently so neither fills up and blocks the child.
         let errData = ReadAll(err.fileHandleForReading)
         let outData = out.fileHandleForReading.readDataToEndOfFile()
