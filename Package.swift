@@ -53,6 +53,7 @@ let package = Package(
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys"]),
         .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Registry", "DeviceKeys"]),
         .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys"]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,7 +1,7 @@
 import Foundation
 
-/// Per-device workflow states as stored in `job_devices.state`. The raw values are those of
-/// Pipeline's `DeviceWorkflowState` (Registry sits below Pipeline and cannot import it).
+/// Per-device workflow states as stored in `job_devices.state`, in workflow order (design.md,
+/// "The provisioning workflow"). Pipeline uses this type as `DeviceWorkflowState`.
 public enum JobDeviceState: String, Sendable, CaseIterable, Codable {
     case detected, dfu, flashed, serverKey = "server_key", keyReady = "key_ready"
     case escrowed, registered, done, failed
