@@ -9,6 +9,10 @@ struct Benchmark {
 
 let benchmarks: [Benchmark] = [
     // one line per concern:
+    Benchmark(name: "device-keys", run: deviceKeysBenchmark),
+    Benchmark(name: "escrow", run: EscrowBenchmark.run),
+    Benchmark(name: "registry", run: registryBenchmark),
+    Benchmark(name: "usb-standin", run: StandInBenchmark.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

@@ -5,8 +5,14 @@ struct Keyline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keyline",
         abstract: "Factory provisioning and key escrow for Particle devices.",
+        discussion: KeylineExit.helpText,
         subcommands: [
+            KeysCommand.self,
             DevicesCommand.self,
+            DFUCommand.self,
+            SimCommand.self,
+            EscrowCommand.self,
+            DatabaseCommand.self,
         ]
     )
 }
