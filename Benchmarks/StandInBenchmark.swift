@@ -15,6 +15,7 @@ enum StandInBenchmark {
         var wall: Duration
         var clientCPU: Double
         var simulatorCPU: Double
+        var transfers = 0
     }
 
     static func run() async throws {
@@ -56,24 +57,29 @@ enum StandInBenchmark {
         }
         func clear() throws { try boron.writeMemory(alt: 2, address: 0x8000_0000, bytes: [UInt8](repeating: 0, count: size)) }
 
+        // Listing (enumerate, open, read strings): mostly process start-up and probing.
+        let dfuList = try measure("/usr/bin/dfu-util", ["-l"], environment, counting: boron)
+        let keylineList = try measure(keyline, ["devices", "--json"], environment, counting: boron)
+
         try clear()
-        let dfuDownload = try measure("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", address, "-D", imageFile.path], environment)
+        let dfuDownload = try measure("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", address, "-D", imageFile.path], environment, counting: boron)
         try check("dfu-util download")
         let dfuUpload = try measure("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", "\(address):\(size)", "-U",
-                                                          scratch.appendingPathComponent("dfu-util-up.bin").path], environment)
+                                                          scratch.appendingPathComponent("dfu-util-up.bin").path], environment, counting: boron)
         try check("dfu-util upload", scratch.appendingPathComponent("dfu-util-up.bin"))
 
         try clear()
         let keylineDownload = try measure(keyline, ["dfu", "write", "--serial", boron.deviceID, "--alt", "2", "--address", address,
-                                                    "--no-verify", imageFile.path], environment)
+                                                    "--no-verify", imageFile.path], environment, counting: boron)
         try check("keyline download")
         let keylineUpload = try measure(keyline, ["dfu", "read", "--serial", boron.deviceID, "--alt", "2", "--address", address,
-                                                  "--length", "\(size)", "-o", scratch.appendingPathComponent("keyline-up.bin").path], environment)
+                                                  "--length", "\(size)", "-o", scratch.appendingPathComponent("keyline-up.bin").path], environment, counting: boron)
         try check("keyline upload", scratch.appendingPathComponent("keyline-up.bin"))
 
         func row(_ name: String, _ m: Measurement) -> String {
             name.padding(toLength: 22, withPad: " ", startingAt: 0)
-                + String(format: "wall %7.3f s   client CPU %7.3f s   simulator CPU %7.3f s", seconds(m.wall), m.clientCPU, m.simulatorCPU)
+                + String(format: "wall %7.3f s   client CPU %7.3f s   simulator CPU %7.3f s   %5d control transfers",
+                         seconds(m.wall), m.clientCPU, m.simulatorCPU, m.transfers)
         }
         func ratio(_ name: String, _ k: Measurement, _ d: Measurement) -> String {
             name.padding(toLength: 22, withPad: " ", startingAt: 0)
@@ -81,11 +87,14 @@ enum StandInBenchmark {
                          seconds(k.wall) / seconds(d.wall), k.clientCPU / d.clientCPU, k.simulatorCPU / d.simulatorCPU)
         }
         print("1 MiB on a simulated Boron, alt 2 (external flash), time scale 0, through the libusb stand-in:")
+        print(row("dfu-util -l", dfuList))
+        print(row("keyline devices", keylineList))
         print(row("dfu-util download", dfuDownload))
         print(row("keyline  download", keylineDownload))
         print(row("dfu-util upload", dfuUpload))
         print(row("keyline  upload", keylineUpload))
         print("keyline / dfu-util (below 1 = keyline cheaper):")
+        print(ratio("list", keylineList, dfuList))
         print(ratio("download", keylineDownload, dfuDownload))
         print(ratio("upload", keylineUpload, dfuUpload))
     }
@@ -96,7 +105,9 @@ enum StandInBenchmark {
 
     /// Runs a client to completion; its CPU comes from RUSAGE_CHILDREN, the simulator's (this
     /// process's server threads) from RUSAGE_SELF.
-    static func measure(_ executable: String, _ arguments: [String], _ environment: [String: String]) throws -> Measurement {
+    static func measure(_ executable: String, _ arguments: [String], _ environment: [String: String],
+                        counting device: SimulatedDevice) throws -> Measurement {
+        let transfersBefore = device.statistics.controlTransfers
         let childBefore = cpuSeconds(RUSAGE_CHILDREN), selfBefore = cpuSeconds(RUSAGE_SELF)
         let start = ContinuousClock.now
         let process = Process()
@@ -115,7 +126,8 @@ enum StandInBenchmark {
             let text = (try? String(contentsOf: errors, encoding: .utf8)) ?? ""
             throw BenchmarkFailure(description: "\(URL(fileURLWithPath: executable).lastPathComponent) \(arguments.joined(separator: " ")) exited \(process.terminationStatus): \(text)")
         }
-        return Measurement(wall: wall, clientCPU: cpuSeconds(RUSAGE_CHILDREN) - childBefore, simulatorCPU: cpuSeconds(RUSAGE_SELF) - selfBefore)
+        return Measurement(wall: wall, clientCPU: cpuSeconds(RUSAGE_CHILDREN) - childBefore, simulatorCPU: cpuSeconds(RUSAGE_SELF) - selfBefore,
+                           transfers: device.statistics.controlTransfers - transfersBefore)
     }
 
     static func cpuSeconds(_ who: __rusage_who) -> Double {
