@@ -34,6 +34,7 @@ struct DevicesCommand: AsyncParsableCommand {
                 print("No Particle devices attached" + (context.unavailableReason.map { " (USB unavailable: \($0))" } ?? "") + ".")
             } else {
                 printTable(rows)
+                if USBContext.isStandIn { print("(simulated devices: libusb is keyline's stand-in, KEYLINE_SIM_SOCKET)") }
             }
         }
     }
