@@ -60,10 +60,13 @@ struct SimServeCommand: AsyncParsableCommand {
     @Option(help: "Seed for device IDs.")
     var seed: UInt64 = 0
 
+    @Option(help: "Devices in Particle's Protected Device mode: \"all\" or port paths, e.g. 1-2.1,1-2.3.")
+    var protected: String?
+
     func run() async throws {
         try await CLI.run(json: false) {
             let fleet = try SimulatorFleetSpec.makeFleet(spec: self.fleet, mode: mode, state: state.map { URL(fileURLWithPath: $0) },
-                                                         timeScale: timeScale, faults: faults, seed: seed)
+                                                         timeScale: timeScale, faults: faults, seed: seed, protected: protected)
             let server = StandInServer(socketPath: socket, fleet: fleet)
             try server.start()
             // Unbuffered: whoever started us (a test, a script) sees the lines at once.
@@ -86,11 +89,15 @@ enum SimulatorFleetSpec {
         CommandFailure(kind: "usage", message: description, exit: .usage)
     }
 
-    static func makeFleet(spec: String, mode: String, state: URL?, timeScale: Double, faults: String?, seed: UInt64) throws -> SimulatedFleet {
+    static func makeFleet(spec: String, mode: String, state: URL?, timeScale: Double, faults: String?, seed: UInt64,
+                          protected: String? = nil) throws -> SimulatedFleet {
         guard timeScale >= 0 else { throw specError("--time-scale must be 0 or more, not \(timeScale)") }
         guard let usbMode = USBMode(rawValue: mode) else { throw specError("--mode must be normal or dfu, not \(mode)") }
         let fleet = try SimulatedFleet(timeScale: timeScale, directory: state, seed: seed)
         let faultPlan = try parseFaults(faults ?? "")
+        let protectedPorts = try protected.map { text in
+            text == "all" ? nil : Set(try text.split(separator: ",").map { try parsePort(String($0)) })
+        }
         if fleet.allDevices.isEmpty {
             for (hub, item) in spec.split(separator: ",").enumerated() {
                 let parts = item.split(separator: ":")
@@ -100,7 +107,8 @@ enum SimulatorFleetSpec {
                 let platform = try Platform.named(String(parts[0]))
                 for index in 1...count {
                     let port = USBPortPath(bus: 1, ports: [UInt8(hub + 1), UInt8(index)])
-                    try fleet.add(platform, at: port, mode: usbMode, faults: faultPlan.faults(for: port))
+                    let isProtected = protected != nil && (protectedPorts! == nil || protectedPorts!!.contains(port))
+                    try fleet.add(platform, at: port, mode: usbMode, protected: isProtected, faults: faultPlan.faults(for: port))
                 }
             }
         }

@@ -7,14 +7,7 @@ enum Subprocess {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// The `keyline` executable built next to this test bundle.
-    static var keyline: String {
-        let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
-        for directory in [bundleDirectory, bundleDirectory.deletingLastPathComponent()] {
-            let candidate = directory.appendingPathComponent("keyline").path
-            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        }
-        return packageRoot.appendingPathComponent(".build/debug/keyline").path
-    }
+    static var keyline: String { KeylineBinary.url.path }
 
     /// The folder holding the libusb stand-in, built with `make standin` if missing.
     static func standInDirectory() throws -> String {

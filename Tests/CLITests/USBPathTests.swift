@@ -198,4 +198,30 @@ import Testing
         #expect(read.stderr.contains("disconnected"), "\(read.stderr)")
         #expect(!FileManager.default.fileExists(atPath: served.scratch.appendingPathComponent("x").path))
     }
+    @Test func aProtectedDeviceIsRefusedAndNoFileIsWritten() async throws {
+        let port = USBPortPath(bus: 1, ports: [6])
+        let served = try Served { try $0.add(.boron, at: port, mode: .dfu, protected: true) }
+        defer { served.stop() }
+        let boron = try #require(served.fleet.device(at: port))
+        let output = served.scratch.appendingPathComponent("key.bin")
+
+        let read = try await served.keyline(["dfu", "read", "--serial", boron.deviceID, "--alt", "1", "--address", "3106",
+                                             "--length", "192", "-o", output.path, "--json"])
+        #expect(read.status == 69, "\(read.stdout)\n\(read.stderr)")
+        let reply = try JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: Any]
+        let error = try #require(reply?["error"] as? [String: Any])
+        #expect(error["kind"] as? String == "deviceProtected")
+        #expect((error["context"] as? [String: String])?["alt"] == "1")
+        #expect(!FileManager.default.fileExists(atPath: output.path))
+    }
+
+    @Test func simServeRejectsABadSpecWithAUsageError() async throws {
+        let bad = try await Subprocess.runAsync(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(),
+                                                                    "--fleet", "photon:2", "--faults", "1-1.1@explode=3"])
+        #expect(bad.status == 64, "\(bad.stderr)")
+        #expect(bad.stderr.contains("unknown fault \"explode\""), "\(bad.stderr)")
+        let core = try await Subprocess.runAsync(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(), "--fleet", "core:1"])
+        #expect(core.status == 64, "\(core.stderr)")
+        #expect(core.stderr.contains("the Core is not simulated"), "\(core.stderr)")
+    }
 }

@@ -103,15 +103,23 @@ import Testing
 
         let result = try await served.dfuUtil(["-S", boron.deviceID, "-a", "1", "-s", "3106:192", "-U", "key.bin"])
         // Protected Device mode advertises the DCT as `…Kb` (neither readable nor writeable), so
-        // dfu-util refuses before transferring anything (device-os-keys.md §2).
-        #expect(result.status != 0)
-        #expect(result.stderr.contains("not readable"), "\(result.stdout)\n\(result.stderr)")
+        // dfu-util refuses before transferring anything (device-os-keys.md §2): EX_USAGE.
+        #expect(result.status == 64, "\(result.stdout)\n\(result.stderr)")
+        #expect(result.stderr.contains("Page at 0x00000c22 is not readable"), "\(result.stderr)")
         let keyFile = served.scratch.appendingPathComponent("key.bin")
         let leaked = FileManager.default.fileExists(atPath: keyFile.path) ? try Data(contentsOf: keyFile) : Data()
         #expect(leaked.isEmpty)
 
-        // Forced past the layout check, the bootloader itself refuses with errVENDOR.
+        try Data(repeating: 0x30, count: 192).write(to: served.scratch.appendingPathComponent("new-key.bin"))
+        let write = try await served.dfuUtil(["-S", boron.deviceID, "-a", "1", "-s", "3106", "-D", "new-key.bin"])
+        #expect(write.status == 64, "\(write.stdout)\n\(write.stderr)")
+        #expect(write.stderr.contains("is not writeable"), "\(write.stderr)")
+
+        // Forced past the layout check, the bootloader itself refuses: dfuERROR with errVENDOR
+        // after the first DfuSe command, which dfu-util reports as a protocol error (EX_PROTOCOL).
         let forced = try await served.dfuUtil(["-S", boron.deviceID, "-a", "1", "-s", "3106:192:force", "-U", "forced.bin"])
-        #expect(forced.status != 0, "\(forced.stdout)\n\(forced.stderr)")
+        #expect(forced.status == 76, "\(forced.stdout)\n\(forced.stderr)")
+        #expect((forced.stdout + forced.stderr).contains("status(11) = iString indicates a vendor specific error"), "\(forced.stdout)\n\(forced.stderr)")
+        #expect(try boron.readMemory(alt: 1, address: 3106, length: 192) != [UInt8](repeating: 0x30, count: 192))
     }
 }
