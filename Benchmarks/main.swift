@@ -9,6 +9,7 @@ struct Benchmark {
 
 let benchmarks: [Benchmark] = [
     // one line per concern:
+    Benchmark(name: "dfu", run: DFUBenchmarks.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

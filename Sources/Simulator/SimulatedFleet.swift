@@ -19,9 +19,10 @@ public struct SimulatedAttachment: Sendable, Hashable, CustomStringConvertible {
     public var identity: USBDeviceIdentity {
         USBDeviceIdentity(port: port, vendorID: vendorID, productID: productID, serialNumber: serialNumber)
     }
-    /// Raw descriptors of this enumeration (for a libusb stand-in's get_device/config_descriptor).
-    public var deviceDescriptor: [UInt8] { device.deviceDescriptor }
-    public var configurationDescriptor: [UInt8] { device.configurationDescriptor }
+    /// Raw descriptors of this enumeration, captured when it attached (for a libusb stand-in's
+    /// get_device/config_descriptor).
+    public let deviceDescriptor: [UInt8]
+    public let configurationDescriptor: [UInt8]
 
     public var description: String { "\(identity) (\(mode) mode, address \(address))" }
 }
@@ -147,12 +148,14 @@ public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
             guard devices[port] === device else { return nil }
             switch event {
             case .attached(let session, let mode):
+                let descriptors = device.descriptors(for: mode)
                 let address = nextAddress[port.bus, default: 1]
                 nextAddress[port.bus] = address >= 127 ? 1 : address + 1
                 let attachment = SimulatedAttachment(
                     port: port, address: address, vendorID: device.platform.vendorID,
                     productID: device.platform.productID(mode), serialNumber: device.deviceID, mode: mode,
-                    transport: SimulatedTransport(device: device, session: session))
+                    transport: SimulatedTransport(device: device, session: session),
+                    deviceDescriptor: descriptors.device, configurationDescriptor: descriptors.configuration)
                 attachments[port] = attachment
                 changeCount += 1
                 return .attached(attachment)
