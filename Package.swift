@@ -47,12 +47,13 @@ let package = Package(
             "DeviceKeys", "ParticleDevice", "DFU", "Escrow", "Registry", "Simulator",
         ], path: "Benchmarks"),
 
-        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys"]),
         .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DFUTests", dependencies: ["DFU"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys"]),
         .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
+        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Registry", "DeviceKeys"]),
         .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys"]),
     ],
     swiftLanguageModes: [.v6]

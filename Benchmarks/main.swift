@@ -9,6 +9,9 @@ struct Benchmark {
 
 let benchmarks: [Benchmark] = [
     // one line per concern:
+    Benchmark(name: "device-keys", run: deviceKeysBenchmark),
+    Benchmark(name: "escrow", run: EscrowBenchmark.run),
+    Benchmark(name: "registry", run: registryBenchmark),
     Benchmark(name: "dfu", run: DFUBenchmarks.run),
 ]
 

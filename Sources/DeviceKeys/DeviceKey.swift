@@ -103,6 +103,7 @@ public struct DevicePrivateKey: Sendable, CustomStringConvertible, CustomDebugSt
         } catch let error as DeviceKeyError {
             switch error {
             case .corruptSlot, .unsupportedAlgorithm, .unsupportedCurve: throw error
+            case .inconsistentKeyPair: throw .corruptSlot(slotSize: slot.count, reason: "its private and public parts do not match (damaged key bytes)")
             default: throw .corruptSlot(slotSize: slot.count, reason: "the key does not decode (\(error))")
             }
         } catch {
@@ -112,6 +113,7 @@ public struct DevicePrivateKey: Sendable, CustomStringConvertible, CustomDebugSt
 
     init(_ key: OpenSSLKey) throws(DeviceKeyError) {
         let publicKey = try DevicePublicKey(key)
+        guard key.isPairwiseConsistent else { throw .inconsistentKeyPair(algorithm: publicKey.algorithm) }
         guard let der = key.typeSpecificPrivateDER() else {
             throw .malformedDER(encoding: publicKey.algorithm == .rsa ? .pkcs1 : .sec1, reason: OpenSSLKey.lastError())
         }

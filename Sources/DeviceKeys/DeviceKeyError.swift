@@ -28,6 +28,8 @@ public enum DeviceKeyError: Error, Sendable, Equatable, CustomStringConvertible 
     /// A PKCS#8 key written to a slot too small for it: the device holds a truncated key.
     case truncatedPKCS8InSlot(keyLength: Int, slotSize: Int)
     case generationFailed(algorithm: KeyAlgorithm, reason: String)
+    /// The private key's parts do not belong together (damaged bytes inside a well-formed DER).
+    case inconsistentKeyPair(algorithm: KeyAlgorithm)
 
     public var description: String {
         switch self {
@@ -59,6 +61,8 @@ public enum DeviceKeyError: Error, Sendable, Equatable, CustomStringConvertible 
             "the \(slotSize)-byte key slot is corrupt: \(reason). The device will not regenerate it (Device OS only checks the first byte); restore the escrowed key or write a new one"
         case let .truncatedPKCS8InSlot(keyLength, slotSize):
             "the slot holds a \(keyLength)-byte PKCS#8 key cut to \(slotSize) bytes: it was written in OpenSSL 3's default format, which does not fit. The device cannot use it; write a PKCS#1 key (keyline converts automatically)"
+        case let .inconsistentKeyPair(algorithm):
+            "the \(algorithm.displayName) private key is damaged: its private and public parts do not match; it cannot be used or escrowed"
         case let .generationFailed(algorithm, reason):
             "could not generate an \(algorithm.displayName) key: \(reason)"
         }

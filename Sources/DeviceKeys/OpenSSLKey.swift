@@ -67,6 +67,17 @@ final class OpenSSLKey {
 
     // MARK: properties
 
+    /// Whether the private and public halves belong together. d2i does not check this: a SEC1 key
+    /// whose private scalar is damaged still decodes, with the stored (now wrong) public point.
+    /// For RSA this checks n = p·q and the CRT values, without slow primality tests.
+    var isPairwiseConsistent: Bool {
+        guard let ctx = EVP_PKEY_CTX_new_from_pkey(nil, pkey, nil) else { return false }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        let result = EVP_PKEY_pairwise_check(ctx)
+        ERR_clear_error()
+        return result == 1
+    }
+
     var baseID: Int32 { EVP_PKEY_get_base_id(pkey) }
     var bits: Int { Int(EVP_PKEY_get_bits(pkey)) }
 

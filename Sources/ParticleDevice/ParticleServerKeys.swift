@@ -70,3 +70,12 @@ public enum ParticleServerKeys {
         cloudProtocol == .tcp ? tcpBlob : udpBlob
     }
 }
+
+extension ParticleServerKeys {
+    /// Particle's blob sized for `platform`'s slot: the Core's 2048-byte external-flash slot gets
+    /// the TCP blob padded with 0xFF, as particle-cli's `rsa.pub-padded.der`.
+    public static func defaultBlob(for platform: Platform) -> [UInt8] {
+        let blob = blob(for: platform.cloudProtocol)
+        return blob + [UInt8](repeating: 0xFF, count: max(0, platform.serverKeySlot.slot.size - blob.count))
+    }
+}

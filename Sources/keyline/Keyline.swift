@@ -5,6 +5,12 @@ struct Keyline: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keyline",
         abstract: "Factory provisioning and key escrow for Particle devices.",
-        subcommands: []
+        discussion: KeylineExit.helpText,
+        subcommands: [
+            KeysCommand.self,
+            DevicesCommand.self,
+            EscrowCommand.self,
+            DatabaseCommand.self,
+        ]
     )
 }

@@ -1,0 +1,95 @@
+import Crypto
+import Foundation
+
+/// Where a backup lives in a store: `<product>/<device-id>/<spki-sha256>.age` (design.md,
+/// "Escrow format"). One object per key a device ever had, so a re-keyed device never
+/// overwrites the backup of its earlier key.
+public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
+    public let product: String
+    public let deviceID: String
+    public let publicKeySHA256: String
+
+    public init(product: String, deviceID: String, publicKeySHA256: String) throws(EscrowStoreError) {
+        guard Self.isPathSegment(product) else { throw .invalidKey("product \"\(product)\" is not 1-64 letters, digits, '.', '-' or '_'") }
+        guard deviceID.utf8.count == 24, deviceID.utf8.allSatisfy(Self.isLowerHex) else {
+            throw .invalidKey("device ID \"\(deviceID)\" is not 24 lowercase hex digits")
+        }
+        guard publicKeySHA256.utf8.count == 64, publicKeySHA256.utf8.allSatisfy(Self.isLowerHex) else {
+            throw .invalidKey("public key SHA-256 \"\(publicKeySHA256)\" is not 64 lowercase hex digits")
+        }
+        self.product = product
+        self.deviceID = deviceID
+        self.publicKeySHA256 = publicKeySHA256
+    }
+
+    /// The object's path relative to the store root.
+    public var path: String { "\(product)/\(deviceID)/\(publicKeySHA256).age" }
+    public var description: String { path }
+
+    static func isLowerHex(_ byte: UInt8) -> Bool { (48...57).contains(byte) || (97...102).contains(byte) }
+
+    /// A name safe as one path component anywhere: no separators, no "." or "..", no hidden files.
+    static func isPathSegment(_ text: String) -> Bool {
+        (1...64).contains(text.utf8.count) && text.utf8.first != UInt8(ascii: ".")
+            && text.utf8.allSatisfy { (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) || $0 == 45 || $0 == 46 || $0 == 95 }
+    }
+}
+
+/// Durable, write-once storage for encrypted backups. Stores only ever see ciphertext.
+public protocol EscrowStore: Sendable {
+    /// Stores `ciphertext` at `key` durably and returns its SHA-256 (lowercase hex), the value the
+    /// registry records. Writing bytes identical to an existing object succeeds (a resumed job
+    /// repeats the write); different bytes at an existing key throw `.objectExists`, and the
+    /// stored object is never changed.
+    func put(_ ciphertext: [UInt8], at key: EscrowObjectKey) async throws -> String
+
+    /// Reads the object at `key` and checks it against `expectedSHA256` (lowercase hex).
+    func get(_ key: EscrowObjectKey, expectedSHA256: String) async throws -> [UInt8]
+
+    /// Whether an object exists at `key`.
+    func contains(_ key: EscrowObjectKey) async throws -> Bool
+}
+
+/// Why a store operation failed. Carries keys, paths and hashes, never object contents.
+public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertible {
+    case invalidKey(String)
+    case objectExists(EscrowObjectKey, storedSHA256: String, newSHA256: String)
+    case notFound(EscrowObjectKey)
+    case checksumMismatch(EscrowObjectKey, expected: String, actual: String)
+    case io(operation: String, path: String, errno: Int32)
+
+    public var description: String {
+        switch self {
+        case .invalidKey(let reason):
+            "invalid escrow object key: \(reason)"
+        case .objectExists(let key, let stored, let new):
+            "escrow object \(key) already exists with different contents (stored SHA-256 \(stored), new \(new)); objects are written once and never replaced. Each encryption differs, so this key was most likely escrowed before (an interrupted run): keep the stored object if the registry records its SHA-256, otherwise investigate the store"
+        case .notFound(let key):
+            "escrow object \(key) does not exist in the store; the backup is missing"
+        case .checksumMismatch(let key, let expected, let actual):
+            "escrow object \(key) has SHA-256 \(actual), not the recorded \(expected): it was modified or damaged; do not use it"
+        case .io(let operation, let path, let code):
+            "escrow store: \(operation) \(path) failed: \(String(cString: strerror(code))); check the store's disk and permissions"
+        }
+    }
+}
+
+func sha256Hex<D: DataProtocol>(_ data: D) -> String {
+    lowercaseHex(SHA256.hash(data: data))
+}
+
+func lowercaseHex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
+    let hex = Array("0123456789abcdef".utf8)
+    var out: [UInt8] = []
+    out.reserveCapacity(64)
+    for byte in bytes {
+        out.append(hex[Int(byte >> 4)])
+        out.append(hex[Int(byte & 0x0f)])
+    }
+    return String(decoding: out, as: UTF8.self)
+}
+
+extension Age {
+    /// Lowercase hex SHA-256 of an escrow object, as the registry records it.
+    public static func sha256(_ bytes: [UInt8]) -> String { sha256Hex(bytes) }
+}

@@ -1,0 +1,127 @@
+import CLibPQ
+import Foundation
+
+/// Where and how to connect to PostgreSQL.
+///
+/// The settings are a libpq connection string (a `postgresql://` URI or `key=value` conninfo, as
+/// `DATABASE_URL` holds) plus keyword overrides applied after it. Anything left unset is filled in
+/// by libpq itself from its `PG*` environment variables, `~/.pgpass` and service files, so
+/// multi-host failover, `sslmode` and friends work without keyline knowing about them.
+public struct ConnectionSettings: Sendable, CustomStringConvertible {
+    /// Where the settings came from, for messages.
+    public enum Source: Sendable, Equatable {
+        /// `DATABASE_URL`.
+        case databaseURL
+        /// libpq's own `PGHOST`/`PGHOSTADDR`/`PGSERVICE` variables (or its defaults).
+        case libpqEnvironment
+        /// The private cluster `make db-up` runs, found by its socket folder.
+        case localCluster(socketDirectory: String)
+        /// Built in code.
+        case explicit
+    }
+
+    /// libpq connection string: URI or conninfo; empty means libpq's defaults and `PG*` variables.
+    public var connectionString: String
+    /// Keywords applied after `connectionString`, in order (libpq keeps the last value).
+    public var overrides: [(keyword: String, value: String)]
+    public var source: Source
+
+    public init(connectionString: String = "", overrides: [(keyword: String, value: String)] = [],
+                source: Source = .explicit) {
+        self.connectionString = connectionString
+        self.overrides = overrides
+        self.source = source
+    }
+
+    /// The superuser and database `make db-up` creates in the private cluster.
+    public static let localClusterUser = "keyline"
+    public static let localClusterDatabase = "keyline"
+    /// Folder of the private cluster, relative to the project: data in `data/`, socket in `socket/`.
+    public static let localClusterFolder = ".pgdata"
+
+    /// Resolves the settings the way every keyline command does: `DATABASE_URL` if set; otherwise
+    /// libpq's `PGHOST`, `PGHOSTADDR` or `PGSERVICE` if one is set; otherwise the private cluster
+    /// of `make db-up` if its socket exists in `directory` or a parent; otherwise libpq's defaults.
+    public static func fromEnvironment(
+        _ environment: [String: String] = ProcessInfo.processInfo.environment,
+        searchingFrom directory: String = FileManager.default.currentDirectoryPath
+    ) -> ConnectionSettings {
+        if let url = environment["DATABASE_URL"], !url.isEmpty {
+            return ConnectionSettings(connectionString: url, source: .databaseURL)
+        }
+        let libpqHostVariables = ["PGHOST", "PGHOSTADDR", "PGSERVICE"]
+        if libpqHostVariables.contains(where: { !(environment[$0] ?? "").isEmpty }) {
+            return ConnectionSettings(source: .libpqEnvironment)
+        }
+        if let socketDirectory = localClusterSocket(searchingFrom: directory) {
+            var overrides: [(keyword: String, value: String)] = [("host", socketDirectory), ("port", "5432")]
+            if (environment["PGUSER"] ?? "").isEmpty { overrides.append(("user", localClusterUser)) }
+            if (environment["PGDATABASE"] ?? "").isEmpty { overrides.append(("dbname", localClusterDatabase)) }
+            return ConnectionSettings(overrides: overrides, source: .localCluster(socketDirectory: socketDirectory))
+        }
+        return ConnectionSettings(source: .libpqEnvironment)
+    }
+
+    /// The socket folder of a running private cluster in `directory` or one of its parents,
+    /// with symbolic links resolved (the folder may live in /tmp when the project path is long
+    /// or not readable by the `postgres` user, and socket paths are limited to 107 bytes).
+    public static func localClusterSocket(searchingFrom directory: String) -> String? {
+        var url = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
+        while true {
+            let socket = url.appendingPathComponent(localClusterFolder).appendingPathComponent("socket")
+            let resolved = socket.resolvingSymlinksInPath().path
+            if FileManager.default.fileExists(atPath: resolved + "/.s.PGSQL.5432") { return resolved }
+            let parent = url.deletingLastPathComponent()
+            if parent.path == url.path { return nil }
+            url = parent
+        }
+    }
+
+    /// A copy that connects as another login or to another database (tests, benchmarks, CLI).
+    public func with(database: String? = nil, user: String? = nil, password: String? = nil) -> ConnectionSettings {
+        var copy = self
+        if let database { copy.overrides.append(("dbname", database)) }
+        if let user { copy.overrides.append(("user", user)) }
+        if let password { copy.overrides.append(("password", password)) }
+        return copy
+    }
+
+    /// Checks the connection string's syntax without connecting. The message never contains it
+    /// (it may hold a password).
+    public func validate() throws(PostgresError) {
+        guard !connectionString.isEmpty else { return }
+        var errorMessage: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(connectionString, &errorMessage) else {
+            let reason = errorMessage.map { String(cString: $0) }?.trimmingCharacters(in: .whitespacesAndNewlines)
+            if let errorMessage { PQfreemem(errorMessage) }
+            throw PostgresError(kind: .connectionFailed,
+                                message: "the connection string in \(sourceName) is not valid: \(reason ?? "unparsable")")
+        }
+        PQconninfoFree(options)
+    }
+
+    var sourceName: String {
+        switch source {
+        case .databaseURL: "DATABASE_URL"
+        case .libpqEnvironment: "libpq's PG* environment"
+        case .localCluster: "the local cluster (make db-up)"
+        case .explicit: "the connection settings"
+        }
+    }
+
+    /// Host, port, database and user only; never the password or the full connection string.
+    public var description: String {
+        var fields: [String: String] = [:]
+        if !connectionString.isEmpty, let options = PQconninfoParse(connectionString, nil) {
+            var option = options
+            while let keyword = option.pointee.keyword {
+                if let value = option.pointee.val { fields[String(cString: keyword)] = String(cString: value) }
+                option += 1
+            }
+            PQconninfoFree(options)
+        }
+        for (keyword, value) in overrides { fields[keyword] = value }
+        let shown = ["host", "port", "dbname", "user"].compactMap { key in fields[key].map { "\(key)=\($0)" } }
+        return shown.isEmpty ? "libpq defaults, from \(sourceName)" : shown.joined(separator: " ") + ", from \(sourceName)"
+    }
+}

@@ -1,0 +1,85 @@
+/// An error from PostgreSQL or libpq, keeping the server's SQLSTATE and message.
+///
+/// Parameter values are never part of an error: they may be key material or credentials.
+public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable {
+    public enum Kind: String, Sendable, Codable {
+        /// Could not connect (server down, wrong socket or host, authentication refused).
+        case connectionFailed = "connection_failed"
+        /// The connection broke while a statement was in flight; the next call reconnects.
+        case connectionLost = "connection_lost"
+        /// The connection broke while COMMIT was in flight: the transaction may or may not have
+        /// committed. Check before repeating it.
+        case commitOutcomeUnknown = "commit_outcome_unknown"
+        /// The server refused the statement (constraint, permission, syntax ...). See `sqlState`.
+        case server
+        /// A result column could not be read as the requested Swift type.
+        case decoding
+        /// The transaction body swallowed a failed statement; PostgreSQL rolled the transaction back.
+        case transactionAborted = "transaction_aborted"
+    }
+
+    public var kind: Kind
+    /// Five-character SQLSTATE (`23505` unique violation, `42501` insufficient privilege ...).
+    public var sqlState: String?
+    /// The server's primary message, or libpq's.
+    public var message: String
+    public var detail: String?
+    public var hint: String?
+    /// Constraint, table and column the server names, when it does.
+    public var constraint: String?
+    public var table: String?
+    public var column: String?
+    /// The statement's first line (SQL text only, no parameter values).
+    public var statement: String?
+
+    public init(kind: Kind, sqlState: String? = nil, message: String, detail: String? = nil,
+                hint: String? = nil, constraint: String? = nil, table: String? = nil,
+                column: String? = nil, statement: String? = nil) {
+        self.kind = kind
+        self.sqlState = sqlState
+        self.message = message
+        self.detail = detail
+        self.hint = hint
+        self.constraint = constraint
+        self.table = table
+        self.column = column
+        self.statement = statement
+    }
+
+    public var isUniqueViolation: Bool { sqlState == "23505" }
+    public var isInsufficientPrivilege: Bool { sqlState == "42501" }
+    /// Serialization failure or deadlock: the whole transaction may simply be run again.
+    public var isRetryableConflict: Bool { sqlState == "40001" || sqlState == "40P01" }
+    /// The connection itself is gone (SQLSTATE class 08, or the server shut the backend down).
+    public var isConnectionLoss: Bool {
+        if kind == .connectionLost || kind == .connectionFailed { return true }
+        guard let sqlState else { return false }
+        return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
+    }
+
+    public var description: String {
+        var text: String
+        switch kind {
+        case .connectionFailed:
+            text = "cannot connect to PostgreSQL: \(message)"
+            text += "\n  set DATABASE_URL (or PGHOST/PGUSER/PGDATABASE), or start the local cluster with `make db-up`"
+        case .connectionLost:
+            text = "the PostgreSQL connection was lost: \(message)"
+            text += "\n  the statement may not have run; the next call reconnects"
+        case .commitOutcomeUnknown:
+            text = "the PostgreSQL connection was lost during COMMIT: \(message)"
+            text += "\n  the transaction may have committed; check the registry before repeating it"
+        case .server:
+            text = "PostgreSQL error \(sqlState ?? "?????"): \(message)"
+        case .decoding:
+            text = "cannot read a PostgreSQL result: \(message)"
+        case .transactionAborted:
+            text = "the transaction was rolled back because a statement in it failed: \(message)"
+        }
+        if let detail { text += "\n  detail: \(detail)" }
+        if let hint { text += "\n  hint: \(hint)" }
+        if let constraint { text += "\n  constraint: \(constraint)" }
+        if let statement { text += "\n  statement: \(statement)" }
+        return text
+    }
+}

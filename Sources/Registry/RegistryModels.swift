@@ -1,0 +1,180 @@
+import Foundation
+
+/// Per-device workflow states as stored in `job_devices.state`, in workflow order (design.md,
+/// "The provisioning workflow"). Pipeline uses this type as `DeviceWorkflowState`.
+public enum JobDeviceState: String, Sendable, CaseIterable, Codable {
+    case detected, dfu, flashed, serverKey = "server_key", keyReady = "key_ready"
+    case escrowed, registered, done, failed
+}
+
+/// Key algorithms as stored in `key_registrations.algorithm` (DeviceKeys' `KeyAlgorithm` raw values).
+public enum RegisteredKeyAlgorithm: String, Sendable, CaseIterable, Codable {
+    case rsa, ec
+}
+
+public enum RegistrationStatus: String, Sendable, CaseIterable, Codable {
+    case active, superseded, revoked
+}
+
+public enum JobStatus: String, Sendable, CaseIterable, Codable {
+    case running, completed, failed, cancelled
+}
+
+public enum RestorationOutcome: String, Sendable, CaseIterable, Codable {
+    case restored, failed
+}
+
+public struct Product: Sendable, Hashable, Codable {
+    public let id: String
+    public let name: String
+    public let platform: String?
+    public let createdAt: Date
+}
+
+public struct Job: Sendable, Hashable, Codable {
+    public let id: Int64
+    public let productID: String
+    public let station: String
+    public let pipeline: String
+    public let status: JobStatus
+    public let startedAt: Date
+    public let finishedAt: Date?
+}
+
+public struct JobDevice: Sendable, Hashable, Codable {
+    public let jobID: Int64
+    public let deviceID: String
+    public let state: JobDeviceState
+    public let attempts: Int
+    public let lastError: String?
+    public let portPath: String?
+    public let station: String
+    public let createdAt: Date
+    public let updatedAt: Date
+}
+
+/// What a station knows about an escrow object it has just written durably.
+public struct NewEscrowObject: Sendable, Hashable {
+    public var productID: String
+    public var deviceID: String
+    /// SHA-256 (lowercase hex) of the escrowed key's SubjectPublicKeyInfo DER.
+    public var publicKeySHA256: String
+    /// Where the store lives (`file:///var/lib/keyline/escrow`, `s3://bucket/prefix` …).
+    public var storeURI: String
+    /// `<product>/<device-id>/<spki-sha256>.age` (design.md, "Escrow format").
+    public var objectKey: String
+    /// SHA-256 (lowercase hex) of the age file as written.
+    public var ciphertextSHA256: String
+    public var sizeBytes: Int64
+    /// age recipients (`age1…`) the object is encrypted to.
+    public var recipients: [String]
+    public var jobID: Int64?
+    public var station: String
+
+    public init(productID: String, deviceID: String, publicKeySHA256: String, storeURI: String, objectKey: String,
+                ciphertextSHA256: String, sizeBytes: Int64, recipients: [String], jobID: Int64?, station: String) {
+        self.productID = productID
+        self.deviceID = deviceID
+        self.publicKeySHA256 = publicKeySHA256
+        self.storeURI = storeURI
+        self.objectKey = objectKey
+        self.ciphertextSHA256 = ciphertextSHA256
+        self.sizeBytes = sizeBytes
+        self.recipients = recipients
+        self.jobID = jobID
+        self.station = station
+    }
+}
+
+public struct EscrowObject: Sendable, Hashable, Codable {
+    public let id: Int64
+    public let productID: String
+    public let deviceID: String
+    public let publicKeySHA256: String
+    public let storeURI: String
+    public let objectKey: String
+    public let ciphertextSHA256: String
+    public let sizeBytes: Int64
+    public let recipients: [String]
+    public let jobID: Int64?
+    public let station: String
+    public let createdAt: Date
+}
+
+/// A public key to register after its escrow object committed.
+public struct NewKeyRegistration: Sendable, Hashable {
+    public var productID: String
+    public var deviceID: String
+    public var algorithm: RegisteredKeyAlgorithm
+    /// SubjectPublicKeyInfo DER of the key read back from the device.
+    public var spkiDER: [UInt8]
+    /// SHA-256 of `spkiDER`, lowercase hex; the database checks it.
+    public var fingerprint: String
+    public var escrowObjectID: Int64
+    /// The job whose device moves to `registered` in the same transaction; nil for RMA re-keys.
+    public var jobID: Int64?
+    public var station: String
+
+    public init(productID: String, deviceID: String, algorithm: RegisteredKeyAlgorithm, spkiDER: [UInt8],
+                fingerprint: String, escrowObjectID: Int64, jobID: Int64?, station: String) {
+        self.productID = productID
+        self.deviceID = deviceID
+        self.algorithm = algorithm
+        self.spkiDER = spkiDER
+        self.fingerprint = fingerprint
+        self.escrowObjectID = escrowObjectID
+        self.jobID = jobID
+        self.station = station
+    }
+}
+
+public struct KeyRegistration: Sendable, Hashable, Codable {
+    public let id: Int64
+    public let productID: String
+    public let deviceID: String
+    public let algorithm: RegisteredKeyAlgorithm
+    public let spkiDER: [UInt8]
+    public let fingerprint: String
+    public let escrowObjectID: Int64
+    public let jobID: Int64?
+    public let station: String
+    public let registeredAt: Date
+    public let status: RegistrationStatus
+    public let statusChangedAt: Date?
+    public let statusReason: String?
+}
+
+/// A registration with the escrow object that backs it (what an audit walks through).
+public struct AuditedRegistration: Sendable, Hashable, Codable {
+    public let registration: KeyRegistration
+    public let escrowObject: EscrowObject
+}
+
+public struct Restoration: Sendable, Hashable, Codable {
+    public let id: Int64
+    public let registrationID: Int64
+    public let productID: String
+    public let deviceID: String
+    public let escrowObjectID: Int64
+    public let station: String
+    public let `operator`: String
+    public let outcome: RestorationOutcome
+    public let detail: String?
+    public let restoredAt: Date
+}
+
+/// One entry of the append-only audit trail.
+public struct AuditEvent: Sendable, Hashable, Codable {
+    public let id: Int64
+    public let occurredAt: Date
+    /// The database login that wrote it.
+    public let actor: String
+    public let station: String?
+    /// What happened, dotted lowercase (`key.registered`, `device.failed`, `key.restored` …).
+    public let kind: String
+    public let productID: String?
+    public let deviceID: String?
+    public let jobID: Int64?
+    /// Small string facts about the event, stored as a JSON object. Never key material.
+    public let detail: [String: String]
+}

@@ -1,0 +1,558 @@
+// The simulator's side of the libusb stand-in (Sources/libusb-standin/standin.c): serves a fleet
+// of simulated devices over a Unix socket, so that dfu-util and keyline's `USB` target, loaded
+// with the stand-in as libusb-1.0.so.0, see them as USB devices.
+//
+// Wire protocol (version 1) — keep identical to the comment at the top of standin.c.
+//
+// Unix stream socket. Every message is a frame: u32 length (of what follows), then the body.
+// All integers little-endian. The client sends one request and reads one reply; a connection
+// carries one request at a time. The stand-in uses one connection per libusb context (device
+// lists) and one per open device handle, so transfers to different devices run in parallel.
+//
+// Request body:  u8 op, u32 device id, then per op:
+//   1 LIST       (device id 0)          -> result = number of devices; payload = per device:
+//                                          u32 id, u8 bus, u8 address, u8 port count,
+//                                          u8 ports[7], u8 device descriptor[18],
+//                                          u16 config length, config descriptor bytes
+//                                          (configuration 0, wTotalLength bytes, raw USB format)
+//   2 OPEN                              -> result 0 or an error
+//   3 CLOSE                             -> result 0 (releases this connection's claims)
+//   4 CLAIM      u8 interface           -> 0, or LIBUSB_ERROR_BUSY if another handle holds it
+//   5 RELEASE    u8 interface           -> 0 or LIBUSB_ERROR_NOT_FOUND
+//   6 SET_ALT    u8 interface, u8 alt   -> 0 or an error
+//   7 CONTROL    u8 bmRequestType, u8 bRequest, u16 wValue, u16 wIndex, u16 wLength,
+//                u32 timeout ms, then wLength data bytes if host-to-device
+//                                       -> result = bytes transferred or an error;
+//                                          payload = the data read if device-to-host
+//   8 RESET                             -> 0, or LIBUSB_ERROR_NOT_FOUND if the device
+//                                          re-enumerated (as libusb_reset_device reports it)
+// Reply body:    i32 result (>= 0 success, < 0 a libusb_error code), then the payload.
+// A device id names one enumeration of one device: after a re-enumeration (normal -> DFU mode,
+// leaving DFU, reset) the same physical device gets a new id and the old id answers
+// LIBUSB_ERROR_NO_DEVICE.
+
+import DFU
+import Dispatch
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// What the stand-in server serves: the devices attached right now. Descriptors are not part of
+/// it: the server reads them from each device with GET_DESCRIPTOR, as a USB host does.
+public protocol StandInFleet: Sendable {
+    /// The devices attached at this moment, in any order.
+    func attachedDevices() async -> [StandInAttachedDevice]
+    /// A USB port reset of one device (libusb_reset_device). Returns true if the device
+    /// re-enumerated (then the old enumeration is gone). The default does nothing.
+    func reset(_ device: StandInAttachedDevice) async -> Bool
+}
+
+extension StandInFleet {
+    public func reset(_ device: StandInAttachedDevice) async -> Bool { false }
+}
+
+/// One enumeration of one attached device.
+public struct StandInAttachedDevice: Sendable {
+    /// Where it is plugged in; stays the same across re-enumerations.
+    public var portPath: USBPortPath
+    /// Changes every time the device (re-)enumerates (normal → DFU mode, leaving DFU, reset).
+    public var enumeration: UInt64
+    /// Endpoint 0 of this enumeration. After a re-enumeration it answers `.disconnected`.
+    public var transport: any ControlTransport
+
+    public init(portPath: USBPortPath, enumeration: UInt64, transport: any ControlTransport) {
+        self.portPath = portPath
+        self.enumeration = enumeration
+        self.transport = transport
+    }
+}
+
+/// Why the server could not start.
+public struct StandInServerError: Error, Sendable, CustomStringConvertible {
+    public var socketPath: String
+    public var operation: String
+    public var errno: Int32
+
+    public var description: String {
+        "cannot \(operation) the simulator socket \(socketPath): \(String(cString: strerror(errno)))"
+            + (operation == "bind" ? " (is another `keyline sim serve` using it? choose another --socket)" : "")
+    }
+}
+
+/// Serves a `StandInFleet` to libusb stand-in clients on a Unix socket. Every connection gets its
+/// own thread: socket I/O and the wait for a device's answer block that thread only, never
+/// Swift's cooperative pool.
+public final class StandInServer: @unchecked Sendable {
+    public let socketPath: String
+    private let fleet: any StandInFleet
+    private let lock = NSLock()
+    private var listenFD: Int32 = -1
+    private var connectionFDs: Set<Int32> = []
+    private var stopped = false
+    private let registry = DeviceRegistry()
+
+    public init(socketPath: String, fleet: any StandInFleet) {
+        self.socketPath = socketPath
+        self.fleet = fleet
+    }
+
+    /// Binds the socket (replacing a stale socket file) and starts accepting on its own thread.
+    public func start() throws(StandInServerError) {
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let pathBytes = Array(socketPath.utf8)
+        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw StandInServerError(socketPath: socketPath, operation: "use (path too long for a Unix socket)", errno: ENAMETOOLONG)
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            raw.copyBytes(from: pathBytes)
+            raw[pathBytes.count] = 0
+        }
+        #if canImport(Glibc)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        #else
+        let fd = socket(AF_UNIX, SOCK_STREAM, 0)
+        #endif
+        guard fd >= 0 else { throw StandInServerError(socketPath: socketPath, operation: "create", errno: errno) }
+        // A socket file left by a previous run that nobody listens on any more is stale.
+        var info = stat()
+        if lstat(socketPath, &info) == 0, (info.st_mode & S_IFMT) == S_IFSOCK, !Self.someoneListens(on: address) {
+            unlink(socketPath)
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard bound == 0 else {
+            let code = errno
+            close(fd)
+            throw StandInServerError(socketPath: socketPath, operation: "bind", errno: code)
+        }
+        guard listen(fd, 64) == 0 else {
+            let code = errno
+            close(fd)
+            throw StandInServerError(socketPath: socketPath, operation: "listen on", errno: code)
+        }
+        lock.withLock { listenFD = fd }
+        let thread = Thread { [self] in acceptLoop(fd) }
+        thread.name = "standin-accept"
+        thread.start()
+    }
+
+    /// Stops accepting, drops every connection (clients see their devices disconnect) and
+    /// removes the socket file.
+    public func stop() {
+        let (fd, connections) = lock.withLock { () -> (Int32, Set<Int32>) in
+            stopped = true
+            let result = (listenFD, connectionFDs)
+            listenFD = -1
+            return result
+        }
+        if fd >= 0 {
+            shutdown(fd, Int32(SHUT_RDWR))
+            close(fd)
+            unlink(socketPath)
+        }
+        for connection in connections { shutdown(connection, Int32(SHUT_RDWR)) }
+    }
+
+    private static func someoneListens(on address: sockaddr_un) -> Bool {
+        #if canImport(Glibc)
+        let probe = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        #else
+        let probe = socket(AF_UNIX, SOCK_STREAM, 0)
+        #endif
+        guard probe >= 0 else { return false }
+        defer { close(probe) }
+        var address = address
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(probe, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        } == 0
+    }
+
+    private func acceptLoop(_ listenFD: Int32) {
+        while true {
+            let fd = accept(listenFD, nil, nil)
+            if fd < 0 {
+                if errno == EINTR { continue }
+                return  // closed by stop()
+            }
+            let accepted = lock.withLock { () -> Bool in
+                guard !stopped else { return false }
+                connectionFDs.insert(fd)
+                return true
+            }
+            guard accepted else { close(fd); return }
+            let thread = Thread { [self] in
+                let connection = StandInConnection(fd: fd, fleet: fleet, registry: registry)
+                connection.serve()
+                lock.withLock { _ = connectionFDs.remove(fd) }
+                close(fd)
+            }
+            thread.name = "standin-connection"
+            thread.start()
+        }
+    }
+}
+
+// MARK: - libusb error codes (libusb.h 1.0.26, enum libusb_error)
+
+enum LibUSBStatus {
+    static let io: Int32 = -1
+    static let invalidParam: Int32 = -2
+    static let noDevice: Int32 = -4
+    static let notFound: Int32 = -5
+    static let busy: Int32 = -6
+    static let timeout: Int32 = -7
+    static let pipe: Int32 = -9
+
+    static func code(for error: USBTransferError) -> Int32 {
+        switch error {
+        case .timeout: timeout
+        case .stall: pipe
+        case .disconnected: noDevice
+        case .io: io
+        }
+    }
+}
+
+// MARK: - device registry (ids, addresses, descriptors, claims)
+
+/// Numbers each enumeration the fleet reports, assigns bus addresses the way a host controller
+/// does (the next free one on the bus), caches descriptors, and owns interface claims.
+final class DeviceRegistry: @unchecked Sendable {
+    struct Entry {
+        var id: UInt32
+        var device: StandInAttachedDevice
+        var address: UInt8
+        var deviceDescriptor: [UInt8]?
+        var configuration: [UInt8]?
+        /// interface number → the connection holding the claim
+        var claims: [UInt8: ObjectIdentifier] = [:]
+    }
+    private struct Key: Hashable {
+        var portPath: USBPortPath
+        var enumeration: UInt64
+    }
+
+    private let lock = NSLock()
+    private var ids: [Key: UInt32] = [:]
+    private var entries: [UInt32: Entry] = [:]
+    private var nextID: UInt32 = 1
+    private var nextAddress: [UInt8: UInt8] = [:]
+
+    /// Replaces the set of current enumerations; returns their entries sorted by port path.
+    func update(with devices: [StandInAttachedDevice]) -> [Entry] {
+        lock.withLock {
+            var current: [UInt32: Entry] = [:]
+            for device in devices {
+                let key = Key(portPath: device.portPath, enumeration: device.enumeration)
+                if let id = ids[key], var entry = entries[id] {
+                    entry.device = device
+                    current[id] = entry
+                    continue
+                }
+                let id = nextID
+                nextID &+= 1
+                ids[key] = id
+                let bus = device.portPath.bus
+                let address = nextAddress[bus, default: 2]   // 1 is the root hub
+                nextAddress[bus] = address >= 127 ? 2 : address + 1
+                current[id] = Entry(id: id, device: device, address: address)
+            }
+            // Enumerations no longer attached are gone for good.
+            for (key, id) in ids where current[id] == nil { ids[key] = nil }
+            entries = current
+            return current.values.sorted { $0.device.portPath < $1.device.portPath }
+        }
+    }
+
+    func entry(_ id: UInt32) -> Entry? { lock.withLock { entries[id] } }
+
+    func storeDescriptors(_ id: UInt32, device: [UInt8], configuration: [UInt8]) {
+        lock.withLock {
+            entries[id]?.deviceDescriptor = device
+            entries[id]?.configuration = configuration
+        }
+    }
+
+    func remove(_ id: UInt32) {
+        lock.withLock {
+            entries[id] = nil
+            for (key, value) in ids where value == id { ids[key] = nil }
+        }
+    }
+
+    func claim(_ id: UInt32, interface: UInt8, by owner: ObjectIdentifier) -> Int32 {
+        lock.withLock {
+            guard entries[id] != nil else { return LibUSBStatus.noDevice }
+            if let holder = entries[id]!.claims[interface], holder != owner { return LibUSBStatus.busy }
+            entries[id]!.claims[interface] = owner
+            return 0
+        }
+    }
+
+    func release(_ id: UInt32, interface: UInt8, by owner: ObjectIdentifier) -> Int32 {
+        lock.withLock {
+            guard entries[id] != nil else { return LibUSBStatus.noDevice }
+            guard entries[id]!.claims[interface] == owner else { return LibUSBStatus.notFound }
+            entries[id]!.claims[interface] = nil
+            return 0
+        }
+    }
+
+    func holds(_ id: UInt32, interface: UInt8, owner: ObjectIdentifier) -> Bool {
+        lock.withLock { entries[id]?.claims[interface] == owner }
+    }
+
+    func releaseAll(by owner: ObjectIdentifier) {
+        lock.withLock {
+            for id in entries.keys {
+                entries[id]!.claims = entries[id]!.claims.filter { $0.value != owner }
+            }
+        }
+    }
+}
+
+// MARK: - one client connection
+
+/// Serves one stand-in connection until the client closes it. Runs on its own thread.
+final class StandInConnection: @unchecked Sendable {
+    private let fd: Int32
+    private let fleet: any StandInFleet
+    private let registry: DeviceRegistry
+    private var owner: ObjectIdentifier { ObjectIdentifier(self) }
+
+    init(fd: Int32, fleet: any StandInFleet, registry: DeviceRegistry) {
+        self.fd = fd
+        self.fleet = fleet
+        self.registry = registry
+    }
+
+    func serve() {
+        defer { registry.releaseAll(by: owner) }
+        while let request = readFrame() {
+            let (result, payload) = handle(request)
+            var reply = WireWriter()
+            reply.u32(UInt32(bitPattern: result))
+            reply.bytes(payload)
+            guard writeFrame(reply.data) else { return }
+        }
+    }
+
+    private func handle(_ body: [UInt8]) -> (Int32, [UInt8]) {
+        var reader = WireReader(body)
+        guard let op = reader.u8(), let id = reader.u32() else { return (LibUSBStatus.invalidParam, []) }
+        switch op {
+        case 1: return list()
+        case 2: return (registry.entry(id) == nil ? LibUSBStatus.noDevice : 0, [])
+        case 3:
+            registry.releaseAll(by: owner)
+            return (0, [])
+        case 4:
+            guard let interface = reader.u8() else { return (LibUSBStatus.invalidParam, []) }
+            return (registry.claim(id, interface: interface, by: owner), [])
+        case 5:
+            guard let interface = reader.u8() else { return (LibUSBStatus.invalidParam, []) }
+            return (registry.release(id, interface: interface, by: owner), [])
+        case 6:
+            guard let interface = reader.u8(), let alternate = reader.u8() else { return (LibUSBStatus.invalidParam, []) }
+            return (selectAlternate(id, interface: interface, alternate: alternate), [])
+        case 7:
+            guard let requestType = reader.u8(), let request = reader.u8(), let value = reader.u16(),
+                  let index = reader.u16(), let length = reader.u16(), let timeoutMS = reader.u32()
+            else { return (LibUSBStatus.invalidParam, []) }
+            let setup = ControlSetup(requestType: requestType, request: request, value: value, index: index, length: length)
+            let data = setup.isDeviceToHost ? [] : reader.rest()
+            guard setup.isDeviceToHost || data.count == Int(length) else { return (LibUSBStatus.invalidParam, []) }
+            return control(id, setup: setup, data: data, timeout: .milliseconds(Int(timeoutMS == 0 ? UInt32(60_000) : timeoutMS)))
+        case 8: return (reset(id), [])
+        default: return (LibUSBStatus.invalidParam, [])
+        }
+    }
+
+    private func list() -> (Int32, [UInt8]) {
+        let fleet = self.fleet
+        let entries = registry.update(with: waitFor { await fleet.attachedDevices() })
+        var writer = WireWriter()
+        var count: Int32 = 0
+        for var entry in entries {
+            if entry.deviceDescriptor == nil || entry.configuration == nil {
+                guard let (device, configuration) = readDescriptors(entry.device.transport) else {
+                    // A device that cannot answer GET_DESCRIPTOR is not enumerated (as on a host).
+                    continue
+                }
+                registry.storeDescriptors(entry.id, device: device, configuration: configuration)
+                entry.deviceDescriptor = device
+                entry.configuration = configuration
+            }
+            let ports = entry.device.portPath.ports.prefix(7)
+            writer.u32(entry.id)
+            writer.u8(entry.device.portPath.bus)
+            writer.u8(entry.address)
+            writer.u8(UInt8(ports.count))
+            writer.bytes(Array(ports) + Array(repeating: 0, count: 7 - ports.count))
+            writer.bytes(entry.deviceDescriptor!)
+            writer.u16(UInt16(entry.configuration!.count))
+            writer.bytes(entry.configuration!)
+            count += 1
+        }
+        return (count, writer.data)
+    }
+
+    /// The device descriptor and configuration 0, read like a host does at enumeration
+    /// (USB 2.0 §9.4.3): the 9-byte header first for wTotalLength, then the whole thing.
+    private func readDescriptors(_ transport: any ControlTransport) -> ([UInt8], [UInt8])? {
+        func get(_ type: UInt8, _ length: UInt16) -> [UInt8]? {
+            let setup = ControlSetup(requestType: 0x80, request: 6, value: UInt16(type) << 8, index: 0, length: length)
+            return waitFor { () -> [UInt8]? in try? await transport.control(setup, data: [], timeout: .seconds(1)) }
+        }
+        guard let device = get(1, 18), device.count == 18, device[1] == 1,
+              let header = get(2, 9), header.count == 9, header[1] == 2 else { return nil }
+        let total = UInt16(header[2]) | UInt16(header[3]) << 8
+        guard let configuration = get(2, total), configuration.count == Int(total) else { return nil }
+        return (device, configuration)
+    }
+
+    private func selectAlternate(_ id: UInt32, interface: UInt8, alternate: UInt8) -> Int32 {
+        guard let entry = registry.entry(id) else { return LibUSBStatus.noDevice }
+        // libusb requires the interface to be claimed first (LIBUSB_ERROR_NOT_FOUND otherwise).
+        guard registry.holds(id, interface: interface, owner: owner) else { return LibUSBStatus.notFound }
+        let transport = entry.device.transport
+        let outcome = waitFor { () -> Result<Void, USBTransferError> in
+            do throws(USBTransferError) {
+                try await transport.selectAlternateSetting(interface: interface, alternateSetting: alternate)
+                return .success(())
+            } catch { return .failure(error) }
+        }
+        switch outcome {
+        case .success: return 0
+        case .failure(let error):
+            if error == .disconnected { registry.remove(id) }
+            return LibUSBStatus.code(for: error)
+        }
+    }
+
+    private func control(_ id: UInt32, setup: ControlSetup, data: [UInt8], timeout: Duration) -> (Int32, [UInt8]) {
+        guard let entry = registry.entry(id) else { return (LibUSBStatus.noDevice, []) }
+        let transport = entry.device.transport
+        let outcome = waitFor { () -> Result<[UInt8], USBTransferError> in
+            do throws(USBTransferError) {
+                return .success(try await transport.control(setup, data: data, timeout: timeout))
+            } catch { return .failure(error) }
+        }
+        switch outcome {
+        case .success(let bytes):
+            if setup.isDeviceToHost {
+                let answer = Array(bytes.prefix(Int(setup.length)))
+                return (Int32(answer.count), answer)
+            }
+            return (Int32(setup.length), [])
+        case .failure(let error):
+            if error == .disconnected { registry.remove(id) }
+            return (LibUSBStatus.code(for: error), [])
+        }
+    }
+
+    private func reset(_ id: UInt32) -> Int32 {
+        guard let entry = registry.entry(id) else { return LibUSBStatus.noDevice }
+        let fleet = self.fleet
+        let device = entry.device
+        let reenumerated = waitFor { await fleet.reset(device) }
+        if reenumerated {
+            registry.remove(id)
+            return LibUSBStatus.notFound
+        }
+        return 0
+    }
+
+    // MARK: framing
+
+    private func readFrame() -> [UInt8]? {
+        guard let header = readExactly(4) else { return nil }
+        let length = Int(UInt32(header[0]) | UInt32(header[1]) << 8 | UInt32(header[2]) << 16 | UInt32(header[3]) << 24)
+        guard length >= 5, length <= 1 << 20 else { return nil }
+        return readExactly(length)
+    }
+
+    private func readExactly(_ count: Int) -> [UInt8]? {
+        var buffer = [UInt8](repeating: 0, count: count)
+        var done = 0
+        while done < count {
+            let n = buffer.withUnsafeMutableBytes { recv(fd, $0.baseAddress! + done, count - done, 0) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return nil }
+            done += n
+        }
+        return buffer
+    }
+
+    private func writeFrame(_ body: [UInt8]) -> Bool {
+        var frame = WireWriter()
+        frame.u32(UInt32(body.count))
+        frame.bytes(body)
+        let bytes = frame.data
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { send(fd, $0.baseAddress! + done, bytes.count - done, Int32(MSG_NOSIGNAL)) }
+            if n < 0 && errno == EINTR { continue }
+            if n <= 0 { return false }
+            done += n
+        }
+        return true
+    }
+}
+
+// MARK: - little-endian wire encoding
+
+struct WireWriter {
+    var data: [UInt8] = []
+    mutating func u8(_ v: UInt8) { data.append(v) }
+    mutating func u16(_ v: UInt16) { data += [UInt8(v & 0xff), UInt8(v >> 8)] }
+    mutating func u32(_ v: UInt32) { for i in 0..<4 { data.append(UInt8((v >> (8 * UInt32(i))) & 0xff)) } }
+    mutating func bytes(_ v: [UInt8]) { data += v }
+}
+
+struct WireReader {
+    private let data: [UInt8]
+    private var offset = 0
+    init(_ data: [UInt8]) { self.data = data }
+    mutating func u8() -> UInt8? {
+        guard offset < data.count else { return nil }
+        defer { offset += 1 }
+        return data[offset]
+    }
+    mutating func u16() -> UInt16? {
+        guard let a = u8(), let b = u8() else { return nil }
+        return UInt16(a) | UInt16(b) << 8
+    }
+    mutating func u32() -> UInt32? {
+        guard let a = u16(), let b = u16() else { return nil }
+        return UInt32(a) | UInt32(b) << 16
+    }
+    mutating func rest() -> [UInt8] {
+        defer { offset = data.count }
+        return Array(data[offset...])
+    }
+}
+
+// MARK: - waiting for async work from a dedicated thread
+
+private final class ResultBox<T: Sendable>: @unchecked Sendable {
+    var value: T?
+}
+
+/// Runs async work and blocks the calling thread — always one of the server's own threads,
+/// never a cooperative-pool thread — until it finishes.
+func waitFor<T: Sendable>(_ operation: @escaping @Sendable () async -> T) -> T {
+    let box = ResultBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        box.value = await operation()
+        done.signal()
+    }
+    done.wait()
+    return box.value!
+}

@@ -1,0 +1,199 @@
+import CLibUSB
+import DFU
+
+/// Namespace for facts about Particle's USB identities.
+public enum USB {
+    /// Particle's vendor ID (every platform since the Photon; device-os-keys.md §3).
+    public static let particleVendorID: UInt16 = 0x2B04
+    /// The Spark Core's IDs: OpenMoko's VID 0x1D50 with PIDs 0x607D (CDC) and 0x607F (DFU).
+    /// Only these two PIDs, because many unrelated open-hardware devices share that VID.
+    public static let coreVendorID: UInt16 = 0x1D50
+    public static let coreProductIDs: Set<UInt16> = [0x607D, 0x607F]
+
+    /// True for the IDs of a Particle device in either mode.
+    public static func isParticle(vendorID: UInt16, productID: UInt16) -> Bool {
+        vendorID == particleVendorID || (vendorID == coreVendorID && coreProductIDs.contains(productID))
+    }
+}
+
+/// A libusb context: enumerates attached Particle devices and opens them. libusb calls run on
+/// the context's own thread (enumeration) or the opened device's own thread (transfers).
+///
+/// On a machine with no USB at all (no usbfs, or a sandbox where libusb cannot start), the
+/// context still exists and every enumeration is empty; `unavailableReason` says why.
+public final class USBContext: @unchecked Sendable {
+    let handle: OpaquePointer?
+    let worker = USBWorkerThread(name: "libusb-context")
+    /// Set when libusb could not initialise (the machine has no usable USB).
+    public let unavailableReason: String?
+
+    public init() {
+        var context: OpaquePointer?
+        let code = libusb_init(&context)
+        if code == 0 {
+            handle = context
+            unavailableReason = nil
+        } else {
+            handle = nil
+            unavailableReason = "libusb_init failed with \(libusbName(code))"
+        }
+    }
+
+    deinit {
+        if let handle {
+            let context = UnsafeContext(handle)
+            worker.enqueue { libusb_exit(context.pointer) }
+        }
+        worker.finish()
+    }
+
+    /// True if the loaded libusb is keyline's stand-in (simulated devices) rather than the real one.
+    public static var isStandIn: Bool {
+        guard let version = libusb_get_version(), let describe = version.pointee.describe else { return false }
+        return String(cString: describe).contains("keyline")
+    }
+
+    /// Every attached Particle device (normal and DFU mode), sorted by port path. Strings
+    /// (serial, product, alternate-setting names) are read by opening each device briefly; a
+    /// device that cannot be opened is still listed, with `openError` saying why.
+    public func devices() async throws(USBError) -> [USBDeviceInfo] {
+        guard let handle else { return [] }
+        let context = UnsafeContext(handle)
+        return try await worker.perform { () throws(USBError) -> [USBDeviceInfo] in
+            try Self.enumerate(context.pointer).map(\.info).sorted { $0.portPath < $1.portPath }
+        }
+    }
+
+    /// Waits until a device with this serial is attached (in `mode`, if given) and returns it:
+    /// how a device is found again after it re-enumerates (normal → DFU, leaving DFU).
+    public func waitForDevice(serial: String, mode: USBDeviceMode? = nil, timeout: Duration,
+                              pollInterval: Duration = .milliseconds(50)) async throws(USBError) -> USBDeviceInfo {
+        let clock = ContinuousClock()
+        let deadline = clock.now + timeout
+        while true {
+            let found = try await devices().first {
+                $0.serialNumber?.lowercased() == serial.lowercased() && (mode == nil || $0.mode == mode)
+            }
+            if let found { return found }
+            if clock.now >= deadline {
+                throw USBError.notFound(what: "serial \(serial)" + (mode.map { " in \($0) mode" } ?? ""))
+            }
+            try? await Task.sleep(for: pollInterval)
+        }
+    }
+
+    /// Opens this enumeration of the device. In DFU mode the DFU interface is claimed, as the
+    /// `ControlTransport` contract requires; in normal mode nothing is claimed (the vendor
+    /// requests Particle devices answer go to the device, and the CDC interface stays with the
+    /// kernel's serial driver).
+    public func open(_ device: USBDeviceInfo) async throws(USBError) -> USBDevice {
+        guard let handle else { throw USBError.notFound(what: "port \(device.portPath) (\(unavailableReason ?? "no USB"))") }
+        let context = UnsafeContext(handle)
+        let opened = try await worker.perform { () throws(USBError) -> UnsafeContext in
+            let candidates = try Self.enumerate(context.pointer, readStrings: false)
+            defer { candidates.forEach { libusb_unref_device($0.device) } }
+            guard let match = candidates.first(where: {
+                $0.info.portPath == device.portPath && $0.info.address == device.address
+            }) else { throw USBError.disconnected(device.portPath) }
+            var deviceHandle: OpaquePointer?
+            let code = libusb_open(match.device, &deviceHandle)
+            guard code == 0, let deviceHandle else {
+                throw USBError.from(code, operation: "open", port: device.portPath)
+            }
+            _ = libusb_set_auto_detach_kernel_driver(deviceHandle, 1)
+            if device.mode == .dfu, let interface = device.dfuInterface {
+                let claim = libusb_claim_interface(deviceHandle, Int32(interface))
+                if claim != 0 {
+                    libusb_close(deviceHandle)
+                    throw USBError.from(claim, operation: "claim interface \(interface)", port: device.portPath)
+                }
+            }
+            return UnsafeContext(deviceHandle)
+        }
+        return USBDevice(context: self, handle: opened.pointer, info: device,
+                         claimedInterface: device.mode == .dfu ? device.dfuInterface : nil)
+    }
+
+    // MARK: enumeration (runs on the context's thread)
+
+    struct Enumerated {
+        var device: OpaquePointer
+        var info: USBDeviceInfo
+    }
+
+    /// Lists Particle devices. With `readStrings`, opens each to read its strings and releases
+    /// the libusb devices; without, returns them referenced (the caller unrefs them).
+    private static func enumerate(_ context: OpaquePointer, readStrings: Bool = true) throws(USBError) -> [Enumerated] {
+        var list: UnsafeMutablePointer<OpaquePointer?>?
+        let count = libusb_get_device_list(context, &list)
+        guard count >= 0, let list else {
+            throw USBError.from(Int32(count), operation: "get_device_list", port: nil)
+        }
+        defer { libusb_free_device_list(list, 1) }
+        var result: [Enumerated] = []
+        for index in 0..<Int(count) {
+            guard let device = list[index] else { continue }
+            var descriptor = libusb_device_descriptor()
+            guard libusb_get_device_descriptor(device, &descriptor) == 0,
+                  USB.isParticle(vendorID: descriptor.idVendor, productID: descriptor.idProduct) else { continue }
+            var ports = [UInt8](repeating: 0, count: 7)
+            let portCount = libusb_get_port_numbers(device, &ports, Int32(ports.count))
+            let portPath = USBPortPath(bus: libusb_get_bus_number(device), ports: Array(ports.prefix(Int(max(portCount, 0)))))
+            var info = USBDeviceInfo(
+                vendorID: descriptor.idVendor, productID: descriptor.idProduct, deviceRelease: descriptor.bcdDevice,
+                portPath: portPath, address: libusb_get_device_address(device), mode: .normal,
+                serialNumber: nil, manufacturer: nil, product: nil, dfuInterface: nil, alternateSettings: [], openError: nil)
+            var alternates: [(number: UInt8, nameIndex: UInt8)] = []
+            var config: UnsafeMutablePointer<libusb_config_descriptor>?
+            if libusb_get_config_descriptor(device, 0, &config) == 0, let config {
+                defer { libusb_free_config_descriptor(config) }
+                for i in 0..<Int(config.pointee.bNumInterfaces) {
+                    let interface = config.pointee.interface[i]
+                    for a in 0..<Int(interface.num_altsetting) {
+                        let alt = interface.altsetting[a]
+                        // DFU: class 0xFE (application specific), subclass 1; protocol 2 = DFU mode (DFU 1.1 §4.2).
+                        guard alt.bInterfaceClass == 0xFE, alt.bInterfaceSubClass == 0x01 else { continue }
+                        info.dfuInterface = alt.bInterfaceNumber
+                        if alt.bInterfaceProtocol == 0x02 {
+                            info.mode = .dfu
+                            alternates.append((alt.bAlternateSetting, alt.iInterface))
+                        }
+                    }
+                }
+            }
+            if readStrings {
+                var handle: OpaquePointer?
+                let code = libusb_open(device, &handle)
+                if code == 0, let handle {
+                    info.serialNumber = string(handle, descriptor.iSerialNumber)
+                    info.manufacturer = string(handle, descriptor.iManufacturer)
+                    info.product = string(handle, descriptor.iProduct)
+                    info.alternateSettings = alternates.map { USBAlternateSetting(number: $0.number, name: string(handle, $0.nameIndex)) }
+                    libusb_close(handle)
+                } else {
+                    info.alternateSettings = alternates.map { USBAlternateSetting(number: $0.number, name: nil) }
+                    info.openError = USBError.from(code, operation: "open", port: portPath)
+                }
+                result.append(Enumerated(device: device, info: info))
+            } else {
+                result.append(Enumerated(device: libusb_ref_device(device), info: info))
+            }
+        }
+        return result
+    }
+
+    private static func string(_ handle: OpaquePointer, _ index: UInt8) -> String? {
+        guard index != 0 else { return nil }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let length = libusb_get_string_descriptor_ascii(handle, index, &buffer, Int32(buffer.count))
+        guard length >= 0 else { return nil }
+        return String(decoding: buffer.prefix(Int(length)), as: UTF8.self)
+    }
+}
+
+/// A libusb pointer carried to the thread that owns it. libusb handles are safe to use from any
+/// one thread at a time; the owning worker thread serialises every use.
+struct UnsafeContext: @unchecked Sendable {
+    let pointer: OpaquePointer
+    init(_ pointer: OpaquePointer) { self.pointer = pointer }
+}

@@ -1,0 +1,167 @@
+import ArgumentParser
+import Foundation
+
+/// keyline's exit codes (sysexits.h values, so scripts and shells already know them). Listed in
+/// `keyline --help`; every command maps its failures onto these.
+enum KeylineExit: Int32, CaseIterable {
+    case success = 0
+    case failure = 1
+    case usage = 64
+    /// Bad input data: malformed or wrong key, blob, backup or pipeline.
+    case dataError = 65
+    /// An input file does not exist or cannot be read.
+    case noInput = 66
+    /// A device is missing, stopped answering, or cannot be used (USB, DFU).
+    case unavailable = 69
+    case software = 70
+    /// An output file exists (never overwritten without --force) or cannot be created.
+    case cannotCreate = 73
+    case ioError = 74
+    /// A temporary condition (database unreachable, conflict with another station): retry.
+    case tempFail = 75
+    /// The device or peer broke protocol (DFU error status, unexpected state).
+    case protocolError = 76
+    case noPermission = 77
+    case configuration = 78
+
+    static let helpText = """
+        EXIT CODES
+          0   success
+          1   failure not listed below
+          64  usage error (bad option or argument)
+          65  bad input data (malformed or unsuitable key, blob, backup, pipeline)
+          66  input file missing or unreadable
+          69  device unavailable (not found, stopped answering, protected)
+          73  output exists or cannot be created (nothing is overwritten without --force)
+          74  I/O error
+          75  temporary failure (database unreachable, conflict): retry
+          76  protocol error from a device or peer (DFU status)
+          77  permission denied
+          78  configuration error
+        With --json, results and errors are JSON objects on standard output.
+        """
+}
+
+/// An error the CLI can report: a stable kind for scripts, a message for people, context fields
+/// (file, device, port, step …) and the exit code. Each module's error type conforms below or in
+/// its command's file; anything else is reported as an internal failure.
+protocol ReportableError: Error {
+    var kind: String { get }
+    var message: String { get }
+    var context: [String: String] { get }
+    var exit: KeylineExit { get }
+}
+
+extension ReportableError {
+    var context: [String: String] { [:] }
+}
+
+/// A CLI-level failure with its context, e.g. a file that cannot be read.
+struct CommandFailure: ReportableError {
+    var kind: String
+    var message: String
+    var context: [String: String] = [:]
+    var exit: KeylineExit
+
+    static func cannotRead(_ path: String, _ error: Error) -> CommandFailure {
+        let missing = !FileManager.default.fileExists(atPath: path)
+        return CommandFailure(
+            kind: missing ? "fileNotFound" : "fileUnreadable",
+            message: missing ? "\(path): no such file" : "\(path): cannot be read (\(error.localizedDescription))",
+            context: ["file": path], exit: .noInput)
+    }
+
+    static func outputExists(_ path: String) -> CommandFailure {
+        CommandFailure(kind: "outputExists", message: "\(path) already exists; keyline never overwrites it unless you pass --force",
+                       context: ["file": path], exit: .cannotCreate)
+    }
+
+    static func cannotWrite(_ path: String, errno code: Int32) -> CommandFailure {
+        CommandFailure(kind: "cannotWrite", message: "\(path): cannot be written (\(String(cString: strerror(code))))",
+                       context: ["file": path], exit: .cannotCreate)
+    }
+}
+
+/// Adds context (typically the file) to a module error without losing its kind and exit code.
+struct ContextualError: ReportableError {
+    var underlying: ReportableError
+    var extra: [String: String]
+    var prefix: String
+
+    var kind: String { underlying.kind }
+    var message: String { prefix.isEmpty ? underlying.message : "\(prefix): \(underlying.message)" }
+    var context: [String: String] { underlying.context.merging(extra) { _, new in new } }
+    var exit: KeylineExit { underlying.exit }
+}
+
+extension Error {
+    var reportable: ReportableError {
+        if let error = self as? ReportableError { return error }
+        return CommandFailure(kind: "internal", message: "\(self)", exit: .software)
+    }
+
+    /// The error with `file` recorded and named in its message.
+    func about(file path: String) -> ReportableError {
+        ContextualError(underlying: reportable, extra: ["file": path], prefix: path)
+    }
+}
+
+/// Options every command shares.
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print results and errors as JSON on standard output.")
+    var json = false
+}
+
+enum CLI {
+    /// Runs a command body, reporting any failure for people (stderr) or as JSON (stdout) and
+    /// exiting with its documented code.
+    static func run(json: Bool, _ body: () async throws -> Void) async throws {
+        do {
+            try await body()
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            let failure = error.reportable
+            if json {
+                var object: [String: Any] = ["kind": failure.kind, "message": failure.message, "exitCode": Int(failure.exit.rawValue)]
+                if !failure.context.isEmpty { object["context"] = failure.context }
+                printJSON(["error": object])
+            } else {
+                FileHandle.standardError.write(Data("keyline: error: \(failure.message)\n".utf8))
+            }
+            throw ExitCode(failure.exit.rawValue)
+        }
+    }
+
+    static func printJSON(_ object: Any) {
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
+        FileHandle.standardOutput.write(data + Data("\n".utf8))
+    }
+
+    static func readFile(_ path: String) throws -> [UInt8] {
+        do {
+            return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+        } catch {
+            throw CommandFailure.cannotRead(path, error)
+        }
+    }
+
+    /// Writes a new file with `mode` set at creation (O_EXCL: a private key is never briefly
+    /// readable by others, and an existing file is never overwritten unless `force`).
+    static func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t, force: Bool) throws {
+        if force { unlink(path) }
+        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
+        guard fd >= 0 else {
+            if errno == EEXIST { throw CommandFailure.outputExists(path) }
+            throw CommandFailure.cannotWrite(path, errno: errno)
+        }
+        defer { close(fd) }
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            guard written > 0 else { throw CommandFailure.cannotWrite(path, errno: errno) }
+            offset += written
+        }
+        guard fsync(fd) == 0 else { throw CommandFailure.cannotWrite(path, errno: errno) }
+    }
+}

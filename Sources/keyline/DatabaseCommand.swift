@@ -1,0 +1,285 @@
+import ArgumentParser
+import Foundation
+import Registry
+
+/// `keyline db …`: the registry's PostgreSQL schema.
+struct DatabaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db",
+        abstract: "Set up and inspect the registry database (PostgreSQL).",
+        discussion: """
+            keyline connects with DATABASE_URL (a postgresql:// URI or a "host=… dbname=…" string) when \
+            it is set; otherwise with libpq's own PGHOST/PGPORT/PGUSER/PGDATABASE/PGSERVICE variables; \
+            otherwise with the private cluster `make db-up` runs in .pgdata/ of the project (found from \
+            the current folder upwards). Passwords come from the URL, PGPASSWORD or ~/.pgpass; keyline \
+            never prints them.
+            """,
+        subcommands: [Migrate.self, Status.self]
+    )
+}
+
+/// Options `db migrate` and `db status` share.
+struct SchemaOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp(
+        "Read migrations from DIR (NNNN_name.sql files) instead of the ones built into keyline.",
+        valueName: "DIR"))
+    var schema: String?
+
+    func migrations() throws -> [Migration] {
+        guard let schema else { return Migration.embedded }
+        return try Migration.load(directory: schema)
+    }
+
+    func connect() async throws -> PostgresConnection {
+        try await PostgresConnection.connect(ConnectionSettings.fromEnvironment(), label: "keyline.db")
+    }
+}
+
+extension DatabaseCommand {
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Apply the pending schema migrations, each in its own transaction.",
+            discussion: """
+                Migrations are the numbered files of schema/ (built into keyline; --schema reads a \
+                folder instead). Each applied migration is recorded in schema_migrations with the \
+                SHA-256 of its SQL; running migrate again applies nothing. Several stations may run it \
+                at once: an advisory lock applies each migration exactly once. A migration that was \
+                edited after it was applied, or one the database has and this keyline does not know, \
+                stops migrate before it changes anything. The login needs to own the schema (the \
+                first migration also creates the roles keyline_station, keyline_rma, keyline_auditor).
+
+                \(KeylineExit.helpText)
+                """)
+
+        @OptionGroup var schema: SchemaOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            try await DatabaseCommand.run(json: output.json) {
+                let migrations = try schema.migrations()
+                let connection = try await schema.connect()
+                let applied = try await MigrationRunner(connection: connection, migrations: migrations).migrate()
+                if output.json {
+                    CLI.printJSON([
+                        "database": connection.settings.description,
+                        "applied": applied.map { ["version": $0.version, "name": $0.name] },
+                        "upToDate": true,
+                    ])
+                } else if applied.isEmpty {
+                    print("\(connection.settings.description): up to date (\(migrations.count) migrations)")
+                } else {
+                    print("\(connection.settings.description):")
+                    for migration in applied { print("  applied \(migration.fileName)") }
+                }
+            }
+        }
+    }
+
+    struct Status: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show applied and pending schema migrations.",
+            discussion: """
+                Lists every migration with its state: applied (when, by whom, SHA-256), pending, \
+                changed (applied, but the SQL differs now) or unknown (applied, but not known to this \
+                keyline). Exits 0 when nothing is changed or unknown, pending or not; 78 otherwise.
+
+                \(KeylineExit.helpText)
+                """)
+
+        @OptionGroup var schema: SchemaOptions
+        @OptionGroup var output: OutputOptions
+
+        func run() async throws {
+            try await DatabaseCommand.run(json: output.json) {
+                let migrations = try schema.migrations()
+                let connection = try await schema.connect()
+                let status = try await MigrationRunner(connection: connection, migrations: migrations).status()
+                let rows = Self.rows(status, migrations: migrations)
+                if output.json {
+                    CLI.printJSON([
+                        "database": connection.settings.description,
+                        "migrations": rows.map { $0.json },
+                        "pending": status.pending.count,
+                        "upToDate": status.isUpToDate,
+                    ])
+                } else {
+                    print(connection.settings.description)
+                    for row in rows { print("  " + row.line) }
+                    print(status.pending.isEmpty ? "no pending migrations" : "\(status.pending.count) pending: run `keyline db migrate`")
+                }
+                try status.checkConsistent()
+            }
+        }
+
+        struct Row {
+            var version: Int
+            var name: String
+            var state: String
+            var applied: AppliedMigration?
+
+            var json: [String: Any] {
+                var object: [String: Any] = ["version": version, "name": name, "state": state]
+                if let applied {
+                    object["appliedAt"] = ISO8601DateFormatter().string(from: applied.appliedAt)
+                    object["appliedBy"] = applied.appliedBy
+                    object["sha256"] = applied.sha256
+                }
+                return object
+            }
+
+            var line: String {
+                let fileName = String(format: "%04d_%@", version, name)
+                guard let applied else { return "\(fileName.padding(toLength: 32, withPad: " ", startingAt: 0)) \(state)" }
+                let when = ISO8601DateFormatter().string(from: applied.appliedAt)
+                return "\(fileName.padding(toLength: 32, withPad: " ", startingAt: 0)) \(state.padding(toLength: 8, withPad: " ", startingAt: 0)) \(when) by \(applied.appliedBy)  sha256 \(applied.sha256.prefix(12))…"
+            }
+        }
+
+        static func rows(_ status: MigrationStatus, migrations: [Migration]) -> [Row] {
+            let changed = Set(status.changedSinceApplied.map(\.version))
+            let unknown = Set(status.unknownApplied.map(\.version))
+            var rows = status.applied.map { applied in
+                Row(version: applied.version, name: applied.name,
+                    state: changed.contains(applied.version) ? "changed" : unknown.contains(applied.version) ? "unknown" : "applied",
+                    applied: applied)
+            }
+            rows += status.pending.map { Row(version: $0.version, name: $0.name, state: "pending", applied: nil) }
+            return rows.sorted { $0.version < $1.version }
+        }
+    }
+}
+
+// MARK: - How Registry's errors are reported
+
+/// A PostgreSQL or libpq error as the CLI reports it (PostgresError's own `kind` is its enum).
+struct DatabaseFailure: ReportableError {
+    var error: PostgresError
+
+    init(_ error: PostgresError) {
+        self.error = error
+    }
+
+    var kind: String {
+        switch error.kind {
+        case .connectionFailed: "databaseUnreachable"
+        case .connectionLost: "databaseConnectionLost"
+        case .commitOutcomeUnknown: "databaseCommitOutcomeUnknown"
+        case .server: error.isInsufficientPrivilege ? "databasePermissionDenied" : "databaseError"
+        case .decoding: "databaseResultUnreadable"
+        case .transactionAborted: "databaseTransactionAborted"
+        }
+    }
+
+    var message: String { error.description }
+
+    var context: [String: String] {
+        var context: [String: String] = [:]
+        if let sqlState = error.sqlState { context["sqlState"] = sqlState }
+        if let constraint = error.constraint { context["constraint"] = constraint }
+        if let table = error.table { context["table"] = table }
+        return context
+    }
+
+    var exit: KeylineExit {
+        if error.isConnectionLoss || error.kind == .commitOutcomeUnknown { return .tempFail }
+        if error.isInsufficientPrivilege { return .noPermission }
+        return .failure
+    }
+}
+
+extension DatabaseCommand {
+    /// Runs a `db` command body, turning PostgreSQL errors into reportable ones.
+    static func run(json: Bool, _ body: () async throws -> Void) async throws {
+        try await CLI.run(json: json) {
+            do {
+                try await body()
+            } catch let error as PostgresError {
+                throw DatabaseFailure(error)
+            }
+        }
+    }
+}
+
+extension MigrationError: ReportableError {
+    var kind: String {
+        switch self {
+        case .unreadableDirectory, .unreadableFile: "schemaUnreadable"
+        case .badFileName, .duplicateVersion: "schemaMalformed"
+        case .checksumMismatch: "migrationChanged"
+        case .unknownAppliedVersion: "migrationUnknown"
+        case .failed: "migrationFailed"
+        }
+    }
+
+    var message: String { description }
+
+    var context: [String: String] {
+        switch self {
+        case .unreadableDirectory(let directory), .badFileName(_, let directory): ["file": directory]
+        case .unreadableFile(let path): ["file": path]
+        case .duplicateVersion(let version, _, _), .checksumMismatch(let version, _, _, _),
+             .unknownAppliedVersion(let version, _):
+            ["version": String(version)]
+        case .failed(let version, _, let error):
+            ["version": String(version)].merging(DatabaseFailure(error).context) { first, _ in first }
+        }
+    }
+
+    var exit: KeylineExit {
+        switch self {
+        case .unreadableDirectory, .unreadableFile: .noInput
+        case .badFileName, .duplicateVersion: .dataError
+        case .checksumMismatch, .unknownAppliedVersion: .configuration
+        case .failed(_, _, let error): error.isConnectionLoss ? .tempFail : .dataError
+        }
+    }
+}
+
+extension RegistryError: ReportableError {
+    var kind: String {
+        switch self {
+        case .activeKeyConflict: "activeKeyConflict"
+        case .fingerprintConflict: "fingerprintConflict"
+        case .escrowObjectMismatch: "escrowObjectMismatch"
+        case .escrowObjectExists: "escrowObjectExists"
+        case .notEscrowed: "notEscrowed"
+        case .noActiveKey: "noActiveKey"
+        case .productExists: "productExists"
+        case .unknownProduct: "unknownProduct"
+        case .unknownJob: "unknownJob"
+        case .unknownRegistration: "unknownRegistration"
+        case .permissionDenied: "databasePermissionDenied"
+        case .database(let error): DatabaseFailure(error).kind
+        }
+    }
+
+    var message: String { description }
+
+    var context: [String: String] {
+        switch self {
+        case .activeKeyConflict(let product, let device, _, let fingerprint):
+            ["product": product, "device": device, "fingerprint": fingerprint]
+        case .fingerprintConflict(let fingerprint, let device, _, _):
+            ["device": device, "fingerprint": fingerprint]
+        case .escrowObjectMismatch(let id, let product, let device, let fingerprint):
+            ["escrowObject": String(id), "product": product, "device": device, "fingerprint": fingerprint]
+        case .escrowObjectExists(let store, let key): ["store": store, "object": key]
+        case .notEscrowed(let job, let device, _): ["job": String(job), "device": device]
+        case .noActiveKey(let product, let device): ["product": product, "device": device]
+        case .productExists(let product), .unknownProduct(let product): ["product": product]
+        case .unknownJob(let job): ["job": String(job)]
+        case .unknownRegistration(let id): ["registration": String(id)]
+        case .permissionDenied(_, let error), .database(let error): DatabaseFailure(error).context
+        }
+    }
+
+    var exit: KeylineExit {
+        switch self {
+        case .activeKeyConflict, .fingerprintConflict, .escrowObjectExists: .tempFail
+        case .escrowObjectMismatch, .notEscrowed: .dataError
+        case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration: .dataError
+        case .permissionDenied: .noPermission
+        case .database(let error): DatabaseFailure(error).exit
+        }
+    }
+}

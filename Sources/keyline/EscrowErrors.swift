@@ -1,0 +1,44 @@
+import Escrow
+
+extension AgeError: ReportableError {
+    var kind: String {
+        switch self {
+        case .notAnAgeFile: "notAnAgeFile"
+        case .headerMACMismatch: "headerMACMismatch"
+        case .noRecipients: "noRecipients"
+        case .noIdentities: "noIdentities"
+        default: caseName(self)
+        }
+    }
+    var message: String { description }
+    var context: [String: String] { ["class": failureClass.rawValue] }
+    var exit: KeylineExit {
+        switch self {
+        // The identity held cannot open this file: not damage, a different key is needed.
+        case .noIdentityMatched: .noPermission
+        case .invalidRecipient, .noRecipients, .noIdentities: .usage
+        case .io: .ioError
+        default: .dataError
+        }
+    }
+}
+
+extension EscrowBackupError: ReportableError {
+    var kind: String { caseName(self) }
+    var message: String { description }
+    var exit: KeylineExit { .dataError }
+}
+
+extension EscrowStoreError: ReportableError {
+    var kind: String { caseName(self) }
+    var message: String { description }
+    var exit: KeylineExit {
+        switch self {
+        case .invalidKey: .usage
+        case .objectExists: .cannotCreate
+        case .notFound: .noInput
+        case .checksumMismatch: .dataError
+        case .io: .ioError
+        }
+    }
+}

@@ -1,0 +1,348 @@
+import ArgumentParser
+import DeviceKeys
+import Foundation
+import ParticleDevice
+
+/// `keyline keys …`: the same files and names as `particle keys` (particle-cli-keys.md §1), made
+/// with OpenSSL's library instead of the `openssl` binary.
+struct KeysCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "keys",
+        abstract: "Make, inspect and format device and server keys.",
+        subcommands: [New.self, Inspect.self, ServerBlob.self, Address.self]
+    )
+}
+
+extension KeysCommand {
+    struct New: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Generate a device key pair: NAME.pem, NAME.pub.pem and NAME.der.",
+            discussion: """
+                The key suits the platform's slot: RSA-1024 as PKCS#1 DER (at most 612 bytes) for TCP \
+                platforms (core, photon, p1), EC P-256 as SEC1 DER (121 bytes) for UDP platforms (every \
+                other). NAME.der is what goes into the device; NAME.pub.pem is what the cloud registers. \
+                Nothing is written to a device. Private key files are created with mode 0600, and no \
+                existing file is overwritten unless --force is given.
+
+                \(KeylineExit.helpText)
+                """)
+
+        @Option(help: "Platform the key is for (photon, boron, …); decides RSA or EC. Default: EC (every current platform).")
+        var platform: String?
+
+        @Flag(help: "Replace existing NAME.pem / NAME.pub.pem / NAME.der.")
+        var force = false
+
+        @OptionGroup var output: OutputOptions
+
+        @Argument(help: "File name without extension (a trailing .pem/.der is dropped). Default: device_<alg>.")
+        var name: String?
+
+        func run() async throws {
+            try await CLI.run(json: output.json) {
+                let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
+                let algorithm = target?.keyAlgorithm ?? .ec
+                let base = Self.filenameWithoutExtension(name ?? "device_\(algorithm.rawValue)")
+                let key = try DevicePrivateKey.generate(algorithm)
+                if let target { try target.checkDeviceKey(key) }
+                let files = ["\(base).pem", "\(base).pub.pem", "\(base).der"]
+                if !force, let existing = files.first(where: { FileManager.default.fileExists(atPath: $0) }) {
+                    throw CommandFailure.outputExists(existing)
+                }
+                try CLI.writeNewFile(files[0], Array(try key.pem().utf8), mode: 0o600, force: force)
+                try CLI.writeNewFile(files[1], Array(key.publicKey.pem.utf8), mode: 0o644, force: force)
+                try CLI.writeNewFile(files[2], key.der, mode: 0o600, force: force)
+                if output.json {
+                    CLI.printJSON([
+                        "files": files, "algorithm": algorithm.rawValue, "derLength": key.der.count,
+                        "fingerprint": key.publicKey.fingerprint, "platform": target?.name ?? NSNull(),
+                    ])
+                } else {
+                    print("New key \(files[2]) created (\(key.publicKey.bits == 256 ? "EC P-256, SEC1" : "RSA-1024, PKCS#1"), \(key.der.count) bytes)")
+                    print("fingerprint \(key.publicKey.fingerprint)")
+                }
+            }
+        }
+
+        /// particle-cli `filenameNoExt`: "x.pem" and "x.der" name the same key pair.
+        static func filenameWithoutExtension(_ name: String) -> String {
+            for suffix in [".pub.pem", ".pem", ".der"] where name.hasSuffix(suffix) {
+                return String(name.dropLast(suffix.count))
+            }
+            return name
+        }
+    }
+
+    struct Inspect: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show what a key file holds and whether it fits a device slot.",
+            discussion: """
+                Reads PEM or DER, private or public, RSA or EC — what `particle keys send` accepts — and a \
+                raw slot dump as `particle keys save` writes it. Prints the algorithm, size, public-key \
+                fingerprint (SHA-256 of the SubjectPublicKeyInfo DER) and public key PEM. A PKCS#8 private \
+                key (OpenSSL 3's default, 634 bytes for RSA-1024) is converted to PKCS#1 for the device. \
+                With --platform, exits 65 when the key cannot be used on that platform.
+
+                \(KeylineExit.helpText)
+                """)
+
+        @Option(help: "Check the key against this platform's slot.")
+        var platform: String?
+
+        @OptionGroup var output: OutputOptions
+
+        @Argument(help: "Key file: .pem, .pub.pem, .der or a slot dump.")
+        var file: String
+
+        func run() async throws {
+            try await CLI.run(json: output.json) {
+                let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
+                let bytes = try CLI.readFile(file)
+                let parsed: KeyFile
+                do { parsed = try KeyFile.parse(bytes) } catch { throw error.about(file: file) }
+                let fits = SlotReport.all(for: parsed, platform: target)
+                if output.json {
+                    var object: [String: Any] = [
+                        "file": file, "container": parsed.container.rawValue, "encoding": parsed.encoding.rawValue,
+                        "type": parsed.privateKey == nil ? "public" : "private",
+                        "algorithm": parsed.publicKey.algorithm.rawValue, "bits": parsed.publicKey.bits,
+                        "fingerprint": parsed.publicKey.fingerprint, "publicKeyPEM": parsed.publicKey.pem,
+                        "slots": fits.map(\.json),
+                    ]
+                    object["curve"] = parsed.publicKey.curve
+                    object["exponent"] = parsed.publicKey.rsaPublicExponent
+                    object["deviceDERLength"] = parsed.privateKey?.der.count
+                    CLI.printJSON(object)
+                } else {
+                    print(Self.describe(parsed, file: file, fits: fits))
+                }
+                if let target, let failure = fits.first(where: { $0.platform == target.name })?.error {
+                    throw failure.about(file: file)
+                }
+            }
+        }
+
+        static func describe(_ parsed: KeyFile, file: String, fits: [SlotReport]) -> String {
+            let key = parsed.publicKey
+            var lines = ["file:        \(file)"]
+            var format = "\(parsed.container.rawValue), \(parsed.encoding.rawValue)"
+            if parsed.encoding == .pkcs8, let device = parsed.privateKey {
+                format += " (OpenSSL 3 default; converted to \(device.algorithm == .rsa ? "PKCS#1" : "SEC1"), \(device.der.count) bytes, for the device)"
+            }
+            lines.append("format:      \(format)")
+            lines.append("type:        \(parsed.privateKey == nil ? "public key" : "private key")")
+            let size = key.curve.map { "P-256 (\($0))" } ?? "\(key.bits) bits, e=\(key.rsaPublicExponent.map(String.init) ?? "?")"
+            lines.append("algorithm:   \(key.algorithm.displayName) \(size)")
+            lines.append("fingerprint: \(key.fingerprint)")
+            for fit in fits { lines.append("slot:        \(fit.summary)") }
+            lines.append(key.pem.trimmingCharacters(in: .newlines))
+            return lines.joined(separator: "\n")
+        }
+    }
+
+    struct ServerBlob: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "server-blob",
+            abstract: "Make the server key + address blob a device keeps in its DCT.",
+            discussion: """
+                512 bytes for TCP platforms (DCT 2082), 320 for UDP platforms (DCT 3298): the server's \
+                public key DER, 0xFF fill, and the server address at +384 / +192 with the port at address \
+                + 66 — as `particle keys server` formats it. Without --key, Particle's own server key (and \
+                its address, unless --host is given). --key takes a public key (PEM or DER) or a full-size \
+                blob, which is kept byte for byte except the address and port. Without --port the device \
+                uses 5683 (TCP) or 5684 (UDP). Hosts are an IPv4 address or a domain of at most 63 \
+                printable characters; `$id` is expanded by the device.
+
+                \(KeylineExit.helpText)
+                """)
+
+        @Option(help: "Platform the blob is for (decides TCP or UDP layout).")
+        var platform: String
+
+        @Option(help: "Server public key (PEM/DER) or full-size blob. Default: Particle's cloud key.")
+        var key: String?
+
+        @Option(help: "Server host: IPv4 address or domain name (max 63 characters).")
+        var host: String?
+
+        @Option(help: "Server port (1–65534).")
+        var port: UInt16?
+
+        @Option(name: .shortAndLong, help: "Output file.")
+        var output: String
+
+        @Flag(help: "Replace an existing output file.")
+        var force = false
+
+        @OptionGroup var options: OutputOptions
+
+        func run() async throws {
+            try await CLI.run(json: options.json) {
+                let target = try Platform.named(platform)
+                let address = try host.map { host throws(ServerAddressError) in try ServerAddress(host: host) }
+                let base: ServerKeyBlob.Base
+                if let key {
+                    let bytes = try CLI.readFile(key)
+                    if bytes.count == target.serverKeySlot.slot.size {
+                        base = .blob(bytes)
+                    } else {
+                        do { base = .key(try KeyFile.parse(bytes).publicKey) } catch { throw error.about(file: key) }
+                    }
+                } else {
+                    base = .blob(ParticleServerKeys.defaultBlob(for: target))
+                }
+                let blob: ServerKeyBlob
+                do {
+                    blob = try ServerKeyBlob(platform: target, base: base, address: address, port: port)
+                } catch {
+                    throw key.map { error.about(file: $0) } ?? error.reportable
+                }
+                try CLI.writeNewFile(output, blob.bytes, mode: 0o644, force: force)
+                if options.json {
+                    CLI.printJSON(AddressReport(blob: blob, label: target.name).json.merging(["file": output]) { $1 })
+                } else {
+                    print("wrote \(output) (\(blob.bytes.count) bytes for \(target.name)): \(blob.url), server key \(blob.serverKey)")
+                }
+            }
+        }
+    }
+
+    struct Address: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the server address in a server key blob or a DCT dump.",
+            discussion: """
+                FILE is a server key blob (512 bytes TCP, 320 UDP, 2048 Core) or a dump of the 16 KB DCT \
+                (DFU alt 1 from address 0). For a DCT dump without --platform, both the TCP and the UDP \
+                server slots are shown. Prints URLs as `particle keys address` does, e.g. \
+                udp://$id.udp.particle.io:5684.
+
+                \(KeylineExit.helpText)
+                """)
+
+        @Option(help: "Platform whose slot to decode (needed for a 2048-byte Core blob).")
+        var platform: String?
+
+        @OptionGroup var output: OutputOptions
+
+        @Argument(help: "Blob or DCT dump.")
+        var file: String
+
+        func run() async throws {
+            try await CLI.run(json: output.json) {
+                let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
+                let bytes = try CLI.readFile(file)
+                var reports: [AddressReport] = []
+                do {
+                    if bytes.count >= DCTLayout.deviceID.offset {
+                        let platforms = target.map { [$0] } ?? [Platform.photon, Platform.boron]
+                        for platform in platforms {
+                            let label = target == nil ? "\(platform.cloudProtocol.rawValue.uppercased()) slot" : platform.name
+                            do {
+                                reports.append(AddressReport(blob: try ServerKeyBlob(dct: bytes, platform: platform), label: label))
+                            } catch ServerKeyBlobError.blank where target == nil {
+                                reports.append(AddressReport(blank: platform, label: label))
+                            }
+                        }
+                    } else {
+                        let platform = try target ?? Self.platform(forBlobSize: bytes.count)
+                        reports.append(AddressReport(blob: try ServerKeyBlob(decoding: bytes, cloudProtocol: platform.cloudProtocol, slot: platform.serverKeySlot), label: platform.cloudProtocol.rawValue.uppercased()))
+                    }
+                } catch {
+                    throw error.about(file: file)
+                }
+                if output.json {
+                    CLI.printJSON(["file": file, "addresses": reports.map(\.json)])
+                } else {
+                    for report in reports { print(report.line) }
+                }
+            }
+        }
+
+        static func platform(forBlobSize size: Int) throws -> Platform {
+            switch size {
+            case Platform.photon.serverKeySlot.slot.size: return .photon
+            case Platform.boron.serverKeySlot.slot.size: return .boron
+            case Platform.core.serverKeySlot.slot.size: return .core
+            default:
+                throw CommandFailure(
+                    kind: "unknownBlobSize",
+                    message: "\(size) bytes is neither a server key blob (512 TCP, 320 UDP, 2048 Core) nor a DCT dump (16384)",
+                    exit: .dataError)
+            }
+        }
+    }
+}
+
+/// One platform's verdict on a key, for `keys inspect`.
+struct SlotReport {
+    var platform: String
+    var label: String
+    var error: KeySlotError?
+    var derLength: Int?
+
+    /// With no platform given, one representative per slot kind (TCP RSA, UDP EC).
+    static func all(for parsed: KeyFile, platform chosen: Platform?) -> [SlotReport] {
+        // Without a platform, the slot that key's algorithm lives in (RSA: TCP, EC: UDP).
+        let platforms = chosen.map { [$0] } ?? [parsed.publicKey.algorithm == .rsa ? Platform.photon : Platform.boron]
+        return platforms.map { platform -> SlotReport in
+            let label = chosen != nil ? "\(platform.name) \(platform.cloudProtocol.rawValue.uppercased())"
+                : platform.cloudProtocol == .tcp ? "TCP (photon, p1)" : "UDP (electron, gen 3, p2, msom)"
+            var error: KeySlotError?
+            do {
+                if let key = parsed.privateKey { try platform.checkDeviceKey(key) } else { try platform.checkAlgorithm(parsed.publicKey) }
+            } catch let failure as KeySlotError {
+                error = failure
+            } catch {}
+            return SlotReport(platform: platform.name, label: label, error: error, derLength: parsed.privateKey?.der.count)
+        }
+    }
+
+    var slotSize: Int { (try? Platform.named(platform))?.privateKeySlot.size ?? 0 }
+
+    var summary: String {
+        let name = "\(label) key slot, \(slotSize) bytes"
+        if let error { return "\(name): does not fit — \(error)" }
+        return "\(name): fits" + (derLength.map { " (\($0) bytes)" } ?? " (public key: matches the algorithm)")
+    }
+
+    var json: [String: Any] {
+        var object: [String: Any] = ["platform": platform, "slotSize": slotSize, "fits": error == nil]
+        if let error { object["reason"] = error.description; object["kind"] = error.kind }
+        return object
+    }
+}
+
+/// A decoded server address, for `keys address` and `keys server-blob`.
+struct AddressReport {
+    var label: String
+    var blob: ServerKeyBlob?
+    var cloudProtocol: CloudProtocol
+
+    init(blob: ServerKeyBlob, label: String) {
+        self.label = label
+        self.blob = blob
+        self.cloudProtocol = blob.cloudProtocol
+    }
+
+    init(blank platform: Platform, label: String) {
+        self.label = label
+        self.cloudProtocol = platform.cloudProtocol
+    }
+
+    var line: String {
+        guard let blob else { return "\(label): blank — the device uses Particle's built-in server key and address" }
+        let stored = blob.address == nil ? " (no address stored: device default)" : ""
+        return "\(label): \(blob.url)\(stored)  server key \(blob.serverKey)"
+    }
+
+    var json: [String: Any] {
+        var object: [String: Any] = ["label": label, "protocol": cloudProtocol.rawValue]
+        guard let blob else { object["blank"] = true; return object }
+        object["url"] = blob.url
+        object["host"] = blob.address?.host ?? NSNull()
+        object["port"] = Int(blob.effectivePort)
+        object["portIsDefault"] = blob.port == nil
+        object["serverKeyFingerprint"] = blob.serverKey.fingerprint
+        return object
+    }
+}

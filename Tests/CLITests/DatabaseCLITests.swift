@@ -1,0 +1,104 @@
+import Foundation
+import Testing
+
+/// `keyline db migrate|status` against a fresh database of the test cluster (created with psql).
+@Suite("keyline db")
+struct DatabaseCLITests {
+    /// Environment that points libpq (psql and keyline) at the test cluster's database `name`.
+    static func environment(database name: String) throws -> [String: String] {
+        let environment = ProcessInfo.processInfo.environment
+        if let url = environment["DATABASE_URL"], !url.isEmpty {
+            return ["DATABASE_URL": url + (url.contains("?") ? "&" : "?") + "dbname=\(name)"]
+        }
+        if let host = environment["PGHOST"], !host.isEmpty { return ["PGDATABASE": name] }
+        // `swift test` without make: the private cluster of `make db-up`.
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
+        let socket = root.appendingPathComponent(".pgdata/socket").resolvingSymlinksInPath().path
+        guard FileManager.default.fileExists(atPath: socket + "/.s.PGSQL.5432") else {
+            throw CLITestFailure("no PostgreSQL: set DATABASE_URL or PGHOST, or run `make db-up`")
+        }
+        return ["PGHOST": socket, "PGPORT": "5432", "PGUSER": "keyline", "PGDATABASE": name]
+    }
+
+    static func psql(_ sql: String) throws {
+        let environment = ProcessInfo.processInfo.environment.merging(try Self.environment(database: "keyline")) { $1 }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        var arguments = ["psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        if let url = environment["DATABASE_URL"], !url.isEmpty {
+            arguments.insert(ProcessInfo.processInfo.environment["DATABASE_URL"]!, at: 1)
+        }
+        process.arguments = arguments
+        process.environment = environment
+        try process.run()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { throw CLITestFailure("psql failed: \(sql)") }
+    }
+
+    static func withFreshDatabase(_ body: ([String: String]) throws -> Void) throws {
+        let name = "kl_cli_" + String((0..<10).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
+        try psql("CREATE DATABASE \(name)")
+        defer { try? psql("DROP DATABASE IF EXISTS \(name) WITH (FORCE)") }
+        var environment = try Self.environment(database: name)
+        if environment["DATABASE_URL"] == nil { environment["DATABASE_URL"] = "" }
+        try body(environment)
+    }
+
+    @Test("status shows pending migrations, migrate applies them once, then status is up to date")
+    func migrateAndStatus() throws {
+        try Self.withFreshDatabase { environment in
+            let before = try KeylineBinary.run(["db", "status", "--json"], environment: environment)
+            #expect(before.status == 0, "\(before.stderr)")
+            let beforeJSON = try before.json()
+            #expect(beforeJSON["upToDate"] as? Bool == false)
+            let states = (beforeJSON["migrations"] as? [[String: Any]])?.compactMap { $0["state"] as? String }
+            #expect(states?.isEmpty == false && states?.allSatisfy { $0 == "pending" } == true)
+
+            let first = try KeylineBinary.run(["db", "migrate", "--json"], environment: environment)
+            #expect(first.status == 0, "\(first.stderr)")
+            let applied = try first.json()["applied"] as? [[String: Any]]
+            #expect(applied?.compactMap { $0["name"] as? String }.first == "registry_tables")
+
+            let second = try KeylineBinary.run(["db", "migrate", "--json"], environment: environment)
+            #expect(second.status == 0)
+            #expect((try second.json()["applied"] as? [Any])?.isEmpty == true)
+
+            let after = try KeylineBinary.run(["db", "status"], environment: environment)
+            #expect(after.status == 0)
+            #expect(after.stdout.contains("0001_registry_tables") && after.stdout.contains("applied"))
+            #expect(after.stdout.contains("no pending migrations"))
+        }
+    }
+
+    @Test("a schema folder whose applied migration was edited is refused with exit 78")
+    func editedSchemaFolder() throws {
+        try Self.withFreshDatabase { environment in
+            #expect(try KeylineBinary.run(["db", "migrate"], environment: environment).status == 0)
+            let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+                .deletingLastPathComponent()
+            let folder = FileManager.default.temporaryDirectory.appendingPathComponent("kl-cli-schema-\(UUID().uuidString)")
+            try FileManager.default.copyItem(at: root.appendingPathComponent("schema"), to: folder)
+            defer { try? FileManager.default.removeItem(at: folder) }
+            let first = folder.appendingPathComponent("0001_registry_tables.sql")
+            try (try String(contentsOf: first, encoding: .utf8) + "-- edited\n").write(to: first, atomically: true, encoding: .utf8)
+
+            let status = try KeylineBinary.run(["db", "status", "--schema", folder.path, "--json"], environment: environment)
+            #expect(status.status == 78)
+            let migrate = try KeylineBinary.run(["db", "migrate", "--schema", folder.path, "--json"], environment: environment)
+            #expect(migrate.status == 78)
+            let error = try migrate.json()["error"] as? [String: Any]
+            #expect(error?["kind"] as? String == "migrationChanged")
+        }
+    }
+
+    @Test("an unreachable database exits 75 and never shows the password")
+    func unreachable() throws {
+        let result = try KeylineBinary.run(["db", "status"], environment: [
+            "DATABASE_URL": "postgresql://keyline:hunter2-secret@/keyline?host=/nonexistent-socket-folder",
+        ])
+        #expect(result.status == 75)
+        #expect(result.stderr.contains("/nonexistent-socket-folder"))
+        #expect(!result.stderr.contains("hunter2-secret") && !result.stdout.contains("hunter2-secret"))
+    }
+}

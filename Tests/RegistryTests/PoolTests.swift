@@ -1,0 +1,73 @@
+import Foundation
+import Testing
+@testable import Registry
+
+@Suite("Connection pool")
+struct PoolTests {
+    @Test("many tasks share at most `size` connections, and every transaction commits")
+    func boundedSharing() async throws {
+        try await withTestDatabase(migrated: false) { database in
+            let pool = PostgresConnectionPool(settings: database.settings, size: 3)
+            try await pool.execute("CREATE TABLE t (task integer PRIMARY KEY, pid integer NOT NULL)", [])
+            let running = LockedBox((now: 0, most: 0))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for task in 0..<12 {
+                    group.addTask {
+                        try await pool.transaction(isolation: .readCommitted) { transaction in
+                            running.withValue { $0.now += 1; $0.most = max($0.most, $0.now) }
+                            defer { running.withValue { $0.now -= 1 } }
+                            try transaction.execute("SELECT pg_sleep(0.02)")
+                            try transaction.execute("INSERT INTO t VALUES ($1, pg_backend_pid())", [task])
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let rows = try await pool.query("SELECT count(*) AS n, count(DISTINCT pid) AS pids FROM t", [])
+            #expect(try rows[0].decode("n", as: Int.self) == 12)
+            #expect(try rows[0].decode("pids", as: Int.self) <= 3)
+            #expect(running.withValue { $0.most } <= 3)
+            #expect(await pool.openConnections <= 3)
+            await pool.close()
+            await #expect(throws: PostgresError.self) { try await pool.query("SELECT 1", []) }
+        }
+    }
+
+    @Test("the registry works over a pool, conflicts included")
+    func registryOverPool() async throws {
+        try await withTestDatabase { database in
+            let registry = try await RegistryDatabase.connect(database.settings, connections: 4)
+            #expect(registry.client is PostgresConnectionPool)
+            let fixture = try await RegistryFixture.make(registry)
+            let setup = try await database.registry()
+            let device = randomDeviceID()
+            let keys = [try await TestKey.random(using: setup.connection), try await TestKey.random(using: setup.connection)]
+            let first = try await fixture.escrowed(deviceID: device, key: keys[0])
+            let second = try await registry.recordEscrowObject(fixture.escrowObject(deviceID: device, key: keys[1]))
+            async let a = capture { try await registry.registerKey(fixture.registration(deviceID: device, key: keys[0], escrowObjectID: first.id)) }
+            async let b = capture { try await registry.registerKey(fixture.registration(deviceID: device, key: keys[1], escrowObjectID: second.id)) }
+            let results = await [a, b]
+            #expect(results.filter { (try? $0.get()) != nil }.count == 1)
+            for case .failure(let error) in results {
+                guard case RegistryError.activeKeyConflict(_, device, _, _) = error else {
+                    Issue.record("unexpected \(error)")
+                    continue
+                }
+            }
+        }
+    }
+
+    @Test("a pool that cannot connect reports it and gives the slot back")
+    func unreachable() async throws {
+        let pool = PostgresConnectionPool(
+            settings: ConnectionSettings(connectionString: "host=/nonexistent-socket-folder dbname=x"), size: 1)
+        for _ in 0..<2 {
+            await #expect {
+                try await pool.query("SELECT 1", [])
+            } throws: { error in
+                (error as? PostgresError)?.kind == .connectionFailed
+            }
+        }
+        #expect(await pool.openConnections == 0)
+    }
+}

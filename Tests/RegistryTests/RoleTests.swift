@@ -1,0 +1,155 @@
+import Foundation
+import Testing
+@testable import Registry
+
+/// Each role's grants and denials, proven with real logins that are members of the roles
+/// (not SET ROLE): the session user is the login, as it is for a station in the factory.
+@Suite("Roles")
+struct RoleTests {
+    @Test("keyline_station provisions, but cannot rewrite or delete registrations or events")
+    func station() async throws {
+        try await withTestDatabase { database in
+            let admin = try await database.registry()
+            _ = try await admin.createProduct(id: "acme-sensor", name: "Acme sensor")
+            let (user, station) = try await database.login(memberOf: "keyline_station")
+            let who = try await station.connection.query("SELECT session_user AS login, current_user AS role")
+            #expect(try who[0].decode("login", as: String.self) == user)
+
+            // Allowed: jobs, job devices (insert and update), escrow objects, registrations, events.
+            let job = try await station.createJob(productID: "acme-sensor", station: "station-07", pipeline: "boron")
+            let fixture = RegistryFixture(registry: station, productID: "acme-sensor", job: job)
+            let device = randomDeviceID()
+            let key = try await TestKey.random(using: station.connection)
+            let object = try await fixture.escrowed(deviceID: device, key: key)
+            let registration = try await station.registerKey(fixture.registration(deviceID: device, key: key,
+                                                                                  escrowObjectID: object.id))
+            let failedOther = try await station.recordJobDevice(jobID: job.id, deviceID: randomDeviceID(), state: .failed,
+                                                                station: "station-07", error: "no DFU device after 10 s")
+            #expect(failedOther.state == .failed)
+            let retried = try await station.recordJobDevice(jobID: job.id, deviceID: failedOther.deviceID, state: .dfu,
+                                                            station: "station-07", newAttempt: true)
+            #expect(retried.attempts == 2)
+            _ = try await station.finishJob(id: job.id, status: .completed)
+            let events = try await station.events(deviceID: device)
+            #expect(events.map(\.kind) == ["key.registered"])
+            #expect(events.first?.actor == user)
+
+            // Denied: changing or deleting registrations and events, restorations, products.
+            let connection = station.connection
+            await expectServerError("42501") {
+                try await connection.execute("UPDATE key_registrations SET status = 'revoked' WHERE id = $1", [registration.id])
+            }
+            await expectServerError("42501") {
+                try await connection.execute("DELETE FROM key_registrations WHERE id = $1", [registration.id])
+            }
+            await expectServerError("42501") {
+                try await connection.execute("UPDATE events SET kind = 'x' WHERE device_id = $1", [device])
+            }
+            await expectServerError("42501") { try await connection.execute("DELETE FROM events") }
+            await expectServerError("42501") { try await connection.execute("TRUNCATE key_registrations") }
+            await expectServerError("42501") { try await connection.execute("DELETE FROM job_devices") }
+            await expectServerError("42501") { try await connection.execute("DELETE FROM escrow_objects") }
+            await expectServerError("42501") {
+                _ = try await station.recordRestoration(registrationID: registration.id, station: "station-07", outcome: .restored)
+            }
+            await expectServerError("42501") { _ = try await station.createProduct(id: "rogue", name: "Rogue") }
+            await expectServerError("42501") {
+                try await connection.execute("UPDATE escrow_objects SET object_key = 'x' WHERE id = $1", [object.id])
+            }
+            await #expect {
+                _ = try await station.revokeKey(productID: "acme-sensor", deviceID: device, reason: "x", station: "station-07")
+            } throws: { error in
+                guard case RegistryError.permissionDenied = error else { return false }
+                return "\(error)".contains("keyline_station")
+            }
+            #expect(try await admin.activeRegistration(productID: "acme-sensor", deviceID: device)?.id == registration.id)
+        }
+    }
+
+    @Test("keyline_rma records restorations and supersedes a key, and nothing more")
+    func rma() async throws {
+        try await withTestDatabase { database in
+            let admin = try await database.registry()
+            let fixture = try await RegistryFixture.make(admin)
+            let device = randomDeviceID()
+            let key = try await TestKey.random(using: admin.connection)
+            let object = try await fixture.escrowed(deviceID: device, key: key)
+            let registration = try await admin.registerKey(fixture.registration(deviceID: device, key: key,
+                                                                                escrowObjectID: object.id))
+            let (user, rma) = try await database.login(memberOf: "keyline_rma")
+
+            let restoration = try await rma.recordRestoration(registrationID: registration.id, station: "rma-bench",
+                                                              outcome: .restored, detail: "blinking cyan after flash")
+            #expect(restoration.operator == user)
+            #expect(restoration.escrowObjectID == object.id)
+
+            // Revoking is not the bench's call (row-level security allows only active → superseded).
+            await expectServerError("42501") {
+                _ = try await rma.revokeKey(productID: fixture.productID, deviceID: device, reason: "x", station: "rma-bench")
+            }
+            await expectServerError("42501") {
+                try await rma.connection.execute("UPDATE key_registrations SET fingerprint = 'x' WHERE id = $1", [registration.id])
+            }
+            await expectServerError("42501") {
+                try await rma.connection.execute("DELETE FROM key_registrations WHERE id = $1", [registration.id])
+            }
+            await expectServerError("42501") { try await rma.connection.execute("DELETE FROM restorations") }
+            await expectServerError("42501") { try await rma.connection.execute("DELETE FROM events") }
+            await expectServerError("42501") {
+                _ = try await rma.createJob(productID: fixture.productID, station: "rma-bench", pipeline: "p")
+            }
+            let otherKey = try await TestKey.random(using: admin.connection)
+            await expectServerError("42501") {
+                _ = try await rma.recordEscrowObject(fixture.escrowObject(deviceID: device, key: otherKey))
+            }
+            await expectServerError("42501") {
+                try await rma.connection.execute("UPDATE job_devices SET state = 'failed', last_error = 'x'")
+            }
+
+            let superseded = try await rma.supersedeKey(productID: fixture.productID, deviceID: device,
+                                                        reason: "replaced after RMA 4711", station: "rma-bench")
+            #expect(superseded.status == .superseded)
+            let kinds = try await admin.events(deviceID: device).map(\.kind)
+            #expect(kinds == ["key.registered", "key.restored", "key.superseded"])
+        }
+    }
+
+    @Test("keyline_auditor reads everything and changes nothing")
+    func auditor() async throws {
+        try await withTestDatabase { database in
+            let admin = try await database.registry()
+            let fixture = try await RegistryFixture.make(admin)
+            let device = randomDeviceID()
+            let key = try await TestKey.random(using: admin.connection)
+            let object = try await fixture.escrowed(deviceID: device, key: key)
+            _ = try await admin.registerKey(fixture.registration(deviceID: device, key: key, escrowObjectID: object.id))
+            let (_, auditor) = try await database.login(memberOf: "keyline_auditor")
+
+            let audited = try await auditor.registrations(productID: fixture.productID)
+            #expect(audited.count == 1)
+            #expect(audited.first?.escrowObject.id == object.id)
+            #expect(try await auditor.events(deviceID: device).count == 1)
+            #expect(try await auditor.jobDevices(jobID: fixture.job.id).count == 1)
+            for table in ["products", "jobs", "job_devices", "escrow_objects", "key_registrations", "restorations",
+                          "events", "schema_migrations"] {
+                try await auditor.connection.query("SELECT count(*) FROM \(table)")
+            }
+
+            await expectServerError("42501") { _ = try await auditor.appendEvent(kind: "audit.note", station: nil) }
+            await expectServerError("42501") {
+                _ = try await auditor.createJob(productID: fixture.productID, station: "s", pipeline: "p")
+            }
+            await expectServerError("42501") {
+                try await auditor.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .failed,
+                                                  station: "s", error: "x")
+            }
+            await expectServerError("42501") {
+                _ = try await auditor.supersedeKey(productID: fixture.productID, deviceID: device, reason: "x", station: "s")
+            }
+            await expectServerError("42501") { try await auditor.connection.execute("DELETE FROM events") }
+            await expectServerError("42501") {
+                try await auditor.connection.execute("UPDATE products SET name = 'x'")
+            }
+        }
+    }
+}
