@@ -163,3 +163,38 @@ final class ChangeLog: @unchecked Sendable {
     var record: @Sendable (SimulatedFleet.Change) -> Void { { [self] c in lock.withLock { changes.append(c) } } }
     var count: Int { lock.withLock { changes.count } }
 }
+
+@Suite struct NormalModeRequestTests {
+    @Test(arguments: [Platform.p1, .argon])
+    func resetRequestReenumeratesInNormalMode(platform: Platform) async throws {
+        let fleet = try SimulatedFleet(timeScale: 0.001, seed: 4)
+        let device = try fleet.add(platform, at: port(6), mode: .normal)
+        let first = try #require(fleet.attachedDevices().first)
+        let requests = ParticleControlRequests(transport: first.transport)
+        #expect(try await requests.send(.systemVersion, step: .readDeviceID) == [0x0A, 5] + Array("6.2.0".utf8))
+        let changes = fleet.changes()
+        _ = try await first.transport.control(ControlSetup(requestType: 0x40, request: 0x50, value: 0, index: 40, length: 0),
+                                              data: [], timeout: .seconds(1))
+        var iterator = changes.makeAsyncIterator()
+        guard case .detached = await iterator.next(), case .attached(let again) = await iterator.next() else {
+            Issue.record("the device did not re-enumerate")
+            return
+        }
+        #expect(again.mode == .normal && again.serialNumber == device.deviceID)
+        #expect(try await ParticleControlRequests(transport: again.transport).deviceID() == device.deviceID)
+    }
+
+    @Test func unsupportedServiceRequestReportsDeviceOSError() async throws {
+        let device = try SimulatedDevice(platform: .boron, mode: .normal, timeScale: 0, seed: 1)
+        let requests = ParticleControlRequests(transport: try #require(device.transport))
+        // Request 20 through the service framing answers protobuf GetDeviceIdReply.
+        #expect(try await requests.send(.deviceID, step: .readDeviceID) == [0x0A, 24] + Array(device.deviceID.utf8))
+        let setup = ControlSetup(requestType: 0xC0, request: 1, value: 0, index: 211, length: 64)  // GET_SECURITY_KEY
+        let reply = try await device.transport!.control(setup, data: [], timeout: .seconds(1))
+        let id = UInt16(reply[6]) | UInt16(reply[7]) << 8
+        let check = try await device.transport!.control(ControlSetup(requestType: 0xC0, request: 2, value: 0, index: id, length: 64),
+                                                        data: [], timeout: .seconds(1))
+        // flags STATUS|SIZE|RESULT, status OK, size 0, result -120 (SYSTEM_ERROR_NOT_SUPPORTED): Gen3 has no key requests.
+        #expect(Array(check.suffix(4)) == [0x88, 0xFF, 0xFF, 0xFF])
+    }
+}
