@@ -198,3 +198,29 @@ final class ChangeLog: @unchecked Sendable {
         #expect(Array(check.suffix(4)) == [0x88, 0xFF, 0xFF, 0xFF])
     }
 }
+
+@Suite struct AutosaveTests {
+    @Test func keysWrittenBeforeLeavingSurviveAKilledSimulator() async throws {
+        let folder = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-autosave-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let key = try DevicePrivateKey.generate(.ec)
+        let deviceID: String
+        do {
+            let fleet = try SimulatedFleet(timeScale: 0.001, directory: folder, seed: 3, autosave: true)
+            let device = try fleet.add(.argon, at: port(1))
+            deviceID = device.deviceID
+            let particle = try await ParticleDFUDevice.open(try #require(device.transport))
+            try await particle.writePrivateKey(key)
+            try await particle.leave()
+            _ = try await fleet.waitForDevice(
+                USBDeviceMatch(serialNumber: deviceID, vendorID: 0x2B04, productIDs: [Platform.argon.normalProductID]), timeout: .seconds(10))
+            #expect(await fleet.waitForPendingSaves() == nil)
+            // No explicit save(): the process "dies" here.
+        }
+        let restarted = try SimulatedFleet(timeScale: 0, directory: folder)
+        let device = try #require(restarted.device(at: port(1)))
+        #expect(device.deviceID == deviceID)
+        #expect(device.currentMode == .normal)
+        #expect(try DevicePrivateKey(slot: device.privateKeySlot()).der == key.der)
+    }
+}
