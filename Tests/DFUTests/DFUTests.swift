@@ -267,3 +267,36 @@ func status(_ state: DFUState, _ code: DFUStatusCode = .ok, poll: UInt32 = 0) ->
         }
     }
 }
+
+@Suite struct DfuSeFileTests {
+    @Test func roundTripWithTwoTargets() throws {
+        let file = DfuSeFile(targets: [
+            .init(alt: 0, name: "Internal Flash", elements: [.init(address: 0x0802_0000, data: Array(repeating: 0xAB, count: 1000)),
+                                                             .init(address: 0x0806_0000, data: [1, 2, 3])]),
+            .init(alt: 1, elements: [.init(address: 2082, data: Array(repeating: 0x5C, count: 512))]),
+        ], vendorID: 0x2B04, productID: 0xD006)
+        let bytes = file.bytes
+        #expect(Array(bytes.prefix(6)) == Array("DfuSe".utf8) + [1])
+        // DFUImageSize covers the whole file; the suffix says DfuSe.
+        #expect(UInt32(bytes[6]) | UInt32(bytes[7]) << 8 | UInt32(bytes[8]) << 16 | UInt32(bytes[9]) << 24 == UInt32(bytes.count))
+        #expect(bytes[10] == 2)
+        #expect(Array(bytes[11..<17]) == Array("Target".utf8))
+        let parsed = try DfuSeFile(bytes: bytes)
+        #expect(parsed == file)
+        #expect(parsed.suffix.dfuVersion == 0x011A && parsed.suffix.vendorID == 0x2B04)
+    }
+
+    @Test func damagedFilesAreRejected() {
+        let good = DfuSeFile(targets: [.init(alt: 0, elements: [.init(address: 0, data: [1, 2, 3, 4])])]).bytes
+        var badCRC = good
+        badCRC[20] ^= 0xFF
+        #expect(throws: DfuSeFile.FormatError.self) { try DfuSeFile(bytes: badCRC) }
+        // A plain-DFU suffix is not a DfuSe file.
+        let plain = DFUFileSuffix().appended(to: Array(good.dropLast(16)))
+        #expect(throws: DfuSeFile.FormatError.self) { try DfuSeFile(bytes: plain) }
+        // An element claiming more bytes than its target holds.
+        var body = Array(good.dropLast(16))
+        body[11 + 274 + 4] = 0xFF
+        #expect(throws: DfuSeFile.FormatError.self) { try DfuSeFile(bytes: DFUFileSuffix(dfuVersion: 0x011A).appended(to: body)) }
+    }
+}

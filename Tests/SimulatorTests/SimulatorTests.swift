@@ -196,3 +196,20 @@ final class ProgressLog: @unchecked Sendable {
         }
     }
 }
+
+@Suite struct DfuSeFileDownloadTests {
+    @Test(arguments: [Platform.photon, .boron])
+    func everyTargetGoesToItsAlt(platform: Platform) async throws {
+        let device = try SimulatedDevice(platform: platform, mode: .dfu, timeScale: 0, seed: 12)
+        let dfu = try await openDFU(device)
+        let firmware = try firmwareSegment(dfu)
+        let server = platform.serverKeySlot.slot
+        let file = DfuSeFile(targets: [
+            .init(alt: 0, elements: [.init(address: firmware.start, data: pattern(9000))]),
+            .init(alt: 1, elements: [.init(address: UInt32(server.offset), data: pattern(server.size, seed: 9))]),
+        ])
+        try await dfu.download(try DfuSeFile(bytes: file.bytes))
+        #expect(try device.readMemory(alt: 0, address: firmware.start, length: 9000) == pattern(9000))
+        #expect(try device.readMemory(alt: 1, address: UInt32(server.offset), length: server.size) == pattern(server.size, seed: 9))
+    }
+}
