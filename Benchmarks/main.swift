@@ -12,6 +12,7 @@ let benchmarks: [Benchmark] = [
     Benchmark(name: "device-keys", run: deviceKeysBenchmark),
     Benchmark(name: "escrow", run: EscrowBenchmark.run),
     Benchmark(name: "registry", run: registryBenchmark),
+    Benchmark(name: "dfu", run: DFUBenchmarks.run),
     Benchmark(name: "usb-standin", run: StandInBenchmark.run),
 ]
 

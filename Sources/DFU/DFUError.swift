@@ -87,7 +87,7 @@ public struct DFUError: Error, Sendable, Hashable, CustomStringConvertible {
             case .io(let detail): what = "USB I/O error\(req): \(detail)"
             }
         case .deviceStatus(let code, let state):
-            what = "the device reported \(code.name) in \(state): \(code.meaning)"
+            what = "the device reported \(code.name) in \(state): \(code.meaning); \(code.advice)"
         case .unexpectedState(let state, let expected):
             what = "the device is in \(state), expected \(expected.map(\.description).joined(separator: " or "))"
         case .malformedReply(let detail):
@@ -112,5 +112,23 @@ public struct DFUError: Error, Sendable, Hashable, CustomStringConvertible {
             what = "the device is in run-time mode (\(state)), not DFU mode"
         }
         return "\(place): \(what)" + (recovered ? " (device reset to dfuIDLE)" : "")
+    }
+}
+
+extension DFUStatusCode {
+    /// What the person at the station can do about it.
+    public var advice: String {
+        switch self {
+        case .ok: "nothing to do"
+        case .errTarget, .errFile: "the image or address is not meant for this device: check the platform and the file"
+        case .errAddress: "the address is outside what the device can program: check the address and the image size"
+        case .errWrite, .errErase, .errCheckErased, .errProg, .errVerify:
+            "retry; if it happens again on this device its flash may be failing: set the device aside"
+        case .errNotDone: "the device expected more data: retry the whole transfer"
+        case .errFirmware: "the firmware on the device is corrupt: reflash it before leaving DFU mode"
+        case .errVendor: "the device refused for its own reason (e.g. Protected Device mode): check its security mode"
+        case .errUSBR, .errPOR: "the device was reset during the transfer: check the cable and hub, then retry"
+        case .errUnknown, .errStalledPkt: "retry; if it repeats, power-cycle the device"
+        }
     }
 }

@@ -66,8 +66,18 @@ extension DfuSeDevice {
         while data.count < length {
             let chunk = min(transferSize, length - data.count)
             let chunkAddress = address &+ UInt32(data.count)
+            if block == UInt16.max {
+                // Block numbers ran out (256 MiB at 4 KiB): restart the count from a new address pointer.
+                try await step(.setAddress, alt: alt, address: chunkAddress) { () async throws(DFUError.Reason) in
+                    try await interface.abortToIdle()  // DNLOAD is not allowed in dfuUPLOAD-IDLE
+                    try await interface.dfuseCommand(.setAddressPointer(chunkAddress))
+                    try await interface.abortToIdle()
+                }
+                block = DfuSeBlock.firstData
+            }
+            let currentBlock = block
             let reply = try await step(.upload, alt: alt, address: chunkAddress) { () async throws(DFUError.Reason) in
-                let reply = try await interface.upload(block: block, length: chunk)
+                let reply = try await interface.upload(block: currentBlock, length: chunk)
                 if reply.count < chunk {
                     // A short reply ends an upload; check the status for the reason before calling it short.
                     if let status = try? await interface.getStatus() { try status.requireNoError() }

@@ -7,6 +7,12 @@ public struct DfuSeAlternateSetting: Sendable, Hashable {
     public var name: String
     /// nil when the string is not a DfuSe layout.
     public var layout: DfuSeMemoryLayout?
+
+    public init(alt: UInt8, name: String, layout: DfuSeMemoryLayout?) {
+        self.alt = alt
+        self.name = name
+        self.layout = layout
+    }
 }
 
 /// Bytes done of bytes total, reported after each transfer block.
@@ -15,6 +21,12 @@ public struct DFUProgress: Sendable, Hashable {
     public var phase: Phase
     public var bytesDone: Int
     public var totalBytes: Int
+
+    public init(phase: Phase, bytesDone: Int, totalBytes: Int) {
+        self.phase = phase
+        self.bytesDone = bytesDone
+        self.totalBytes = totalBytes
+    }
 }
 
 public typealias DFUProgressHandler = @Sendable (DFUProgress) -> Void

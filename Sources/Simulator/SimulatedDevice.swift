@@ -139,8 +139,13 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         lock.withLock { descriptorsLocked() }
     }
 
-    private func descriptorsLocked() -> SimulatedDescriptors {
-        switch mode {
+    /// Descriptors the device presents in `mode`.
+    func descriptors(for mode: USBMode) -> SimulatedDescriptors {
+        lock.withLock { descriptorsLocked(mode) }
+    }
+
+    private func descriptorsLocked(_ mode: USBMode? = nil) -> SimulatedDescriptors {
+        switch mode ?? self.mode {
         case .normal:
             return .normal(platform: platform, deviceID: deviceID)
         case .dfu:

@@ -19,9 +19,10 @@ public struct SimulatedAttachment: Sendable, Hashable, CustomStringConvertible {
     public var identity: USBDeviceIdentity {
         USBDeviceIdentity(port: port, vendorID: vendorID, productID: productID, serialNumber: serialNumber)
     }
-    /// Raw descriptors of this enumeration (for a libusb stand-in's get_device/config_descriptor).
-    public var deviceDescriptor: [UInt8] { device.deviceDescriptor }
-    public var configurationDescriptor: [UInt8] { device.configurationDescriptor }
+    /// Raw descriptors of this enumeration, captured when it attached (for a libusb stand-in's
+    /// get_device/config_descriptor).
+    public let deviceDescriptor: [UInt8]
+    public let configurationDescriptor: [UInt8]
 
     public var description: String { "\(identity) (\(mode) mode, address \(address))" }
 }
@@ -43,8 +44,12 @@ public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
     /// Where `save()` keeps state; `init` loads devices saved there before.
     public let directory: URL?
     public let seed: UInt64
+    /// Save to `directory` after every attach/detach (on the fleet's own queue, never the caller's).
+    public let autosave: Bool
 
     private let lock = NSLock()
+    private let saveQueue = DispatchQueue(label: "keyline.simulator.fleet.save")
+    private var lastSaveError: SimulatorError?
     // Guarded by `lock`.
     private var devices: [USBPortPath: SimulatedDevice] = [:]
     private var attachments: [USBPortPath: SimulatedAttachment] = [:]
@@ -57,11 +62,37 @@ public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
     ///   - timeScale: real seconds per modelled second for every device (0 = no delays).
     ///   - directory: if given, devices saved there by `save()` are loaded now.
     ///   - seed: derives device IDs of devices added without one.
-    public init(timeScale: Double = 1, directory: URL? = nil, seed: UInt64 = 0) throws(SimulatorError) {
+    ///   - autosave: with a directory, save the fleet after every attach and detach, so a
+    ///     simulator process that is killed keeps what devices held at their last re-enumeration
+    ///     (e.g. keys written before leaving DFU mode).
+    public init(timeScale: Double = 1, directory: URL? = nil, seed: UInt64 = 0, autosave: Bool = false) throws(SimulatorError) {
         self.timeScale = timeScale
         self.directory = directory
         self.seed = seed
+        self.autosave = autosave && directory != nil
         if let directory { try loadSaved(from: directory) }
+    }
+
+    /// Returns once every autosave started so far has finished; the last save's error, if any.
+    @discardableResult
+    public func waitForPendingSaves() async -> SimulatorError? {
+        await withCheckedContinuation { continuation in
+            saveQueue.async { continuation.resume() }
+        }
+        return lock.withLock { lastSaveError }
+    }
+
+    private func scheduleAutosave() {
+        guard autosave else { return }
+        saveQueue.async { [weak self] in
+            guard let self else { return }
+            do throws(SimulatorError) {
+                try self.save()
+                self.lock.withLock { self.lastSaveError = nil }
+            } catch {
+                self.lock.withLock { self.lastSaveError = error }
+            }
+        }
     }
 
     // MARK: - Devices
@@ -147,12 +178,14 @@ public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
             guard devices[port] === device else { return nil }
             switch event {
             case .attached(let session, let mode):
+                let descriptors = device.descriptors(for: mode)
                 let address = nextAddress[port.bus, default: 1]
                 nextAddress[port.bus] = address >= 127 ? 1 : address + 1
                 let attachment = SimulatedAttachment(
                     port: port, address: address, vendorID: device.platform.vendorID,
                     productID: device.platform.productID(mode), serialNumber: device.deviceID, mode: mode,
-                    transport: SimulatedTransport(device: device, session: session))
+                    transport: SimulatedTransport(device: device, session: session),
+                    deviceDescriptor: descriptors.device, configurationDescriptor: descriptors.configuration)
                 attachments[port] = attachment
                 changeCount += 1
                 return .attached(attachment)
@@ -163,7 +196,10 @@ public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
                 return .detached(port: port, address: current.address, serialNumber: current.serialNumber)
             }
         }
-        if let change { publish(change) }
+        if let change {
+            scheduleAutosave()
+            publish(change)
+        }
     }
 
     private func publish(_ change: Change) {
