@@ -28,7 +28,8 @@ struct SimServeCommand: AsyncParsableCommand {
             --fleet photon:8,boron:8 plugs 8 Photons into hub 1 (ports 1-1.1 … 1-1.8) and 8 Borons \
             into hub 2 (1-2.1 … 1-2.8). With --state DIR, devices saved there by an earlier run come \
             back (flash, DCT and keys intact) and --fleet only fills an empty DIR; the state is saved \
-            again on exit.
+            after every attach/detach (so a killed simulator keeps what devices held when they last \
+            re-enumerated) and on exit.
 
             --faults takes comma-separated items, each optionally limited to one port with PORT@: \
             disconnect-after=N, stall=N, fail-op=N:STATUS (a DFU status number), slowdown=X, \
@@ -77,7 +78,10 @@ struct SimServeCommand: AsyncParsableCommand {
             say("serving \(fleet.allDevices.count) simulated devices on \(socket); stop with Ctrl-C")
             let signal = await SignalWait.next([SIGINT, SIGTERM])
             server.stop()
-            if state != nil { try fleet.save() }
+            if state != nil {
+                await fleet.waitForPendingSaves()
+                try fleet.save()
+            }
             say("stopped by signal \(signal)")
         }
     }
@@ -93,7 +97,7 @@ enum SimulatorFleetSpec {
                           protected: String? = nil) throws -> SimulatedFleet {
         guard timeScale >= 0 else { throw specError("--time-scale must be 0 or more, not \(timeScale)") }
         guard let usbMode = USBMode(rawValue: mode) else { throw specError("--mode must be normal or dfu, not \(mode)") }
-        let fleet = try SimulatedFleet(timeScale: timeScale, directory: state, seed: seed)
+        let fleet = try SimulatedFleet(timeScale: timeScale, directory: state, seed: seed, autosave: state != nil)
         let faultPlan = try parseFaults(faults ?? "")
         let protectedPorts = try protected.map { text in
             text == "all" ? nil : Set(try text.split(separator: ",").map { try parsePort(String($0)) })
