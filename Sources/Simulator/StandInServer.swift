@@ -83,7 +83,7 @@ public struct StandInServerError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         "cannot \(operation) the simulator socket \(socketPath): \(String(cString: strerror(errno)))"
-            + (operation == "bind" ? " (is another `keyline sim serve` using it? choose another --socket)" : "")
+            + (errno == EADDRINUSE ? " (another `keyline sim serve` is serving it: stop it or choose another --socket)" : "")
     }
 }
 
@@ -110,7 +110,7 @@ public final class StandInServer: @unchecked Sendable {
         address.sun_family = sa_family_t(AF_UNIX)
         let pathBytes = Array(socketPath.utf8)
         guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else {
-            throw StandInServerError(socketPath: socketPath, operation: "use (path too long for a Unix socket)", errno: ENAMETOOLONG)
+            throw StandInServerError(socketPath: socketPath, operation: "use", errno: ENAMETOOLONG)  // sun_path holds 107 bytes
         }
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             raw.copyBytes(from: pathBytes)

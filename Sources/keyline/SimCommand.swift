@@ -66,10 +66,19 @@ struct SimServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await CLI.run(json: false) {
-            let fleet = try SimulatorFleetSpec.makeFleet(spec: self.fleet, mode: mode, state: state.map { URL(fileURLWithPath: $0) },
-                                                         timeScale: timeScale, faults: faults, seed: seed, protected: protected)
+            // Everything is checked and the socket bound before any simulated device exists: a
+            // device boots on its own queue (and may be generating a key with OpenSSL), and a
+            // process exiting under it would race OpenSSL's exit-time cleanup.
+            let planned = try SimulatorFleetSpec.plan(spec: self.fleet, mode: mode, timeScale: timeScale, faults: faults, protected: protected)
+            let fleet = try SimulatedFleet(timeScale: timeScale, directory: state.map { URL(fileURLWithPath: $0) }, seed: seed,
+                                           autosave: state != nil)
             let server = StandInServer(socketPath: socket, fleet: fleet)
             try server.start()
+            if fleet.allDevices.isEmpty {
+                for device in planned {
+                    try fleet.add(device.platform, at: device.port, mode: device.mode, protected: device.protected, faults: device.faults)
+                }
+            }
             // Unbuffered: whoever started us (a test, a script) sees the lines at once.
             func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
             for (port, device) in fleet.allDevices {
@@ -83,6 +92,10 @@ struct SimServeCommand: AsyncParsableCommand {
                 try fleet.save()
             }
             say("stopped by signal \(signal)")
+            // Devices may still be busy on their own queues (booting, generating a key): leave
+            // without exit-time destructors rather than tear OpenSSL down under them. Output was
+            // written unbuffered and the state is saved.
+            _exit(0)
         }
     }
 }
@@ -93,30 +106,40 @@ enum SimulatorFleetSpec {
         CommandFailure(kind: "usage", message: description, exit: .usage)
     }
 
-    static func makeFleet(spec: String, mode: String, state: URL?, timeScale: Double, faults: String?, seed: UInt64,
-                          protected: String? = nil) throws -> SimulatedFleet {
+    /// One device `--fleet` asks for.
+    struct PlannedDevice {
+        var platform: Platform
+        var port: USBPortPath
+        var mode: USBMode
+        var protected: Bool
+        var faults: SimulatedFaults
+    }
+
+    /// Checks every option and lists the devices to create (hub N of `--fleet`'s Nth item, one
+    /// port per device: 1-N.1, 1-N.2, …).
+    static func plan(spec: String, mode: String, timeScale: Double, faults: String?, protected: String?) throws -> [PlannedDevice] {
         guard timeScale >= 0 else { throw specError("--time-scale must be 0 or more, not \(timeScale)") }
         guard let usbMode = USBMode(rawValue: mode) else { throw specError("--mode must be normal or dfu, not \(mode)") }
-        let fleet = try SimulatedFleet(timeScale: timeScale, directory: state, seed: seed, autosave: state != nil)
         let faultPlan = try parseFaults(faults ?? "")
         let protectedPorts = try protected.map { text in
             text == "all" ? nil : Set(try text.split(separator: ",").map { try parsePort(String($0)) })
         }
-        if fleet.allDevices.isEmpty {
-            for (hub, item) in spec.split(separator: ",").enumerated() {
-                let parts = item.split(separator: ":")
-                guard parts.count == 2, let count = Int(parts[1]), count > 0, count <= 127 else {
-                    throw specError("--fleet item \"\(item)\" is not PLATFORM:COUNT (e.g. boron:8)")
-                }
-                let platform = try Platform.named(String(parts[0]))
-                for index in 1...count {
-                    let port = USBPortPath(bus: 1, ports: [UInt8(hub + 1), UInt8(index)])
-                    let isProtected = protected != nil && (protectedPorts! == nil || protectedPorts!!.contains(port))
-                    try fleet.add(platform, at: port, mode: usbMode, protected: isProtected, faults: faultPlan.faults(for: port))
-                }
+        var planned: [PlannedDevice] = []
+        for (hub, item) in spec.split(separator: ",").enumerated() {
+            let parts = item.split(separator: ":")
+            guard parts.count == 2, let count = Int(parts[1]), count > 0, count <= 127, hub < 127 else {
+                throw specError("--fleet item \"\(item)\" is not PLATFORM:COUNT (e.g. boron:8)")
+            }
+            let platform = try Platform.named(String(parts[0]))
+            guard SimulatedHardware.forPlatform(platform) != nil else { throw SimulatorError.unsupportedPlatform(platform.name) }
+            for index in 1...count {
+                let port = USBPortPath(bus: 1, ports: [UInt8(hub + 1), UInt8(index)])
+                let isProtected = protectedPorts.map { $0 == nil || $0!.contains(port) } ?? false
+                planned.append(PlannedDevice(platform: platform, port: port, mode: usbMode, protected: isProtected,
+                                             faults: faultPlan.faults(for: port)))
             }
         }
-        return fleet
+        return planned
     }
 
     struct FaultPlan {
