@@ -47,7 +47,8 @@ test: deps standin db-up
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(PG_ENV) $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-bench: deps db-up
+bench: deps standin db-up
+	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
 	$$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 

@@ -54,7 +54,7 @@ let package = Package(
         .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Registry", "DeviceKeys"]),
-        .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys"]),
+        .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys", "DFU", "USB", "ParticleDevice", "Simulator"]),
     ],
     swiftLanguageModes: [.v6]
 )

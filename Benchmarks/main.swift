@@ -13,6 +13,7 @@ let benchmarks: [Benchmark] = [
     Benchmark(name: "escrow", run: EscrowBenchmark.run),
     Benchmark(name: "registry", run: registryBenchmark),
     Benchmark(name: "dfu", run: DFUBenchmarks.run),
+    Benchmark(name: "usb-standin", run: StandInBenchmark.run),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())

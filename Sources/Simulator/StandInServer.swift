@@ -43,15 +43,8 @@ import Darwin
 /// What the stand-in server serves: the devices attached right now. Descriptors are not part of
 /// it: the server reads them from each device with GET_DESCRIPTOR, as a USB host does.
 public protocol StandInFleet: Sendable {
-    /// The devices attached at this moment, in any order.
-    func attachedDevices() async -> [StandInAttachedDevice]
-    /// A USB port reset of one device (libusb_reset_device). Returns true if the device
-    /// re-enumerated (then the old enumeration is gone). The default does nothing.
-    func reset(_ device: StandInAttachedDevice) async -> Bool
-}
-
-extension StandInFleet {
-    public func reset(_ device: StandInAttachedDevice) async -> Bool { false }
+    /// The device enumerations on the bus at this moment, in any order.
+    func currentEnumerations() async -> [StandInAttachedDevice]
 }
 
 /// One enumeration of one attached device.
@@ -60,14 +53,26 @@ public struct StandInAttachedDevice: Sendable {
     public var portPath: USBPortPath
     /// Changes every time the device (re-)enumerates (normal → DFU mode, leaving DFU, reset).
     public var enumeration: UInt64
+    /// The bus address of this enumeration, if the fleet assigns one; otherwise the server does.
+    public var address: UInt8?
     /// Endpoint 0 of this enumeration. After a re-enumeration it answers `.disconnected`.
     public var transport: any ControlTransport
 
-    public init(portPath: USBPortPath, enumeration: UInt64, transport: any ControlTransport) {
+    public init(portPath: USBPortPath, enumeration: UInt64, address: UInt8? = nil, transport: any ControlTransport) {
         self.portPath = portPath
         self.enumeration = enumeration
+        self.address = address
         self.transport = transport
     }
+}
+
+/// A transport the server can drive straight from its connection thread (no task hop per
+/// transfer; the device's latency sleeps that thread), and reset like libusb_reset_device.
+public protocol BlockingControlTransport: ControlTransport {
+    func controlBlocking(_ setup: ControlSetup, data: [UInt8], timeout: Duration) throws(USBTransferError) -> [UInt8]
+    func selectAlternateSettingBlocking(interface: UInt8, alternateSetting: UInt8) throws(USBTransferError)
+    /// A USB port reset; the device re-enumerates and this transport is dead afterwards.
+    func resetDevice() throws(USBTransferError)
 }
 
 /// Why the server could not start.
@@ -258,8 +263,9 @@ final class DeviceRegistry: @unchecked Sendable {
                 nextID &+= 1
                 ids[key] = id
                 let bus = device.portPath.bus
-                let address = nextAddress[bus, default: 2]   // 1 is the root hub
+                var address = nextAddress[bus, default: 2]   // 1 is the root hub
                 nextAddress[bus] = address >= 127 ? 2 : address + 1
+                if let assigned = device.address { address = assigned }
                 current[id] = Entry(id: id, device: device, address: address)
             }
             // Enumerations no longer attached are gone for good.
@@ -375,7 +381,7 @@ final class StandInConnection: @unchecked Sendable {
 
     private func list() -> (Int32, [UInt8]) {
         let fleet = self.fleet
-        let entries = registry.update(with: waitFor { await fleet.attachedDevices() })
+        let entries = registry.update(with: waitFor { await fleet.currentEnumerations() })
         var writer = WireWriter()
         var count: Int32 = 0
         for var entry in entries {
@@ -407,7 +413,11 @@ final class StandInConnection: @unchecked Sendable {
     private func readDescriptors(_ transport: any ControlTransport) -> ([UInt8], [UInt8])? {
         func get(_ type: UInt8, _ length: UInt16) -> [UInt8]? {
             let setup = ControlSetup(requestType: 0x80, request: 6, value: UInt16(type) << 8, index: 0, length: length)
-            return waitFor { () -> [UInt8]? in try? await transport.control(setup, data: [], timeout: .seconds(1)) }
+            return try? perform(transport) { () async throws(USBTransferError) -> [UInt8] in
+                try await transport.control(setup, data: [], timeout: .seconds(1))
+            } blocking: { (blocking) throws(USBTransferError) -> [UInt8] in
+                try blocking.controlBlocking(setup, data: [], timeout: .seconds(1))
+            }
         }
         guard let device = get(1, 18), device.count == 18, device[1] == 1,
               let header = get(2, 9), header.count == 9, header[1] == 2 else { return nil }
@@ -421,15 +431,14 @@ final class StandInConnection: @unchecked Sendable {
         // libusb requires the interface to be claimed first (LIBUSB_ERROR_NOT_FOUND otherwise).
         guard registry.holds(id, interface: interface, owner: owner) else { return LibUSBStatus.notFound }
         let transport = entry.device.transport
-        let outcome = waitFor { () -> Result<Void, USBTransferError> in
-            do throws(USBTransferError) {
+        do throws(USBTransferError) {
+            try perform(transport) { () async throws(USBTransferError) in
                 try await transport.selectAlternateSetting(interface: interface, alternateSetting: alternate)
-                return .success(())
-            } catch { return .failure(error) }
-        }
-        switch outcome {
-        case .success: return 0
-        case .failure(let error):
+            } blocking: { (blocking) throws(USBTransferError) in
+                try blocking.selectAlternateSettingBlocking(interface: interface, alternateSetting: alternate)
+            }
+            return 0
+        } catch {
             if error == .disconnected { registry.remove(id) }
             return LibUSBStatus.code(for: error)
         }
@@ -438,34 +447,51 @@ final class StandInConnection: @unchecked Sendable {
     private func control(_ id: UInt32, setup: ControlSetup, data: [UInt8], timeout: Duration) -> (Int32, [UInt8]) {
         guard let entry = registry.entry(id) else { return (LibUSBStatus.noDevice, []) }
         let transport = entry.device.transport
-        let outcome = waitFor { () -> Result<[UInt8], USBTransferError> in
-            do throws(USBTransferError) {
-                return .success(try await transport.control(setup, data: data, timeout: timeout))
-            } catch { return .failure(error) }
-        }
-        switch outcome {
-        case .success(let bytes):
+        do throws(USBTransferError) {
+            let bytes = try perform(transport) { () async throws(USBTransferError) -> [UInt8] in
+                try await transport.control(setup, data: data, timeout: timeout)
+            } blocking: { (blocking) throws(USBTransferError) -> [UInt8] in
+                try blocking.controlBlocking(setup, data: data, timeout: timeout)
+            }
             if setup.isDeviceToHost {
                 let answer = Array(bytes.prefix(Int(setup.length)))
                 return (Int32(answer.count), answer)
             }
             return (Int32(setup.length), [])
-        case .failure(let error):
+        } catch {
             if error == .disconnected { registry.remove(id) }
             return (LibUSBStatus.code(for: error), [])
         }
     }
 
+    /// libusb_reset_device: a resettable device re-enumerates, which libusb reports as
+    /// LIBUSB_ERROR_NOT_FOUND; any other device just stays as it is.
     private func reset(_ id: UInt32) -> Int32 {
         guard let entry = registry.entry(id) else { return LibUSBStatus.noDevice }
-        let fleet = self.fleet
-        let device = entry.device
-        let reenumerated = waitFor { await fleet.reset(device) }
-        if reenumerated {
-            registry.remove(id)
-            return LibUSBStatus.notFound
+        guard let resettable = entry.device.transport as? any BlockingControlTransport else { return 0 }
+        do throws(USBTransferError) {
+            try resettable.resetDevice()
+        } catch {
+            return LibUSBStatus.code(for: error)
         }
-        return 0
+        registry.remove(id)
+        return LibUSBStatus.notFound
+    }
+
+    /// Runs one device operation on this connection's thread: directly if the transport can
+    /// block, otherwise by waiting for its async form.
+    private func perform<T: Sendable>(_ transport: any ControlTransport,
+                                      async operation: @escaping @Sendable () async throws(USBTransferError) -> T,
+                                      blocking: (any BlockingControlTransport) throws(USBTransferError) -> T) throws(USBTransferError) -> T {
+        if let direct = transport as? any BlockingControlTransport {
+            return try blocking(direct)
+        }
+        let outcome = waitFor { () -> Result<T, USBTransferError> in
+            do throws(USBTransferError) {
+                return .success(try await operation())
+            } catch { return .failure(error) }
+        }
+        return try outcome.get()
     }
 
     // MARK: framing

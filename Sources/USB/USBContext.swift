@@ -64,24 +64,6 @@ public final class USBContext: @unchecked Sendable {
         }
     }
 
-    /// Waits until a device with this serial is attached (in `mode`, if given) and returns it:
-    /// how a device is found again after it re-enumerates (normal → DFU, leaving DFU).
-    public func waitForDevice(serial: String, mode: USBDeviceMode? = nil, timeout: Duration,
-                              pollInterval: Duration = .milliseconds(50)) async throws(USBError) -> USBDeviceInfo {
-        let clock = ContinuousClock()
-        let deadline = clock.now + timeout
-        while true {
-            let found = try await devices().first {
-                $0.serialNumber?.lowercased() == serial.lowercased() && (mode == nil || $0.mode == mode)
-            }
-            if let found { return found }
-            if clock.now >= deadline {
-                throw USBError.notFound(what: "serial \(serial)" + (mode.map { " in \($0) mode" } ?? ""))
-            }
-            try? await Task.sleep(for: pollInterval)
-        }
-    }
-
     /// Opens this enumeration of the device. In DFU mode the DFU interface is claimed, as the
     /// `ControlTransport` contract requires; in normal mode nothing is claimed (the vendor
     /// requests Particle devices answer go to the device, and the CDC interface stays with the

@@ -23,9 +23,13 @@ public final class USBDevice: ControlTransport, @unchecked Sendable {
         let handle = UnsafeContext(self.handle)
         let interface = claimedInterface
         if !closed {
+            // The closure keeps the context alive until the handle is closed: libusb_exit must
+            // not run before libusb_close.
+            let context = self.context
             worker.enqueue {
                 if let interface { _ = libusb_release_interface(handle.pointer, Int32(interface)) }
                 libusb_close(handle.pointer)
+                withExtendedLifetime(context) {}
             }
         }
         worker.finish()

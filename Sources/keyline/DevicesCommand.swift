@@ -12,40 +12,32 @@ struct DevicesCommand: AsyncParsableCommand {
         discussion: """
             One row per device: USB port path (bus-port.port…, the label to put on the hub), mode \
             (normal or dfu), platform, and device ID (the USB serial number). A device that cannot \
-            be opened is listed with the reason, e.g. a missing udev rule.
+            be opened is listed with the reason, e.g. a missing udev rule. With --json, one JSON \
+            object per device, one per line.
 
-            With --json, or when standard output is not a terminal, prints one JSON object per line.
-
-            Exit codes: 0 listed (possibly nothing attached), 1 USB enumeration failed.
+            Exit codes: 0 listed (possibly nothing attached), 69 USB enumeration failed, 74 libusb error.
             """)
 
-    @Flag(help: "Print JSON lines instead of a table.")
-    var json = false
+    @OptionGroup var output: OutputOptions
 
     func run() async throws {
-        let context = USBContext()
-        let devices: [USBDeviceInfo]
-        do {
-            devices = try await context.devices()
-        } catch {
-            printError(error.description, json: useJSON)
-            throw ExitCode(1)
-        }
-        let rows = devices.map(DeviceRow.init)
-        if useJSON {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            for row in rows {
-                print(String(decoding: try encoder.encode(row), as: UTF8.self))
+        try await CLI.run(json: output.json) {
+            let context = USBContext()
+            let rows = try await context.devices().map(DeviceRow.init)
+            if output.json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+                for row in rows {
+                    FileHandle.standardOutput.write(try encoder.encode(row) + Data("\n".utf8))
+                }
+            } else if rows.isEmpty {
+                print("No Particle devices attached" + (context.unavailableReason.map { " (USB unavailable: \($0))" } ?? "") + ".")
+            } else {
+                printTable(rows)
+                if USBContext.isStandIn { print("(simulated devices: libusb is keyline's stand-in, KEYLINE_SIM_SOCKET)") }
             }
-        } else if rows.isEmpty {
-            print("No Particle devices attached" + (context.unavailableReason.map { " (USB unavailable: \($0))" } ?? "") + ".")
-        } else {
-            printTable(rows)
         }
     }
-
-    private var useJSON: Bool { json || isatty(STDOUT_FILENO) == 0 }
 
     private func printTable(_ rows: [DeviceRow]) {
         let header = ["PORT", "MODE", "PLATFORM", "DEVICE ID", "USB ID"]
@@ -94,17 +86,5 @@ struct DeviceRow: Codable, Equatable {
     private static func hex(_ value: UInt16) -> String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 4 - digits.count) + digits
-    }
-}
-
-/// Prints an error for a person (stderr) or as a JSON line (stdout) for scripts.
-func printError(_ message: String, json: Bool) {
-    if json {
-        let object = ["error": message]
-        if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]) {
-            print(String(decoding: data, as: UTF8.self))
-        }
-    } else {
-        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
     }
 }

@@ -9,6 +9,8 @@ struct Keyline: AsyncParsableCommand {
         subcommands: [
             KeysCommand.self,
             DevicesCommand.self,
+            DFUCommand.self,
+            SimCommand.self,
             EscrowCommand.self,
             DatabaseCommand.self,
         ]

@@ -70,3 +70,43 @@ import Testing
         #expect(result.status != 0)
     }
 }
+
+/// The stand-in exports every libusb function its clients import, so the dynamic linker resolves
+/// them all from it (an unresolved one would fall through to nothing and abort the client).
+@Suite struct StandInExportsTests {
+    static func symbols(_ arguments: [String]) throws -> Set<String> {
+        let result = try StandInSupport.run("/usr/bin/nm", arguments)
+        #expect(result.status == 0, "\(result.stderr)")
+        return Set(result.stdout.split(separator: "\n").compactMap { line in
+            line.split(separator: " ").last.map(String.init).flatMap { $0.hasPrefix("libusb_") ? $0 : nil }
+        })
+    }
+
+    static var exported: Set<String> {
+        get throws {
+            try symbols(["-D", "--defined-only", try StandInSupport.libraryDirectory() + "/libusb-1.0.so.0"])
+        }
+    }
+
+    @Test func exportsEverythingDFUUtilImports() throws {
+        let imported = try Self.symbols(["-D", "--undefined-only", StandInServerTests.dfuUtil])
+        // dfu-util 0.11 imports 22 libusb functions (dfu-protocol.md §3.1).
+        #expect(imported.count >= 22)
+        let missing = imported.subtracting(try Self.exported)
+        #expect(missing.isEmpty, "missing: \(missing.sorted())")
+    }
+
+    @Test func exportsEverythingKeylineImports() throws {
+        let bundleDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
+        let keyline = bundleDirectory.appendingPathComponent("keyline").path
+        let imported = try Self.symbols(["-D", "--undefined-only", keyline])
+        #expect(imported.contains("libusb_control_transfer"))
+        let missing = imported.subtracting(try Self.exported)
+        #expect(missing.isEmpty, "missing: \(missing.sorted())")
+    }
+
+    @Test func hasTheRealSONAME() throws {
+        let result = try StandInSupport.run("/usr/bin/objdump", ["-p", try StandInSupport.libraryDirectory() + "/libusb-1.0.so.0"])
+        #expect(result.stdout.contains("SONAME               libusb-1.0.so.0"))
+    }
+}

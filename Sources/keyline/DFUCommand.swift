@@ -1,0 +1,186 @@
+import ArgumentParser
+import DFU
+import Foundation
+import ParticleDevice
+import USB
+
+/// `keyline dfu …`: direct DfuSe access to one device over USB, for the bench and for debugging
+/// (what dfu-util does, with Particle's identity checks and typed errors).
+struct DFUCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "dfu",
+        abstract: "Read, write and switch modes of one device over USB (DfuSe).",
+        discussion: """
+            Pick the device with --serial (its device ID) or --port (e.g. 1-2.3, as `keyline devices` \
+            shows it); with neither, exactly one device must be attached.
+
+            Exit codes: 0 done, 64 range outside the alt's memory layout, 66 input file unreadable, \
+            69 device not found, busy, disconnected or protected, 73 output file exists (use --force), \
+            76 the device reported a DFU error or the read-back differs, 77 USB access denied (udev rule).
+            """,
+        subcommands: [DFUEnterCommand.self, DFUReadCommand.self, DFUWriteCommand.self, DFULeaveCommand.self])
+}
+
+/// Which device a `keyline dfu` command acts on.
+struct DeviceSelection: ParsableArguments {
+    @Option(help: "The device ID (USB serial number).")
+    var serial: String?
+
+    @Option(help: "The USB port path, e.g. 1-2.3.")
+    var port: String?
+
+    @OptionGroup var output: OutputOptions
+
+    func find(in context: USBContext) async throws(USBError) -> USBDeviceInfo {
+        let devices = try await context.devices()
+        let matches = devices.filter { device in
+            (serial.map { device.serialNumber?.lowercased() == $0.lowercased() } ?? true)
+                && (port.map { device.portPath.description == $0 } ?? true)
+        }
+        guard matches.count == 1, let device = matches.first else {
+            let what = [serial.map { "serial \($0)" }, port.map { "port \($0)" }].compactMap { $0 }.joined(separator: " and ")
+            if matches.isEmpty { throw USBError.notFound(what: what.isEmpty ? "any device" : what) }
+            throw USBError.notFound(what: "exactly one device (\(matches.count) attached; choose one with --serial or --port)")
+        }
+        return device
+    }
+
+    /// Opens the selected device, which must be in DFU mode, as a Particle DFU device.
+    func openDFU(in context: USBContext) async throws -> ParticleDFUDevice {
+        let info = try await find(in: context)
+        guard info.mode == .dfu else {
+            throw USBError.notFound(what: "serial \(info.serialNumber ?? "?") in DFU mode (it is in normal mode on \(info.portPath); run `keyline dfu enter` first)")
+        }
+        let device = try await context.open(info)
+        return try await ParticleDFUDevice.open(device, port: info.portPath)
+    }
+
+    func report(_ fields: [String: String], human: String) {
+        if output.json { CLI.printJSON(fields) } else { print(human) }
+    }
+}
+
+/// "0x08020000", "0X22" or "34".
+func parseNumber(_ text: String, _ what: String) throws -> UInt32 {
+    let lower = text.lowercased()
+    guard let value = lower.hasPrefix("0x") ? UInt32(lower.dropFirst(2), radix: 16) : UInt32(lower) else {
+        throw CommandFailure(kind: "usage", message: "\(what) \(text) is not a number (decimal or 0x…)", exit: .usage)
+    }
+    return value
+}
+
+struct DFUEnterCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "enter",
+        abstract: "Switch a normal-mode device to DFU mode and wait for it to re-enumerate.",
+        discussion: "Sends Device OS control request DFU_MODE (50), then finds the same serial again with the platform's DFU product ID.")
+
+    @OptionGroup var selection: DeviceSelection
+
+    @Option(help: "Seconds to wait for the device to come back in DFU mode.")
+    var timeout: Double = 10
+
+    func run() async throws {
+        try await CLI.run(json: selection.output.json) {
+            let context = USBContext()
+            let info = try await selection.find(in: context)
+            let transport = try await context.open(info)
+            let device = try await ParticleModeSwitch.enterDFU(transport, identity: info.identity, locator: context,
+                                                               timeout: .milliseconds(Int(timeout * 1000)))
+            let port = device.port?.description ?? "?"
+            selection.report(
+                ["deviceID": device.deviceID, "platform": device.platform.name, "port": port, "mode": "dfu",
+                 "productID": String(device.dfu.device.productID, radix: 16)],
+                human: "\(device.deviceID) (\(device.platform.name)) is in DFU mode on port \(port)")
+        }
+    }
+}
+
+struct DFUReadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "read",
+        abstract: "Read memory of one alt setting to a new file (DfuSe upload).",
+        discussion: "The file is created with mode 0600 (a DCT read may hold a private key) and never overwritten unless --force.")
+
+    @OptionGroup var selection: DeviceSelection
+
+    @Option(help: "Alternate setting: 0 internal flash, 1 DCT, 2 external flash.")
+    var alt: UInt8
+
+    @Option(help: "Start address (0x… or decimal).")
+    var address: String
+
+    @Option(help: "Number of bytes (0x… or decimal).")
+    var length: String
+
+    @Option(name: .shortAndLong, help: "File to create.")
+    var output: String
+
+    @Flag(help: "Replace the output file if it exists.")
+    var force = false
+
+    func run() async throws {
+        try await CLI.run(json: selection.output.json) {
+            let start = try parseNumber(address, "address"), count = try parseNumber(length, "length")
+            if !force && FileManager.default.fileExists(atPath: output) { throw CommandFailure.outputExists(output) }
+            let device = try await selection.openDFU(in: USBContext())
+            let bytes = try await device.dfu.read(alt: alt, address: start, length: Int(count))
+            try CLI.writeNewFile(output, bytes, mode: 0o600, force: force)
+            selection.report(["deviceID": device.deviceID, "alt": "\(alt)", "address": address, "bytes": "\(bytes.count)", "file": output],
+                             human: "read \(bytes.count) bytes from \(device.deviceID) alt \(alt) at \(address) into \(output)")
+        }
+    }
+}
+
+struct DFUWriteCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "write",
+        abstract: "Write a file to one alt setting (erases only the sectors it covers, then verifies).")
+
+    @OptionGroup var selection: DeviceSelection
+
+    @Option(help: "Alternate setting: 0 internal flash, 1 DCT, 2 external flash.")
+    var alt: UInt8
+
+    @Option(help: "Start address (0x… or decimal).")
+    var address: String
+
+    @Flag(name: .customLong("no-verify"), help: "Skip reading the data back.")
+    var noVerify = false
+
+    @Flag(help: "Leave DFU mode afterwards (the device starts its application).")
+    var leave = false
+
+    @Argument(help: "The file to write.")
+    var file: String
+
+    func run() async throws {
+        try await CLI.run(json: selection.output.json) {
+            let start = try parseNumber(address, "address")
+            let bytes = try CLI.readFile(file)
+            let device = try await selection.openDFU(in: USBContext())
+            try await device.dfu.write(alt: alt, address: start, bytes: bytes, verify: !noVerify)
+            if leave { try await device.leave() }
+            selection.report(["deviceID": device.deviceID, "alt": "\(alt)", "address": address, "bytes": "\(bytes.count)",
+                              "verified": noVerify ? "no" : "yes"],
+                             human: "wrote \(bytes.count) bytes of \(file) to \(device.deviceID) alt \(alt) at \(address)"
+                                + (noVerify ? "" : ", verified") + (leave ? "; left DFU mode" : ""))
+        }
+    }
+}
+
+struct DFULeaveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "leave",
+        abstract: "Leave DFU mode: the device resets into its application.")
+
+    @OptionGroup var selection: DeviceSelection
+
+    func run() async throws {
+        try await CLI.run(json: selection.output.json) {
+            let device = try await selection.openDFU(in: USBContext())
+            try await device.leave()
+            selection.report(["deviceID": device.deviceID, "mode": "normal"], human: "\(device.deviceID) left DFU mode")
+        }
+    }
+}

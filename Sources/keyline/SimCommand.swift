@@ -1,0 +1,209 @@
+import ArgumentParser
+import DFU
+import Dispatch
+import Foundation
+import ParticleDevice
+import Simulator
+
+/// `keyline sim …`: simulated devices for stations without hardware.
+struct SimCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sim",
+        abstract: "Simulated Particle devices.",
+        subcommands: [SimServeCommand.self])
+}
+
+/// `keyline sim serve`: a bus of simulated devices behind the libusb stand-in.
+struct SimServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Serve simulated devices to programs loaded with the libusb stand-in.",
+        discussion: """
+            Runs until SIGINT or SIGTERM. Programs see the devices as USB devices when they load the \
+            stand-in (`make standin` builds .build/standin/libusb-1.0.so.0):
+
+              KEYLINE_SIM_SOCKET=PATH LD_LIBRARY_PATH=.build/standin dfu-util -l
+              KEYLINE_SIM_SOCKET=PATH LD_LIBRARY_PATH=.build/standin keyline devices
+
+            --fleet photon:8,boron:8 plugs 8 Photons into hub 1 (ports 1-1.1 … 1-1.8) and 8 Borons \
+            into hub 2 (1-2.1 … 1-2.8). With --state DIR, devices saved there by an earlier run come \
+            back (flash, DCT and keys intact) and --fleet only fills an empty DIR; the state is saved \
+            again on exit.
+
+            --faults takes comma-separated items, each optionally limited to one port with PORT@: \
+            disconnect-after=N, stall=N, fail-op=N:STATUS (a DFU status number), slowdown=X, \
+            no-reenumerate, random=SEED (one deterministic fault per device). \
+            Example: --faults 1-1.3@stall=20,1-2.1@disconnect-after=100
+
+            Exit codes: 0 stopped by a signal, 64 bad --fleet/--faults/--mode, 74 the socket could not be \
+            served or the state could not be read or saved.
+            """)
+
+    @Option(help: "Unix socket to serve on (KEYLINE_SIM_SOCKET for clients).")
+    var socket: String
+
+    @Option(help: "Devices per platform, e.g. photon:8,boron:8.")
+    var fleet: String = "photon:1"
+
+    @Option(help: "Mode the devices start in: normal (application running) or dfu.")
+    var mode: String = "normal"
+
+    @Option(help: "Folder to load simulated devices from and save them to on exit.")
+    var state: String?
+
+    @Option(name: .customLong("time-scale"), help: "Real seconds per simulated second (1 = real time, 0 = no delays).")
+    var timeScale: Double = 1
+
+    @Option(help: "Faults to inject (see above).")
+    var faults: String?
+
+    @Option(help: "Seed for device IDs.")
+    var seed: UInt64 = 0
+
+    @Option(help: "Devices in Particle's Protected Device mode: \"all\" or port paths, e.g. 1-2.1,1-2.3.")
+    var protected: String?
+
+    func run() async throws {
+        try await CLI.run(json: false) {
+            let fleet = try SimulatorFleetSpec.makeFleet(spec: self.fleet, mode: mode, state: state.map { URL(fileURLWithPath: $0) },
+                                                         timeScale: timeScale, faults: faults, seed: seed, protected: protected)
+            let server = StandInServer(socketPath: socket, fleet: fleet)
+            try server.start()
+            // Unbuffered: whoever started us (a test, a script) sees the lines at once.
+            func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+            for (port, device) in fleet.allDevices {
+                say("\(port)\t\(device.platform.name)\t\(device.currentMode.rawValue)\t\(device.deviceID)")
+            }
+            say("serving \(fleet.allDevices.count) simulated devices on \(socket); stop with Ctrl-C")
+            let signal = await SignalWait.next([SIGINT, SIGTERM])
+            server.stop()
+            if state != nil { try fleet.save() }
+            say("stopped by signal \(signal)")
+        }
+    }
+}
+
+/// Parsing `--fleet`, `--mode` and `--faults` into a fleet.
+enum SimulatorFleetSpec {
+    static func specError(_ description: String) -> CommandFailure {
+        CommandFailure(kind: "usage", message: description, exit: .usage)
+    }
+
+    static func makeFleet(spec: String, mode: String, state: URL?, timeScale: Double, faults: String?, seed: UInt64,
+                          protected: String? = nil) throws -> SimulatedFleet {
+        guard timeScale >= 0 else { throw specError("--time-scale must be 0 or more, not \(timeScale)") }
+        guard let usbMode = USBMode(rawValue: mode) else { throw specError("--mode must be normal or dfu, not \(mode)") }
+        let fleet = try SimulatedFleet(timeScale: timeScale, directory: state, seed: seed)
+        let faultPlan = try parseFaults(faults ?? "")
+        let protectedPorts = try protected.map { text in
+            text == "all" ? nil : Set(try text.split(separator: ",").map { try parsePort(String($0)) })
+        }
+        if fleet.allDevices.isEmpty {
+            for (hub, item) in spec.split(separator: ",").enumerated() {
+                let parts = item.split(separator: ":")
+                guard parts.count == 2, let count = Int(parts[1]), count > 0, count <= 127 else {
+                    throw specError("--fleet item \"\(item)\" is not PLATFORM:COUNT (e.g. boron:8)")
+                }
+                let platform = try Platform.named(String(parts[0]))
+                for index in 1...count {
+                    let port = USBPortPath(bus: 1, ports: [UInt8(hub + 1), UInt8(index)])
+                    let isProtected = protected != nil && (protectedPorts! == nil || protectedPorts!!.contains(port))
+                    try fleet.add(platform, at: port, mode: usbMode, protected: isProtected, faults: faultPlan.faults(for: port))
+                }
+            }
+        }
+        return fleet
+    }
+
+    struct FaultPlan {
+        var everywhere = SimulatedFaults.none
+        var randomSeed: UInt64?
+        var byPort: [USBPortPath: SimulatedFaults] = [:]
+
+        func faults(for port: USBPortPath) -> SimulatedFaults {
+            if let specific = byPort[port] { return specific }
+            if let randomSeed {
+                return .random(seed: port.ports.reduce(randomSeed &+ UInt64(port.bus)) { $0 &* 131 &+ UInt64($1) })
+            }
+            return everywhere
+        }
+    }
+
+    static func parseFaults(_ spec: String) throws -> FaultPlan {
+        var plan = FaultPlan()
+        for item in spec.split(separator: ",") {
+            var text = Substring(item)
+            var port: USBPortPath?
+            if let at = text.firstIndex(of: "@") {
+                port = try parsePort(String(text[..<at]))
+                text = text[text.index(after: at)...]
+            }
+            let pair = text.split(separator: "=", maxSplits: 1).map(String.init)
+            var faults = port.flatMap { plan.byPort[$0] } ?? plan.everywhere
+            func number<T: LosslessStringConvertible>(_ type: T.Type) throws -> T {
+                guard pair.count == 2, let value = T(pair[1]) else { throw specError("--faults item \"\(item)\" needs a number") }
+                return value
+            }
+            switch pair[0] {
+            case "disconnect-after": faults.disconnectAfterTransfers = try number(Int.self)
+            case "stall": faults.stallTransfer = try number(Int.self)
+            case "slowdown": faults.slowdown = try number(Double.self)
+            case "no-reenumerate": faults.noReenumerationAfterLeave = true
+            case "fail-op":
+                let values = pair.count == 2 ? pair[1].split(separator: ":") : []
+                guard values.count == 2, let n = Int(values[0]), let code = UInt8(values[1]), let status = DFUStatusCode(rawValue: code) else {
+                    throw specError("--faults item \"\(item)\" is not fail-op=N:STATUS")
+                }
+                faults.failOperation = .init(number: n, status: status)
+            case "random":
+                plan.randomSeed = try number(UInt64.self)
+                continue
+            default:
+                throw specError("unknown fault \"\(pair[0])\" (disconnect-after, stall, fail-op, slowdown, no-reenumerate, random)")
+            }
+            if let port { plan.byPort[port] = faults } else { plan.everywhere = faults }
+        }
+        return plan
+    }
+
+    /// "1-2.3" → bus 1, ports [2, 3].
+    static func parsePort(_ text: String) throws -> USBPortPath {
+        let halves = text.split(separator: "-", maxSplits: 1)
+        guard halves.count == 2, let bus = UInt8(halves[0]) else { throw specError("\"\(text)\" is not a port path like 1-2.3") }
+        let ports = halves[1].split(separator: ".").compactMap { UInt8($0) }
+        guard !ports.isEmpty, ports.count == halves[1].split(separator: ".").count else {
+            throw specError("\"\(text)\" is not a port path like 1-2.3")
+        }
+        return USBPortPath(bus: bus, ports: ports)
+    }
+}
+
+/// Waits for one of some signals without a blocked thread: the default action is replaced by a
+/// dispatch source while waiting.
+enum SignalWait {
+    static func next(_ signals: [Int32]) async -> Int32 {
+        await withCheckedContinuation { continuation in
+            let queue = DispatchQueue(label: "keyline.signals")
+            let once = Once()
+            var sources: [DispatchSourceSignal] = []
+            for number in signals {
+                Foundation.signal(number, SIG_IGN)
+                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+                source.setEventHandler {
+                    if once.first() {
+                        sources.forEach { $0.cancel() }
+                        continuation.resume(returning: number)
+                    }
+                }
+                sources.append(source)
+                source.resume()
+            }
+        }
+    }
+
+    private final class Once: @unchecked Sendable {
+        private let lock = NSLock()
+        private var done = false
+        func first() -> Bool { lock.withLock { defer { done = true }; return !done } }
+    }
+}

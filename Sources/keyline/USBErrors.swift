@@ -1,0 +1,111 @@
+import DFU
+import ParticleDevice
+import Simulator
+import USB
+
+// How USB, DFU and device errors appear on the command line: kind for scripts, message for people,
+// context (port, device, alt, address), exit code (KeylineExit).
+
+extension USBError: ReportableError {
+    var kind: String {
+        switch self {
+        case .notFound: "deviceNotFound"
+        case .busy: "deviceBusy"
+        case .accessDenied: "accessDenied"
+        case .disconnected: "deviceDisconnected"
+        case .libusb: "usbError"
+        }
+    }
+    var message: String { description }
+    var context: [String: String] {
+        switch self {
+        case .busy(let port), .accessDenied(let port), .disconnected(let port): ["port": port.description]
+        case .libusb(let operation, _, let name, let port):
+            ["operation": operation, "libusbError": name].merging(port.map { ["port": $0.description] } ?? [:]) { $1 }
+        case .notFound: [:]
+        }
+    }
+    var exit: KeylineExit {
+        switch self {
+        case .accessDenied: .noPermission
+        case .libusb: .ioError
+        case .notFound, .busy, .disconnected: .unavailable
+        }
+    }
+}
+
+extension DFUError: ReportableError {
+    var kind: String {
+        switch reason {
+        case .transfer(.disconnected, _): "deviceDisconnected"
+        case .transfer: "usbTransferFailed"
+        case .deviceStatus: "dfuStatus"
+        case .deviceProtected: "deviceProtected"
+        case .outsideMemoryLayout, .notReadable, .notWritable: "rangeRefused"
+        case .verifyMismatch: "verifyMismatch"
+        default: "dfuProtocol"
+        }
+    }
+    var message: String { description }
+    var context: [String: String] {
+        var context = ["operation": operation.rawValue]
+        if let alt { context["alt"] = "\(alt)" }
+        if let address { context["address"] = "0x" + String(address, radix: 16) }
+        return context
+    }
+    var exit: KeylineExit {
+        switch reason {
+        case .transfer, .deviceProtected, .notInDFUMode: .unavailable
+        case .outsideMemoryLayout, .notReadable, .notWritable: .usage
+        default: .protocolError
+        }
+    }
+}
+
+extension ParticleDeviceError: ReportableError {
+    var kind: String {
+        switch reason {
+        case .dfu(let error): error.kind
+        case .transfer(.disconnected): "deviceDisconnected"
+        case .transfer: "usbTransferFailed"
+        case .locator: "deviceDidNotReturn"
+        case .key: "deviceKey"
+        case .unknownDevice, .platformMismatch, .invalidDeviceID: "wrongDevice"
+        default: "deviceProtocol"
+        }
+    }
+    var message: String { description }
+    var context: [String: String] {
+        var context = ["step": step.rawValue]
+        if let deviceID { context["deviceID"] = deviceID }
+        if let port { context["port"] = port.description }
+        if case .dfu(let error) = reason { context.merge(error.context) { old, _ in old } }
+        return context
+    }
+    var exit: KeylineExit {
+        switch reason {
+        case .dfu(let error): error.exit
+        case .transfer, .locator: .unavailable
+        case .key, .unknownDevice, .platformMismatch, .invalidDeviceID, .wrongSize: .dataError
+        case .requestFailed, .unexpectedReply: .protocolError
+        }
+    }
+}
+
+extension SimulatorError: ReportableError {
+    var kind: String { "simulator" }
+    var message: String { description }
+    var exit: KeylineExit {
+        switch self {
+        case .stateFile: .ioError
+        default: .usage
+        }
+    }
+}
+
+extension StandInServerError: ReportableError {
+    var kind: String { "socket" }
+    var message: String { description }
+    var context: [String: String] { ["socket": socketPath] }
+    var exit: KeylineExit { .ioError }
+}

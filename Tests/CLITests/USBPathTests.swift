@@ -1,0 +1,227 @@
+import DFU
+import Foundation
+import ParticleDevice
+import Simulator
+import Testing
+
+/// keyline's real `USB` code (libusb calls) through the libusb stand-in into the simulator: the
+/// long way every device operation takes on a station, without hardware.
+@Suite struct USBPathTests {
+    /// A zero-latency fleet served in-process; keyline runs as a child loaded with the stand-in.
+    struct Served {
+        let fleet: SimulatedFleet
+        let server: StandInServer
+        let environment: [String: String]
+        let scratch: URL
+
+        init(seed: UInt64 = 11, _ build: (SimulatedFleet) throws -> Void) throws {
+            fleet = try SimulatedFleet(timeScale: 0, seed: seed)
+            try build(fleet)
+            server = StandInServer(socketPath: Subprocess.socketPath(), fleet: fleet)
+            try server.start()
+            environment = try Subprocess.standInEnvironment(socket: server.socketPath)
+            scratch = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-usb-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        }
+
+        func keyline(_ arguments: [String]) async throws -> Subprocess.Result {
+            try await Subprocess.runAsync(Subprocess.keyline, arguments, environment: environment)
+        }
+
+        func stop() {
+            server.stop()
+            try? FileManager.default.removeItem(at: scratch)
+        }
+    }
+
+    struct Row: Decodable, Equatable {
+        var port: String
+        var mode: String
+        var platform: String?
+        var deviceID: String?
+        var vendorID: String
+        var productID: String
+    }
+
+    static func rows(_ result: Subprocess.Result) throws -> [Row] {
+        try result.lines.map { try JSONDecoder().decode(Row.self, from: Data($0.utf8)) }
+    }
+
+    @Test func devicesListsTheFleet() async throws {
+        let served = try Served { fleet in
+            for index in 1...3 { try fleet.add(.photon, at: USBPortPath(bus: 1, ports: [1, UInt8(index)]), mode: .dfu) }
+            for index in 1...2 { try fleet.add(.boron, at: USBPortPath(bus: 1, ports: [2, UInt8(index)]), mode: .normal) }
+        }
+        defer { served.stop() }
+        // Normal-mode devices come up after their simulated boot; wait for all five on the bus.
+        while served.fleet.attachedDevices().count < 5 { try await Task.sleep(for: .milliseconds(10)) }
+
+        let result = try await served.keyline(["devices", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let expected = served.fleet.attachedDevices().map { attachment in
+            Row(port: attachment.port.description, mode: attachment.mode.rawValue, platform: attachment.device.platform.name,
+                deviceID: attachment.serialNumber, vendorID: "2b04", productID: String(attachment.productID, radix: 16))
+        }
+        #expect(try Self.rows(result) == expected)
+    }
+
+    @Test func noUSBAtAllIsAnEmptyList() async throws {
+        // The real libusb on a machine without USB devices (these test machines have no bus).
+        var environment = ProcessInfo.processInfo.environment
+        environment["LD_LIBRARY_PATH"] = nil
+        environment["KEYLINE_SIM_SOCKET"] = nil
+        let result = try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment)
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stdout.isEmpty)
+    }
+
+    @Test func dctSlotReadAndWriteMatchTheInProcessPath() async throws {
+        // Two identical fleets (same seed, same device IDs): one driven by keyline over USB, one
+        // in-process through SimulatedTransport. Both must end byte-for-byte the same.
+        let port = USBPortPath(bus: 1, ports: [1, 1])
+        let served = try Served(seed: 5) { try $0.add(.photon, at: port, mode: .dfu) }
+        defer { served.stop() }
+        let inProcess = try SimulatedFleet(timeScale: 0, seed: 5)
+        try inProcess.add(.photon, at: port, mode: .dfu)
+
+        let usbDevice = try #require(served.fleet.device(at: port))
+        let localDevice = try #require(inProcess.device(at: port))
+        #expect(usbDevice.deviceID == localDevice.deviceID)
+
+        var generator = SplitMix64(seed: 3)
+        let slotBytes = (0..<612).map { _ in UInt8(truncatingIfNeeded: generator.next()) }
+        let file = served.scratch.appendingPathComponent("slot.bin")
+        try Data(slotBytes).write(to: file)
+
+        let write = try await served.keyline(["dfu", "write", "--serial", usbDevice.deviceID, "--alt", "1", "--address", "34", file.path])
+        #expect(write.status == 0, "\(write.stdout)\n\(write.stderr)")
+        let readFile = served.scratch.appendingPathComponent("read.bin")
+        let read = try await served.keyline(["dfu", "read", "--serial", usbDevice.deviceID, "--alt", "1", "--address", "0x22",
+                                             "--length", "612", "-o", readFile.path])
+        #expect(read.status == 0, "\(read.stdout)\n\(read.stderr)")
+        let overUSB = try [UInt8](Data(contentsOf: readFile))
+
+        let transport = try #require(localDevice.transport)
+        let local = try await ParticleDFUDevice.open(transport, port: port)
+        try await local.writeDCT(slotBytes, at: DCTSlot(offset: 34, size: 612), step: .writeKey)
+        let inProcessRead = try await local.readDCT(DCTSlot(offset: 34, size: 612), step: .readKey)
+
+        #expect(overUSB == slotBytes)
+        #expect(overUSB == inProcessRead)
+        // The whole DCT, not just the slot, ends identical.
+        #expect(try usbDevice.readMemory(alt: 1, address: 0, length: 0x4000) == localDevice.readMemory(alt: 1, address: 0, length: 0x4000))
+    }
+
+    @Test func aNormalModeDeviceSwitchedToDFUIsFoundAgainBySerial() async throws {
+        let port = USBPortPath(bus: 2, ports: [3])
+        let served = try Served { try $0.add(.boron, at: port, mode: .normal) }
+        defer { served.stop() }
+        let boron = try #require(served.fleet.device(at: port))
+        while served.fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+
+        let before = try Self.rows(try await served.keyline(["devices", "--json"]))
+        #expect(before == [Row(port: "2-3", mode: "normal", platform: "boron", deviceID: boron.deviceID, vendorID: "2b04", productID: "c00d")])
+
+        let enter = try await served.keyline(["dfu", "enter", "--serial", boron.deviceID, "--json"])
+        #expect(enter.status == 0, "\(enter.stdout)\n\(enter.stderr)")
+        let reply = try JSONDecoder().decode([String: String].self, from: Data(enter.stdout.utf8))
+        #expect(reply["deviceID"] == boron.deviceID)
+        #expect(reply["productID"] == "d00d")
+        #expect(reply["port"] == "2-3")
+
+        let after = try Self.rows(try await served.keyline(["devices", "--json"]))
+        #expect(after == [Row(port: "2-3", mode: "dfu", platform: "boron", deviceID: boron.deviceID, vendorID: "2b04", productID: "d00d")])
+    }
+
+    @Test func simServeServesUntilStopped() async throws {
+        let socket = Subprocess.socketPath()
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-sim-state-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: state) }
+        let serve = try Subprocess.Background(Subprocess.keyline, ["sim", "serve", "--socket", socket, "--fleet", "photon:2,boron:1",
+                                                                   "--mode", "dfu", "--time-scale", "0", "--state", state.path])
+        try await serve.waitForSocket(socket)
+        let environment = try Subprocess.standInEnvironment(socket: socket)
+        let listed = try Self.rows(try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment))
+        #expect(listed.map(\.port) == ["1-1.1", "1-1.2", "1-2.1"])
+        #expect(listed.map(\.platform) == ["photon", "photon", "boron"])
+        #expect(listed.allSatisfy { $0.mode == "dfu" && $0.deviceID?.count == 24 })
+        #expect(await serve.stop() == 0)
+
+        // The saved state brings the same devices back.
+        let again = try Subprocess.Background(Subprocess.keyline, ["sim", "serve", "--socket", socket, "--fleet", "argon:5",
+                                                                   "--time-scale", "0", "--state", state.path])
+        try await again.waitForSocket(socket)
+        let relisted = try Self.rows(try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment))
+        #expect(relisted.map(\.deviceID) == listed.map(\.deviceID))
+        #expect(await again.stop() == 0)
+    }
+    @Test func aDeviceHeldByDFUUtilIsReportedBusy() async throws {
+        // Real time (time scale 1): dfu-util spends seconds erasing external flash while it holds
+        // the DFU interface; keyline must say the device is in use, not fail obscurely.
+        let port = USBPortPath(bus: 1, ports: [4])
+        let fleet = try SimulatedFleet(timeScale: 1, seed: 8)
+        let boron = try fleet.add(.boron, at: port, mode: .dfu)
+        let server = StandInServer(socketPath: Subprocess.socketPath(), fleet: fleet)
+        try server.start()
+        defer { server.stop() }
+        let environment = try Subprocess.standInEnvironment(socket: server.socketPath)
+        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-busy-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: scratch) }
+        let image = scratch.appendingPathComponent("image.bin")
+        try Data(repeating: 0x5A, count: 256 * 1024).write(to: image)
+
+        let holder = try Subprocess.Background("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", "0x80000000", "-D", image.path],
+                                               environment: environment)
+        // Wait until dfu-util is past probing and erasing (it has claimed the interface by then).
+        let deadline = ContinuousClock.now + .seconds(20)
+        while boron.statistics.sectorsErased == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(boron.statistics.sectorsErased > 0, "dfu-util never started erasing: \(holder.output)")
+
+        let read = try await Subprocess.runAsync(Subprocess.keyline, ["dfu", "read", "--serial", boron.deviceID, "--alt", "1",
+                                                                     "--address", "0", "--length", "16", "-o", scratch.appendingPathComponent("x").path],
+                                                 environment: environment)
+        #expect(read.status == 69, "\(read.stdout)\n\(read.stderr)")
+        #expect(read.stderr.contains("in use by another program"), "\(read.stderr)")
+        await holder.stop()
+    }
+
+    @Test func aDeviceThatDropsOffMidReadIsReportedDisconnected() async throws {
+        let port = USBPortPath(bus: 1, ports: [5])
+        let served = try Served { try $0.add(.boron, at: port, mode: .dfu, faults: SimulatedFaults(disconnectAfterTransfers: 40)) }
+        defer { served.stop() }
+        let boron = try #require(served.fleet.device(at: port))
+
+        let read = try await served.keyline(["dfu", "read", "--serial", boron.deviceID, "--alt", "2", "--address", "0x80000000",
+                                             "--length", "\(512 * 1024)", "-o", served.scratch.appendingPathComponent("x").path])
+        #expect(read.status == 69, "\(read.stdout)\n\(read.stderr)")
+        #expect(read.stderr.contains("disconnected"), "\(read.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: served.scratch.appendingPathComponent("x").path))
+    }
+    @Test func aProtectedDeviceIsRefusedAndNoFileIsWritten() async throws {
+        let port = USBPortPath(bus: 1, ports: [6])
+        let served = try Served { try $0.add(.boron, at: port, mode: .dfu, protected: true) }
+        defer { served.stop() }
+        let boron = try #require(served.fleet.device(at: port))
+        let output = served.scratch.appendingPathComponent("key.bin")
+
+        let read = try await served.keyline(["dfu", "read", "--serial", boron.deviceID, "--alt", "1", "--address", "3106",
+                                             "--length", "192", "-o", output.path, "--json"])
+        #expect(read.status == 69, "\(read.stdout)\n\(read.stderr)")
+        let reply = try JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: Any]
+        let error = try #require(reply?["error"] as? [String: Any])
+        #expect(error["kind"] as? String == "deviceProtected")
+        #expect((error["context"] as? [String: String])?["alt"] == "1")
+        #expect(!FileManager.default.fileExists(atPath: output.path))
+    }
+
+    @Test func simServeRejectsABadSpecWithAUsageError() async throws {
+        let bad = try await Subprocess.runAsync(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(),
+                                                                    "--fleet", "photon:2", "--faults", "1-1.1@explode=3"])
+        #expect(bad.status == 64, "\(bad.stderr)")
+        #expect(bad.stderr.contains("unknown fault \"explode\""), "\(bad.stderr)")
+        let core = try await Subprocess.runAsync(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(), "--fleet", "core:1"])
+        #expect(core.status == 64, "\(core.stderr)")
+        #expect(core.stderr.contains("the Core is not simulated"), "\(core.stderr)")
+    }
+}
