@@ -184,6 +184,9 @@ struct SimulatedDescriptors: Sendable {
                 return .data(Array(device.prefix(length)))
             case USBDescriptorType.configuration.rawValue where index == 0:
                 return .data(Array(configuration.prefix(length)))
+            case USBDescriptorType.dfuFunctional.rawValue where configuration.count >= 9 && configuration[configuration.count - 8] == 0x21:
+                // Both bootloaders answer GET_DESCRIPTOR(0x21) with the functional descriptor (dfu-util's fallback).
+                return .data(Array(configuration.suffix(9).prefix(length)))
             case USBDescriptorType.string.rawValue:
                 if index == 0 { return .data(Array(USBStringDescriptor.encodeLanguages().prefix(length))) }
                 guard let string = strings[index] else { return .stall }

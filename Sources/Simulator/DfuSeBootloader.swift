@@ -298,6 +298,8 @@ extension DfuSeBootloader {
                     done()
                     return busy
                 }
+                // usbd_dfu_mal.cpp only range-checks; that the flash HAL also refuses the read-only
+                // ('a') MBR/bootloader pages is this simulator's assumption, not read from source.
                 guard layout.segment(containing: address) != nil, erasable,
                       let size = context.memories[altIndex].eraseSector(containing: address) else {
                     setError(.errUnknown)
@@ -348,6 +350,7 @@ extension DfuSeBootloader {
             done()
             return writable ? timing.programTime(bytes: payload.count) : .zero
         }
+        // As for erase: refusing read-only pages is an assumption beyond the MAL's range check.
         guard gen3Validate(address, length: payload.count, in: layout), writable else {
             setError(.errUnknown)
             return .zero

@@ -137,3 +137,18 @@ import Testing
         }
     }
 }
+
+@Suite struct StandardRequestTests {
+    @Test(arguments: [Platform.photon, .boron])
+    func functionalDescriptorByItself(platform: Platform) async throws {
+        let device = try SimulatedDevice(platform: platform, timeScale: 0, seed: 1)
+        let reader = USBDescriptorReader(transport: try #require(device.transport))
+        let bytes = try await reader.raw(type: .dfuFunctional, index: 0, length: 9)
+        #expect(try DFUFunctionalDescriptor(bytes: bytes) == .particle)
+        // Normal mode has no DFU functional descriptor to give.
+        let normal = try SimulatedDevice(platform: platform, mode: .normal, timeScale: 0, seed: 1)
+        await #expect(throws: DFUError.Reason.transfer(.stall, request: nil)) {
+            _ = try await USBDescriptorReader(transport: try #require(normal.transport)).raw(type: .dfuFunctional, index: 0, length: 9)
+        }
+    }
+}
