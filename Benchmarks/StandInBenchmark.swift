@@ -7,15 +7,22 @@ import Simulator
 /// its own process with the libusb stand-in, talking to a zero-latency simulator served from this
 /// process. Same 1 MiB download (erase + write) and upload on a Boron's external flash (alt 2).
 /// Reported: wall time and CPU time (user + system) of the client process, and the simulator's
-/// CPU time, each as keyline/dfu-util ratios from this one run.
+/// CPU time, totals of several alternating rounds, as keyline/dfu-util ratios from this one run.
 enum StandInBenchmark {
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
 
     struct Measurement {
-        var wall: Duration
-        var clientCPU: Double
-        var simulatorCPU: Double
+        var wall: Duration = .zero
+        var clientCPU: Double = 0
+        var simulatorCPU: Double = 0
         var transfers = 0
+
+        static func += (total: inout Measurement, run: Measurement) {
+            total.wall += run.wall
+            total.clientCPU += run.clientCPU
+            total.simulatorCPU += run.simulatorCPU
+            total.transfers += run.transfers
+        }
     }
 
     static func run() async throws {
@@ -57,24 +64,35 @@ enum StandInBenchmark {
         }
         func clear() throws { try boron.writeMemory(alt: 2, address: 0x8000_0000, bytes: [UInt8](repeating: 0, count: size)) }
 
-        // Listing (enumerate, open, read strings): mostly process start-up and probing.
-        let dfuList = try measure("/usr/bin/dfu-util", ["-l"], environment, counting: boron)
-        let keylineList = try measure(keyline, ["devices", "--json"], environment, counting: boron)
+        // Each operation runs `rounds` times, dfu-util and keyline alternating, and the totals are
+        // compared: single runs of these short operations are at the mercy of a shared machine.
+        let rounds = 5
+        var dfuList = Measurement(), keylineList = Measurement()
+        var dfuDownload = Measurement(), keylineDownload = Measurement()
+        var dfuUpload = Measurement(), keylineUpload = Measurement()
+        let dfuUtilOut = scratch.appendingPathComponent("dfu-util-up.bin"), keylineOut = scratch.appendingPathComponent("keyline-up.bin")
+        for _ in 0..<rounds {
+            // Listing (enumerate, open, read strings): mostly process start-up and probing.
+            dfuList += try measure("/usr/bin/dfu-util", ["-l"], environment, counting: boron)
+            keylineList += try measure(keyline, ["devices", "--json"], environment, counting: boron)
 
-        try clear()
-        let dfuDownload = try measure("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", address, "-D", imageFile.path], environment, counting: boron)
-        try check("dfu-util download")
-        let dfuUpload = try measure("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", "\(address):\(size)", "-U",
-                                                          scratch.appendingPathComponent("dfu-util-up.bin").path], environment, counting: boron)
-        try check("dfu-util upload", scratch.appendingPathComponent("dfu-util-up.bin"))
+            try clear()
+            dfuDownload += try measure("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", address, "-D", imageFile.path],
+                                       environment, counting: boron)
+            try check("dfu-util download")
+            try clear()
+            keylineDownload += try measure(keyline, ["dfu", "write", "--serial", boron.deviceID, "--alt", "2", "--address", address,
+                                                     "--no-verify", imageFile.path], environment, counting: boron)
+            try check("keyline download")
 
-        try clear()
-        let keylineDownload = try measure(keyline, ["dfu", "write", "--serial", boron.deviceID, "--alt", "2", "--address", address,
-                                                    "--no-verify", imageFile.path], environment, counting: boron)
-        try check("keyline download")
-        let keylineUpload = try measure(keyline, ["dfu", "read", "--serial", boron.deviceID, "--alt", "2", "--address", address,
-                                                  "--length", "\(size)", "-o", scratch.appendingPathComponent("keyline-up.bin").path], environment, counting: boron)
-        try check("keyline upload", scratch.appendingPathComponent("keyline-up.bin"))
+            try? FileManager.default.removeItem(at: dfuUtilOut)   // dfu-util never overwrites
+            dfuUpload += try measure("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", "\(address):\(size)", "-U", dfuUtilOut.path],
+                                     environment, counting: boron)
+            try check("dfu-util upload", dfuUtilOut)
+            keylineUpload += try measure(keyline, ["dfu", "read", "--serial", boron.deviceID, "--alt", "2", "--address", address,
+                                                   "--length", "\(size)", "-o", keylineOut.path, "--force"], environment, counting: boron)
+            try check("keyline upload", keylineOut)
+        }
 
         func row(_ name: String, _ m: Measurement) -> String {
             name.padding(toLength: 22, withPad: " ", startingAt: 0)
@@ -86,7 +104,7 @@ enum StandInBenchmark {
                 + String(format: "wall %5.2fx   client CPU %5.2fx   simulator CPU %5.2fx",
                          seconds(k.wall) / seconds(d.wall), k.clientCPU / d.clientCPU, k.simulatorCPU / d.simulatorCPU)
         }
-        print("1 MiB on a simulated Boron, alt 2 (external flash), time scale 0, through the libusb stand-in:")
+        print("1 MiB on a simulated Boron, alt 2 (external flash), time scale 0, through the libusb stand-in; totals of \(rounds) rounds:")
         print(row("dfu-util -l", dfuList))
         print(row("keyline devices", keylineList))
         print(row("dfu-util download", dfuDownload))
