@@ -15,7 +15,8 @@
 //                                          u8 ports[7], u8 device descriptor[18],
 //                                          u16 config length, config descriptor bytes
 //                                          (configuration 0, wTotalLength bytes, raw USB format)
-//   2 OPEN                              -> result 0 or an error
+//   2 OPEN                              -> result 0 or an error (LIBUSB_ERROR_ACCESS for a port
+//                                          the server denies, like a missing udev rule)
 //   3 CLOSE                             -> result 0 (releases this connection's claims)
 //   4 CLAIM      u8 interface           -> 0, or LIBUSB_ERROR_BUSY if another handle holds it
 //   5 RELEASE    u8 interface           -> 0 or LIBUSB_ERROR_NOT_FOUND
@@ -98,10 +99,14 @@ public final class StandInServer: @unchecked Sendable {
     private var connectionFDs: Set<Int32> = []
     private var stopped = false
     private let registry = DeviceRegistry()
+    private let accessDenied: Set<USBPortPath>
 
-    public init(socketPath: String, fleet: any StandInFleet) {
+    /// - Parameter accessDenied: ports whose devices this host may list but not open, as with a
+    ///   missing udev rule on Linux (libusb_open answers LIBUSB_ERROR_ACCESS).
+    public init(socketPath: String, fleet: any StandInFleet, accessDenied: Set<USBPortPath> = []) {
         self.socketPath = socketPath
         self.fleet = fleet
+        self.accessDenied = accessDenied
     }
 
     /// Binds the socket (replacing a stale socket file) and starts accepting on its own thread.
@@ -191,7 +196,7 @@ public final class StandInServer: @unchecked Sendable {
             }
             guard accepted else { close(fd); return }
             let thread = Thread { [self] in
-                let connection = StandInConnection(fd: fd, fleet: fleet, registry: registry)
+                let connection = StandInConnection(fd: fd, fleet: fleet, registry: registry, accessDenied: accessDenied)
                 connection.serve()
                 lock.withLock { _ = connectionFDs.remove(fd) }
                 close(fd)
@@ -207,6 +212,7 @@ public final class StandInServer: @unchecked Sendable {
 enum LibUSBStatus {
     static let io: Int32 = -1
     static let invalidParam: Int32 = -2
+    static let access: Int32 = -3
     static let noDevice: Int32 = -4
     static let notFound: Int32 = -5
     static let busy: Int32 = -6
@@ -329,12 +335,14 @@ final class StandInConnection: @unchecked Sendable {
     private let fd: Int32
     private let fleet: any StandInFleet
     private let registry: DeviceRegistry
+    private let accessDenied: Set<USBPortPath>
     private var owner: ObjectIdentifier { ObjectIdentifier(self) }
 
-    init(fd: Int32, fleet: any StandInFleet, registry: DeviceRegistry) {
+    init(fd: Int32, fleet: any StandInFleet, registry: DeviceRegistry, accessDenied: Set<USBPortPath>) {
         self.fd = fd
         self.fleet = fleet
         self.registry = registry
+        self.accessDenied = accessDenied
     }
 
     func serve() {
@@ -353,7 +361,9 @@ final class StandInConnection: @unchecked Sendable {
         guard let op = reader.u8(), let id = reader.u32() else { return (LibUSBStatus.invalidParam, []) }
         switch op {
         case 1: return list()
-        case 2: return (registry.entry(id) == nil ? LibUSBStatus.noDevice : 0, [])
+        case 2:
+            guard let entry = registry.entry(id) else { return (LibUSBStatus.noDevice, []) }
+            return (accessDenied.contains(entry.device.portPath) ? LibUSBStatus.access : 0, [])
         case 3:
             registry.releaseAll(by: owner)
             return (0, [])

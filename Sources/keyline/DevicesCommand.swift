@@ -42,13 +42,17 @@ struct DevicesCommand: AsyncParsableCommand {
     private func printTable(_ rows: [DeviceRow]) {
         let header = ["PORT", "MODE", "PLATFORM", "DEVICE ID", "USB ID"]
         let cells = rows.map { row in
-            [row.port, row.mode, row.platform ?? "unknown", row.deviceID ?? "(\(row.error ?? "no serial"))", "\(row.vendorID):\(row.productID)"]
+            [row.port, row.mode, row.platform ?? "unknown", row.deviceID ?? (row.error == nil ? "(no serial)" : "(cannot open, see below)"),
+             "\(row.vendorID):\(row.productID)"]
         }
         let widths = header.indices.map { column in ([header] + cells).map { $0[column].count }.max() ?? 0 }
         for line in [header] + cells {
             print(line.enumerated().map { index, cell in
                 index == line.count - 1 ? cell : cell.padding(toLength: widths[index], withPad: " ", startingAt: 0)
             }.joined(separator: "  "))
+        }
+        for row in rows {
+            if let error = row.error { print("\(row.port): \(error)") }
         }
     }
 }

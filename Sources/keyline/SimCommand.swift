@@ -64,15 +64,19 @@ struct SimServeCommand: AsyncParsableCommand {
     @Option(help: "Devices in Particle's Protected Device mode: \"all\" or port paths, e.g. 1-2.1,1-2.3.")
     var protected: String?
 
+    @Option(name: .customLong("deny-access"), help: "Ports this host may list but not open, as with a missing udev rule, e.g. 1-1.2.")
+    var denyAccess: String?
+
     func run() async throws {
         try await CLI.run(json: false) {
             // Everything is checked and the socket bound before any simulated device exists: a
             // device boots on its own queue (and may be generating a key with OpenSSL), and a
             // process exiting under it would race OpenSSL's exit-time cleanup.
             let planned = try SimulatorFleetSpec.plan(spec: self.fleet, mode: mode, timeScale: timeScale, faults: faults, protected: protected)
+            let denied = try Set((denyAccess ?? "").split(separator: ",").map { try SimulatorFleetSpec.parsePort(String($0)) })
             let fleet = try SimulatedFleet(timeScale: timeScale, directory: state.map { URL(fileURLWithPath: $0) }, seed: seed,
                                            autosave: state != nil)
-            let server = StandInServer(socketPath: socket, fleet: fleet)
+            let server = StandInServer(socketPath: socket, fleet: fleet, accessDenied: denied)
             try server.start()
             if fleet.allDevices.isEmpty {
                 for device in planned {

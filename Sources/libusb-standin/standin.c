@@ -27,7 +27,8 @@
  *                                          u8 ports[7], u8 device descriptor[18],
  *                                          u16 config length, config descriptor bytes
  *                                          (configuration 0, wTotalLength bytes, raw USB format)
- *   2 OPEN                              -> result 0 or an error
+ *   2 OPEN                              -> result 0 or an error (LIBUSB_ERROR_ACCESS for a port
+ *                                          the server denies, like a missing udev rule)
  *   3 CLOSE                             -> result 0 (releases this connection's claims)
  *   4 CLAIM      u8 interface           -> 0, or LIBUSB_ERROR_BUSY if another handle holds it
  *   5 RELEASE    u8 interface           -> 0 or LIBUSB_ERROR_NOT_FOUND

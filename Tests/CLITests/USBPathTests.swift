@@ -230,4 +230,34 @@ import Testing
         #expect(core.status == 64, "\(core.stderr)")
         #expect(core.stderr.contains("the Core is not simulated"), "\(core.stderr)")
     }
+    @Test func aPortWithoutPermissionIsListedWithTheUdevHintAndRefused() async throws {
+        let open = USBPortPath(bus: 1, ports: [1, 1]), denied = USBPortPath(bus: 1, ports: [1, 2])
+        let fleet = try SimulatedFleet(timeScale: 0, seed: 21)
+        try fleet.add(.photon, at: open, mode: .dfu)
+        try fleet.add(.photon, at: denied, mode: .dfu)
+        let server = StandInServer(socketPath: Subprocess.socketPath(), fleet: fleet, accessDenied: [denied])
+        try server.start()
+        defer { server.stop() }
+        let environment = try Subprocess.standInEnvironment(socket: server.socketPath)
+
+        let listed = try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment)
+        #expect(listed.status == 0, "\(listed.stderr)")
+        let rows = try listed.lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(rows.count == 2)
+        #expect(rows.first??["deviceID"] as? String == fleet.device(at: open)?.deviceID)
+        // The device is listed (its descriptors need no permission) but its serial cannot be read.
+        #expect(rows.last??["port"] as? String == "1-1.2")
+        #expect(rows.last??["platform"] as? String == "photon")
+        #expect(rows.last??["deviceID"] == nil)
+        #expect((rows.last??["error"] as? String)?.contains("50-particle.rules") == true)
+
+        let read = try await Subprocess.runAsync(Subprocess.keyline, ["dfu", "read", "--port", "1-1.2", "--alt", "1", "--address", "0",
+                                                                     "--length", "16", "-o", "/tmp/keyline-never-\(UUID().uuidString)", "--json"],
+                                                 environment: environment)
+        #expect(read.status == 77, "\(read.stdout)\n\(read.stderr)")
+        let reply = try JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: Any]
+        let error = try #require(reply?["error"] as? [String: Any])
+        #expect(error["kind"] as? String == "accessDenied")
+        #expect((error["message"] as? String)?.contains("udev") == true)
+    }
 }
