@@ -137,6 +137,17 @@ import Testing
 
         let after = try Self.rows(try await served.keyline(["devices", "--json"]))
         #expect(after == [Row(port: "2-3", mode: "dfu", platform: "boron", deviceID: boron.deviceID, vendorID: "2b04", productID: "d00d")])
+
+        // And back: leaving DFU mode re-enumerates it in normal mode, same serial, same port.
+        let leave = try await served.keyline(["dfu", "leave", "--serial", boron.deviceID])
+        #expect(leave.status == 0, "\(leave.stdout)\n\(leave.stderr)")
+        var back: [Row] = []
+        for _ in 0..<100 {
+            back = try Self.rows(try await served.keyline(["devices", "--json"]))
+            if back.first?.mode == "normal" { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(back == before)
     }
 
     @Test func simServeServesUntilStopped() async throws {
