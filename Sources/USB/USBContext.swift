@@ -17,34 +17,55 @@ public enum USB {
 }
 
 /// A libusb context: enumerates attached Particle devices and opens them. libusb calls run on
-/// the context's own thread (enumeration) or the opened device's own thread (transfers).
+/// the context's own thread (initialisation, enumeration, open) or the opened device's own thread
+/// (transfers), never on the caller's.
 ///
 /// On a machine with no USB at all (no usbfs, or a sandbox where libusb cannot start), the
-/// context still exists and every enumeration is empty; `unavailableReason` says why.
+/// context still works and every enumeration is empty; `unavailableReason()` says why.
 public final class USBContext: @unchecked Sendable {
-    let handle: OpaquePointer?
     let worker = USBWorkerThread(name: "libusb-context")
-    /// Set when libusb could not initialise (the machine has no usable USB).
-    public let unavailableReason: String?
-
-    public init() {
-        var context: OpaquePointer?
-        let code = libusb_init(&context)
-        if code == 0 {
-            handle = context
-            unavailableReason = nil
-        } else {
-            handle = nil
-            unavailableReason = "libusb_init failed with \(libusbName(code))"
-        }
+    private enum State {
+        case uninitialized
+        case ready(OpaquePointer)
+        case unavailable(String)
     }
+    /// Touched only on `worker` (and in deinit, when nothing else can).
+    private var state = State.uninitialized
+
+    public init() {}
 
     deinit {
-        if let handle {
+        if case .ready(let handle) = state {
             let context = UnsafeContext(handle)
             worker.enqueue { libusb_exit(context.pointer) }
         }
         worker.finish()
+    }
+
+    /// libusb_init on first use, on the worker thread: it can take a while (udev, usbfs scan).
+    private func initializedHandle() -> OpaquePointer? {
+        switch state {
+        case .ready(let handle): return handle
+        case .unavailable: return nil
+        case .uninitialized:
+            var context: OpaquePointer?
+            let code = libusb_init(&context)
+            if code == 0, let context {
+                state = .ready(context)
+                return context
+            }
+            state = .unavailable("libusb_init failed with \(libusbName(code))")
+            return nil
+        }
+    }
+
+    /// Why this machine has no usable USB (libusb could not start), or nil if it has.
+    public func unavailableReason() async -> String? {
+        await worker.perform { () -> String? in
+            _ = self.initializedHandle()
+            if case .unavailable(let reason) = self.state { return reason }
+            return nil
+        }
     }
 
     /// True if the loaded libusb is keyline's stand-in (simulated devices) rather than the real one.
@@ -57,10 +78,9 @@ public final class USBContext: @unchecked Sendable {
     /// (serial, product, alternate-setting names) are read by opening each device briefly; a
     /// device that cannot be opened is still listed, with `openError` saying why.
     public func devices() async throws(USBError) -> [USBDeviceInfo] {
-        guard let handle else { return [] }
-        let context = UnsafeContext(handle)
-        return try await worker.perform { () throws(USBError) -> [USBDeviceInfo] in
-            try Self.enumerate(context.pointer).map(\.info).sorted { $0.portPath < $1.portPath }
+        try await worker.perform { () throws(USBError) -> [USBDeviceInfo] in
+            guard let handle = self.initializedHandle() else { return [] }
+            return try Self.enumerate(handle).map(\.info).sorted { $0.portPath < $1.portPath }
         }
     }
 
@@ -69,10 +89,9 @@ public final class USBContext: @unchecked Sendable {
     /// requests Particle devices answer go to the device, and the CDC interface stays with the
     /// kernel's serial driver).
     public func open(_ device: USBDeviceInfo) async throws(USBError) -> USBDevice {
-        guard let handle else { throw USBError.notFound(what: "port \(device.portPath) (\(unavailableReason ?? "no USB"))") }
-        let context = UnsafeContext(handle)
         let opened = try await worker.perform { () throws(USBError) -> UnsafeContext in
-            let candidates = try Self.enumerate(context.pointer, readStrings: false)
+            guard let handle = self.initializedHandle() else { throw USBError.notFound(what: "port \(device.portPath) (no usable USB)") }
+            let candidates = try Self.enumerate(handle, readStrings: false)
             defer { candidates.forEach { libusb_unref_device($0.device) } }
             guard let match = candidates.first(where: {
                 $0.info.portPath == device.portPath && $0.info.address == device.address

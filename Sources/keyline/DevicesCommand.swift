@@ -31,7 +31,8 @@ struct DevicesCommand: AsyncParsableCommand {
                     FileHandle.standardOutput.write(try encoder.encode(row) + Data("\n".utf8))
                 }
             } else if rows.isEmpty {
-                print("No Particle devices attached" + (context.unavailableReason.map { " (USB unavailable: \($0))" } ?? "") + ".")
+                let reason = await context.unavailableReason()
+                print("No Particle devices attached" + (reason.map { " (USB unavailable: \($0))" } ?? "") + ".")
             } else {
                 printTable(rows)
                 if USBContext.isStandIn { print("(simulated devices: libusb is keyline's stand-in, KEYLINE_SIM_SOCKET)") }
