@@ -53,7 +53,7 @@ bench: deps standin db-up
 	$$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 
 # Until the provisioning runner exists, the demo shows the key commands on real files.
-demo: build db-up
+demo: build db-up standin
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	@echo "== a Photon (TCP) key and a Boron (UDP) key, as particle keys new writes them"
 	$(KEYLINE) keys new --platform photon $(DEMO_DIR)/photon
@@ -87,6 +87,26 @@ demo: build db-up
 	  $(KEYLINE) escrow verify $$f --sha256 $$(sha256sum $$f | cut -c1-64) && \
 	  cp $$f $(DEMO_DIR)/tampered.age && printf '\x01' | dd of=$(DEMO_DIR)/tampered.age bs=1 seek=300 conv=notrunc 2>/dev/null && \
 	  ! $(KEYLINE) escrow show -i $(DEMO_DIR)/rma-identity.txt $(DEMO_DIR)/tampered.age
+	@echo "== a simulated line: 2 Photons and 2 Borons behind keyline's libusb stand-in"
+	@set -e; sock=$(DEMO_DIR)/sim.sock; export KEYLINE_SIM_SOCKET=$$sock LD_LIBRARY_PATH=$(CURDIR)/$(STANDIN_DIR); \
+	  $(KEYLINE) sim serve --socket $$sock --fleet photon:2,boron:2 --state $(DEMO_DIR)/sim --time-scale 0.05 > $(DEMO_DIR)/sim.log 2>&1 & \
+	  sim=$$!; trap "kill $$sim 2>/dev/null" EXIT; \
+	  for i in $$(seq 50); do [ -S $$sock ] && break; sleep 0.1; done; \
+	  echo "$$ keyline devices"; $(KEYLINE) devices; \
+	  echo "$$ keyline dfu enter --port 1-2.1   (vendor request 50; the same serial re-enumerates in DFU mode)"; \
+	  $(KEYLINE) dfu enter --port 1-2.1; \
+	  echo "$$ dfu-util -l   (Debian's unmodified dfu-util, same devices)"; dfu-util -l 2>/dev/null | grep 'path="1-2.1"'; \
+	  echo "$$ keyline dfu read --port 1-2.1 --alt 1 --address 3106 --length 192   (the key the device generated at boot;"; \
+	  echo "   a 0600 file for this demo, removed below: the provisioning runner keeps key bytes in memory only)"; \
+	  $(KEYLINE) dfu read --port 1-2.1 --alt 1 --address 3106 --length 192 -o $(DEMO_DIR)/boron-slot.bin; \
+	  dfu-util -p 1-2.1 -a 1 -s 3106:192 -U $(DEMO_DIR)/boron-slot-dfu-util.bin > /dev/null 2>&1; \
+	  cmp $(DEMO_DIR)/boron-slot.bin $(DEMO_DIR)/boron-slot-dfu-util.bin && echo "dfu-util reads the identical 192 bytes"; \
+	  $(KEYLINE) keys inspect $(DEMO_DIR)/boron-slot.bin --platform boron | sed -n '1,6p'; \
+	  id=$$($(KEYLINE) devices --json | grep '"1-2.1"' | sed 's/.*"deviceID":"\([0-9a-f]*\)".*/\1/'); \
+	  echo "$$ keyline escrow backup   (device $$id's key, escrowed for the RMA bench)"; \
+	  $(KEYLINE) escrow backup $(DEMO_DIR)/boron-slot.bin --device-id $$id --platform boron --product demo \
+	    --job demo-job --station demo-station -R $(DEMO_DIR)/rma-recipient.txt --store $(DEMO_DIR)/escrow; \
+	  rm -f $(DEMO_DIR)/boron-slot.bin $(DEMO_DIR)/boron-slot-dfu-util.bin
 	@echo "== the registry: schema migrations into the private PostgreSQL cluster (make db-up)"
 	$(KEYLINE) db migrate
 	$(KEYLINE) db status

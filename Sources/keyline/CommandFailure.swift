@@ -146,10 +146,22 @@ enum CLI {
         }
     }
 
+    /// Whether `path` exists; throws when it exists but is not a regular file, which --force must
+    /// never replace (`-o /dev/stdout --force` would otherwise unlink or rename over a device link).
+    static func existsAsReplaceableFile(_ path: String) throws -> Bool {
+        var info = stat()
+        guard lstat(path, &info) == 0 else { return false }
+        guard info.st_mode & S_IFMT == S_IFREG else {
+            throw CommandFailure(kind: "notARegularFile", message: "\(path) exists and is not a regular file; choose a file name",
+                                 context: ["file": path], exit: .cannotCreate)
+        }
+        return true
+    }
+
     /// Writes a new file with `mode` set at creation (O_EXCL: a private key is never briefly
     /// readable by others, and an existing file is never overwritten unless `force`).
     static func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t, force: Bool) throws {
-        if force { unlink(path) }
+        if force, try existsAsReplaceableFile(path) { unlink(path) }
         let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
         guard fd >= 0 else {
             if errno == EEXIST { throw CommandFailure.outputExists(path) }

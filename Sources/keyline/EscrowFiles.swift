@@ -31,7 +31,7 @@ final class PendingOutputFile {
     init(path: String, force: Bool) throws {
         self.path = path
         self.force = force
-        if !force && FileManager.default.fileExists(atPath: path) { throw CommandFailure.outputExists(path) }
+        if try CLI.existsAsReplaceableFile(path), !force { throw CommandFailure.outputExists(path) }
         let url = URL(fileURLWithPath: path)
         temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp").path
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)

@@ -196,3 +196,23 @@ import Testing
         #expect(boron.stdout.contains("boron: udp://10.1.2.3:5684"))
     }
 }
+
+@Suite struct OutputFiles {
+    /// --force replaces a file, never a device node or a directory.
+    @Test func forceReplacesOnlyRegularFiles() throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try FileManager.default.createSymbolicLink(atPath: dir.path("out.der"), withDestinationPath: "/dev/null")
+        let result = try KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "-o", "out.der", "--force"], in: dir.url)
+        #expect(result.status == 73)
+        #expect(result.stderr.contains("not a regular file"))
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: dir.path("out.der"))) == "/dev/null")
+        // The escrow commands publish by rename with --force: same rule.
+        #expect(try KeylineBinary.run(["escrow", "keygen", "-o", "id.txt"], in: dir.url).status == 0)
+        let recipient = try dir.shell("age-keygen -y id.txt").trimmingCharacters(in: .whitespacesAndNewlines)
+        try dir.write("plain", Array("hello".utf8))
+        let encrypt = try KeylineBinary.run(["escrow", "encrypt", "-r", recipient, "-o", "out.der", "--force", "plain"], in: dir.url)
+        #expect(encrypt.status == 73)
+        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: dir.path("out.der"))) == "/dev/null")
+    }
+}
