@@ -120,7 +120,9 @@ clean:
 # (listen_addresses=''), used whenever DATABASE_URL is unset. PostgreSQL refuses to run as root,
 # so as root the server runs as the `postgres` user. When that user cannot reach the project folder
 # (e.g. under /root) or the socket path would exceed the 107-byte limit, .pgdata is a symlink to a
-# folder in /tmp. Superuser `keyline`, database `keyline`, trust authentication on the socket.
+# folder in /tmp. Superuser `keyline`, database `keyline`, trust authentication on the socket, so
+# only the cluster's owner may reach the socket: socket/ is 0700 and the socket itself 0700
+# (as root, the owner is `postgres`; root passes file permissions and still connects).
 PG_DIR     := $(CURDIR)/.pgdata
 PG_AS      := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,)
 # Connection settings for the tests and the demo (the socket folder with symlinks resolved).
@@ -144,7 +146,7 @@ db-up: deps
 	dir=$$(readlink -f "$(PG_DIR)"); \
 	mkdir -p "$$dir/data" "$$dir/socket"; \
 	if [ -n "$$as" ]; then chown -R postgres: "$$dir"; fi; \
-	chmod 700 "$$dir/data"; \
+	chmod 700 "$$dir/data" "$$dir/socket"; \
 	if [ -n "$$as" ] && ! pg test -w "$$dir/socket"; then \
 	  echo "db-up: the postgres user cannot reach $$dir; make every parent folder traversable (chmod o+x) or set DATABASE_URL"; exit 1; \
 	fi; \
@@ -154,7 +156,7 @@ db-up: deps
 	fi; \
 	if ! pg "$$bindir/pg_ctl" -D "$$dir/data" status >/dev/null 2>&1; then \
 	  pg "$$bindir/pg_ctl" -D "$$dir/data" -l "$$dir/server.log" -w -t 60 \
-	    -o "-c listen_addresses='' -c unix_socket_directories='$$dir/socket' -c max_connections=200" start >/dev/null \
+	    -o "-c listen_addresses='' -c unix_socket_directories='$$dir/socket' -c unix_socket_permissions=0700 -c max_connections=200" start >/dev/null \
 	    || { tail -n 20 "$$dir/server.log"; exit 1; }; \
 	fi; \
 	"$$bindir/psql" -h "$$dir/socket" -U keyline -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = 'keyline'" | grep -q 1 \

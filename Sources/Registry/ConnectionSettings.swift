@@ -86,18 +86,106 @@ public struct ConnectionSettings: Sendable, CustomStringConvertible {
         return copy
     }
 
-    /// Checks the connection string's syntax without connecting. The message never contains it
-    /// (it may hold a password).
+    /// Checks the connection string's syntax without connecting.
+    ///
+    /// libpq's own parse message quotes the whole string, password included, so it is never
+    /// shown: the error says what is wrong with a copy whose passwords are replaced by `***`.
     public func validate() throws(PostgresError) {
         guard !connectionString.isEmpty else { return }
         var errorMessage: UnsafeMutablePointer<CChar>?
         guard let options = PQconninfoParse(connectionString, &errorMessage) else {
-            let reason = errorMessage.map { String(cString: $0) }?.trimmingCharacters(in: .whitespacesAndNewlines)
             if let errorMessage { PQfreemem(errorMessage) }
-            throw PostgresError(kind: .connectionFailed,
-                                message: "the connection string in \(sourceName) is not valid: \(reason ?? "unparsable")")
+            throw PostgresError(kind: .invalidSettings,
+                                message: "\(sourceName) is not a valid URI or key=value conninfo: "
+                                    + Self.redacted(connectionString))
         }
         PQconninfoFree(options)
+    }
+
+    /// `text` with every password these settings hold (in the connection string, the overrides or
+    /// PGPASSWORD) replaced by `***`: a last line of defence for messages that might quote one.
+    func scrubbingPasswords(_ text: String,
+                            environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
+        var passwords = overrides.filter { $0.keyword == "password" }.map(\.value)
+        if !connectionString.isEmpty, let options = PQconninfoParse(connectionString, nil) {
+            var option = options
+            while let keyword = option.pointee.keyword {
+                if String(cString: keyword) == "password", let value = option.pointee.val {
+                    passwords.append(String(cString: value))
+                }
+                option += 1
+            }
+            PQconninfoFree(options)
+        }
+        if let password = environment["PGPASSWORD"] { passwords.append(password) }
+        var scrubbed = text
+        // Longest first, so a password containing a shorter one is replaced whole.
+        for password in Set(passwords).filter({ !$0.isEmpty }).sorted(by: { $0.count > $1.count }) {
+            scrubbed = scrubbed.replacingOccurrences(of: password, with: "***")
+        }
+        return scrubbed
+    }
+
+    /// A connection string, valid or not, with its passwords replaced by `***`: the password of
+    /// a URI's user info (everything between the first `:` and the last `@` of the authority)
+    /// and the value of every `password` parameter or keyword, quoted or not.
+    public static func redacted(_ connectionString: String) -> String {
+        let lowered = connectionString.lowercased()
+        if let scheme = ["postgresql://", "postgres://"].first(where: { lowered.hasPrefix($0) }) {
+            var rest = Substring(connectionString.dropFirst(scheme.count))
+            var shown = String(connectionString.prefix(scheme.count))
+            if let at = rest.lastIndex(of: "@") {
+                let userInfo = rest[..<at]
+                if let colon = userInfo.firstIndex(of: ":") {
+                    shown += userInfo[..<colon] + ":***@"
+                } else {
+                    shown += userInfo + "@"
+                }
+                rest = rest[rest.index(after: at)...]
+            }
+            return shown + maskingPasswordValues(String(rest), separators: "&")
+        }
+        return maskingPasswordValues(connectionString, separators: " \t\n")
+    }
+
+    /// Replaces the value after each `password =` with `***`; an unquoted value ends at one of
+    /// `separators`, a single-quoted one at its closing quote (or the end, if there is none).
+    private static func maskingPasswordValues(_ text: String, separators: String) -> String {
+        let characters = Array(text)
+        var result = ""
+        var index = 0
+        let keyword = Array("password")
+        while index < characters.count {
+            let matches = index + keyword.count <= characters.count
+                && String(characters[index..<index + keyword.count]).lowercased() == "password"
+                && (index == 0 || !(characters[index - 1].isLetter || characters[index - 1] == "_"))
+            guard matches else {
+                result.append(characters[index])
+                index += 1
+                continue
+            }
+            var cursor = index + keyword.count
+            while cursor < characters.count, characters[cursor] == " " { cursor += 1 }
+            guard cursor < characters.count, characters[cursor] == "=" else {
+                result += String(characters[index..<cursor])
+                index = cursor
+                continue
+            }
+            cursor += 1
+            while cursor < characters.count, characters[cursor] == " " { cursor += 1 }
+            result += "password=***"
+            if cursor < characters.count, characters[cursor] == "'" {
+                cursor += 1
+                while cursor < characters.count, characters[cursor] != "'" {
+                    cursor += characters[cursor] == "\\" ? 2 : 1
+                }
+                cursor = min(cursor + 1, characters.count)
+            } else {
+                while cursor < characters.count, !separators.contains(characters[cursor]) { cursor += 1 }
+            }
+            index = cursor
+        }
+        return result
     }
 
     var sourceName: String {

@@ -17,7 +17,16 @@ public actor PostgresConnectionPool: PostgresClient {
     public let size: Int
     private var idle: [PostgresConnection] = []
     private var opened = 0
-    private var waiters: [CheckedContinuation<PostgresConnection?, Never>] = []
+    private var waiters: [CheckedContinuation<Handover, Never>] = []
+
+    /// What a waiting task is woken with.
+    private enum Handover: Sendable {
+        /// A connection another task returned.
+        case connection(PostgresConnection)
+        /// A slot came free because opening a connection failed: try opening one yourself.
+        case retry
+        case closed
+    }
     private var closed = false
 
     public init(settings: ConnectionSettings, size: Int) {
@@ -65,25 +74,33 @@ public actor PostgresConnectionPool: PostgresClient {
         let connections = idle
         idle.removeAll()
         opened -= connections.count
-        for waiter in waiters { waiter.resume(returning: nil) }
+        for waiter in waiters { waiter.resume(returning: .closed) }
         waiters.removeAll()
         for connection in connections { await connection.close() }
     }
 
     private func checkOut() async throws -> PostgresConnection {
-        guard !closed else { throw Self.closedError }
-        if let connection = idle.popLast() { return connection }
-        if opened < size {
-            opened += 1
-            do {
-                return try await PostgresConnection.connect(settings, label: "keyline.pool.\(opened)")
-            } catch {
-                opened -= 1
-                throw error
+        while true {
+            guard !closed else { throw Self.closedError }
+            if let connection = idle.popLast() { return connection }
+            if opened < size {
+                opened += 1
+                do {
+                    return try await PostgresConnection.connect(settings, label: "keyline.pool.\(opened)")
+                } catch {
+                    opened -= 1
+                    // The slot is free again, and no connection will come back for it: wake the
+                    // first waiter to open one itself (or fail the same way and wake the next).
+                    if !waiters.isEmpty { waiters.removeFirst().resume(returning: .retry) }
+                    throw error
+                }
+            }
+            switch await withCheckedContinuation({ waiters.append($0) }) {
+            case .connection(let connection): return connection
+            case .retry: continue
+            case .closed: throw Self.closedError
             }
         }
-        guard let connection = await withCheckedContinuation({ waiters.append($0) }) else { throw Self.closedError }
-        return connection
     }
 
     private func checkIn(_ connection: PostgresConnection) {
@@ -91,7 +108,7 @@ public actor PostgresConnectionPool: PostgresClient {
             opened -= 1
             Task { await connection.close() }
         } else if !waiters.isEmpty {
-            waiters.removeFirst().resume(returning: connection)
+            waiters.removeFirst().resume(returning: .connection(connection))
         } else {
             idle.append(connection)
         }

@@ -3,8 +3,13 @@
 /// Parameter values are never part of an error: they may be key material or credentials.
 public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable {
     public enum Kind: String, Sendable, Codable {
-        /// Could not connect (server down, wrong socket or host, authentication refused).
+        /// Could not connect (server down, wrong socket or host, authentication refused). When the
+        /// server itself refused the connection, `sqlState` says why (28xxx authentication,
+        /// 3D000 no such database, 53300 too many connections ...).
         case connectionFailed = "connection_failed"
+        /// The connection settings themselves are unusable (a malformed `DATABASE_URL`): nothing
+        /// was tried, and trying again will not help.
+        case invalidSettings = "invalid_settings"
         /// The connection broke while a statement was in flight; the next call reconnects.
         case connectionLost = "connection_lost"
         /// The connection broke while COMMIT was in flight: the transaction may or may not have
@@ -50,11 +55,22 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
     public var isInsufficientPrivilege: Bool { sqlState == "42501" }
     /// Serialization failure or deadlock: the whole transaction may simply be run again.
     public var isRetryableConflict: Bool { sqlState == "40001" || sqlState == "40P01" }
-    /// The connection itself is gone (SQLSTATE class 08, or the server shut the backend down).
+    /// The connection itself is gone or could not be made (SQLSTATE class 08, or the server shut
+    /// the backend down), for a reason that may pass. Configuration errors are not connection loss.
     public var isConnectionLoss: Bool {
+        if isConfigurationError { return false }
         if kind == .connectionLost || kind == .connectionFailed { return true }
         guard let sqlState else { return false }
         return sqlState.hasPrefix("08") || ["57P01", "57P02", "57P03"].contains(sqlState)
+    }
+
+    /// Trying again will not help until someone changes the settings, the login or the cluster:
+    /// malformed connection settings, authentication refused (SQLSTATE class 28: bad password,
+    /// unknown role, no pg_hba.conf entry) or a database that does not exist (3D000).
+    public var isConfigurationError: Bool {
+        if kind == .invalidSettings { return true }
+        guard kind == .connectionFailed || kind == .server, let sqlState else { return false }
+        return sqlState.hasPrefix("28") || sqlState == "3D000"
     }
 
     public var description: String {
@@ -63,6 +79,9 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         case .connectionFailed:
             text = "cannot connect to PostgreSQL: \(message)"
             text += "\n  set DATABASE_URL (or PGHOST/PGUSER/PGDATABASE), or start the local cluster with `make db-up`"
+        case .invalidSettings:
+            text = "cannot connect to PostgreSQL: \(message)"
+            text += "\n  fix DATABASE_URL (a postgresql:// URI or a \"host=… dbname=…\" string), or unset it to use PGHOST/PGUSER/PGDATABASE or `make db-up`"
         case .connectionLost:
             text = "the PostgreSQL connection was lost: \(message)"
             text += "\n  the statement may not have run; the next call reconnects"

@@ -13,6 +13,8 @@ struct DatabaseCommand: AsyncParsableCommand {
             otherwise with the private cluster `make db-up` runs in .pgdata/ of the project (found from \
             the current folder upwards). Passwords come from the URL, PGPASSWORD or ~/.pgpass; keyline \
             never prints them.
+
+            \(DatabaseFailure.helpText)
             """,
         subcommands: [Migrate.self, Status.self]
     )
@@ -49,6 +51,8 @@ extension DatabaseCommand {
                 first migration also creates the roles keyline_station, keyline_rma, keyline_auditor).
 
                 \(KeylineExit.helpText)
+
+                \(DatabaseFailure.helpText)
                 """)
 
         @OptionGroup var schema: SchemaOptions
@@ -84,6 +88,8 @@ extension DatabaseCommand {
                 keyline). Exits 0 when nothing is changed or unknown, pending or not; 78 otherwise.
 
                 \(KeylineExit.helpText)
+
+                \(DatabaseFailure.helpText)
                 """)
 
         @OptionGroup var schema: SchemaOptions
@@ -161,7 +167,10 @@ struct DatabaseFailure: ReportableError {
 
     var kind: String {
         switch error.kind {
-        case .connectionFailed: "databaseUnreachable"
+        case .invalidSettings: "databaseSettingsInvalid"
+        case .connectionFailed:
+            error.sqlState?.hasPrefix("28") == true ? "databaseLoginRefused"
+                : error.sqlState == "3D000" ? "databaseMissing" : "databaseUnreachable"
         case .connectionLost: "databaseConnectionLost"
         case .commitOutcomeUnknown: "databaseCommitOutcomeUnknown"
         case .server: error.isInsufficientPrivilege ? "databasePermissionDenied" : "databaseError"
@@ -181,10 +190,23 @@ struct DatabaseFailure: ReportableError {
     }
 
     var exit: KeylineExit {
+        if error.isConfigurationError { return .configuration }
         if error.isConnectionLoss || error.kind == .commitOutcomeUnknown { return .tempFail }
         if error.isInsufficientPrivilege { return .noPermission }
         return .failure
     }
+
+    /// What the exit codes mean for database and registry errors, for the commands' help.
+    static let helpText = """
+        DATABASE EXIT CODES
+          65  registry conflict that retrying will not resolve: the public key already belongs to \
+        another device (fingerprintConflict), or the device already has an active key \
+        (activeKeyConflict: supersede or revoke it first)
+          75  database unreachable or connection lost: retry
+          77  the database login lacks the privilege (use a keyline_station/rma/auditor login)
+          78  malformed DATABASE_URL, login refused (SQLSTATE 28xxx: password, role, pg_hba.conf) or \
+        no such database (3D000): fix the settings
+        """
 }
 
 extension DatabaseCommand {
@@ -230,7 +252,8 @@ extension MigrationError: ReportableError {
         case .unreadableDirectory, .unreadableFile: .noInput
         case .badFileName, .duplicateVersion: .dataError
         case .checksumMismatch, .unknownAppliedVersion: .configuration
-        case .failed(_, _, let error): error.isConnectionLoss ? .tempFail : .dataError
+        case .failed(_, _, let error):
+            error.isConfigurationError ? .configuration : error.isConnectionLoss ? .tempFail : .dataError
         }
     }
 }
@@ -275,7 +298,10 @@ extension RegistryError: ReportableError {
 
     var exit: KeylineExit {
         switch self {
-        case .activeKeyConflict, .fingerprintConflict, .escrowObjectExists: .tempFail
+        // Both key conflicts are decided by committed rows (also when another station won a race
+        // for the same device): running the same registration again fails the same way.
+        case .activeKeyConflict, .fingerprintConflict: .dataError
+        case .escrowObjectExists: .tempFail
         case .escrowObjectMismatch, .notEscrowed: .dataError
         case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration: .dataError
         case .permissionDenied: .noPermission

@@ -100,5 +100,59 @@ struct DatabaseCLITests {
         #expect(result.status == 75)
         #expect(result.stderr.contains("/nonexistent-socket-folder"))
         #expect(!result.stderr.contains("hunter2-secret") && !result.stdout.contains("hunter2-secret"))
+        let json = try KeylineBinary.run(["db", "status", "--json"], environment: [
+            "DATABASE_URL": "postgresql://keyline:hunter2-secret@/keyline?host=/nonexistent-socket-folder",
+        ])
+        #expect(json.status == 75)
+        #expect(json.stdout.contains("databaseUnreachable"))
+        #expect(!json.stderr.contains("hunter2-secret") && !json.stdout.contains("hunter2-secret"))
+    }
+
+    @Test("a malformed DATABASE_URL exits 78 and shows it only with the password replaced by ***")
+    func malformedURL() throws {
+        for arguments in [["db", "status", "--json"], ["db", "status"], ["db", "migrate"]] {
+            let result = try KeylineBinary.run(arguments, environment: ["DATABASE_URL": "postgresql://u:hunter2@[bad"])
+            #expect(result.status == 78, "\(arguments): \(result.stderr)")
+            let output = result.stdout + result.stderr
+            #expect(!output.contains("hunter2"), "\(arguments) printed the password")
+            #expect(output.contains("DATABASE_URL is not a valid URI or key=value conninfo"))
+            #expect(output.contains("postgresql://u:***@[bad"))
+        }
+        let json = try KeylineBinary.run(["db", "status", "--json"], environment: ["DATABASE_URL": "postgresql://u:hunter2@[bad"])
+        #expect((try json.json()["error"] as? [String: Any])?["kind"] as? String == "databaseSettingsInvalid")
+    }
+
+    @Test("a missing database or an unknown login exits 78, not 75")
+    func refusedByServer() throws {
+        var missing = try Self.environment(database: "kl_cli_missing_db")
+        if missing["DATABASE_URL"] == nil { missing["DATABASE_URL"] = "" }
+        let noDatabase = try KeylineBinary.run(["db", "status", "--json"], environment: missing)
+        #expect(noDatabase.status == 78, "\(noDatabase.stdout)")
+        let noDatabaseError = try noDatabase.json()["error"] as? [String: Any]
+        #expect(noDatabaseError?["kind"] as? String == "databaseMissing")
+        #expect((noDatabaseError?["context"] as? [String: Any])?["sqlState"] as? String == "3D000")
+
+        var unknownLogin = try Self.environment(database: "keyline")
+        if let url = unknownLogin["DATABASE_URL"] {
+            unknownLogin["DATABASE_URL"] = url + "&user=kl_cli_no_such_role&password=role-pw-secret"
+        } else {
+            unknownLogin["DATABASE_URL"] = ""
+            unknownLogin["PGUSER"] = "kl_cli_no_such_role"
+            unknownLogin["PGPASSWORD"] = "role-pw-secret"
+        }
+        let refused = try KeylineBinary.run(["db", "status", "--json"], environment: unknownLogin)
+        #expect(refused.status == 78, "\(refused.stdout)")
+        #expect((try refused.json()["error"] as? [String: Any])?["kind"] as? String == "databaseLoginRefused")
+        #expect(!(refused.stdout + refused.stderr).contains("role-pw-secret"))
+    }
+
+    @Test("db help documents the database exit codes")
+    func helpDocumentsExitCodes() throws {
+        for arguments in [["db", "--help"], ["db", "status", "--help"], ["db", "migrate", "--help"]] {
+            let help = try KeylineBinary.run(arguments)
+            #expect(help.status == 0)
+            #expect(help.stdout.contains("DATABASE EXIT CODES"))
+            #expect(help.stdout.contains("fingerprintConflict") && help.stdout.contains("3D000"))
+        }
     }
 }

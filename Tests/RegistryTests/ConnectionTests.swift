@@ -223,7 +223,7 @@ struct ConnectionTests {
             _ = try await PostgresConnection.connect(malformed)
         } throws: { error in
             guard let error = error as? PostgresError else { return false }
-            return error.kind == .connectionFailed && error.message.contains("DATABASE_URL") && !error.message.contains("pw@")
+            return error.kind == .invalidSettings && error.description.contains("DATABASE_URL") && !error.description.contains("pw@")
         }
         #expect(!settings.description.contains("s3cr3t-pw"))
         #expect(settings.description.contains("user=keyline"))

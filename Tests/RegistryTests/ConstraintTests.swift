@@ -285,8 +285,15 @@ struct ConstraintTests {
                                                        productID: fixture.productID, jobID: fixture.job.id,
                                                        detail: ["pipeline": "boron-factory"])
             #expect(event.detail == ["pipeline": "boron-factory"])
-            #expect(event.actor == "keyline" || !event.actor.isEmpty)
             let connection = registry.connection
+            // The column defaults to session_user: the login this connection actually uses.
+            let login = try await connection.query("SELECT session_user AS login, current_user AS role")[0]
+            #expect(event.actor == (try login.decode("login", as: String.self)))
+            #expect(event.actor == (try login.decode("role", as: String.self)))
+            let (stationUser, stationRegistry) = try await database.login(memberOf: "keyline_station")
+            let stationEvent = try await stationRegistry.appendEvent(kind: "job.started", station: RegistryFixture.station,
+                                                                     productID: fixture.productID, jobID: fixture.job.id)
+            #expect(stationEvent.actor == stationUser)
             await expectServerError("23000") {
                 try await connection.execute("UPDATE events SET kind = 'job.hidden' WHERE id = $1", [event.id])
             }

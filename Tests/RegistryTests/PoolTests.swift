@@ -70,4 +70,34 @@ struct PoolTests {
         }
         #expect(await pool.openConnections == 0)
     }
+
+    @Test("tasks waiting for a slot are woken when connecting fails, and fail too instead of waiting forever")
+    func unreachableConcurrent() async throws {
+        let pool = PostgresConnectionPool(
+            settings: ConnectionSettings(connectionString: "host=/nonexistent-socket-folder dbname=x"), size: 1)
+        let outcomes = LockedBox<[Bool]>([])
+        let tasks = (0..<4).map { _ in
+            Task {
+                let failed: Bool
+                do {
+                    _ = try await pool.query("SELECT 1", [])
+                    failed = false
+                } catch {
+                    failed = (error as? PostgresError)?.kind == .connectionFailed
+                }
+                outcomes.withValue { $0.append(failed) }
+            }
+        }
+        // A waiter that is never woken never returns, and cancelling does not wake it either: poll
+        // with an overall limit (generous: each attempt fails at once) so a regression fails here.
+        let deadline = Date().addingTimeInterval(60)
+        while outcomes.withValue({ $0.count }) < tasks.count, Date() < deadline {
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        let finished = outcomes.withValue { $0 }
+        #expect(finished.count == tasks.count, "\(tasks.count - finished.count) of \(tasks.count) queries still waiting after 60 s")
+        #expect(finished.allSatisfy { $0 })
+        #expect(await pool.openConnections == 0)
+        if finished.count == tasks.count { for task in tasks { await task.value } }
+    }
 }

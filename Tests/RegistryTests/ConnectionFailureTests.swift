@@ -1,0 +1,114 @@
+import Foundation
+import Testing
+@testable import Registry
+
+/// Failed connections: what the error says (never a password), whether retrying can help, and
+/// who may reach the local cluster at all.
+@Suite("Connection failures")
+struct ConnectionFailureTests {
+    @Test("a malformed connection string is a settings error that shows it only with *** for the password")
+    func malformedNeverShowsPassword() async throws {
+        for url in ["postgresql://u:hunter2@[bad", "host=h password=hunter2 port='unterminated",
+                    "host=h password='hun ter2' =broken"] {
+            let settings = ConnectionSettings(connectionString: url, source: .databaseURL)
+            await #expect {
+                _ = try await PostgresConnection.connect(settings)
+            } throws: { error in
+                guard let error = error as? PostgresError else { return false }
+                let text = error.description
+                return error.kind == .invalidSettings && error.isConfigurationError && !error.isConnectionLoss
+                    && text.contains("DATABASE_URL is not a valid URI or key=value conninfo")
+                    && text.contains("***") && !text.contains("hunter2") && !text.contains("hun ter2")
+            }
+        }
+        // Well-formed, but a value libpq refuses before trying any host: also a settings error.
+        let badPort = ConnectionSettings(connectionString: "postgresql://u:hunter2@host:notaport:x/db", source: .databaseURL)
+        await #expect {
+            _ = try await PostgresConnection.connect(badPort)
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.kind == .invalidSettings && error.isConfigurationError && error.message.contains("port")
+                && !error.description.contains("hunter2")
+        }
+        #expect(ConnectionSettings.redacted("postgresql://u:hunter2@[bad") == "postgresql://u:***@[bad")
+        #expect(ConnectionSettings.redacted("postgres://u:a@b@h/db?password=x&sslmode=require")
+                == "postgres://u:***@h/db?password=***&sslmode=require")
+        #expect(ConnectionSettings.redacted("host=h password = 'p w\\'x' dbname=d") == "host=h password=*** dbname=d")
+        #expect(ConnectionSettings.redacted("host=h user=u") == "host=h user=u")
+    }
+
+    @Test("messages are scrubbed of every password the settings hold")
+    func scrubbing() {
+        let settings = ConnectionSettings(connectionString: "postgresql://u:url-secret@h/db",
+                                          overrides: [("password", "override-secret")])
+        let scrubbed = settings.scrubbingPasswords("a url-secret b override-secret c env-secret",
+                                                   environment: ["PGPASSWORD": "env-secret"])
+        #expect(scrubbed == "a *** b *** c ***")
+    }
+
+    @Test("an unreachable server is retryable and its message names where, never the password")
+    func unreachableIsRetryable() async throws {
+        let settings = ConnectionSettings(
+            connectionString: "postgresql://keyline:hunter2-pw@/keyline?host=/nonexistent-socket-dir&connect_timeout=2",
+            source: .databaseURL)
+        await #expect {
+            _ = try await PostgresConnection.connect(settings)
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.kind == .connectionFailed && error.isConnectionLoss && !error.isConfigurationError
+                && error.sqlState == nil && error.description.contains("/nonexistent-socket-dir")
+                && !error.description.contains("hunter2-pw")
+        }
+    }
+
+    @Test("a missing database (3D000) and an unknown role (28000) are configuration errors with their SQLSTATE")
+    func refusedByServer() async throws {
+        let missing = TestCluster.settings.with(database: "kl_missing_" + TestDatabase.randomSuffix())
+        await #expect {
+            _ = try await PostgresConnection.connect(missing)
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.kind == .connectionFailed && error.sqlState == "3D000" && error.isConfigurationError
+                && !error.isConnectionLoss && error.message.contains("does not exist")
+                && !error.message.contains("LOCATION") && !error.message.contains(":  3D000:")
+        }
+        let unknownRole = TestCluster.settings.with(user: "kl_no_such_role_" + TestDatabase.randomSuffix(),
+                                                    password: "role-secret")
+        await #expect {
+            _ = try await PostgresConnection.connect(unknownRole)
+        } throws: { error in
+            guard let error = error as? PostgresError else { return false }
+            return error.kind == .connectionFailed && error.sqlState?.hasPrefix("28") == true
+                && error.isConfigurationError && !error.isConnectionLoss && !error.description.contains("role-secret")
+        }
+        // And the connection that works still works after the polling connect.
+        let connection = try await PostgresConnection.connect(TestCluster.settings)
+        #expect(try await connection.query("SELECT 1 AS one")[0].decode("one", as: Int.self) == 1)
+        await connection.close()
+    }
+
+    @Test("the local cluster's socket is reachable by its owner only (trust authentication)")
+    func localClusterSocketIsPrivate() throws {
+        guard let socketDirectory = ConnectionSettings.localClusterSocket(searchingFrom: TestCluster.packageRoot.path) else {
+            return  // DATABASE_URL or PGHOST elsewhere: no local cluster to check
+        }
+        let folderMode = try #require(try FileManager.default.attributesOfItem(atPath: socketDirectory)[.posixPermissions] as? Int)
+        let socketMode = try #require(try FileManager.default.attributesOfItem(
+            atPath: socketDirectory + "/.s.PGSQL.5432")[.posixPermissions] as? Int)
+        #expect(folderMode & 0o077 == 0, "socket folder mode \(String(folderMode, radix: 8))")
+        #expect(socketMode & 0o077 == 0, "socket mode \(String(socketMode, radix: 8))")
+        // As root (make test's usual case): another local user is refused.
+        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
+            || FileManager.default.isExecutableFile(atPath: "/sbin/runuser") else { return }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["runuser", "-u", "nobody", "--", "psql", "-X", "-h", socketDirectory, "-U", "keyline",
+                             "-d", "keyline", "-Atc", "SELECT 1"]
+        process.currentDirectoryURL = URL(fileURLWithPath: "/")
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        #expect(process.terminationStatus != 0, "user nobody connected to the local cluster as superuser")
+    }
+}
