@@ -23,7 +23,8 @@ struct EscrowCommand: AsyncParsableCommand {
     static let exitCodes = """
         EXIT CODES (escrow)
           0   success
-          64  usage error: bad option, invalid age1… recipient, no recipient or identity given
+          64  usage error: bad option, invalid age1… recipient, an identity (secret key) given as a \
+        recipient, no recipient or identity given, plaintext refused on a terminal
           65  bad data: not an age file, malformed armor or header, header MAC or payload \
         authentication failed (modified or damaged), truncated, invalid backup document, SHA-256 \
         mismatch (verify)
