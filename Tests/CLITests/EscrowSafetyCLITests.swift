@@ -111,6 +111,15 @@ import Testing
         #expect(try dir.read("key.der") != oldKey)
         #expect(try dir.mode("key.pem") == 0o600 && dir.mode("key.pub.pem") == 0o644 && dir.mode("key.der") == 0o600)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted() == (before + ["backup.age"]).sorted())
+
+        // --force still never replaces anything but a regular file (here a symbolic link).
+        try dir.write("target.txt", Array("keep\n".utf8))
+        try FileManager.default.createSymbolicLink(atPath: dir.path("link.txt"), withDestinationPath: "target.txt")
+        let refused = try KeylineBinary.run(["escrow", "keygen", "-o", "link.txt", "--force", "--json"], in: dir.url)
+        #expect(refused.status == 73)
+        #expect((try refused.json()["error"] as? [String: Any])?["kind"] as? String == "notARegularFile")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir.path("link.txt")) == "target.txt")
+        #expect(try dir.read("target.txt") == Array("keep\n".utf8))
     }
 }
 
