@@ -67,6 +67,8 @@ public enum USBTransferError: Error, Sendable, Hashable, CustomStringConvertible
     case disconnected
     /// Any other transfer failure, with libusb's name for it.
     case io(String)
+    /// The task waiting for the transfer (or for the device between transfers) was cancelled.
+    case cancelled
 
     public var description: String {
         switch self {
@@ -74,6 +76,7 @@ public enum USBTransferError: Error, Sendable, Hashable, CustomStringConvertible
         case .stall: "the device refused the request (endpoint stall)"
         case .disconnected: "the device disconnected"
         case .io(let detail): "USB I/O error: \(detail)"
+        case .cancelled: "cancelled"
         }
     }
 }

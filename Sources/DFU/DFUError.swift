@@ -85,6 +85,7 @@ public struct DFUError: Error, Sendable, Hashable, CustomStringConvertible {
             case .timeout: what = "the device did not answer in time\(req); it may be hung: power-cycle it and retry"
             case .stall: what = "the device refused the request\(req) (endpoint stall)"
             case .io(let detail): what = "USB I/O error\(req): \(detail)"
+            case .cancelled: what = "cancelled\(req); the device may be left mid-operation: check it before reusing it"
             }
         case .deviceStatus(let code, let state):
             what = "the device reported \(code.name) in \(state): \(code.meaning); \(code.advice)"

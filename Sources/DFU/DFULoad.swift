@@ -14,7 +14,8 @@ extension DfuSeDevice {
             if case .deviceStatus(.errVendor, _) = error, isProtected(alt: alt) { reason = .deviceProtected }
             let recoverable: Bool
             switch error {
-            case .transfer(.disconnected, _), .transfer(.timeout, _), .notInDFUMode: recoverable = false
+            // Cancelled: the caller wants to stop now, not after more transfers.
+            case .transfer(.disconnected, _), .transfer(.timeout, _), .transfer(.cancelled, _), .notInDFUMode: recoverable = false
             default: recoverable = true
             }
             let recovered = recoverable ? await interface.recoverToIdle() : false

@@ -198,7 +198,10 @@ public struct DFUInterface: Sendable {
     public func pollStatus() async throws(DFUError.Reason) -> DFUStatus {
         let status = try await getStatus()
         if status.pollTimeoutMilliseconds > 0 {
-            try? await Task.sleep(for: .milliseconds(Int(status.pollTimeoutMilliseconds)))
+            // A cancelled task stops here instead of polling on until its timeout.
+            do { try await Task.sleep(for: .milliseconds(Int(status.pollTimeoutMilliseconds))) } catch {
+                throw .transfer(.cancelled, request: .getStatus)
+            }
         }
         return status
     }

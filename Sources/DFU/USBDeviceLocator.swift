@@ -60,6 +60,8 @@ public enum USBLocatorError: Error, Sendable, Hashable, CustomStringConvertible 
     case timedOut(USBDeviceMatch, after: Duration)
     /// A matching device appeared but could not be opened.
     case openFailed(USBDeviceIdentity, String)
+    /// The task waiting was cancelled before a match appeared.
+    case cancelled(USBDeviceMatch)
 
     public var description: String {
         switch self {
@@ -67,6 +69,8 @@ public enum USBLocatorError: Error, Sendable, Hashable, CustomStringConvertible 
             "no device with \(match) appeared within \(after); check the cable and that the device re-enumerated"
         case .openFailed(let identity, let detail):
             "could not open \(identity): \(detail)"
+        case .cancelled(let match):
+            "stopped waiting for \(match): cancelled"
         }
     }
 }

@@ -30,7 +30,11 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
     case payloadAuthenticationFailed(chunk: Int)
     case malformedPayload(chunk: Int, reason: String)
     case trailingData(afterChunk: Int)
+    /// The text is at most an excerpt of what was given (see `X25519Recipient.excerpt`).
     case invalidRecipient(String, reason: String)
+    /// An `AGE-SECRET-KEY-…` identity was given where a recipient belongs; `line` is 1-based
+    /// within a recipients file when known. The secret text is never kept or quoted.
+    case identityAsRecipient(line: Int?)
     /// `line` is 1-based within an identity file when known; the identity text itself is secret
     /// and never quoted.
     case invalidIdentity(line: Int?, reason: String)
@@ -48,7 +52,7 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
         case .noIdentityMatched: .noMatch
         case .headerMACMismatch: .headerMAC
         case .payloadAuthenticationFailed, .malformedPayload, .trailingData: .payload
-        case .invalidRecipient, .invalidIdentity, .noRecipients, .noIdentities: .usage
+        case .invalidRecipient, .identityAsRecipient, .invalidIdentity, .noRecipients, .noIdentities: .usage
         case .io: .io
         }
     }
@@ -83,6 +87,8 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
             "the age file has data after its final payload chunk \(chunk); the file was modified or two files were joined"
         case .invalidRecipient(let text, let reason):
             "invalid age recipient \"\(text)\": \(reason); expected an X25519 recipient \"age1…\" as age-keygen prints it"
+        case .identityAsRecipient(let line):
+            "\(line.map { "line \($0): " } ?? "")this is an age identity (secret key), not a recipient; pass its age1… recipient instead (age-keygen -y FILE prints it) and keep the identity off the station"
         case .invalidIdentity(let line, let reason):
             "invalid age identity\(line.map { " on line \($0)" } ?? ""): \(reason); expected \"AGE-SECRET-KEY-1…\" as age-keygen writes it"
         case .noRecipients:

@@ -37,28 +37,47 @@ public struct X25519Recipient: AgeRecipient, Hashable, CustomStringConvertible {
     }
 
     public init(_ text: String) throws(AgeError) {
+        try self.init(text, line: nil)
+    }
+
+    /// `line` (1-based) names the line of a recipients file in errors.
+    init(_ text: String, line: Int?) throws(AgeError) {
         let trimmed = text.trimmingCharacters(in: .whitespaces)
+        // An identity file passed with -R, or a secret key with -r, is an easy mistake; its text
+        // must never be echoed back (errors reach terminals, logs and --json output). age does the same.
+        guard !Self.holdsSecretKey(trimmed) else { throw .identityAsRecipient(line: line) }
         let decoded: (hrp: String, data: [UInt8])
         do { decoded = try Bech32.decode(trimmed) } catch {
-            throw .invalidRecipient(trimmed, reason: "not valid Bech32 (\(error))")
+            throw .invalidRecipient(Self.excerpt(trimmed), reason: "not valid Bech32 (\(error))")
         }
         guard decoded.hrp == "age" else {
-            throw .invalidRecipient(trimmed, reason: "prefix is \"\(decoded.hrp)\", not \"age\" (recipients are lowercase)")
+            throw .invalidRecipient(Self.excerpt(trimmed), reason: "prefix is \"\(Self.excerpt(decoded.hrp))\", not \"age\" (recipients are lowercase)")
         }
         guard decoded.data.count == 32 else {
-            throw .invalidRecipient(trimmed, reason: "holds \(decoded.data.count) bytes, an X25519 key is 32")
+            throw .invalidRecipient(Self.excerpt(trimmed), reason: "holds \(decoded.data.count) bytes, an X25519 key is 32")
         }
         publicKeyBytes = decoded.data
+    }
+
+    /// Whether `text` holds an age secret key (`AGE-SECRET-KEY-`, in any case, anywhere).
+    static func holdsSecretKey(_ text: String) -> Bool {
+        text.range(of: "AGE-SECRET-KEY-", options: [.caseInsensitive]) != nil
+    }
+
+    /// At most the first 12 characters of recipient text, for error messages: enough to recognise
+    /// it, too little to carry a key should something secret be passed by mistake.
+    static func excerpt(_ text: String) -> String {
+        text.count <= 12 ? text : String(text.prefix(12)) + "…"
     }
 
     /// Reads a recipients file as `age -R` does: one recipient per line, `#` comments and
     /// blank lines ignored.
     public static func parseFile(_ text: String) throws(AgeError) -> [X25519Recipient] {
         var recipients: [X25519Recipient] = []
-        for line in text.split(whereSeparator: \.isNewline) {
+        for (index, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
             let trimmed = line.trimmingCharacters(in: .whitespaces)
             if trimmed.isEmpty || trimmed.hasPrefix("#") { continue }
-            recipients.append(try X25519Recipient(trimmed))
+            recipients.append(try X25519Recipient(trimmed, line: index + 1))
         }
         guard !recipients.isEmpty else { throw .noRecipients }
         return recipients
@@ -73,7 +92,7 @@ public struct X25519Recipient: AgeRecipient, Hashable, CustomStringConvertible {
         let secret = try ephemeral.sharedSecretFromKeyAgreement(with: recipientKey)
         // A low-order "recipient" gives an all-zero secret anyone can compute: refuse to use it.
         guard !secret.withUnsafeBytes({ $0.allSatisfy { $0 == 0 } }) else {
-            throw AgeError.invalidRecipient(description, reason: "it is a low-order point, not a usable public key")
+            throw AgeError.invalidRecipient(Self.excerpt(description), reason: "it is a low-order point, not a usable public key")
         }
         let key = AgeX25519.wrappingKey(sharedSecret: secret, share: share, recipient: publicKeyBytes)
         let box = try ChaChaPoly.seal(fileKey, using: key, nonce: AgeX25519.zeroNonce)

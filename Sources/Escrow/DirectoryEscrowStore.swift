@@ -12,23 +12,72 @@ import Darwin
 /// fsyncs it, publishes it with link(2) — a rename that fails instead of replacing an existing
 /// name, so two writers can never overwrite each other — and fsyncs the directory, so the object
 /// survives a power cut once `put` returns. New directories are fsynced into their parents too.
+/// A put that finds identical bytes already stored (a resumed run, or a concurrent writer) fsyncs
+/// that object and the directories above it before returning: the run that linked it may have
+/// crashed before its own directory fsync.
 ///
 /// All file I/O (fsync in particular can block for seconds) runs on a dedicated dispatch queue,
 /// never on Swift's cooperative pool.
 public struct DirectoryEscrowStore: EscrowStore {
     public let root: URL
     private let queue: DispatchQueue
+    private let sync: Sync
 
     public init(root: URL) {
+        self.init(root: root, syncObserver: nil)
+    }
+
+    /// `syncObserver` is told the path of every file and directory after it was fsynced (tests
+    /// check the durability steps with it; a crash between them cannot be staged in-process).
+    init(root: URL, syncObserver: (@Sendable (String) -> Void)?) {
         self.root = root.standardizedFileURL
         queue = DispatchQueue(label: "keyline.escrow.directory-store", qos: .utility, attributes: .concurrent)
+        sync = Sync(observer: syncObserver)
+    }
+
+    /// fsync(2), retried on EINTR, then reported to the observer.
+    struct Sync: Sendable {
+        let observer: (@Sendable (String) -> Void)?
+
+        func file(_ fd: Int32, path: String) throws {
+            while fsync(fd) != 0 {
+                if errno == EINTR { continue }
+                throw EscrowStoreError.io(operation: "fsync", path: path, errno: errno)
+            }
+            observer?(path)
+        }
+
+        func directory(_ path: String) throws {
+            let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            guard fd >= 0 else { throw EscrowStoreError.io(operation: "open directory", path: path, errno: errno) }
+            defer { close(fd) }
+            while fsync(fd) != 0 {
+                if errno == EINTR { continue }
+                throw EscrowStoreError.io(operation: "fsync directory", path: path, errno: errno)
+            }
+            observer?(path)
+        }
+
+        /// The existing file at `path` and every directory entry leading to it from `root`.
+        /// A run that crashed after link(2) but before its directory fsync left an object that a
+        /// power cut can still lose; the resumed run must not report it stored until this is done.
+        func existing(_ path: String, root: String, components: [String]) throws {
+            let fd = open(path, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw EscrowStoreError.io(operation: "open", path: path, errno: errno) }
+            defer { close(fd) }
+            try file(fd, path: path)
+            var directories = [root]
+            for component in components { directories.append(directories.last! + "/" + component) }
+            for directory in directories.reversed() { try self.directory(directory) }
+        }
     }
 
     public func url(for key: EscrowObjectKey) -> URL { root.appendingPathComponent(key.path) }
 
     public func put(_ ciphertext: [UInt8], at key: EscrowObjectKey) async throws -> String {
         let root = root.path
-        return try await offPool { try Self.putBlocking(ciphertext, key: key, root: root) }
+        let sync = sync
+        return try await offPool { try Self.putBlocking(ciphertext, key: key, root: root, sync: sync) }
     }
 
     public func get(_ key: EscrowObjectKey, expectedSHA256: String) async throws -> [UInt8] {
@@ -60,14 +109,17 @@ public struct DirectoryEscrowStore: EscrowStore {
 
     // MARK: - Blocking file system work (dispatch queue only)
 
-    static func putBlocking(_ ciphertext: [UInt8], key: EscrowObjectKey, root: String) throws -> String {
+    static func putBlocking(_ ciphertext: [UInt8], key: EscrowObjectKey, root: String, sync: Sync) throws -> String {
         let digest = sha256Hex(ciphertext)
+        let components = [key.product, key.deviceID]
         let directory = "\(root)/\(key.product)/\(key.deviceID)"
         let final = "\(directory)/\(key.publicKeySHA256).age"
-        try makeDirectories(root: root, components: [key.product, key.deviceID])
+        try makeDirectories(root: root, components: components, sync: sync)
 
         if let existing = try readIfExists(final) {
-            return try idempotent(existing: existing, key: key, newSHA256: digest)
+            let stored = try idempotent(existing: existing, key: key, newSHA256: digest)
+            try sync.existing(final, root: root, components: components)
+            return stored
         }
 
         let temporary = "\(directory)/.\(key.publicKeySHA256).age.\(UUID().uuidString).tmp"
@@ -78,19 +130,22 @@ public struct DirectoryEscrowStore: EscrowStore {
         do {
             defer { close(fd) }
             try writeAll(fd, ciphertext, path: temporary)
-            guard fsync(fd) == 0 else { throw EscrowStoreError.io(operation: "fsync", path: temporary, errno: errno) }
+            try sync.file(fd, path: temporary)
         }
         if link(temporary, final) != 0 {
             let code = errno
             guard code == EEXIST, let existing = try readIfExists(final) else {
                 throw EscrowStoreError.io(operation: "link", path: final, errno: code)
             }
-            // Another writer published first; same bytes is still success.
-            return try idempotent(existing: existing, key: key, newSHA256: digest)
+            // Another writer published first; same bytes is still success once it is durable
+            // (that writer may not have reached its own directory fsync yet).
+            let stored = try idempotent(existing: existing, key: key, newSHA256: digest)
+            try sync.existing(final, root: root, components: components)
+            return stored
         }
         published = true
         unlink(temporary)
-        try fsyncDirectory(directory)
+        try sync.directory(directory)
         return digest
     }
 
@@ -103,10 +158,10 @@ public struct DirectoryEscrowStore: EscrowStore {
     }
 
     /// Creates missing directories (mode 0700) under `root`, fsyncing each parent whose entries changed.
-    static func makeDirectories(root: String, components: [String]) throws {
+    static func makeDirectories(root: String, components: [String], sync: Sync) throws {
         var path = root
         if mkdir(root, 0o700) == 0 {
-            try fsyncDirectory((root as NSString).deletingLastPathComponent)
+            try sync.directory((root as NSString).deletingLastPathComponent)
         } else if errno != EEXIST {
             throw EscrowStoreError.io(operation: "mkdir", path: root, errno: errno)
         }
@@ -114,18 +169,11 @@ public struct DirectoryEscrowStore: EscrowStore {
             let parent = path
             path += "/\(component)"
             if mkdir(path, 0o700) == 0 {
-                try fsyncDirectory(parent)
+                try sync.directory(parent)
             } else if errno != EEXIST {
                 throw EscrowStoreError.io(operation: "mkdir", path: path, errno: errno)
             }
         }
-    }
-
-    static func fsyncDirectory(_ path: String) throws {
-        let fd = open(path.isEmpty ? "." : path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else { throw EscrowStoreError.io(operation: "open directory", path: path, errno: errno) }
-        defer { close(fd) }
-        guard fsync(fd) == 0 else { throw EscrowStoreError.io(operation: "fsync directory", path: path, errno: errno) }
     }
 
     static func writeAll(_ fd: Int32, _ bytes: [UInt8], path: String) throws {

@@ -102,7 +102,7 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
             throw .invalidField("algorithm", reason: "must be \"rsa\" or \"ec\"")
         }
         let recordedFingerprint = try string("public_key_sha256")
-        guard recordedFingerprint.count == 64, recordedFingerprint.allSatisfy({ $0.isHexDigit && !$0.isUppercase }) else {
+        guard EscrowObjectKey.isSHA256Hex(recordedFingerprint) else {
             throw .invalidField("public_key_sha256", reason: "must be 64 lowercase hex digits")
         }
         guard let der = Data(base64Encoded: try string("private_key_der")), !der.isEmpty else {
@@ -158,9 +158,10 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
 
     static func timestamp(_ date: Date) -> String { date.formatted(Date.ISO8601FormatStyle()) }
 
-    /// Particle device IDs are 12 bytes, written as 24 hex digits (lowercase here).
+    /// Particle device IDs are 12 bytes, written as 24 hex digits (lowercase here); the rule is
+    /// the object key's, so every valid backup has a valid store key.
     static func checkDeviceID(_ id: String) throws(EscrowBackupError) -> String {
-        guard id.utf8.count == 24, id.utf8.allSatisfy({ (48...57).contains($0) || (97...102).contains($0) }) else {
+        guard EscrowObjectKey.isDeviceID(id) else {
             throw .invalidField("device_id", reason: "must be 24 lowercase hex digits")
         }
         return id

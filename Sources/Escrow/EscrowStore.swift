@@ -11,10 +11,10 @@ public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
 
     public init(product: String, deviceID: String, publicKeySHA256: String) throws(EscrowStoreError) {
         guard Self.isPathSegment(product) else { throw .invalidKey("product \"\(product)\" is not 1-64 letters, digits, '.', '-' or '_'") }
-        guard deviceID.utf8.count == 24, deviceID.utf8.allSatisfy(Self.isLowerHex) else {
+        guard Self.isDeviceID(deviceID) else {
             throw .invalidKey("device ID \"\(deviceID)\" is not 24 lowercase hex digits")
         }
-        guard publicKeySHA256.utf8.count == 64, publicKeySHA256.utf8.allSatisfy(Self.isLowerHex) else {
+        guard Self.isSHA256Hex(publicKeySHA256) else {
             throw .invalidKey("public key SHA-256 \"\(publicKeySHA256)\" is not 64 lowercase hex digits")
         }
         self.product = product
@@ -26,7 +26,16 @@ public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
     public var path: String { "\(product)/\(deviceID)/\(publicKeySHA256).age" }
     public var description: String { path }
 
-    static func isLowerHex(_ byte: UInt8) -> Bool { (48...57).contains(byte) || (97...102).contains(byte) }
+    /// A Particle device ID as keyline stores it: 12 bytes written as 24 lowercase hex digits.
+    /// The one definition; backup documents use it too.
+    static func isDeviceID(_ text: String) -> Bool { isLowerHex(text, digits: 24) }
+
+    /// A SHA-256 as the registry records it: 64 lowercase hex digits (ASCII only).
+    static func isSHA256Hex(_ text: String) -> Bool { isLowerHex(text, digits: 64) }
+
+    static func isLowerHex(_ text: String, digits: Int) -> Bool {
+        text.utf8.count == digits && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
 
     /// A name safe as one path component anywhere: no separators, no "." or "..", no hidden files.
     static func isPathSegment(_ text: String) -> Bool {

@@ -84,7 +84,10 @@ public struct ParticleControlRequests: Sendable {
                 guard ContinuousClock.now < deadline else {
                     throw ParticleDeviceError(step: step, reason: .unexpectedReply("request \(type.rawValue) still pending after \(timeout)"))
                 }
-                try? await Task.sleep(for: .milliseconds(50))
+                // A cancelled task stops polling instead of waiting out the timeout.
+                do { try await Task.sleep(for: .milliseconds(50)) } catch {
+                    throw ParticleDeviceError(step: step, reason: .transfer(.cancelled))
+                }
             default:
                 throw ParticleDeviceError(step: step, reason: .unexpectedReply("CHECK for request \(type.rawValue) returned status \(check.status)"))
             }

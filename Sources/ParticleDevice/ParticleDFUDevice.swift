@@ -40,6 +40,27 @@ public struct ParticleDFUDevice: Sendable {
         ParticleDeviceError(step: step, deviceID: deviceID, port: port, reason: reason)
     }
 
+    /// Reads `length` bytes of any alt (DfuSe upload); failures name this device and its port.
+    public func read(alt: UInt8, address: UInt32, length: Int,
+                     progress: DFUProgressHandler? = nil) async throws(ParticleDeviceError) -> [UInt8] {
+        do {
+            return try await dfu.read(alt: alt, address: address, length: length, progress: progress)
+        } catch {
+            throw fail(.read, .dfu(error))
+        }
+    }
+
+    /// Writes `bytes` to any alt (erasing the sectors they cover), verified by read-back unless
+    /// `verify` is false; failures name this device and its port.
+    public func write(alt: UInt8, address: UInt32, bytes: [UInt8], verify: Bool = true,
+                      progress: DFUProgressHandler? = nil) async throws(ParticleDeviceError) {
+        do {
+            try await dfu.write(alt: alt, address: address, bytes: bytes, verify: verify, progress: progress)
+        } catch {
+            throw fail(.write, .dfu(error))
+        }
+    }
+
     /// Raw bytes of a DCT range.
     public func readDCT(_ slot: DCTSlot, step: ParticleDeviceError.Step, progress: DFUProgressHandler? = nil) async throws(ParticleDeviceError) -> [UInt8] {
         do {
@@ -76,10 +97,8 @@ public struct ParticleDFUDevice: Sendable {
     /// own setter does) so no tail of an older key remains.
     public func writePrivateKey(_ key: DevicePrivateKey) async throws(ParticleDeviceError) {
         let slot = platform.privateKeySlot
-        guard key.algorithm == platform.keyAlgorithm else {
-            throw fail(.writeKey, .unexpectedReply("\(platform.name) devices use \(platform.keyAlgorithm.displayName) keys, not \(key.algorithm.displayName)"))
-        }
-        guard key.der.count <= slot.size else { throw fail(.writeKey, .wrongSize(expected: slot.size, actual: key.der.count)) }
+        // The same check as `keyline keys inspect --platform`: algorithm, size, exponent, layout.
+        do { try platform.checkDeviceKey(key) } catch { throw fail(.writeKey, .keySlot(error)) }
         try await writeDCT(key.der + [UInt8](repeating: 0xFF, count: slot.size - key.der.count), at: slot, step: .writeKey)
     }
 

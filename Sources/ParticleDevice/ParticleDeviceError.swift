@@ -15,6 +15,8 @@ public struct ParticleDeviceError: Error, Sendable, CustomStringConvertible {
         case readServerKey = "read server key"
         case writeServerKey = "write server key"
         case leave = "leave DFU mode"
+        case read = "read memory"
+        case write = "write memory"
     }
 
     public enum Reason: Sendable {
@@ -22,6 +24,9 @@ public struct ParticleDeviceError: Error, Sendable, CustomStringConvertible {
         case transfer(USBTransferError)
         case locator(USBLocatorError)
         case key(DeviceKeyError)
+        /// The key cannot live in this platform's slot (wrong algorithm, too large …), checked as
+        /// `keyline keys inspect --platform` checks it.
+        case keySlot(KeySlotError)
         case unknownDevice(vendorID: UInt16, productID: UInt16)
         case platformMismatch(expected: String, found: String)
         case invalidDeviceID(String)
@@ -52,6 +57,7 @@ public struct ParticleDeviceError: Error, Sendable, CustomStringConvertible {
         case .transfer(let error): why = error.description
         case .locator(let error): why = error.description
         case .key(let error): why = "\(error)"
+        case .keySlot(let error): why = error.description
         case .unknownDevice(let vid, let pid):
             why = "USB ID \(hex4(vid)):\(hex4(pid)) is not a known Particle device"
         case .platformMismatch(let expected, let found):

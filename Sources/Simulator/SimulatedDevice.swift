@@ -499,13 +499,14 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
                            pages: pageLists), contents)
         }
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            // alt1.bin is the DCT, with the device's private key: owner-only, like a key file.
+            try PrivateStateFiles.makeDirectory(directory)
             for (i, bytes) in contents.enumerated() {
-                try Data(bytes).write(to: directory.appendingPathComponent("alt\(i).bin"), options: .atomic)
+                try PrivateStateFiles.write(Data(bytes), to: directory.appendingPathComponent("alt\(i).bin"))
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(record).write(to: directory.appendingPathComponent("device.json"), options: .atomic)
+            try PrivateStateFiles.write(encoder.encode(record), to: directory.appendingPathComponent("device.json"))
         } catch {
             throw .stateFile(path: directory.path, detail: "\(error)")
         }
@@ -567,5 +568,23 @@ extension SimulatedMemory {
         } else {
             program(address, bytes)
         }
+    }
+}
+
+/// Simulator state on disk holds generated private keys (the DCT), so folders are created 0700
+/// and files 0600, whatever the umask.
+enum PrivateStateFiles {
+    /// Creates `directory` (and missing parents) owner-only; an existing one is made owner-only too.
+    static func makeDirectory(_ directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory.path)
+    }
+
+    /// Writes atomically (a temporary file renamed over `file`, inside an owner-only folder), then
+    /// makes the file owner-only.
+    static func write(_ data: Data, to file: URL) throws {
+        try data.write(to: file, options: .atomic)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
     }
 }

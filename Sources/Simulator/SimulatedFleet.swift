@@ -229,6 +229,7 @@ public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
             group.cancelAll()
             return first
         }
+        if found == nil, Task.isCancelled { throw .cancelled(match) }
         guard let found else { throw .timedOut(match, after: timeout) }
         return USBOpenedDevice(identity: found.identity, transport: found.transport)
     }
@@ -252,10 +253,11 @@ public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
             record.ports[folder] = port
         }
         do {
-            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
+                                                    attributes: [.posixPermissions: 0o700])
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try encoder.encode(record).write(to: directory.appendingPathComponent("fleet.json"), options: .atomic)
+            try PrivateStateFiles.write(encoder.encode(record), to: directory.appendingPathComponent("fleet.json"))
         } catch {
             throw .stateFile(path: directory.path, detail: "\(error)")
         }

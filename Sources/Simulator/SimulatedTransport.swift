@@ -75,7 +75,7 @@ public struct SimulatedTransport: ControlTransport, Hashable {
         do {
             try await Task.sleep(until: deadline, clock: .continuous)
         } catch {
-            throw .io("cancelled")
+            throw .cancelled
         }
     }
 }

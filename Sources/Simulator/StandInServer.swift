@@ -218,6 +218,7 @@ enum LibUSBStatus {
     static let busy: Int32 = -6
     static let timeout: Int32 = -7
     static let pipe: Int32 = -9
+    static let interrupted: Int32 = -10
 
     static func code(for error: USBTransferError) -> Int32 {
         switch error {
@@ -225,6 +226,7 @@ enum LibUSBStatus {
         case .stall: pipe
         case .disconnected: noDevice
         case .io: io
+        case .cancelled: interrupted
         }
     }
 }

@@ -14,6 +14,12 @@ public enum USB {
     public static func isParticle(vendorID: UInt16, productID: UInt16) -> Bool {
         vendorID == particleVendorID || (vendorID == coreVendorID && coreProductIDs.contains(productID))
     }
+
+    /// A vendor or product ID as four lowercase hex digits, as lsusb prints it ("2b04").
+    public static func hexID(_ value: UInt16) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 4 - digits.count) + digits
+    }
 }
 
 /// A libusb context: enumerates attached Particle devices and opens them. libusb calls run on
@@ -32,7 +38,27 @@ public final class USBContext: @unchecked Sendable {
     /// Touched only on `worker` (and in deinit, when nothing else can).
     private var state = State.uninitialized
 
+    /// Creates the context without starting libusb (that happens on first use, on the context's
+    /// thread). From async code prefer `make()`, which also starts libusb there, up front.
     public init() {}
+
+    /// A context with libusb already started on the context's own thread: libusb_init scans
+    /// usbfs/udev and can block, so it must not run on the caller's (cooperative pool) thread.
+    public static func make() async -> USBContext {
+        let context = USBContext()
+        await context.worker.perform { () -> Void in _ = context.initializedHandle() }
+        return context
+    }
+
+    /// True once libusb has been started (successfully or not); for tests.
+    var isInitialized: Bool {
+        get async {
+            await worker.perform { () -> Bool in
+                if case .uninitialized = self.state { return false }
+                return true
+            }
+        }
+    }
 
     deinit {
         if case .ready(let handle) = state {
@@ -120,11 +146,52 @@ public final class USBContext: @unchecked Sendable {
     struct Enumerated {
         var device: OpaquePointer
         var info: USBDeviceInfo
+        /// iSerialNumber, to read the serial later without reading every string.
+        var serialIndex: UInt8
     }
 
-    /// Lists Particle devices. With `readStrings`, opens each to read its strings and releases
-    /// the libusb devices; without, returns them referenced (the caller unrefs them).
-    private static func enumerate(_ context: OpaquePointer, readStrings: Bool = true) throws(USBError) -> [Enumerated] {
+    /// One enumeration of a device: its port and bus address (which changes whenever it
+    /// re-enumerates), so a serial read once need not be read again while it stays attached.
+    struct Attachment: Hashable, Sendable {
+        var port: USBPortPath
+        var address: UInt8
+        init(_ info: USBDeviceInfo) {
+            port = info.portPath
+            address = info.address
+        }
+    }
+
+    /// One look for `match` without opening every device: only devices with a matching VID/PID
+    /// that are not in `checked` are opened, and only their serial is read. Returns the match if
+    /// attached, and the attachments whose serial was read and differs (skip them next time).
+    func locate(_ match: USBDeviceMatch, skipping checked: Set<Attachment>) async throws(USBError)
+        -> (found: USBDeviceInfo?, otherSerials: Set<Attachment>) {
+        try await worker.perform { () throws(USBError) -> (found: USBDeviceInfo?, otherSerials: Set<Attachment>) in
+            guard let handle = self.initializedHandle() else { return (nil, []) }
+            let candidates = try Self.enumerate(handle, readStrings: false) { info in
+                info.vendorID == match.vendorID && match.productIDs.contains(info.productID) && !checked.contains(Attachment(info))
+            }
+            defer { candidates.forEach { libusb_unref_device($0.device) } }
+            var otherSerials = Set<Attachment>()
+            for candidate in candidates {
+                var deviceHandle: OpaquePointer?
+                // Not openable yet (still settling) or not at all: looked at again next time.
+                guard libusb_open(candidate.device, &deviceHandle) == 0, let deviceHandle else { continue }
+                var info = candidate.info
+                info.serialNumber = Self.string(deviceHandle, candidate.serialIndex)
+                libusb_close(deviceHandle)
+                if match.matches(info.identity) { return (info, otherSerials) }
+                if info.serialNumber != nil { otherSerials.insert(Attachment(info)) }
+            }
+            return (nil, otherSerials)
+        }
+    }
+
+    /// Lists Particle devices (those `include` accepts). With `readStrings`, opens each to read
+    /// its strings and releases the libusb devices; without, returns them referenced (the caller
+    /// unrefs them).
+    private static func enumerate(_ context: OpaquePointer, readStrings: Bool = true,
+                                  include: (USBDeviceInfo) -> Bool = { _ in true }) throws(USBError) -> [Enumerated] {
         var list: UnsafeMutablePointer<OpaquePointer?>?
         let count = libusb_get_device_list(context, &list)
         guard count >= 0, let list else {
@@ -162,6 +229,7 @@ public final class USBContext: @unchecked Sendable {
                     }
                 }
             }
+            guard include(info) else { continue }
             if readStrings {
                 var handle: OpaquePointer?
                 let code = libusb_open(device, &handle)
@@ -175,9 +243,9 @@ public final class USBContext: @unchecked Sendable {
                     info.alternateSettings = alternates.map { USBAlternateSetting(number: $0.number, name: nil) }
                     info.openError = USBError.from(code, operation: "open", port: portPath)
                 }
-                result.append(Enumerated(device: device, info: info))
+                result.append(Enumerated(device: device, info: info, serialIndex: descriptor.iSerialNumber))
             } else {
-                result.append(Enumerated(device: libusb_ref_device(device), info: info))
+                result.append(Enumerated(device: libusb_ref_device(device), info: info, serialIndex: descriptor.iSerialNumber))
             }
         }
         return result

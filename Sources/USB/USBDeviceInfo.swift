@@ -43,11 +43,6 @@ public struct USBDeviceInfo: Sendable, Hashable, CustomStringConvertible {
     public var openError: USBError?
 
     public var description: String {
-        "\(hex(vendorID)):\(hex(productID)) \(mode) on \(portPath)" + (serialNumber.map { " serial \($0)" } ?? "")
-    }
-
-    private func hex(_ v: UInt16) -> String {
-        let digits = String(v, radix: 16)
-        return String(repeating: "0", count: 4 - digits.count) + digits
+        "\(USB.hexID(vendorID)):\(USB.hexID(productID)) \(mode) on \(portPath)" + (serialNumber.map { " serial \($0)" } ?? "")
     }
 }

@@ -158,22 +158,13 @@ enum CLI {
         return true
     }
 
-    /// Writes a new file with `mode` set at creation (O_EXCL: a private key is never briefly
-    /// readable by others, and an existing file is never overwritten unless `force`).
+    /// Writes a new file with `mode` set at creation (a private key is never briefly readable by
+    /// others), through a temporary file published only once complete and fsynced (see
+    /// `PendingOutputFile`): an existing file is never overwritten unless `force`, and then only a
+    /// regular file, replaced atomically.
     static func writeNewFile(_ path: String, _ bytes: [UInt8], mode: mode_t, force: Bool) throws {
-        if force, try existsAsReplaceableFile(path) { unlink(path) }
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode)
-        guard fd >= 0 else {
-            if errno == EEXIST { throw CommandFailure.outputExists(path) }
-            throw CommandFailure.cannotWrite(path, errno: errno)
-        }
-        defer { close(fd) }
-        var offset = 0
-        while offset < bytes.count {
-            let written = bytes[offset...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-            guard written > 0 else { throw CommandFailure.cannotWrite(path, errno: errno) }
-            offset += written
-        }
-        guard fsync(fd) == 0 else { throw CommandFailure.cannotWrite(path, errno: errno) }
+        let pending = try PendingOutputFile(path: path, force: force, mode: mode)
+        try pending.write(bytes)
+        try pending.commit()
     }
 }

@@ -14,7 +14,8 @@ struct DFUCommand: AsyncParsableCommand {
             Pick the device with --serial (its device ID) or --port (e.g. 1-2.3, as `keyline devices` \
             shows it); with neither, exactly one device must be attached.
 
-            Exit codes: 0 done, 64 range outside the alt's memory layout, 66 input file unreadable, \
+            Exit codes: 0 done, 64 bad option (e.g. --timeout outside 0–600 s) or range outside the alt's \
+            memory layout, 66 input file unreadable, \
             69 device not found, busy, disconnected or protected, 73 output file exists (use --force), \
             76 the device reported a DFU error or the read-back differs, 77 USB access denied (udev rule).
             """,
@@ -77,16 +78,26 @@ struct DFUEnterCommand: AsyncParsableCommand {
 
     @OptionGroup var selection: DeviceSelection
 
-    @Option(help: "Seconds to wait for the device to come back in DFU mode.")
+    @Option(help: "Seconds to wait for the device to come back in DFU mode (more than 0, at most \(Int(Self.maximumTimeout)).")
     var timeout: Double = 10
+
+    /// Ten minutes: far beyond any re-enumeration (about a second), small enough to stay a Duration.
+    static let maximumTimeout: Double = 600
+
+    func validate() throws {
+        // Also rejects inf and nan, which would trap when converted to a Duration.
+        guard timeout.isFinite, timeout > 0, timeout <= Self.maximumTimeout else {
+            throw ValidationError("--timeout must be more than 0 and at most \(Int(Self.maximumTimeout)) seconds, not \(timeout)")
+        }
+    }
 
     func run() async throws {
         try await CLI.run(json: selection.output.json) {
-            let context = USBContext()
+            let context = await USBContext.make()
             let info = try await selection.find(in: context)
             let transport = try await context.open(info)
             let device = try await ParticleModeSwitch.enterDFU(transport, identity: info.identity, locator: context,
-                                                               timeout: .milliseconds(Int(timeout * 1000)))
+                                                               timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
             let port = device.port?.description ?? "?"
             selection.report(
                 ["deviceID": device.deviceID, "platform": device.platform.name, "port": port, "mode": "dfu",
@@ -123,8 +134,8 @@ struct DFUReadCommand: AsyncParsableCommand {
         try await CLI.run(json: selection.output.json) {
             let start = try parseNumber(address, "address"), count = try parseNumber(length, "length")
             if !force && FileManager.default.fileExists(atPath: output) { throw CommandFailure.outputExists(output) }
-            let device = try await selection.openDFU(in: USBContext())
-            let bytes = try await device.dfu.read(alt: alt, address: start, length: Int(count))
+            let device = try await selection.openDFU(in: await USBContext.make())
+            let bytes = try await device.read(alt: alt, address: start, length: Int(count))
             try CLI.writeNewFile(output, bytes, mode: 0o600, force: force)
             selection.report(["deviceID": device.deviceID, "alt": "\(alt)", "address": address, "bytes": "\(bytes.count)", "file": output],
                              human: "read \(bytes.count) bytes from \(device.deviceID) alt \(alt) at \(address) into \(output)")
@@ -158,8 +169,8 @@ struct DFUWriteCommand: AsyncParsableCommand {
         try await CLI.run(json: selection.output.json) {
             let start = try parseNumber(address, "address")
             let bytes = try CLI.readFile(file)
-            let device = try await selection.openDFU(in: USBContext())
-            try await device.dfu.write(alt: alt, address: start, bytes: bytes, verify: !noVerify)
+            let device = try await selection.openDFU(in: await USBContext.make())
+            try await device.write(alt: alt, address: start, bytes: bytes, verify: !noVerify)
             if leave { try await device.leave() }
             selection.report(["deviceID": device.deviceID, "alt": "\(alt)", "address": address, "bytes": "\(bytes.count)",
                               "verified": noVerify ? "no" : "yes"],
@@ -178,7 +189,7 @@ struct DFULeaveCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await CLI.run(json: selection.output.json) {
-            let device = try await selection.openDFU(in: USBContext())
+            let device = try await selection.openDFU(in: await USBContext.make())
             try await device.leave()
             selection.report(["deviceID": device.deviceID, "mode": "normal"], human: "\(device.deviceID) left DFU mode")
         }

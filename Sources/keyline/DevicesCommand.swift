@@ -22,7 +22,7 @@ struct DevicesCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await CLI.run(json: output.json) {
-            let context = USBContext()
+            let context = await USBContext.make()
             let rows = try await context.devices().map(DeviceRow.init)
             if output.json {
                 let encoder = JSONEncoder()
@@ -82,14 +82,9 @@ struct DeviceRow: Codable, Equatable {
         platform = match?.platform.name
         platformID = match?.platform.id
         deviceID = device.serialNumber?.lowercased()
-        vendorID = Self.hex(device.vendorID)
-        productID = Self.hex(device.productID)
+        vendorID = USB.hexID(device.vendorID)
+        productID = USB.hexID(device.productID)
         address = device.address
         error = device.openError?.description
-    }
-
-    private static func hex(_ value: UInt16) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 4 - digits.count) + digits
     }
 }

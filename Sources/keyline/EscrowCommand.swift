@@ -23,7 +23,8 @@ struct EscrowCommand: AsyncParsableCommand {
     static let exitCodes = """
         EXIT CODES (escrow)
           0   success
-          64  usage error: bad option, invalid age1… recipient, no recipient or identity given
+          64  usage error: bad option, invalid age1… recipient, an identity (secret key) given as a \
+        recipient, no recipient or identity given, plaintext refused on a terminal
           65  bad data: not an age file, malformed armor or header, header MAC or payload \
         authentication failed (modified or damaged), truncated, invalid backup document, SHA-256 \
         mismatch (verify)
@@ -47,6 +48,22 @@ struct EscrowCommand: AsyncParsableCommand {
             }
         }
         return identities
+    }
+
+    /// The recipients of -r TEXT and -R FILE options. The one place recipients are parsed, so the
+    /// guard against a secret key passed as a recipient (never echoed) covers every command.
+    static func loadRecipients(_ texts: [String], files: [String]) throws -> [X25519Recipient] {
+        var recipients = try texts.map { try X25519Recipient($0) }
+        for path in files {
+            let bytes = try CLI.readFile(path)
+            do {
+                recipients += try X25519Recipient.parseFile(String(decoding: bytes, as: UTF8.self))
+            } catch {
+                throw error.about(file: path)
+            }
+        }
+        guard !recipients.isEmpty else { throw AgeError.noRecipients }
+        return recipients
     }
 
     static func usage(_ message: String) -> CommandFailure {
@@ -152,13 +169,7 @@ extension EscrowCommand {
                 do { parsed = try KeyFile.parse(try CLI.readFile(key)) } catch { throw error.about(file: key) }
                 guard let privateKey = parsed.privateKey else { throw DeviceKeyError.notAPrivateKey.about(file: key) }
                 do { try target.checkDeviceKey(privateKey) } catch { throw error.about(file: key) }
-                var parsedRecipients = try recipients.map { try X25519Recipient($0) }
-                for path in recipientFiles {
-                    do { parsedRecipients += try X25519Recipient.parseFile(String(decoding: try CLI.readFile(path), as: UTF8.self)) } catch {
-                        throw error.about(file: path)
-                    }
-                }
-                guard !parsedRecipients.isEmpty else { throw AgeError.noRecipients }
+                let parsedRecipients = try EscrowCommand.loadRecipients(recipients, files: recipientFiles)
                 let backup = try EscrowBackup(deviceID: id, platform: target.name, product: product, privateKey: privateKey,
                                               job: job, station: station)
                 let ciphertext = try backup.encrypt(to: parsedRecipients)
@@ -222,13 +233,7 @@ extension EscrowCommand {
                 if !armor && output == nil && isatty(STDOUT_FILENO) == 1 {
                     throw EscrowCommand.usage("refusing to write binary ciphertext to a terminal; use -o FILE or -a")
                 }
-                var parsed = try recipients.map { try X25519Recipient($0) }
-                for path in recipientFiles {
-                    do { parsed += try X25519Recipient.parseFile(String(decoding: try CLI.readFile(path), as: UTF8.self)) } catch {
-                        throw error.about(file: path)
-                    }
-                }
-                guard !parsed.isEmpty else { throw AgeError.noRecipients }
+                let parsed = try EscrowCommand.loadRecipients(recipients, files: recipientFiles)
                 let pending = try output.flatMap { $0 == "-" ? nil : try PendingOutputFile(path: $0, force: force) }
                 var source = try EscrowFiles.openInput(input)
                 defer { EscrowFiles.close(source) }
@@ -253,7 +258,10 @@ extension EscrowCommand {
             discussion: """
                 Nothing is written unless the whole file authenticates: a modified, damaged or truncated \
                 file produces an error and no output. Reads IN (default: standard input) and writes OUT \
-                (default: standard output; a file is created with mode 0600 since it may hold a key).
+                (default: standard output; a file is created with mode 0600 since it may hold a key). \
+                A decrypted backup holds a device's private key, so writing to a terminal is refused \
+                unless --reveal-key is given (as for `show`); use -o FILE, a pipe, or --reveal-key on the \
+                RMA bench.
 
                 \(EscrowCommand.exitCodes)
                 """)
@@ -267,6 +275,9 @@ extension EscrowCommand {
         @Flag(help: "Replace an existing output file.")
         var force = false
 
+        @Flag(help: "Allow writing the plaintext (a backup's private key) to a terminal.")
+        var revealKey = false
+
         @OptionGroup var options: OutputOptions
 
         @Argument(help: "Input file (default: standard input).")
@@ -275,6 +286,9 @@ extension EscrowCommand {
         func run() async throws {
             try await CLI.run(json: options.json) {
                 if options.json && output == nil { throw EscrowCommand.usage("--json needs -o FILE: standard output carries the plaintext") }
+                if (output == nil || output == "-") && !revealKey && isatty(STDOUT_FILENO) == 1 {
+                    throw EscrowCommand.usage("refusing to print the plaintext (a backup holds a private key) to a terminal; use -o FILE, or --reveal-key on the RMA bench")
+                }
                 let loaded = try EscrowCommand.loadIdentities(identities)
                 var source = try EscrowFiles.openInput(input)
                 defer { EscrowFiles.close(source) }

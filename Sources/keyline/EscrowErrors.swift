@@ -16,7 +16,7 @@ extension AgeError: ReportableError {
         switch self {
         // The identity held cannot open this file: not damage, a different key is needed.
         case .noIdentityMatched: .noPermission
-        case .invalidRecipient, .noRecipients, .noIdentities: .usage
+        case .invalidRecipient, .identityAsRecipient, .noRecipients, .noIdentities: .usage
         case .io: .ioError
         default: .dataError
         }

@@ -36,7 +36,7 @@ struct SimServeCommand: AsyncParsableCommand {
             no-reenumerate, random=SEED (one deterministic fault per device). \
             Example: --faults 1-1.3@stall=20,1-2.1@disconnect-after=100
 
-            Exit codes: 0 stopped by a signal, 64 bad --fleet/--faults/--mode, 74 the socket could not be \
+            Exit codes: 0 stopped by a signal, 64 bad --fleet/--faults/--mode/--time-scale, 74 the socket could not be \
             served or the state could not be read or saved.
             """)
 
@@ -52,7 +52,7 @@ struct SimServeCommand: AsyncParsableCommand {
     @Option(help: "Folder to load simulated devices from and save them to on exit.")
     var state: String?
 
-    @Option(name: .customLong("time-scale"), help: "Real seconds per simulated second (1 = real time, 0 = no delays).")
+    @Option(name: .customLong("time-scale"), help: "Real seconds per simulated second (1 = real time, 0 = no delays; at most 1000).")
     var timeScale: Double = 1
 
     @Option(help: "Faults to inject (see above).")
@@ -110,6 +110,10 @@ enum SimulatorFleetSpec {
         CommandFailure(kind: "usage", message: description, exit: .usage)
     }
 
+    /// The largest --time-scale and slowdown: a 1000× slower device already takes minutes per
+    /// transfer; larger products of the two would overflow the delay arithmetic.
+    static let maximumFactor: Double = 1000
+
     /// One device `--fleet` asks for.
     struct PlannedDevice {
         var platform: Platform
@@ -122,7 +126,11 @@ enum SimulatorFleetSpec {
     /// Checks every option and lists the devices to create (hub N of `--fleet`'s Nth item, one
     /// port per device: 1-N.1, 1-N.2, …).
     static func plan(spec: String, mode: String, timeScale: Double, faults: String?, protected: String?) throws -> [PlannedDevice] {
-        guard timeScale >= 0 else { throw specError("--time-scale must be 0 or more, not \(timeScale)") }
+        // Finite and bounded: delays are computed as Durations and DispatchTimes, which trap on
+        // inf, nan or a product beyond Int64 nanoseconds.
+        guard timeScale.isFinite, timeScale >= 0, timeScale <= maximumFactor else {
+            throw specError("--time-scale must be between 0 and \(Int(maximumFactor)), not \(timeScale)")
+        }
         guard let usbMode = USBMode(rawValue: mode) else { throw specError("--mode must be normal or dfu, not \(mode)") }
         let faultPlan = try parseFaults(faults ?? "")
         let protectedPorts = try protected.map { text in
@@ -178,7 +186,12 @@ enum SimulatorFleetSpec {
             switch pair[0] {
             case "disconnect-after": faults.disconnectAfterTransfers = try number(Int.self)
             case "stall": faults.stallTransfer = try number(Int.self)
-            case "slowdown": faults.slowdown = try number(Double.self)
+            case "slowdown":
+                let factor = try number(Double.self)
+                guard factor.isFinite, factor > 0, factor <= maximumFactor else {
+                    throw specError("--faults item \"\(item)\": slowdown must be more than 0 and at most \(Int(maximumFactor))")
+                }
+                faults.slowdown = factor
             case "no-reenumerate": faults.noReenumerationAfterLeave = true
             case "fail-op":
                 let values = pair.count == 2 ? pair[1].split(separator: ":") : []

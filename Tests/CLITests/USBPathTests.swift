@@ -150,6 +150,36 @@ import Testing
         #expect(back == before)
     }
 
+    @Test func waitingForReenumerationLeavesOtherDevicesAlone() async throws {
+        // Real time, so the boron takes a while to come back in DFU mode and the wait polls many
+        // times. Photons (another platform) must not be opened while it does: a device mid-flash
+        // gets no GET_DESCRIPTOR from a station waiting for some other device.
+        let fleet = try SimulatedFleet(timeScale: 1, seed: 17)
+        let boron = try fleet.add(.boron, at: USBPortPath(bus: 1, ports: [1]), mode: .normal)
+        let photons = try (2...4).map { try fleet.add(.photon, at: USBPortPath(bus: 1, ports: [UInt8($0)]), mode: .dfu) }
+        let server = StandInServer(socketPath: Subprocess.socketPath(), fleet: fleet)
+        try server.start()
+        defer { server.stop() }
+        let environment = try Subprocess.standInEnvironment(socket: server.socketPath)
+        while fleet.attachedDevices().count < 4 { try await Task.sleep(for: .milliseconds(10)) }
+        func photonTransfers() -> Int { photons.reduce(0) { $0 + $1.statistics.controlTransfers } }
+
+        // What one full listing (strings of every device) costs the photons, once the server
+        // has read and cached their descriptors (the first listing does).
+        _ = try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment)
+        let before = photonTransfers()
+        let listed = try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment)
+        #expect(listed.status == 0, "\(listed.stderr)")
+        let oneListing = photonTransfers() - before
+        #expect(oneListing > 0)
+
+        // `dfu enter` lists once to find the boron, then waits: the wait adds nothing for them.
+        let start = photonTransfers()
+        let enter = try await Subprocess.runAsync(Subprocess.keyline, ["dfu", "enter", "--serial", boron.deviceID], environment: environment)
+        #expect(enter.status == 0, "\(enter.stdout)\n\(enter.stderr)")
+        #expect(photonTransfers() - start == oneListing)
+    }
+
     @Test func simServeServesUntilStopped() async throws {
         let socket = Subprocess.socketPath()
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-sim-state-\(UUID().uuidString)")
@@ -213,6 +243,8 @@ import Testing
                                              "--length", "\(512 * 1024)", "-o", served.scratch.appendingPathComponent("x").path])
         #expect(read.status == 69, "\(read.stdout)\n\(read.stderr)")
         #expect(read.stderr.contains("disconnected"), "\(read.stderr)")
+        // The message names the device and the port, not just the alt and address.
+        #expect(read.stderr.contains(boron.deviceID) && read.stderr.contains("port 1-5"), "\(read.stderr)")
         #expect(!FileManager.default.fileExists(atPath: served.scratch.appendingPathComponent("x").path))
     }
     @Test func aProtectedDeviceIsRefusedAndNoFileIsWritten() async throws {
@@ -228,8 +260,24 @@ import Testing
         let reply = try JSONSerialization.jsonObject(with: Data(read.stdout.utf8)) as? [String: Any]
         let error = try #require(reply?["error"] as? [String: Any])
         #expect(error["kind"] as? String == "deviceProtected")
-        #expect((error["context"] as? [String: String])?["alt"] == "1")
+        let context = error["context"] as? [String: String]
+        #expect(context?["alt"] == "1")
+        #expect(context?["deviceID"] == boron.deviceID)
+        #expect(context?["port"] == "1-6")
         #expect(!FileManager.default.fileExists(atPath: output.path))
+
+        // A write is refused the same way, naming the device and port too.
+        let input = served.scratch.appendingPathComponent("blob.bin")
+        try Data(repeating: 0xA5, count: 16).write(to: input)
+        let write = try await served.keyline(["dfu", "write", "--serial", boron.deviceID, "--alt", "1", "--address", "3106",
+                                              input.path, "--json"])
+        #expect(write.status == 69, "\(write.stdout)\n\(write.stderr)")
+        let writeReply = try JSONSerialization.jsonObject(with: Data(write.stdout.utf8)) as? [String: Any]
+        let writeError = try #require(writeReply?["error"] as? [String: Any])
+        #expect(writeError["kind"] as? String == "deviceProtected")
+        #expect((writeError["context"] as? [String: String])?["deviceID"] == boron.deviceID)
+        #expect((writeError["context"] as? [String: String])?["port"] == "1-6")
+        #expect((writeError["message"] as? String)?.contains("at port 1-6") == true)
     }
 
     @Test func simServeRejectsABadSpecWithAUsageError() async throws {

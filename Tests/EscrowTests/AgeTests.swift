@@ -23,6 +23,27 @@ import Testing
         #expect(throws: AgeError.self) { try X25519Identity(recipient) }
     }
 
+    /// An identity where a recipient belongs is named as such and never quoted; other recipient
+    /// text is quoted only as its first 12 characters.
+    @Test func secretKeyGivenAsRecipientIsNeverEchoed() throws {
+        let secretPart = String(Self.vectorIdentity.dropFirst("AGE-SECRET-KEY-1".count))
+        for text in [Self.vectorIdentity, Self.vectorIdentity.lowercased(), "  \(Self.vectorIdentity)  ", "x" + Self.vectorIdentity] {
+            #expect(throws: AgeError.identityAsRecipient(line: nil)) { try X25519Recipient(text) }
+        }
+        let identityFile = "# created: 2026-11-21T10:00:00Z\n# public key: age1xyz\n\(Self.vectorIdentity)\n"
+        #expect(throws: AgeError.identityAsRecipient(line: 3)) { try X25519Recipient.parseFile(identityFile) }
+        do {
+            _ = try X25519Recipient.parseFile(identityFile)
+        } catch {
+            #expect(!"\(error)".uppercased().contains(secretPart.prefix(8)))
+            #expect(!String(reflecting: error).uppercased().contains(secretPart.prefix(8)))
+            #expect("\(error)".contains("line 3: this is an age identity (secret key), not a recipient"))
+        }
+        #expect(throws: AgeError.invalidRecipient("age1notareci…", reason: "not valid Bech32 (badChecksum)")) {
+            try X25519Recipient("age1notarecipient0123456789")
+        }
+    }
+
     @Test func identityTextNeverAppearsInDescriptionsOrErrors() throws {
         let identity = try X25519Identity(Self.vectorIdentity)
         for text in [identity.description, String(reflecting: identity), "\(identity)", String(describing: Mirror(reflecting: identity).children.map(\.value))] {

@@ -34,6 +34,28 @@ import Testing
         #expect(FileManager.default.contents(atPath: path) == Data(bytes))
     }
 
+    /// A run that crashed after link(2) but before its directory fsync left the object in place;
+    /// the resumed run finds identical bytes and must make them durable before reporting success.
+    @Test func resumedPutOfIdenticalBytesSyncsTheExistingObject() async throws {
+        let scratch = try TemporaryDirectory()
+        let root = scratch.file("escrow").path
+        let directory = "\(root)/12345/e00fce68a1b2c3d4e5f60718"
+        let path = "\(directory)/\(String(repeating: "ab", count: 32)).age"
+        let bytes = Array("ciphertext".utf8)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+
+        let synced = SyncLog()
+        let store = DirectoryEscrowStore(root: scratch.file("escrow"), syncObserver: { synced.append($0) })
+        #expect(try await store.put(bytes, at: Self.key) == Age.sha256(bytes))
+        #expect(synced.paths == [path, directory, "\(root)/12345", root])
+
+        // Different bytes are refused before anything else happens.
+        synced.paths = []
+        await #expect(throws: EscrowStoreError.self) { try await store.put(Array("other".utf8), at: Self.key) }
+        #expect(synced.paths.isEmpty)
+    }
+
     @Test func getDetectsMissingAndTamperedObjects() async throws {
         let scratch = try TemporaryDirectory()
         let store = DirectoryEscrowStore(root: scratch.url)
@@ -98,4 +120,17 @@ import Testing
         let restored = try EscrowBackup.decrypt(try await store.get(backup.objectKey, expectedSHA256: digest), identities: [identity])
         #expect(restored.privateKey.der == backup.privateKey.der)
     }
+}
+
+/// Paths the store reported fsynced, in order.
+final class SyncLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var recorded: [String] = []
+
+    var paths: [String] {
+        get { lock.withLock { recorded } }
+        set { lock.withLock { recorded = newValue } }
+    }
+
+    func append(_ path: String) { lock.withLock { recorded.append(path) } }
 }

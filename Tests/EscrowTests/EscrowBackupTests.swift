@@ -64,6 +64,26 @@ import Testing
         }
     }
 
+    /// The document's fingerprint and device ID follow the store key's rules (one definition):
+    /// ASCII lowercase hex only. Fullwidth digits count as hex for `Character.isHexDigit`.
+    @Test func documentFieldsUseTheObjectKeyRules() throws {
+        let backup = try Self.backup(.ec)
+        let fullwidth = String(backup.publicKeySHA256.unicodeScalars.map { scalar in
+            Character(UnicodeScalar(scalar.value - 0x21 + 0xFF01)!)
+        })
+        var document = try Self.document(backup)
+        document["public_key_sha256"] = fullwidth
+        #expect(throws: EscrowBackupError.invalidField("public_key_sha256", reason: "must be 64 lowercase hex digits")) {
+            try EscrowBackup.decode(try Self.json(document))
+        }
+        for id in ["e00fce68a1b2c3d4e5f60718", "e00fce68a1b2c3d4e5f6071", "e00fce68a1b2c3d4e5f6071g", "E00FCE68A1B2C3D4E5F60718",
+                   "e00fce68a1b2c3d4e5f6071\u{FF18}", "e00fce68a1b2c3d4e5f607180"] {
+            let keyAccepts = (try? EscrowObjectKey(product: "p", deviceID: id, publicKeySHA256: backup.publicKeySHA256)) != nil
+            let backupAccepts = (try? EscrowBackup.checkDeviceID(id)) != nil
+            #expect(keyAccepts == backupAccepts, "\(id)")
+        }
+    }
+
     @Test func decodingChecksEveryField() throws {
         let backup = try Self.backup(.ec)
         let other = try DevicePrivateKey.generate(.ec)

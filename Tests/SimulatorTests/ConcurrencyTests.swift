@@ -49,6 +49,8 @@ struct CountingTransport: ControlTransport {
             return try await group.reduce(into: [Bool]()) { $0.append($1) }
         }
         #expect(results.count == 32 && results.allSatisfy { $0 })
-        #expect(counter.peak >= 16)
+        // Structural overlap only: how many overlap depends on the machine's load (the figure is
+        // `keyline-bench dfu`'s to measure).
+        #expect(counter.peak > 1)
     }
 }

@@ -72,7 +72,16 @@ import Testing
         let device = try SimulatedDevice(platform: .boron, timeScale: 0, seed: 1)
         let particle = try await ParticleDFUDevice.open(try #require(device.transport))
         let rsa = try DevicePrivateKey.generate(.rsa)
-        await #expect(throws: ParticleDeviceError.self) { try await particle.writePrivateKey(rsa) }
+        let error = await #expect(throws: ParticleDeviceError.self) { try await particle.writePrivateKey(rsa) }
+        // Checked as `keyline keys inspect --platform` checks it: a key problem (exit 65), not a
+        // protocol error, naming the device.
+        guard case .keySlot(.wrongAlgorithm(platform: "boron", expected: .ec, found: .rsa))? = error?.reason else {
+            Issue.record("expected a wrong-algorithm key-slot error, got \(String(describing: error))")
+            return
+        }
+        #expect(error?.step == .writeKey)
+        #expect(error?.deviceID == device.deviceID)
+        #expect(error?.description.contains("keyline keys new --platform boron") == true)
         #expect(device.privateKeySlot().allSatisfy { $0 == 0xFF })
     }
 }
