@@ -199,13 +199,13 @@ struct DatabaseFailure: ReportableError {
     /// What the exit codes mean for database and registry errors, for the commands' help.
     static let helpText = """
         DATABASE EXIT CODES
-          65  registry conflict that retrying will not resolve: the public key already belongs to \
-        another device (fingerprintConflict), or the device already has an active key \
-        (activeKeyConflict: supersede or revoke it first)
+          65  key conflict that retrying will not resolve: the public key belongs to
+              another device (fingerprintConflict), or the device already has an
+              active key (activeKeyConflict: supersede or revoke that one first)
           75  database unreachable or connection lost: retry
-          77  the database login lacks the privilege (use a keyline_station/rma/auditor login)
-          78  malformed DATABASE_URL, login refused (SQLSTATE 28xxx: password, role, pg_hba.conf) or \
-        no such database (3D000): fix the settings
+          77  the login lacks the privilege (use a keyline_station/_rma/_auditor login)
+          78  malformed DATABASE_URL, login refused (SQLSTATE 28xxx: password, role,
+              pg_hba.conf) or no such database (3D000): fix the settings
         """
 }
 
