@@ -61,6 +61,44 @@ struct ConnectionFailureTests {
         }
     }
 
+    @Test("connect_timeout still ends an attempt against a server that never answers")
+    func connectTimeout() async throws {
+        // A listening socket nobody accepts from: the kernel completes the TCP handshake, and
+        // libpq then waits for an answer to its startup packet that never comes.
+        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        try #require(listener >= 0)
+        defer { close(listener) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(listener, pointer, length) == 0 && listen(listener, 4) == 0
+                    && getsockname(listener, pointer, &length) == 0
+            }
+        }
+        try #require(bound)
+        let port = UInt16(bigEndian: address.sin_port)
+        let settings = ConnectionSettings(
+            connectionString: "host=127.0.0.1 port=\(port) dbname=x user=u password=timeout-secret sslmode=disable connect_timeout=2")
+        let outcome = LockedBox<PostgresError?>(nil)
+        let attempt = Task {
+            do {
+                _ = try await PostgresConnection.connect(settings)
+            } catch {
+                outcome.withValue { $0 = error as? PostgresError ?? PostgresError(kind: .decoding, message: "\(error)") }
+            }
+        }
+        let deadline = Date().addingTimeInterval(60)
+        while outcome.withValue({ $0 }) == nil, Date() < deadline { try await Task.sleep(for: .milliseconds(50)) }
+        let error = try #require(outcome.withValue { $0 }, "connect did not give up within 60 s of a 2 s connect_timeout")
+        #expect(error.kind == .connectionFailed && error.isConnectionLoss && !error.isConfigurationError)
+        #expect(error.message.contains("timeout expired"), "\(error.message)")
+        #expect(!error.description.contains("timeout-secret"))
+        await attempt.value
+    }
+
     @Test("a missing database (3D000) and an unknown role (28000) are configuration errors with their SQLSTATE")
     func refusedByServer() async throws {
         let missing = TestCluster.settings.with(database: "kl_missing_" + TestDatabase.randomSuffix())
