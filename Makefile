@@ -159,6 +159,7 @@ db-up: deps
 	    -o "-c listen_addresses='' -c unix_socket_directories='$$dir/socket' -c unix_socket_permissions=0700 -c max_connections=200" start >/dev/null \
 	    || { tail -n 20 "$$dir/server.log"; exit 1; }; \
 	fi; \
+	chmod 700 "$$dir"/socket/.s.PGSQL.* 2>/dev/null || true; \
 	"$$bindir/psql" -h "$$dir/socket" -U keyline -d postgres -Atqc "SELECT 1 FROM pg_database WHERE datname = 'keyline'" | grep -q 1 \
 	  || "$$bindir/createdb" -h "$$dir/socket" -U keyline keyline; \
 	echo "db-up: PostgreSQL on $$dir/socket (user keyline, database keyline)"
