@@ -201,7 +201,8 @@ struct DatabaseFailure: ReportableError {
         DATABASE EXIT CODES
           65  key conflict that retrying will not resolve: the public key belongs to
               another device (fingerprintConflict), or the device already has an
-              active key (activeKeyConflict: supersede or revoke that one first)
+              active key (activeKeyConflict: supersede or revoke that one first), or
+              the escrow object is already recorded (escrowObjectExists: write-once)
           75  database unreachable or connection lost: retry
           77  the login lacks the privilege (use a keyline_station/_rma/_auditor login)
           78  malformed DATABASE_URL, login refused (SQLSTATE 28xxx: password, role,
@@ -298,10 +299,9 @@ extension RegistryError: ReportableError {
 
     var exit: KeylineExit {
         switch self {
-        // Both key conflicts are decided by committed rows (also when another station won a race
-        // for the same device): running the same registration again fails the same way.
-        case .activeKeyConflict, .fingerprintConflict: .dataError
-        case .escrowObjectExists: .tempFail
+        // Decided by committed rows (also when another station won a race for the same device or
+        // object): running the same statement again fails the same way, so not "retry" (75).
+        case .activeKeyConflict, .fingerprintConflict, .escrowObjectExists: .dataError
         case .escrowObjectMismatch, .notEscrowed: .dataError
         case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration: .dataError
         case .permissionDenied: .noPermission

@@ -13,6 +13,8 @@ struct DatabaseExitCodeTests {
                                                      activeFingerprint: "cd34", attemptedFingerprint: "ab12")
         #expect(fingerprint.exit == .dataError)
         #expect(active.exit == .dataError)
+        // Escrow objects are write-once: a second record of the same object never succeeds later.
+        #expect(RegistryError.escrowObjectExists(storeURI: "file:///escrow", objectKey: "p/d/f.age").exit == .dataError)
     }
 
     @Test("settings, login and missing-database errors are configuration (78); an unreachable server is temporary (75)")
