@@ -47,14 +47,16 @@ let package = Package(
             "DeviceKeys", "ParticleDevice", "DFU", "Escrow", "Registry", "Simulator",
         ], path: "Benchmarks"),
 
-        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys"]),
-        .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys"], resources: [.copy("Fixtures")]),
+        // Shared test code (child processes, scratch directories); Foundation only.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "TestSupport"]),
+        .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DFUTests", dependencies: ["DFU"]),
-        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys"]),
-        .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "RegistryTests", dependencies: ["Registry"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "TestSupport"]),
+        .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Registry", "DeviceKeys"]),
-        .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys", "DFU", "USB", "ParticleDevice", "Simulator"]),
+        .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys", "DFU", "USB", "ParticleDevice", "Simulator", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
 )

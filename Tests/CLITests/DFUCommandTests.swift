@@ -1,6 +1,7 @@
 import Foundation
 import Simulator
 import Testing
+import TestSupport
 @testable import USB
 import DFU
 
@@ -9,7 +10,7 @@ import DFU
 @Suite struct DFUCommandTests {
     @Test(arguments: ["inf", "nan", "1e300", "0", "-1", "601"])
     func anOutOfRangeTimeoutIsAUsageError(timeout: String) async throws {
-        let result = try await Subprocess.runAsync(Subprocess.keyline, ["dfu", "enter", "--timeout=\(timeout)"])
+        let result = try await Subprocess.run(Subprocess.keyline, ["dfu", "enter", "--timeout=\(timeout)"])
         #expect(result.status == 64, "\(result.stdout)\n\(result.stderr)")
         #expect(result.stderr.contains("--timeout must be more than 0 and at most 600"), "\(result.stderr)")
     }

@@ -1,6 +1,7 @@
 import DeviceKeys
 import Foundation
 import Testing
+import TestSupport
 
 /// Secrets stay out of error output and terminals, and output files are never left half-written.
 @Suite struct EscrowSafetyCLI {
@@ -17,13 +18,13 @@ import Testing
         return (0...(characters.count - 8)).contains { haystack.contains(String(characters[$0..<($0 + 8)])) }
     }
 
-    @Test func anIdentityGivenAsARecipientIsNeverEchoed() throws {
+    @Test func anIdentityGivenAsARecipientIsNeverEchoed() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        _ = try EscrowCLI.keygen(dir, "rma-identity.txt")
+        _ = try await EscrowCLI.keygen(dir, "rma-identity.txt")
         let (line, payload) = try Self.secret(dir, "rma-identity.txt")
-        #expect(try KeylineBinary.run(["keys", "new", "--platform", "boron", "boron"], in: dir.url).status == 0)
-        try dir.shell("echo plain > plain.txt")
+        #expect(try await KeylineBinary.run(["keys", "new", "--platform", "boron", "boron"], in: dir.url).status == 0)
+        try await dir.shell("echo plain > plain.txt")
         let backup = ["escrow", "backup", "boron.der", "--device-id", "e00fce68a1b2c3d4e5f60718", "--platform", "boron",
                       "--product", "acme", "--job", "job-1", "--station", "line-1", "--store", "escrow"]
         let encrypt = ["escrow", "encrypt", "-o", "out.age", "plain.txt"]
@@ -33,7 +34,7 @@ import Testing
         ]
         for mistake in mistakes {
             for json in [false, true] {
-                let result = try KeylineBinary.run(mistake.command + mistake.recipient + (json ? ["--json"] : []), in: dir.url)
+                let result = try await KeylineBinary.run(mistake.command + mistake.recipient + (json ? ["--json"] : []), in: dir.url)
                 let label = "\(mistake.command[1]) \(mistake.recipient[0]) json=\(json)"
                 #expect(result.status == 64, "\(label)")
                 #expect(!Self.leaks(payload, in: result.stdout + result.stderr), "\(label): \(result.stdout) \(result.stderr)")
@@ -48,66 +49,66 @@ import Testing
         #expect(!FileManager.default.fileExists(atPath: dir.path("escrow")))
 
         // Any other recipient text is quoted only as its first 12 characters.
-        let long = try KeylineBinary.run(encrypt + ["-r", "age1notarecipientbutsomethinglonger"], in: dir.url)
+        let long = try await KeylineBinary.run(encrypt + ["-r", "age1notarecipientbutsomethinglonger"], in: dir.url)
         #expect(long.status == 64)
         #expect(long.stderr.contains("\"age1notareci…\"") && !long.stderr.contains("age1notarecip"))
     }
 
-    @Test func decryptRefusesToPrintAKeyToATerminal() throws {
+    @Test func decryptRefusesToPrintAKeyToATerminal() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let recipient = try EscrowCLI.keygen(dir)
+        let recipient = try await EscrowCLI.keygen(dir)
         let key = try DevicePrivateKey.generate(.ec)
         try dir.write("backup.json", try EscrowCLI.backupDocument(key))
-        #expect(try KeylineBinary.run(["escrow", "encrypt", "-r", recipient, "-o", "backup.age", "backup.json"], in: dir.url).status == 0)
+        #expect(try await KeylineBinary.run(["escrow", "encrypt", "-r", recipient, "-o", "backup.age", "backup.json"], in: dir.url).status == 0)
         // The document's key field (its base64 is written with escaped slashes, so match the name).
         let keyField = "\"private_key_der\""
 
         for arguments in [["escrow", "decrypt", "-i", "identity.txt", "backup.age"], ["escrow", "decrypt", "-i", "identity.txt", "-o", "-", "backup.age"]] {
-            let refused = try TerminalRun(arguments, in: dir.url)
+            let refused = try await TerminalRun.run(arguments, in: dir.url)
             #expect(refused.status == 64, "\(refused.stderr)")
             #expect(refused.stderr.contains("terminal") && refused.stderr.contains("--reveal-key"))
             #expect(!refused.terminal.contains(keyField))
         }
-        let revealed = try TerminalRun(["escrow", "decrypt", "-i", "identity.txt", "--reveal-key", "backup.age"], in: dir.url)
+        let revealed = try await TerminalRun.run(["escrow", "decrypt", "-i", "identity.txt", "--reveal-key", "backup.age"], in: dir.url)
         #expect(revealed.status == 0, "\(revealed.stderr)")
         #expect(revealed.terminal.contains(keyField))
         // A file or a pipe needs no flag.
-        #expect(try TerminalRun(["escrow", "decrypt", "-i", "identity.txt", "-o", "plain.json", "backup.age"], in: dir.url).status == 0)
+        #expect(try await TerminalRun.run(["escrow", "decrypt", "-i", "identity.txt", "-o", "plain.json", "backup.age"], in: dir.url).status == 0)
         #expect(try dir.read("plain.json") == dir.read("backup.json"))
-        let piped = try KeylineBinary.run(["escrow", "decrypt", "-i", "identity.txt", "backup.age"], in: dir.url)
+        let piped = try await KeylineBinary.run(["escrow", "decrypt", "-i", "identity.txt", "backup.age"], in: dir.url)
         let document = try dir.read("backup.json")
         #expect(piped.status == 0 && Array(piped.stdout.utf8) == document)
-        #expect(try KeylineBinary.run(["escrow", "decrypt", "--help"]).stdout.contains("--reveal-key"))
+        #expect(try await KeylineBinary.run(["escrow", "decrypt", "--help"]).stdout.contains("--reveal-key"))
     }
 
     /// A full disk (here a file size limit, which makes write(2) fail with EFBIG) must not leave
     /// a truncated file under its final name to block the retry.
-    @Test func aFailedWriteLeavesNoTruncatedFile() throws {
+    @Test func aFailedWriteLeavesNoTruncatedFile() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let recipient = try EscrowCLI.keygen(dir)
-        #expect(try KeylineBinary.run(["keys", "new", "--platform", "photon", "key"], in: dir.url).status == 0)
+        let recipient = try await EscrowCLI.keygen(dir)
+        #expect(try await KeylineBinary.run(["keys", "new", "--platform", "photon", "key"], in: dir.url).status == 0)
         let before = try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted()
         let backup = ["escrow", "backup", "key.der", "--device-id", "e00fce68a1b2c3d4e5f60718", "--platform", "photon",
                       "--product", "acme", "--job", "job-1", "--station", "line-1", "-r", recipient, "-o", "backup.age"]
         // bash's ulimit -f counts 1024-byte blocks; the backup of an RSA-1024 key is about 1.4 KB.
-        let limited = try Subprocess.run("/bin/bash", ["-c", "cd \"$2\" && trap '' XFSZ && ulimit -f 1 && exec \"$1\" \"${@:3}\"",
+        let limited = try await Subprocess.run("/bin/bash", ["-c", "cd \"$2\" && trap '' XFSZ && ulimit -f 1 && exec \"$1\" \"${@:3}\"",
                                                        "bash", KeylineBinary.url.path, dir.url.path] + backup)
         #expect(limited.status == 73, "\(limited.stderr)")
         #expect(limited.stderr.contains("backup.age: cannot be written"), "\(limited.stderr)")
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted() == before)
 
-        let retry = try KeylineBinary.run(backup, in: dir.url)
+        let retry = try await KeylineBinary.run(backup, in: dir.url)
         #expect(retry.status == 0, "\(retry.stderr)")
         #expect(try dir.mode("backup.age") == 0o600)
         #expect(try dir.read("backup.age").count > 1024)
-        #expect(try KeylineBinary.run(["escrow", "show", "-i", "identity.txt", "backup.age"], in: dir.url).status == 0)
+        #expect(try await KeylineBinary.run(["escrow", "show", "-i", "identity.txt", "backup.age"], in: dir.url).status == 0)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted() == (before + ["backup.age"]).sorted())
 
         // keys new --force replaces its files atomically, keeping their modes; nothing else is left behind.
         let oldKey = try dir.read("key.der")
-        #expect(try KeylineBinary.run(["keys", "new", "--platform", "photon", "--force", "key"], in: dir.url).status == 0)
+        #expect(try await KeylineBinary.run(["keys", "new", "--platform", "photon", "--force", "key"], in: dir.url).status == 0)
         #expect(try dir.read("key.der") != oldKey)
         #expect(try dir.mode("key.pem") == 0o600 && dir.mode("key.pub.pem") == 0o644 && dir.mode("key.der") == 0o600)
         #expect(try FileManager.default.contentsOfDirectory(atPath: dir.url.path).sorted() == (before + ["backup.age"]).sorted())
@@ -115,7 +116,7 @@ import Testing
         // --force still never replaces anything but a regular file (here a symbolic link).
         try dir.write("target.txt", Array("keep\n".utf8))
         try FileManager.default.createSymbolicLink(atPath: dir.path("link.txt"), withDestinationPath: "target.txt")
-        let refused = try KeylineBinary.run(["escrow", "keygen", "-o", "link.txt", "--force", "--json"], in: dir.url)
+        let refused = try await KeylineBinary.run(["escrow", "keygen", "-o", "link.txt", "--force", "--json"], in: dir.url)
         #expect(refused.status == 73)
         #expect((try refused.json()["error"] as? [String: Any])?["kind"] as? String == "notARegularFile")
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: dir.path("link.txt")) == "target.txt")
@@ -124,11 +125,19 @@ import Testing
 }
 
 /// Runs keyline with standard output on a pseudo-terminal (so isatty(1) is true), standard
-/// error on a pipe; collects what the terminal showed.
+/// error on a pipe; collects what the terminal showed. Kept apart from TestSupport's
+/// `ChildProcess`, which gives a child pipes only.
 struct TerminalRun {
     var status: Int32
     var stderr: String
     var terminal: String
+
+    /// The blocking run on a dedicated thread, awaited without holding a cooperative thread.
+    static func run(_ arguments: [String], in directory: URL) async throws -> TerminalRun {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try TerminalRun(arguments, in: directory) }) }.start()
+        }
+    }
 
     @discardableResult
     init(_ arguments: [String], in directory: URL) throws {

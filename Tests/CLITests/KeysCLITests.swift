@@ -1,13 +1,14 @@
 import DeviceKeys
 import Foundation
 import Testing
+import TestSupport
 
 @Suite struct KeysNewCLI {
-    @Test func writesParticleFileSetWithPrivateModes() throws {
+    @Test func writesParticleFileSetWithPrivateModes() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         for (platform, algorithm, length) in [("photon", "rsa", 612), ("boron", "ec", 121)] {
-            let result = try KeylineBinary.run(["keys", "new", "--platform", platform, "--json", "\(platform).der"], in: dir.url)
+            let result = try await KeylineBinary.run(["keys", "new", "--platform", platform, "--json", "\(platform).der"], in: dir.url)
             #expect(result.status == 0, "\(result.stderr)")
             let json = try result.json()
             #expect(json["algorithm"] as? String == algorithm)
@@ -20,30 +21,30 @@ import Testing
             #expect(der.count <= length)
             // openssl agrees on the public key and the fingerprint.
             let tool = algorithm == "rsa" ? "rsa" : "ec"
-            let spki = try dir.shell("openssl \(tool) -inform DER -in \(platform).der -pubout -outform DER | openssl dgst -sha256 -r")
+            let spki = try await dir.shell("openssl \(tool) -inform DER -in \(platform).der -pubout -outform DER | openssl dgst -sha256 -r")
             #expect(spki.hasPrefix(json["fingerprint"] as! String))
-            let pub = try dir.shell("openssl pkey -pubin -in \(platform).pub.pem -outform DER | openssl dgst -sha256 -r")
+            let pub = try await dir.shell("openssl pkey -pubin -in \(platform).pub.pem -outform DER | openssl dgst -sha256 -r")
             #expect(pub.hasPrefix(json["fingerprint"] as! String))
         }
     }
 
-    @Test func neverOverwritesWithoutForce() throws {
+    @Test func neverOverwritesWithoutForce() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        #expect(try KeylineBinary.run(["keys", "new", "k"], in: dir.url).status == 0)
+        #expect(try await KeylineBinary.run(["keys", "new", "k"], in: dir.url).status == 0)
         let before = try dir.read("k.der")
-        let again = try KeylineBinary.run(["keys", "new", "k"], in: dir.url)
+        let again = try await KeylineBinary.run(["keys", "new", "k"], in: dir.url)
         #expect(again.status == 73)
         #expect(again.stderr.contains("already exists"))
         #expect(try dir.read("k.der") == before)
-        #expect(try KeylineBinary.run(["keys", "new", "--force", "k"], in: dir.url).status == 0)
+        #expect(try await KeylineBinary.run(["keys", "new", "--force", "k"], in: dir.url).status == 0)
         #expect(try dir.read("k.der") != before)
     }
 
-    @Test func unknownPlatform() throws {
+    @Test func unknownPlatform() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let result = try KeylineBinary.run(["keys", "new", "--platform", "toaster", "k"], in: dir.url)
+        let result = try await KeylineBinary.run(["keys", "new", "--platform", "toaster", "k"], in: dir.url)
         #expect(result.status == 64)
         #expect(result.stderr.contains("unknown platform 'toaster'"))
         #expect(!FileManager.default.fileExists(atPath: dir.path("k.der")))
@@ -54,7 +55,7 @@ import Testing
 @Suite struct KeysInspectCLI {
     struct Case: CustomStringConvertible, Sendable {
         var name: String
-        var make: @Sendable (TemporaryDirectory) throws -> Void
+        var make: @Sendable (TemporaryDirectory) async throws -> Void
         var arguments: [String]
         var kind: String
         var phrase: String
@@ -75,7 +76,7 @@ import Testing
             try dir.write("f", Array("-----BEGIN EC PRIVATE KEY-----\n@@@ not base64 @@@\n-----END EC PRIVATE KEY-----\n".utf8))
         }, arguments: [], kind: "malformedPEM", phrase: "PEM file is malformed"),
         Case(name: "RSA-2048 for a TCP slot", make: { dir in
-            try dir.shell("openssl genrsa -traditional -out f 2048")
+            try await dir.shell("openssl genrsa -traditional -out f 2048")
         }, arguments: ["--platform", "photon"], kind: "tooLarge", phrase: "RSA-2048 is too large"),
         Case(name: "EC key for a TCP platform", make: { dir in
             try dir.write("f", try DevicePrivateKey.generate(.ec).der)
@@ -86,15 +87,15 @@ import Testing
     ]
 
     @Test(arguments: badInputs)
-    func badInput(_ input: Case) throws {
+    func badInput(_ input: Case) async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        try input.make(dir)
-        let human = try KeylineBinary.run(["keys", "inspect", "f"] + input.arguments, in: dir.url)
+        try await input.make(dir)
+        let human = try await KeylineBinary.run(["keys", "inspect", "f"] + input.arguments, in: dir.url)
         #expect(human.status == 65, "\(input.name): \(human.stderr)")
         #expect(human.stderr.contains("f: "), "the error names the file")
         #expect(human.stderr.contains(input.phrase), "\(human.stderr)")
-        let json = try KeylineBinary.run(["keys", "inspect", "f", "--json"] + input.arguments, in: dir.url)
+        let json = try await KeylineBinary.run(["keys", "inspect", "f", "--json"] + input.arguments, in: dir.url)
         #expect(json.status == 65)
         let error = try #require(try json.json()["error"] as? [String: Any])
         #expect(error["kind"] as? String == input.kind)
@@ -105,31 +106,31 @@ import Testing
         #expect(Set(Self.badInputs.map(\.kind)).count == Self.badInputs.count)
     }
 
-    @Test func missingFile() throws {
-        let result = try KeylineBinary.run(["keys", "inspect", "/nonexistent/key.der"])
+    @Test func missingFile() async throws {
+        let result = try await KeylineBinary.run(["keys", "inspect", "/nonexistent/key.der"])
         #expect(result.status == 66)
         #expect(result.stderr.contains("/nonexistent/key.der: no such file"))
     }
 
-    @Test func pkcs8FromOpenSSL3IsConvertedAndFits() throws {
+    @Test func pkcs8FromOpenSSL3IsConvertedAndFits() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        try dir.shell("openssl genrsa -out k.pem 1024")
-        let result = try KeylineBinary.run(["keys", "inspect", "k.pem", "--platform", "photon", "--json"], in: dir.url)
+        try await dir.shell("openssl genrsa -out k.pem 1024")
+        let result = try await KeylineBinary.run(["keys", "inspect", "k.pem", "--platform", "photon", "--json"], in: dir.url)
         #expect(result.status == 0, "\(result.stderr)")
         let json = try result.json()
         #expect(json["encoding"] as? String == "PKCS#8")
         #expect((json["deviceDERLength"] as? Int).map { $0 <= 612 } == true)
-        let fingerprint = try dir.shell("openssl rsa -in k.pem -pubout -outform DER | openssl dgst -sha256 -r")
+        let fingerprint = try await dir.shell("openssl rsa -in k.pem -pubout -outform DER | openssl dgst -sha256 -r")
         #expect(fingerprint.hasPrefix(json["fingerprint"] as! String))
     }
 
-    @Test func rawSlotDumpAsKeysSaveWritesIt() throws {
+    @Test func rawSlotDumpAsKeysSaveWritesIt() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         let key = try DevicePrivateKey.generate(.rsa)
         try dir.write("save.der", key.der + [UInt8](repeating: 0xFF, count: 612 - key.der.count))
-        let result = try KeylineBinary.run(["keys", "inspect", "save.der", "--json"], in: dir.url)
+        let result = try await KeylineBinary.run(["keys", "inspect", "save.der", "--json"], in: dir.url)
         #expect(result.status == 0)
         let json = try result.json()
         #expect(json["container"] as? String == "DCT slot dump")
@@ -138,80 +139,80 @@ import Testing
 }
 
 @Suite struct ServerBlobCLI {
-    @Test func defaultsAreParticlesFiles() throws {
+    @Test func defaultsAreParticlesFiles() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        #expect(try KeylineBinary.run(["keys", "server-blob", "--platform", "photon", "-o", "tcp.der"], in: dir.url).status == 0)
-        #expect(try KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "-o", "udp.der"], in: dir.url).status == 0)
+        #expect(try await KeylineBinary.run(["keys", "server-blob", "--platform", "photon", "-o", "tcp.der"], in: dir.url).status == 0)
+        #expect(try await KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "-o", "udp.der"], in: dir.url).status == 0)
         // SHA-256 of particle-cli's assets/keys/rsa.pub.der and ec.pub.der.
-        #expect(try dir.shell("sha256sum tcp.der udp.der | cut -c1-64") ==
+        #expect(try await dir.shell("sha256sum tcp.der udp.der | cut -c1-64") ==
                 "2a1c82fb5f28fe1ba95b4af966aca326eb22398b977fa2540233dbe703fddb16\n8bf15949f650e70f7a575b15585084ac12af597642427a5ca00a427d421affa4\n")
-        let address = try KeylineBinary.run(["keys", "address", "udp.der"], in: dir.url)
+        let address = try await KeylineBinary.run(["keys", "address", "udp.der"], in: dir.url)
         #expect(address.stdout.contains("udp://$id.udp.particle.io:5684"))
     }
 
-    @Test func customHostPortAndKey() throws {
+    @Test func customHostPortAndKey() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         // A private cloud's server key from openssl, as PEM.
-        try dir.shell("openssl ecparam -name prime256v1 -genkey -noout -out server.pem && openssl ec -in server.pem -pubout -out server.pub.pem")
-        let made = try KeylineBinary.run(["keys", "server-blob", "--platform", "argon", "--key", "server.pub.pem",
+        try await dir.shell("openssl ecparam -name prime256v1 -genkey -noout -out server.pem && openssl ec -in server.pem -pubout -out server.pub.pem")
+        let made = try await KeylineBinary.run(["keys", "server-blob", "--platform", "argon", "--key", "server.pub.pem",
                                           "--host", "cloud.example.com", "--port", "5684", "-o", "blob.der", "--json"], in: dir.url)
         #expect(made.status == 0, "\(made.stderr)")
         #expect(try dir.read("blob.der").count == 320)
-        let fingerprint = try dir.shell("openssl ec -in server.pem -pubout -outform DER | openssl dgst -sha256 -r")
-        let decoded = try KeylineBinary.run(["keys", "address", "blob.der", "--json"], in: dir.url).json()
+        let fingerprint = try await dir.shell("openssl ec -in server.pem -pubout -outform DER | openssl dgst -sha256 -r")
+        let decoded = try await KeylineBinary.run(["keys", "address", "blob.der", "--json"], in: dir.url).json()
         let first = try #require((decoded["addresses"] as? [[String: Any]])?.first)
         #expect(first["url"] as? String == "udp://cloud.example.com:5684")
         #expect(fingerprint.hasPrefix(first["serverKeyFingerprint"] as! String))
     }
 
-    @Test func refusals() throws {
+    @Test func refusals() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let long = try KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "--host", String(repeating: "x", count: 64), "-o", "b.der"], in: dir.url)
+        let long = try await KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "--host", String(repeating: "x", count: 64), "-o", "b.der"], in: dir.url)
         #expect(long.status == 65)
         #expect(long.stderr.contains("at most 63"))
-        let rsaForUDP = try KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "--key", "k.pub.pem", "-o", "b.der"], in: dir.url)
+        let rsaForUDP = try await KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "--key", "k.pub.pem", "-o", "b.der"], in: dir.url)
         #expect(rsaForUDP.status == 66)
-        try dir.shell("openssl genrsa -out k.pem 2048 && openssl rsa -in k.pem -pubout -out k.pub.pem")
-        let wrong = try KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "--key", "k.pub.pem", "-o", "b.der"], in: dir.url)
+        try await dir.shell("openssl genrsa -out k.pem 2048 && openssl rsa -in k.pem -pubout -out k.pub.pem")
+        let wrong = try await KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "--key", "k.pub.pem", "-o", "b.der"], in: dir.url)
         #expect(wrong.status == 65)
         #expect(wrong.stderr.contains("needs an EC server key"))
         #expect(!FileManager.default.fileExists(atPath: dir.path("b.der")))
     }
 
-    @Test func addressFromAWholeDCTDump() throws {
+    @Test func addressFromAWholeDCTDump() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        #expect(try KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "--host", "10.1.2.3", "-o", "b.der"], in: dir.url).status == 0)
+        #expect(try await KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "--host", "10.1.2.3", "-o", "b.der"], in: dir.url).status == 0)
         var dct = [UInt8](repeating: 0xFF, count: 16384)
         dct.replaceSubrange(3298..<3618, with: try dir.read("b.der"))
         try dir.write("dct.bin", dct)
-        let result = try KeylineBinary.run(["keys", "address", "dct.bin"], in: dir.url)
+        let result = try await KeylineBinary.run(["keys", "address", "dct.bin"], in: dir.url)
         #expect(result.status == 0)
         #expect(result.stdout.contains("UDP slot: udp://10.1.2.3:5684"))
         #expect(result.stdout.contains("TCP slot: blank"))
-        let boron = try KeylineBinary.run(["keys", "address", "dct.bin", "--platform", "boron"], in: dir.url)
+        let boron = try await KeylineBinary.run(["keys", "address", "dct.bin", "--platform", "boron"], in: dir.url)
         #expect(boron.stdout.contains("boron: udp://10.1.2.3:5684"))
     }
 }
 
 @Suite struct OutputFiles {
     /// --force replaces a file, never a device node or a directory.
-    @Test func forceReplacesOnlyRegularFiles() throws {
+    @Test func forceReplacesOnlyRegularFiles() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
         try FileManager.default.createSymbolicLink(atPath: dir.path("out.der"), withDestinationPath: "/dev/null")
-        let result = try KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "-o", "out.der", "--force"], in: dir.url)
+        let result = try await KeylineBinary.run(["keys", "server-blob", "--platform", "boron", "-o", "out.der", "--force"], in: dir.url)
         #expect(result.status == 73)
         #expect(result.stderr.contains("not a regular file"))
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: dir.path("out.der"))) == "/dev/null")
         // The escrow commands publish by rename with --force: same rule.
-        #expect(try KeylineBinary.run(["escrow", "keygen", "-o", "id.txt"], in: dir.url).status == 0)
-        let recipient = try dir.shell("age-keygen -y id.txt").trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try await KeylineBinary.run(["escrow", "keygen", "-o", "id.txt"], in: dir.url).status == 0)
+        let recipient = try await dir.shell("age-keygen -y id.txt").trimmingCharacters(in: .whitespacesAndNewlines)
         try dir.write("plain", Array("hello".utf8))
-        let encrypt = try KeylineBinary.run(["escrow", "encrypt", "-r", recipient, "-o", "out.der", "--force", "plain"], in: dir.url)
+        let encrypt = try await KeylineBinary.run(["escrow", "encrypt", "-r", recipient, "-o", "out.der", "--force", "plain"], in: dir.url)
         #expect(encrypt.status == 73)
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: dir.path("out.der"))) == "/dev/null")
     }

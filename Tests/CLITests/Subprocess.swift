@@ -1,7 +1,8 @@
 import Foundation
+import TestSupport
 
-/// Runs keyline (and dfu-util) as child processes, the way a station operator or script does.
-/// Output goes to files, so no pipe can fill up; waiting happens on a dedicated thread.
+/// Runs keyline (and dfu-util) as child processes, the way a station operator or script does:
+/// to completion through TestSupport's `ChildProcess`, or in the background (`sim serve`).
 enum Subprocess {
     /// The package root, from this file's location (Tests/CLITests/…).
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
@@ -13,62 +14,30 @@ enum Subprocess {
     static func standInDirectory() throws -> String {
         let directory = packageRoot.appendingPathComponent(".build/standin")
         if !FileManager.default.fileExists(atPath: directory.appendingPathComponent("libusb-1.0.so.0").path) {
-            let result = try run("/usr/bin/make", ["-s", "-C", packageRoot.path, "standin"])
-            guard result.status == 0 else { throw Failure(command: "make standin", result: result) }
+            // Synchronous: called once, and `make test` has built it already.
+            try ChildProcess.runBlocking("/usr/bin/make", ["-s", "-C", packageRoot.path, "standin"],
+                                         timeout: .seconds(300)).requireSuccess()
         }
         return directory.path
     }
 
-    /// The environment that makes a child load the stand-in and talk to the simulator at `socket`.
+    /// The variables that make a child load the stand-in and talk to the simulator at `socket`
+    /// (added to the test process's environment).
     static func standInEnvironment(socket: String) throws -> [String: String] {
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_LIBRARY_PATH"] = try standInDirectory()
-        environment["KEYLINE_SIM_SOCKET"] = socket
-        return environment
+        ["LD_LIBRARY_PATH": try standInDirectory(), "KEYLINE_SIM_SOCKET": socket]
+    }
+
+    /// `executable` run to completion, awaited without holding a cooperative thread.
+    static func run(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) async throws -> ChildProcess.Result {
+        try await ChildProcess.run(executable, arguments, environment: environment, timeout: .seconds(300))
     }
 
     static func socketPath() -> String { "/tmp/keyline-cli-\(UUID().uuidString.prefix(8)).sock" }
 
-    struct Result: Sendable {
-        var status: Int32
-        var stdout: String
-        var stderr: String
-        var lines: [Substring] { stdout.split(separator: "\n") }
-    }
-
     struct Failure: Error, CustomStringConvertible {
         var command: String
-        var result: Result
-        var description: String { "\(command) exited \(result.status)\nstdout: \(result.stdout)\nstderr: \(result.stderr)" }
-    }
-
-    static func run(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> Result {
-        let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-run-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: scratch) }
-        let out = scratch.appendingPathComponent("stdout"), err = scratch.appendingPathComponent("stderr")
-        _ = FileManager.default.createFile(atPath: out.path, contents: nil)
-        _ = FileManager.default.createFile(atPath: err.path, contents: nil)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let environment { process.environment = environment }
-        process.standardOutput = try FileHandle(forWritingTo: out)
-        process.standardError = try FileHandle(forWritingTo: err)
-        let done = DispatchSemaphore(value: 0)
-        process.terminationHandler = { _ in done.signal() }
-        try process.run()
-        done.wait()
-        return Result(status: process.terminationStatus,
-                      stdout: (try? String(contentsOf: out, encoding: .utf8)) ?? "",
-                      stderr: (try? String(contentsOf: err, encoding: .utf8)) ?? "")
-    }
-
-    /// `run` on its own thread, awaited without blocking the cooperative pool.
-    static func runAsync(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) async throws -> Result {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Swift.Result { try run(executable, arguments, environment: environment) }) }.start()
-        }
+        var output: String
+        var description: String { "\(command) stopped early\noutput: \(output)" }
     }
 
     /// A long-running child (`keyline sim serve`), stopped with SIGTERM.
@@ -76,12 +45,12 @@ enum Subprocess {
         let process = Process()
         let log: URL
 
-        init(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws {
+        init(_ executable: String, _ arguments: [String], environment: [String: String] = [:]) throws {
             log = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-bg-\(UUID().uuidString).log")
             _ = FileManager.default.createFile(atPath: log.path, contents: nil)
             process.executableURL = URL(fileURLWithPath: executable)
             process.arguments = arguments
-            if let environment { process.environment = environment }
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
             let handle = try FileHandle(forWritingTo: log)
             process.standardOutput = handle
             process.standardError = handle
@@ -95,7 +64,7 @@ enum Subprocess {
             let deadline = ContinuousClock.now + timeout
             while !FileManager.default.fileExists(atPath: path) {
                 guard process.isRunning, ContinuousClock.now < deadline else {
-                    throw Failure(command: "keyline sim serve", result: Result(status: process.isRunning ? -1 : process.terminationStatus, stdout: output, stderr: ""))
+                    throw Failure(command: "keyline sim serve (exit \(process.isRunning ? -1 : process.terminationStatus))", output: output)
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }

@@ -3,6 +3,7 @@ import Foundation
 import ParticleDevice
 import Simulator
 import Testing
+import TestSupport
 
 /// keyline's real `USB` code (libusb calls) through the libusb stand-in into the simulator: the
 /// long way every device operation takes on a station, without hardware.
@@ -24,8 +25,8 @@ import Testing
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         }
 
-        func keyline(_ arguments: [String]) async throws -> Subprocess.Result {
-            try await Subprocess.runAsync(Subprocess.keyline, arguments, environment: environment)
+        func keyline(_ arguments: [String]) async throws -> ChildProcess.Result {
+            try await Subprocess.run(Subprocess.keyline, arguments, environment: environment)
         }
 
         func stop() {
@@ -43,7 +44,7 @@ import Testing
         var productID: String
     }
 
-    static func rows(_ result: Subprocess.Result) throws -> [Row] {
+    static func rows(_ result: ChildProcess.Result) throws -> [Row] {
         try result.lines.map { try JSONDecoder().decode(Row.self, from: Data($0.utf8)) }
     }
 
@@ -70,7 +71,7 @@ import Testing
         var environment = ProcessInfo.processInfo.environment
         environment["LD_LIBRARY_PATH"] = nil
         environment["KEYLINE_SIM_SOCKET"] = nil
-        let result = try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment)
+        let result = try await Subprocess.run(Subprocess.keyline, ["devices", "--json"], environment: environment)
         #expect(result.status == 0, "\(result.stderr)")
         if !FileManager.default.fileExists(atPath: "/dev/bus/usb") {
             // No usbfs at all (as on these build machines): nothing, and no error.
@@ -166,16 +167,16 @@ import Testing
 
         // What one full listing (strings of every device) costs the photons, once the server
         // has read and cached their descriptors (the first listing does).
-        _ = try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment)
+        _ = try await Subprocess.run(Subprocess.keyline, ["devices", "--json"], environment: environment)
         let before = photonTransfers()
-        let listed = try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment)
+        let listed = try await Subprocess.run(Subprocess.keyline, ["devices", "--json"], environment: environment)
         #expect(listed.status == 0, "\(listed.stderr)")
         let oneListing = photonTransfers() - before
         #expect(oneListing > 0)
 
         // `dfu enter` lists once to find the boron, then waits: the wait adds nothing for them.
         let start = photonTransfers()
-        let enter = try await Subprocess.runAsync(Subprocess.keyline, ["dfu", "enter", "--serial", boron.deviceID], environment: environment)
+        let enter = try await Subprocess.run(Subprocess.keyline, ["dfu", "enter", "--serial", boron.deviceID], environment: environment)
         #expect(enter.status == 0, "\(enter.stdout)\n\(enter.stderr)")
         #expect(photonTransfers() - start == oneListing)
     }
@@ -188,7 +189,7 @@ import Testing
                                                                    "--mode", "dfu", "--time-scale", "0", "--state", state.path])
         try await serve.waitForSocket(socket)
         let environment = try Subprocess.standInEnvironment(socket: socket)
-        let listed = try Self.rows(try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment))
+        let listed = try Self.rows(try await Subprocess.run(Subprocess.keyline, ["devices", "--json"], environment: environment))
         #expect(listed.map(\.port) == ["1-1.1", "1-1.2", "1-2.1"])
         #expect(listed.map(\.platform) == ["photon", "photon", "boron"])
         #expect(listed.allSatisfy { $0.mode == "dfu" && $0.deviceID?.count == 24 })
@@ -198,7 +199,7 @@ import Testing
         let again = try Subprocess.Background(Subprocess.keyline, ["sim", "serve", "--socket", socket, "--fleet", "argon:5",
                                                                    "--time-scale", "0", "--state", state.path])
         try await again.waitForSocket(socket)
-        let relisted = try Self.rows(try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment))
+        let relisted = try Self.rows(try await Subprocess.run(Subprocess.keyline, ["devices", "--json"], environment: environment))
         #expect(relisted.map(\.deviceID) == listed.map(\.deviceID))
         #expect(await again.stop() == 0)
     }
@@ -225,7 +226,7 @@ import Testing
         while boron.statistics.sectorsErased == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(boron.statistics.sectorsErased > 0, "dfu-util never started erasing: \(holder.output)")
 
-        let read = try await Subprocess.runAsync(Subprocess.keyline, ["dfu", "read", "--serial", boron.deviceID, "--alt", "1",
+        let read = try await Subprocess.run(Subprocess.keyline, ["dfu", "read", "--serial", boron.deviceID, "--alt", "1",
                                                                      "--address", "0", "--length", "16", "-o", scratch.appendingPathComponent("x").path],
                                                  environment: environment)
         #expect(read.status == 69, "\(read.stdout)\n\(read.stderr)")
@@ -281,11 +282,11 @@ import Testing
     }
 
     @Test func simServeRejectsABadSpecWithAUsageError() async throws {
-        let bad = try await Subprocess.runAsync(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(),
+        let bad = try await Subprocess.run(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(),
                                                                     "--fleet", "photon:2", "--faults", "1-1.1@explode=3"])
         #expect(bad.status == 64, "\(bad.stderr)")
         #expect(bad.stderr.contains("unknown fault \"explode\""), "\(bad.stderr)")
-        let core = try await Subprocess.runAsync(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(), "--fleet", "core:1"])
+        let core = try await Subprocess.run(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(), "--fleet", "core:1"])
         #expect(core.status == 64, "\(core.stderr)")
         #expect(core.stderr.contains("the Core is not simulated"), "\(core.stderr)")
     }
@@ -299,7 +300,7 @@ import Testing
         defer { server.stop() }
         let environment = try Subprocess.standInEnvironment(socket: server.socketPath)
 
-        let listed = try await Subprocess.runAsync(Subprocess.keyline, ["devices", "--json"], environment: environment)
+        let listed = try await Subprocess.run(Subprocess.keyline, ["devices", "--json"], environment: environment)
         #expect(listed.status == 0, "\(listed.stderr)")
         let rows = try listed.lines.map { try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(rows.count == 2)
@@ -310,7 +311,7 @@ import Testing
         #expect(rows.last??["deviceID"] == nil)
         #expect((rows.last??["error"] as? String)?.contains("50-particle.rules") == true)
 
-        let read = try await Subprocess.runAsync(Subprocess.keyline, ["dfu", "read", "--port", "1-1.2", "--alt", "1", "--address", "0",
+        let read = try await Subprocess.run(Subprocess.keyline, ["dfu", "read", "--port", "1-1.2", "--alt", "1", "--address", "0",
                                                                      "--length", "16", "-o", "/tmp/keyline-never-\(UUID().uuidString)", "--json"],
                                                  environment: environment)
         #expect(read.status == 77, "\(read.stdout)\n\(read.stderr)")

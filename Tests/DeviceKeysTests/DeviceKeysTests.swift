@@ -4,7 +4,7 @@ import Testing
 
 /// Interop with the `openssl` binary, both ways (issue 2, "Done when").
 @Suite struct OpenSSLInterop {
-    @Test func generatedRSAKeyIsPKCS1ThatOpenSSLReads() throws {
+    @Test func generatedRSAKeyIsPKCS1ThatOpenSSLReads() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
         let key = try DevicePrivateKey.generate(.rsa)
@@ -13,105 +13,105 @@ import Testing
         #expect(key.publicKey.rsaPublicExponent == 65537)
         try tool.write("key.der", key.der)
         // `openssl rsa -inform DER` parses PKCS#1 and gives the same public key.
-        let spki = try tool.run("rsa", "-inform", "DER", "-in", "key.der", "-pubout", "-outform", "DER")
+        let spki = try await tool.run("rsa", "-inform", "DER", "-in", "key.der", "-pubout", "-outform", "DER")
         #expect(spki == key.publicKey.spkiDER)
         // And re-encoding it as traditional DER gives back the same bytes: it is PKCS#1, not PKCS#8.
-        let traditional = try tool.run("rsa", "-inform", "DER", "-in", "key.der", "-outform", "DER", "-traditional")
+        let traditional = try await tool.run("rsa", "-inform", "DER", "-in", "key.der", "-outform", "DER", "-traditional")
         #expect(traditional == key.der)
-        #expect(key.publicKey.fingerprint == (try sha256Hex(spki, using: tool)))
+        #expect(key.publicKey.fingerprint == (try await sha256Hex(spki, using: tool)))
     }
 
-    @Test func generatedECKeyIsSEC1ThatOpenSSLReads() throws {
+    @Test func generatedECKeyIsSEC1ThatOpenSSLReads() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
         let key = try DevicePrivateKey.generate(.ec)
         #expect(key.der.count == 121)
         #expect(key.publicKey.curve == "prime256v1")
         try tool.write("key.der", key.der)
-        let spki = try tool.run("ec", "-inform", "DER", "-in", "key.der", "-pubout", "-outform", "DER")
+        let spki = try await tool.run("ec", "-inform", "DER", "-in", "key.der", "-pubout", "-outform", "DER")
         #expect(spki == key.publicKey.spkiDER)
-        let sec1 = try tool.run("ec", "-inform", "DER", "-in", "key.der", "-outform", "DER")
+        let sec1 = try await tool.run("ec", "-inform", "DER", "-in", "key.der", "-outform", "DER")
         #expect(sec1 == key.der)
-        #expect(key.publicKey.fingerprint == (try sha256Hex(spki, using: tool)))
+        #expect(key.publicKey.fingerprint == (try await sha256Hex(spki, using: tool)))
     }
 
-    @Test func ourPEMFilesAreReadByOpenSSL() throws {
+    @Test func ourPEMFilesAreReadByOpenSSL() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
         for algorithm in KeyAlgorithm.allCases {
             let key = try DevicePrivateKey.generate(algorithm)
             try tool.write("key.pem", Array(try key.pem().utf8))
             try tool.write("key.pub.pem", Array(key.publicKey.pem.utf8))
-            let fromPrivate = try tool.run("pkey", "-in", "key.pem", "-pubout", "-outform", "DER")
-            let fromPublic = try tool.run("pkey", "-pubin", "-in", "key.pub.pem", "-outform", "DER")
+            let fromPrivate = try await tool.run("pkey", "-in", "key.pem", "-pubout", "-outform", "DER")
+            let fromPublic = try await tool.run("pkey", "-pubin", "-in", "key.pub.pem", "-outform", "DER")
             #expect(fromPrivate == key.publicKey.spkiDER)
             #expect(fromPublic == key.publicKey.spkiDER)
         }
     }
 
-    @Test func traditionalRSAFromOpenSSL() throws {
+    @Test func traditionalRSAFromOpenSSL() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
-        try tool.run("genrsa", "-traditional", "-out", "k.pem", "1024")
-        let expected = try tool.run("rsa", "-in", "k.pem", "-pubout", "-outform", "DER")
+        try await tool.run("genrsa", "-traditional", "-out", "k.pem", "1024")
+        let expected = try await tool.run("rsa", "-in", "k.pem", "-pubout", "-outform", "DER")
         let parsed = try KeyFile.parse(try tool.read("k.pem"))
         #expect(parsed.container == .pem)
         #expect(parsed.encoding == .pkcs1)
         #expect(parsed.publicKey.spkiDER == expected)
-        #expect(parsed.publicKey.fingerprint == (try sha256Hex(expected, using: tool)))
+        #expect(parsed.publicKey.fingerprint == (try await sha256Hex(expected, using: tool)))
         // The DER form too.
-        try tool.run("rsa", "-in", "k.pem", "-outform", "DER", "-traditional", "-out", "k.der")
+        try await tool.run("rsa", "-in", "k.pem", "-outform", "DER", "-traditional", "-out", "k.der")
         let der = try tool.read("k.der")
         let key = try DevicePrivateKey(der: der)
         #expect(key.der == der)
         #expect(key.publicKey.spkiDER == expected)
     }
 
-    @Test func pkcs8RSAFromOpenSSL3IsConvertedToPKCS1() throws {
+    @Test func pkcs8RSAFromOpenSSL3IsConvertedToPKCS1() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
-        try tool.run("genrsa", "-out", "k.pem", "1024")
+        try await tool.run("genrsa", "-out", "k.pem", "1024")
         let pem = try tool.read("k.pem")
         #expect(String(decoding: pem, as: UTF8.self).contains("BEGIN PRIVATE KEY"))
-        let expected = try tool.run("rsa", "-in", "k.pem", "-pubout", "-outform", "DER")
+        let expected = try await tool.run("rsa", "-in", "k.pem", "-pubout", "-outform", "DER")
         let parsed = try KeyFile.parse(pem)
         #expect(parsed.encoding == .pkcs8)
         let converted = try #require(parsed.privateKey)
         #expect(converted.der.count <= 612)
         #expect(converted.publicKey.spkiDER == expected)
         // The conversion is exactly OpenSSL's own PKCS#1 of the same key.
-        let traditional = try tool.run("rsa", "-in", "k.pem", "-outform", "DER", "-traditional")
+        let traditional = try await tool.run("rsa", "-in", "k.pem", "-outform", "DER", "-traditional")
         #expect(converted.der == traditional)
         // PKCS#8 DER (634 bytes for RSA-1024, the size that a device truncates) converts the same way.
-        let pkcs8DER = try tool.run("pkcs8", "-topk8", "-nocrypt", "-in", "k.pem", "-outform", "DER")
+        let pkcs8DER = try await tool.run("pkcs8", "-topk8", "-nocrypt", "-in", "k.pem", "-outform", "DER")
         #expect(pkcs8DER.count > 612)
         let fromDER = try DevicePrivateKey(der: pkcs8DER)
         #expect(fromDER.der == traditional)
     }
 
-    @Test func ecKeyFromOpenSSLWithParametersBlock() throws {
+    @Test func ecKeyFromOpenSSLWithParametersBlock() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
         // `particle keys new` on a UDP device runs exactly this (particle-cli-keys.md §1).
-        try tool.run("ecparam", "-name", "prime256v1", "-genkey", "-out", "k.pem")
+        try await tool.run("ecparam", "-name", "prime256v1", "-genkey", "-out", "k.pem")
         let pem = try tool.read("k.pem")
         #expect(String(decoding: pem, as: UTF8.self).contains("BEGIN EC PARAMETERS"))
-        let expected = try tool.run("ec", "-in", "k.pem", "-pubout", "-outform", "DER")
+        let expected = try await tool.run("ec", "-in", "k.pem", "-pubout", "-outform", "DER")
         let parsed = try KeyFile.parse(pem)
         #expect(parsed.encoding == .sec1)
         #expect(parsed.publicKey.spkiDER == expected)
-        #expect(parsed.publicKey.fingerprint == (try sha256Hex(expected, using: tool)))
+        #expect(parsed.publicKey.fingerprint == (try await sha256Hex(expected, using: tool)))
         #expect(parsed.privateKey?.der.count == 121)
     }
 
-    @Test func publicKeysInEveryFormKeysSendAccepts() throws {
+    @Test func publicKeysInEveryFormKeysSendAccepts() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
-        try tool.run("genrsa", "-out", "r.pem", "1024")
-        try tool.run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "e.pem")
+        try await tool.run("genrsa", "-out", "r.pem", "1024")
+        try await tool.run("ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", "e.pem")
         for (name, tool_) in [("r", "rsa"), ("e", "ec")] {
-            let spki = try tool.run(tool_, "-in", "\(name).pem", "-pubout", "-outform", "DER")
-            let pubPEM = try tool.run(tool_, "-in", "\(name).pem", "-pubout")
+            let spki = try await tool.run(tool_, "-in", "\(name).pem", "-pubout", "-outform", "DER")
+            let pubPEM = try await tool.run(tool_, "-in", "\(name).pem", "-pubout")
             for input in [spki, pubPEM] {
                 let parsed = try KeyFile.parse(input)
                 #expect(parsed.privateKey == nil)
@@ -121,8 +121,8 @@ import Testing
             #expect(try DevicePublicKey(spkiDER: spki).spkiDER == spki)
         }
         // BEGIN RSA PUBLIC KEY (PKCS#1 RSAPublicKey).
-        let rsaPublic = try tool.run("rsa", "-in", "r.pem", "-RSAPublicKey_out")
-        let expected = try tool.run("rsa", "-in", "r.pem", "-pubout", "-outform", "DER")
+        let rsaPublic = try await tool.run("rsa", "-in", "r.pem", "-RSAPublicKey_out")
+        let expected = try await tool.run("rsa", "-in", "r.pem", "-pubout", "-outform", "DER")
         let parsed = try KeyFile.parse(rsaPublic)
         #expect(parsed.encoding == .pkcs1Public)
         #expect(parsed.publicKey.spkiDER == expected)
@@ -184,11 +184,11 @@ import Testing
         }
     }
 
-    @Test func truncatedPKCS8InRSASlot() throws {
+    @Test func truncatedPKCS8InRSASlot() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
-        try tool.run("genrsa", "-out", "k.pem", "1024")
-        let pkcs8 = try tool.run("pkcs8", "-topk8", "-nocrypt", "-in", "k.pem", "-outform", "DER")
+        try await tool.run("genrsa", "-out", "k.pem", "1024")
+        let pkcs8 = try await tool.run("pkcs8", "-topk8", "-nocrypt", "-in", "k.pem", "-outform", "DER")
         // What a device holds after `particle keys load` of an OpenSSL 3 .der file.
         let slot = Array(pkcs8.prefix(612))
         #expect(throws: DeviceKeyError.truncatedPKCS8InSlot(keyLength: pkcs8.count, slotSize: 612)) {
@@ -243,21 +243,21 @@ import Testing
         #expect(throws: DeviceKeyError.noKeyInPEM(labels: ["CERTIFICATE"])) { try KeyFile.parse(Array(certificateOnly.utf8)) }
     }
 
-    @Test func encryptedPEM() throws {
+    @Test func encryptedPEM() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
-        try tool.run("genrsa", "-aes128", "-passout", "pass:secret", "-out", "k.pem", "1024")
+        try await tool.run("genrsa", "-aes128", "-passout", "pass:secret", "-out", "k.pem", "1024")
         #expect(throws: DeviceKeyError.encryptedPEM) { try KeyFile.parse(try tool.read("k.pem")) }
-        try tool.run("genrsa", "-traditional", "-aes128", "-passout", "pass:secret", "-out", "t.pem", "1024")
+        try await tool.run("genrsa", "-traditional", "-aes128", "-passout", "pass:secret", "-out", "t.pem", "1024")
         #expect(throws: DeviceKeyError.encryptedPEM) { try KeyFile.parse(try tool.read("t.pem")) }
     }
 
-    @Test func algorithmsNoDeviceUses() throws {
+    @Test func algorithmsNoDeviceUses() async throws {
         let tool = try OpenSSLTool()
         defer { tool.remove() }
-        try tool.run("genpkey", "-algorithm", "ed25519", "-out", "ed.pem")
+        try await tool.run("genpkey", "-algorithm", "ed25519", "-out", "ed.pem")
         #expect(throws: DeviceKeyError.unsupportedAlgorithm("ED25519")) { try KeyFile.parse(try tool.read("ed.pem")) }
-        try tool.run("ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "p384.pem")
+        try await tool.run("ecparam", "-name", "secp384r1", "-genkey", "-noout", "-out", "p384.pem")
         #expect(throws: DeviceKeyError.unsupportedCurve("secp384r1")) { try KeyFile.parse(try tool.read("p384.pem")) }
     }
 

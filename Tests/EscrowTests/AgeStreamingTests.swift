@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Escrow
 
 /// The streaming API (`AgeByteSource` / `AgeByteSink`) gives the same bytes and the same errors
@@ -84,7 +85,7 @@ import Testing
     }
 
     @Test func fileDescriptorsStream() throws {
-        let scratch = try TemporaryDirectory()
+        let scratch = try ScratchDirectory(label: "escrow")
         let identity = X25519Identity.generate()
         let plaintext = (0..<300_000).map { UInt8(truncatingIfNeeded: $0 >> 3) }
         try Data(plaintext).write(to: scratch.file("plain"))

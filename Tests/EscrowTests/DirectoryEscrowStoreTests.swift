@@ -1,6 +1,7 @@
 import DeviceKeys
 import Foundation
 import Testing
+import TestSupport
 @testable import Escrow
 
 @Suite struct DirectoryEscrowStoreTests {
@@ -12,7 +13,7 @@ import Testing
     }
 
     @Test func putWritesOnceDurablyAndGetVerifies() async throws {
-        let scratch = try TemporaryDirectory()
+        let scratch = try ScratchDirectory(label: "escrow")
         let store = DirectoryEscrowStore(root: scratch.file("escrow"))
         let bytes = Array("ciphertext".utf8)
         let digest = try await store.put(bytes, at: Self.key)
@@ -37,7 +38,7 @@ import Testing
     /// A run that crashed after link(2) but before its directory fsync left the object in place;
     /// the resumed run finds identical bytes and must make them durable before reporting success.
     @Test func resumedPutOfIdenticalBytesSyncsTheExistingObject() async throws {
-        let scratch = try TemporaryDirectory()
+        let scratch = try ScratchDirectory(label: "escrow")
         let root = scratch.file("escrow").path
         let directory = "\(root)/12345/e00fce68a1b2c3d4e5f60718"
         let path = "\(directory)/\(String(repeating: "ab", count: 32)).age"
@@ -57,7 +58,7 @@ import Testing
     }
 
     @Test func getDetectsMissingAndTamperedObjects() async throws {
-        let scratch = try TemporaryDirectory()
+        let scratch = try ScratchDirectory(label: "escrow")
         let store = DirectoryEscrowStore(root: scratch.url)
         await #expect(throws: EscrowStoreError.notFound(Self.key)) { try await store.get(Self.key, expectedSHA256: String(repeating: "0", count: 64)) }
         #expect(try await store.contains(Self.key) == false)
@@ -72,7 +73,7 @@ import Testing
     }
 
     @Test func concurrentWritersNeverOverwriteEachOther() async throws {
-        let scratch = try TemporaryDirectory()
+        let scratch = try ScratchDirectory(label: "escrow")
         let store = DirectoryEscrowStore(root: scratch.url)
         let results = await withTaskGroup(of: (Int, Bool).self) { group in
             for writer in 0..<16 {
@@ -106,7 +107,7 @@ import Testing
 
     /// Only ciphertext reaches the store: no file under the root holds the key or the document.
     @Test func plaintextNeverTouchesTheStore() async throws {
-        let scratch = try TemporaryDirectory()
+        let scratch = try ScratchDirectory(label: "escrow")
         let store = DirectoryEscrowStore(root: scratch.url)
         let backup = try EscrowBackupTests.backup(.rsa)
         let identity = X25519Identity.generate()

@@ -1,6 +1,7 @@
 import DeviceKeys
 import Foundation
 import Testing
+import TestSupport
 @testable import Escrow
 
 @Suite struct EscrowBackupTests {
@@ -152,13 +153,13 @@ import Testing
 
     @Test func ageDecryptsABackupToTheDocument() async throws {
         let age = try ExternalTool("age")
-        let scratch = try TemporaryDirectory()
+        let scratch = try ScratchDirectory(label: "escrow")
         let identity = X25519Identity.generate()
         try identity.identityFile().write(to: scratch.file("identity.txt"), atomically: true, encoding: .utf8)
         let original = try Self.backup(.rsa)
         let result = try await age.run(["-d", "-i", scratch.file("identity.txt").path], stdin: try original.encrypt(to: [identity.recipient]))
         #expect(result.status == 0, "age -d failed: \(result.stderr)")
-        let decoded = try EscrowBackup.decode(result.stdout)
+        let decoded = try EscrowBackup.decode(result.stdoutBytes)
         #expect(decoded.privateKey.der == original.privateKey.der)
     }
 }

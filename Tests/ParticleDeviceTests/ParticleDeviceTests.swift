@@ -2,6 +2,7 @@ import DeviceKeys
 import Foundation
 import ParticleDevice
 import Testing
+import TestSupport
 
 func fixture(_ name: String) throws -> [UInt8] {
     let url = try #require(Bundle.module.url(forResource: "Fixtures/\(name)", withExtension: nil))
@@ -78,10 +79,10 @@ func fixture(_ name: String) throws -> [UInt8] {
         }
     }
 
-    @Test func rsa2048DoesNotFitTheTCPSlot() throws {
+    @Test func rsa2048DoesNotFitTheTCPSlot() async throws {
         let tool = try ScratchDirectory()
         defer { tool.remove() }
-        let key = try #require(KeyFile.parse(try tool.openssl("genrsa", "-traditional", "2048")).privateKey)
+        let key = try #require(KeyFile.parse(try await tool.openssl("genrsa", "-traditional", "2048")).privateKey)
         let der = key.der
         #expect {
             try Platform.photon.checkDeviceKey(key)
@@ -89,9 +90,9 @@ func fixture(_ name: String) throws -> [UInt8] {
             guard case .tooLarge(platform: "photon", keyLength: der.count, slotSize: 612, _) = error as? KeySlotError else { return false }
             return true
         }
-        let small = try #require(KeyFile.parse(try tool.openssl("genrsa", "-traditional", "768")).privateKey)
+        let small = try #require(KeyFile.parse(try await tool.openssl("genrsa", "-traditional", "768")).privateKey)
         #expect(throws: KeySlotError.unsupportedKeySize(platform: "photon", bits: 768)) { try Platform.photon.checkDeviceKey(small) }
-        let exponent3 = try #require(KeyFile.parse(try tool.openssl("genrsa", "-traditional", "-3", "1024")).privateKey)
+        let exponent3 = try #require(KeyFile.parse(try await tool.openssl("genrsa", "-traditional", "-3", "1024")).privateKey)
         #expect(throws: KeySlotError.unsupportedExponent(platform: "photon", exponent: 3)) { try Platform.photon.checkDeviceKey(exponent3) }
     }
 }
@@ -171,7 +172,7 @@ func fixture(_ name: String) throws -> [UInt8] {
         #expect(changed.allSatisfy { (192..<211).contains($0) || (258..<260).contains($0) })
     }
 
-    @Test func refusals() throws {
+    @Test func refusals() async throws {
         let longHost = String(repeating: "a", count: 60) + ".com"
         #expect(throws: ServerAddressError.hostTooLong(64)) { try ServerAddress(host: longHost) }
         #expect(throws: ServerAddressError.nonPrintableHost) { try ServerAddress(host: "bad\thost") }
@@ -185,7 +186,7 @@ func fixture(_ name: String) throws -> [UInt8] {
         // A server key too large for the room before the address.
         let tool = try ScratchDirectory()
         defer { tool.remove() }
-        let big = try #require(KeyFile.parse(try tool.openssl("genrsa", "-traditional", "4096")).privateKey).publicKey
+        let big = try #require(KeyFile.parse(try await tool.openssl("genrsa", "-traditional", "4096")).privateKey).publicKey
         #expect(throws: ServerKeyBlobError.keyTooLarge(keyLength: big.spkiDER.count, room: 384, cloudProtocol: .tcp)) {
             try ServerKeyBlob(platform: .photon, base: .key(big), address: nil, port: nil)
         }
@@ -222,24 +223,9 @@ func fixture(_ name: String) throws -> [UInt8] {
     }
 }
 
-/// Runs `openssl` to make keys OpenSSL's way.
-struct ScratchDirectory {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-pd-\(UUID().uuidString)")
-
-    init() throws { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) }
-
-    func openssl(_ arguments: String...) throws -> [UInt8] {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-        process.arguments = arguments
-        let out = Pipe()
-        process.standardOutput = out
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return Array(data)
+extension ScratchDirectory {
+    /// Runs `openssl` in this directory to make keys OpenSSL's way; returns its standard output.
+    func openssl(_ arguments: String...) async throws -> [UInt8] {
+        try await ChildProcess.run("/usr/bin/openssl", arguments, in: url, timeout: .seconds(120)).requireSuccess().stdoutBytes
     }
-
-    func remove() { try? FileManager.default.removeItem(at: url) }
 }

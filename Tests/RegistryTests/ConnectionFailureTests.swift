@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import TestSupport
 @testable import Registry
 
 /// Failed connections: what the error says (never a password), whether retrying can help, and
@@ -126,7 +127,7 @@ struct ConnectionFailureTests {
     }
 
     @Test("the local cluster's socket is reachable by its owner only (trust authentication)")
-    func localClusterSocketIsPrivate() throws {
+    func localClusterSocketIsPrivate() async throws {
         guard let socketDirectory = ConnectionSettings.localClusterSocket(searchingFrom: TestCluster.packageRoot.path) else {
             return  // DATABASE_URL or PGHOST elsewhere: no local cluster to check
         }
@@ -136,17 +137,11 @@ struct ConnectionFailureTests {
         #expect(folderMode & 0o077 == 0, "socket folder mode \(String(folderMode, radix: 8))")
         #expect(socketMode & 0o077 == 0, "socket mode \(String(socketMode, radix: 8))")
         // As root (make test's usual case): another local user is refused.
-        guard getuid() == 0, FileManager.default.isExecutableFile(atPath: "/usr/sbin/runuser")
-            || FileManager.default.isExecutableFile(atPath: "/sbin/runuser") else { return }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["runuser", "-u", "nobody", "--", "psql", "-X", "-h", socketDirectory, "-U", "keyline",
-                             "-d", "keyline", "-Atc", "SELECT 1"]
-        process.currentDirectoryURL = URL(fileURLWithPath: "/")
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        #expect(process.terminationStatus != 0, "user nobody connected to the local cluster as superuser")
+        guard getuid() == 0, let runuser = ["/usr/sbin/runuser", "/sbin/runuser"]
+            .first(where: FileManager.default.isExecutableFile(atPath:)) else { return }
+        let asNobody = try await ChildProcess.run(runuser, ["-u", "nobody", "--", "psql", "-X", "-h", socketDirectory,
+                                                             "-U", "keyline", "-d", "keyline", "-Atc", "SELECT 1"],
+                                                 in: URL(fileURLWithPath: "/"), timeout: .seconds(60))
+        #expect(asNobody.status != 0, "user nobody connected to the local cluster as superuser")
     }
 }

@@ -3,6 +3,7 @@ import Foundation
 import ParticleDevice
 import Simulator
 import Testing
+import TestSupport
 
 /// Debian's unmodified dfu-util, through the libusb stand-in, against the device simulator:
 /// proves the simulator speaks DfuSe the way real Particle bootloaders do.
@@ -26,8 +27,8 @@ import Testing
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         }
 
-        func dfuUtil(_ arguments: [String]) async throws -> StandInSupport.Result {
-            try await StandInSupport.runAsync(StandInDFUUtilTests.dfuUtil, arguments, environment: environment, currentDirectory: scratch)
+        func dfuUtil(_ arguments: [String]) async throws -> ChildProcess.Result {
+            try await ChildProcess.run(StandInDFUUtilTests.dfuUtil, arguments, in: scratch, environment: environment, timeout: .seconds(120))
         }
 
         func device(at port: USBPortPath) throws -> SimulatedDevice {

@@ -2,6 +2,7 @@ import DFU
 import Foundation
 import Simulator
 import Testing
+import TestSupport
 
 /// The stand-in server and the C libusb stand-in, driven by Debian's unmodified dfu-util.
 @Suite struct StandInServerTests {
@@ -26,7 +27,7 @@ import Testing
         ]))
         defer { server.stop() }
 
-        let result = try await StandInSupport.runAsync(Self.dfuUtil, ["-l"], environment: try StandInSupport.environment(socket: server.socketPath))
+        let result = try await ChildProcess.run(Self.dfuUtil, ["-l"], environment: try StandInSupport.environment(socket: server.socketPath), timeout: .seconds(120))
         #expect(result.status == 0, "\(result.stderr)")
         let found = result.stdout.split(separator: "\n").filter { $0.hasPrefix("Found DFU: ") }
         #expect(found.count == 5)
@@ -45,28 +46,26 @@ import Testing
         defer { server.stop() }
         let environment = try StandInSupport.environment(socket: server.socketPath)
 
-        let empty = try await StandInSupport.runAsync(Self.dfuUtil, ["-l"], environment: environment)
+        let empty = try await ChildProcess.run(Self.dfuUtil, ["-l"], environment: environment, timeout: .seconds(120))
         #expect(empty.status == 0)
         #expect(!empty.stdout.contains("Found DFU"))
 
         fleet.set([StandInAttachedDevice(portPath: USBPortPath(bus: 3, ports: [1]), enumeration: 7,
                                          transport: DescriptorOnlyDevice(serial: "0123456789abcdef01234567"))])
-        let one = try await StandInSupport.runAsync(Self.dfuUtil, ["-l"], environment: environment)
+        let one = try await ChildProcess.run(Self.dfuUtil, ["-l"], environment: environment, timeout: .seconds(120))
         #expect(one.stdout.split(separator: "\n").filter { $0.contains(#"serial="0123456789abcdef01234567""#) }.count == 2)
         #expect(one.stdout.contains(#"path="3-1""#))
     }
 
     @Test func noSimulatorNamedMeansNoDevices() async throws {
-        var environment = ProcessInfo.processInfo.environment
-        environment["LD_LIBRARY_PATH"] = try StandInSupport.libraryDirectory()
-        environment["KEYLINE_SIM_SOCKET"] = nil
-        let result = try await StandInSupport.runAsync(Self.dfuUtil, ["-l"], environment: environment)
+        let result = try await ChildProcess.run(Self.dfuUtil, ["-l"], environment: ["LD_LIBRARY_PATH": try StandInSupport.libraryDirectory()],
+                                                unsetting: ["KEYLINE_SIM_SOCKET"], timeout: .seconds(120))
         #expect(result.status == 0)
         #expect(!result.stdout.contains("Found"))
     }
 
     @Test func anUnreachableSimulatorIsAnIOErrorNotAnEmptyBus() async throws {
-        let result = try await StandInSupport.runAsync(Self.dfuUtil, ["-l"], environment: try StandInSupport.environment(socket: "/tmp/keyline-test-nobody-listens.sock"))
+        let result = try await ChildProcess.run(Self.dfuUtil, ["-l"], environment: try StandInSupport.environment(socket: "/tmp/keyline-test-nobody-listens.sock"), timeout: .seconds(120))
         #expect(result.status != 0)
     }
 }
@@ -74,8 +73,8 @@ import Testing
 /// The stand-in exports every libusb function its clients import, so the dynamic linker resolves
 /// them all from it (an unresolved one would fall through to nothing and abort the client).
 @Suite struct StandInExportsTests {
-    static func symbols(_ arguments: [String]) throws -> Set<String> {
-        let result = try StandInSupport.run("/usr/bin/nm", arguments)
+    static func symbols(_ arguments: [String]) async throws -> Set<String> {
+        let result = try await ChildProcess.run("/usr/bin/nm", arguments)
         #expect(result.status == 0, "\(result.stderr)")
         return Set(result.stdout.split(separator: "\n").compactMap { line in
             line.split(separator: " ").last.map(String.init).flatMap { $0.hasPrefix("libusb_") ? $0 : nil }
@@ -83,30 +82,30 @@ import Testing
     }
 
     static var exported: Set<String> {
-        get throws {
-            try symbols(["-D", "--defined-only", try StandInSupport.libraryDirectory() + "/libusb-1.0.so.0"])
+        get async throws {
+            try await symbols(["-D", "--defined-only", try StandInSupport.libraryDirectory() + "/libusb-1.0.so.0"])
         }
     }
 
-    @Test func exportsEverythingDFUUtilImports() throws {
-        let imported = try Self.symbols(["-D", "--undefined-only", StandInServerTests.dfuUtil])
+    @Test func exportsEverythingDFUUtilImports() async throws {
+        let imported = try await Self.symbols(["-D", "--undefined-only", StandInServerTests.dfuUtil])
         // dfu-util 0.11 imports 22 libusb functions (dfu-protocol.md §3.1).
         #expect(imported.count >= 22)
-        let missing = imported.subtracting(try Self.exported)
+        let missing = imported.subtracting(try await Self.exported)
         #expect(missing.isEmpty, "missing: \(missing.sorted())")
     }
 
-    @Test func exportsEverythingKeylineImports() throws {
+    @Test func exportsEverythingKeylineImports() async throws {
         let bundleDirectory = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent()
         let keyline = bundleDirectory.appendingPathComponent("keyline").path
-        let imported = try Self.symbols(["-D", "--undefined-only", keyline])
+        let imported = try await Self.symbols(["-D", "--undefined-only", keyline])
         #expect(imported.contains("libusb_control_transfer"))
-        let missing = imported.subtracting(try Self.exported)
+        let missing = imported.subtracting(try await Self.exported)
         #expect(missing.isEmpty, "missing: \(missing.sorted())")
     }
 
-    @Test func hasTheRealSONAME() throws {
-        let result = try StandInSupport.run("/usr/bin/objdump", ["-p", try StandInSupport.libraryDirectory() + "/libusb-1.0.so.0"])
+    @Test func hasTheRealSONAME() async throws {
+        let result = try await ChildProcess.run("/usr/bin/objdump", ["-p", try StandInSupport.libraryDirectory() + "/libusb-1.0.so.0"])
         #expect(result.stdout.contains("SONAME               libusb-1.0.so.0"))
     }
 }
