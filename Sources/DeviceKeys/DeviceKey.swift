@@ -6,9 +6,6 @@ public enum KeyAlgorithm: String, Sendable, Codable, CaseIterable {
     case ec
 
     public var displayName: String { self == .rsa ? "RSA" : "EC" }
-
-    /// The name the Particle cloud API uses for the algorithm (`keys send`: "rsa" or "ecc").
-    public var particleAPIName: String { self == .rsa ? "rsa" : "ecc" }
 }
 
 /// A public key as the cloud sees it: SubjectPublicKeyInfo DER, identified by its fingerprint.

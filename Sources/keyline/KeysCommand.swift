@@ -276,6 +276,7 @@ extension KeysCommand {
 /// One platform's verdict on a key, for `keys inspect`.
 struct SlotReport {
     var platform: String
+    var slotSize: Int
     var label: String
     var error: KeySlotError?
     var derLength: Int?
@@ -293,11 +294,10 @@ struct SlotReport {
             } catch let failure as KeySlotError {
                 error = failure
             } catch {}
-            return SlotReport(platform: platform.name, label: label, error: error, derLength: parsed.privateKey?.der.count)
+            return SlotReport(platform: platform.name, slotSize: platform.privateKeySlot.size, label: label, error: error,
+                              derLength: parsed.privateKey?.der.count)
         }
     }
-
-    var slotSize: Int { (try? Platform.named(platform))?.privateKeySlot.size ?? 0 }
 
     var summary: String {
         let name = "\(label) key slot, \(slotSize) bytes"
