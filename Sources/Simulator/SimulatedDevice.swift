@@ -372,18 +372,10 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         let neverBack = faults.noReenumerationAfterLeave
         let factor = timeScale * faults.slowdown
         switch action {
-        case .leaveDFU:
-            queue.asyncAfter(deadline: deadline(after: usb.leaveDelay, factor: factor)) {
-                let event = self.lock.withLock { self.session == session ? self.detachLocked() : nil }
-                self.notify(event)
-                guard event != nil, !neverBack else { return }
-                self.queue.asyncAfter(deadline: self.deadline(after: usb.boot, factor: factor)) {
-                    self.startApplication()
-                    self.attach(.normal)
-                }
-            }
-        case .reset:
-            queue.asyncAfter(deadline: deadline(after: .milliseconds(20), factor: factor)) {
+        case .leaveDFU, .reset:
+            // Both detach, then boot the application and come back in normal mode.
+            let detachAfter = action == .leaveDFU ? usb.leaveDelay : .milliseconds(20)
+            queue.asyncAfter(deadline: deadline(after: detachAfter, factor: factor)) {
                 let event = self.lock.withLock { self.session == session ? self.detachLocked() : nil }
                 self.notify(event)
                 guard event != nil, !neverBack else { return }
