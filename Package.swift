@@ -21,30 +21,31 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
 
-        // Layers, lowest first.
-        .target(name: "DeviceKeys", dependencies: ["COpenSSL"]),
-        .target(name: "DFU"),
-        .target(name: "USB", dependencies: ["CLibUSB", "DFU"]),
-        .target(name: "ParticleDevice", dependencies: ["DFU", "DeviceKeys"]),
+        // Layers, lowest first. FailurePolicy: the failure classes every layer's errors report.
+        .target(name: "FailurePolicy"),
+        .target(name: "DeviceKeys", dependencies: ["COpenSSL", "FailurePolicy"]),
+        .target(name: "DFU", dependencies: ["FailurePolicy"]),
+        .target(name: "USB", dependencies: ["CLibUSB", "DFU", "FailurePolicy"]),
+        .target(name: "ParticleDevice", dependencies: ["DFU", "DeviceKeys", "FailurePolicy"]),
         .target(name: "Escrow", dependencies: [
-            "DeviceKeys",
+            "DeviceKeys", "FailurePolicy",
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
-        .target(name: "Registry", dependencies: ["CLibPQ"]),
+        .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy"]),
         .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys"]),
         .target(name: "Pipeline", dependencies: [
-            "DFU", "USB", "ParticleDevice", "DeviceKeys", "Escrow", "Registry",
+            "DFU", "USB", "ParticleDevice", "DeviceKeys", "Escrow", "Registry", "FailurePolicy",
             .product(name: "Yams", package: "Yams"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         .executableTarget(name: "keyline", dependencies: [
-            "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Pipeline", "Simulator",
+            "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Pipeline", "Simulator", "FailurePolicy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ]),
         // Benchmarks are an executable, never timed assertions in tests (`make bench`).
         .executableTarget(name: "keyline-bench", dependencies: [
-            "DeviceKeys", "ParticleDevice", "DFU", "Escrow", "Registry", "Simulator",
+            "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Simulator", "Pipeline",
         ], path: "Benchmarks"),
 
         // Shared test code (child processes, scratch directories); Foundation only.
@@ -55,7 +56,9 @@ let package = Package(
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "TestSupport"]),
         .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
-        .testTarget(name: "PipelineTests", dependencies: ["Pipeline", "Registry", "DeviceKeys"]),
+        .testTarget(name: "PipelineTests", dependencies: [
+            "Pipeline", "Registry", "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Simulator", "FailurePolicy", "TestSupport",
+        ]),
         .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys", "DFU", "USB", "ParticleDevice", "Simulator", "TestSupport"]),
     ],
     swiftLanguageModes: [.v6]
