@@ -6,6 +6,8 @@ import Foundation
 enum KeylineExit: Int32, CaseIterable {
     case success = 0
     case failure = 1
+    /// `provision`: some devices failed, the others finished.
+    case someDevicesFailed = 3
     case usage = 64
     /// Bad input data: malformed or wrong key, blob, backup or pipeline.
     case dataError = 65
@@ -23,11 +25,14 @@ enum KeylineExit: Int32, CaseIterable {
     case protocolError = 76
     case noPermission = 77
     case configuration = 78
+    /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
+    case interrupted = 130
 
     static let helpText = """
         EXIT CODES
           0   success
           1   failure not listed below
+          3   provision: some devices failed, the others are done
           64  usage error (bad option or argument)
           65  bad input data (malformed or unsuitable key, blob, backup, pipeline)
           66  input file missing or unreadable
@@ -38,6 +43,7 @@ enum KeylineExit: Int32, CaseIterable {
           76  protocol error from a device or peer (DFU status)
           77  permission denied
           78  configuration error
+          130 interrupted (Ctrl-C); `provision --resume JOB` continues
         With --json, results and errors are JSON objects on standard output.
         """
 }

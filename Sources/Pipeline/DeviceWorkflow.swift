@@ -1,0 +1,473 @@
+import DFU
+import DeviceKeys
+import Escrow
+import FailurePolicy
+import Foundation
+import ParticleDevice
+import Registry
+
+/// What every device task of a run shares.
+struct ProvisioningContext: Sendable {
+    let definition: PipelineDefinition
+    let jobID: Int64
+    let registry: RegistryDatabase
+    let store: any EscrowStore
+    let watcher: DeviceBusWatcher
+    let stop: StopSignal
+    let emit: ProvisioningEventSink
+    /// How long a device may take to come back after a mode switch or to be plugged back in.
+    let reenumerationTimeout: Duration
+}
+
+/// Thrown inside a device's run when a stop was requested at a step boundary.
+struct StopRequested: Error {}
+
+/// A step that failed for good, with the error that ended it.
+struct StepFailed: Error {
+    let step: ProvisioningStep
+    let error: any Error
+    let attempts: Int
+}
+
+/// One device's provisioning: the states of design.md in order, each persisted before its side
+/// effect counts, resumed from whatever state the registry holds for the device in this job.
+///
+/// Used by one task at a time (not Sendable on purpose): the device's handle and the key it
+/// holds live here, in memory only, for the length of the run.
+final class DeviceWorkflow {
+    let context: ProvisioningContext
+    let deviceID: String
+    let platform: Platform
+    private(set) var port: USBPortPath
+    private let started = ContinuousClock.now
+    private let startedAt = Date()
+
+    private var session: ParticleDFUDevice?
+    /// The device's key, read back from the device in this run (never written anywhere but the
+    /// device and, encrypted, the escrow store).
+    private var key: DevicePrivateKey?
+    private var recordedFingerprint: String?
+    private var timings: [StepTiming] = []
+    private var state: DeviceWorkflowState = .detected
+
+    private var definition: PipelineDefinition { context.definition }
+
+    init(context: ProvisioningContext, deviceID: String, platform: Platform, port: USBPortPath) {
+        self.context = context
+        self.deviceID = deviceID
+        self.platform = platform
+        self.port = port
+    }
+
+    // MARK: Running
+
+    func run() async -> DeviceReport {
+        emit(.deviceDetected, message: "\(platform.name) \(deviceID)")
+        do {
+            guard let row = try await identify() else { return report(.skipped, reason: skipReason) }
+            state = try Self.state(row.state)
+            recordedFingerprint = row.keyFingerprint
+            while let step = ProvisioningStep(leaving: state) {
+                try await perform(step)
+            }
+            await closeSession()
+            emit(.deviceFinished, outcome: .done, message: "done")
+            return report(.done)
+        } catch is StopRequested {
+            await closeSession()
+            emit(.deviceFinished, outcome: .interrupted, message: "stopped before \(ProvisioningStep(leaving: state)?.rawValue ?? "the next step"); resume with --resume \(context.jobID)")
+            return report(.interrupted, reason: "stopped on request")
+        } catch let failure as StepFailed {
+            await closeSession()
+            let reason = "\(failure.error)"
+            // Recorded with the last good state, so a resume knows where to go on from.
+            if state != .failed {
+                _ = try? await persist { [self] in
+                    try await context.registry.failJobDevice(jobID: context.jobID, deviceID: deviceID,
+                                                             from: state.rawValue, reason: reason)
+                }
+            }
+            emit(.deviceFinished, step: failure.step, outcome: .failed, attempt: failure.attempts, message: reason,
+                 failureClass: failure.error.failureClass)
+            return report(.failed, reason: reason, failureClass: failure.error.failureClass, step: failure.step)
+        } catch {
+            await closeSession()
+            emit(.deviceFinished, outcome: .failed, message: "\(error)", failureClass: error.failureClass)
+            return report(.failed, reason: "\(error)", failureClass: error.failureClass, step: .identify)
+        }
+    }
+
+    private var skipReason: String?
+
+    /// Records the device in the job (or finds its record from an earlier run of the job).
+    /// Returns nil when it must not be provisioned here (already provisioned, or unfinished in
+    /// another job), with `skipReason` saying why.
+    private func identify() async throws -> JobDevice? {
+        let records = try await persist { [self] in try await context.registry.deviceRecords(deviceID: deviceID) }
+        let mine = records.first { $0.jobID == context.jobID }
+        if mine == nil {
+            if let active = try await persist({ [self] in
+                try await context.registry.activeRegistration(productID: definition.product.id, deviceID: deviceID)
+            }) {
+                skipReason = "already provisioned: key \(active.fingerprint) registered" + (active.jobID.map { " by job \($0)" } ?? "")
+                emit(.note, message: skipReason)
+                return nil
+            }
+            if let other = records.last(where: { $0.jobID != context.jobID && $0.state != DeviceWorkflowState.done.rawValue }),
+               Self.holdsAKey(other) {
+                throw StepFailed(step: .identify, error: ProvisioningError.unfinishedElsewhere(
+                    deviceID: deviceID, jobID: other.jobID, state: other.lastGoodState ?? other.state), attempts: 1)
+            }
+        }
+        var row = try await persist { [self] in
+            try await context.registry.startJobDevice(jobID: context.jobID, deviceID: deviceID, platform: platform.name,
+                                                      station: definition.station, portPath: port.description)
+        }
+        if row.state == DeviceWorkflowState.done.rawValue {
+            skipReason = "already done in job \(context.jobID)"
+            return nil
+        }
+        if row.state == DeviceWorkflowState.failed.rawValue {
+            row = try await persist { [self] in try await context.registry.resumeJobDevice(jobID: context.jobID, deviceID: deviceID) }
+            emit(.note, state: try Self.state(row.state), attempt: row.attempts,
+                 message: "resuming from \(row.state) (attempt \(row.attempts))")
+        } else if row.state != DeviceWorkflowState.detected.rawValue {
+            emit(.note, state: try Self.state(row.state), message: "resuming from \(row.state)")
+        }
+        return row
+    }
+
+    /// A record in another job past `key_ready`: that job holds an escrow intent or object for
+    /// the device's key, and only resuming it finishes the key's escrow without a conflict.
+    private static func holdsAKey(_ record: JobDevice) -> Bool {
+        let state = DeviceWorkflowState(rawValue: record.lastGoodState ?? record.state) ?? .detected
+        return state.hasKey
+    }
+
+    // MARK: Steps
+
+    /// Runs `step` with retries (back-off for what is retryable, a hold for what needs an
+    /// operator), then persists the state it reaches.
+    private func perform(_ step: ProvisioningStep) async throws {
+        var attempt = 1
+        while true {
+            if context.stop.isStopRequested { throw StopRequested() }
+            let clock = ContinuousClock.now
+            let at = Date()
+            emit(.stepStarted, step: step, attempt: attempt)
+            do {
+                try await body(of: step)
+                timings.append(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
+                return
+            } catch let error as StopRequested {
+                throw error
+            } catch {
+                // The device may be anywhere after a failed step (re-enumerating, reset): open it afresh.
+                await closeSession()
+                let failureClass = error.failureClass
+                if failureClass == .retryable && attempt < definition.retries.attempts {
+                    emit(.retrying, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
+                    if await context.stop.sleep(for: definition.retries.backoff(after: attempt)) { throw StopRequested() }
+                    attempt += 1
+                    continue
+                }
+                if failureClass == .needsOperator {
+                    emit(.held, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
+                    if await context.stop.sleep(for: definition.retries.maximumBackoff) { throw StopRequested() }
+                    continue
+                }
+                timings.append(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
+                throw StepFailed(step: step, error: error, attempts: attempt)
+            }
+        }
+    }
+
+    private func body(of step: ProvisioningStep) async throws {
+        switch step {
+        case .identify:
+            return
+        case .enterDFU:
+            _ = try await dfuDevice()
+            try await advance(to: .dfu)
+        case .flash:
+            let device = try await dfuDevice()
+            for image in definition.images {
+                try await device.write(alt: image.alt, address: image.address, bytes: image.bytes, verify: true,
+                                       progress: progressReporter(.flash))
+            }
+            try await advance(to: .flashed)
+        case .serverKey:
+            try await dfuDevice().writeServerKeyBlob(definition.serverKey)
+            try await advance(to: .serverKey)
+        case .deviceKey:
+            let key = try await settleDeviceKey()
+            try await advance(to: .keyReady, fingerprint: key.publicKey.fingerprint)
+            recordedFingerprint = key.publicKey.fingerprint
+            emit(.note, step: .deviceKey, message: "device key \(key.publicKey.fingerprint)", fingerprint: key.publicKey.fingerprint)
+        case .escrow:
+            try await escrow()
+        case .register:
+            try await register()
+        case .leave:
+            try await leave()
+        }
+    }
+
+    /// Host mode writes a new key into a blank slot only; a key already on the device (made by
+    /// the device, or by an earlier run that stopped before recording it) is read and kept —
+    /// keyline never replaces a key. Either way the key is read back from the device and
+    /// everything after uses what the device holds.
+    private func settleDeviceKey() async throws -> DevicePrivateKey {
+        let device = try await dfuDevice()
+        var written: DevicePrivateKey?
+        switch try await device.readKeySlot() {
+        case .key(let existing):
+            if definition.keyMode == .host {
+                emit(.note, step: .deviceKey, message: "the device already holds key \(existing.publicKey.fingerprint): kept (keyline never replaces a key)")
+            }
+        case .blank:
+            guard definition.keyMode == .host else { throw ProvisioningError.noKeyOnDevice(deviceID: deviceID) }
+            let generated = try DevicePrivateKey.generate(platform.keyAlgorithm)
+            try await device.writePrivateKey(generated, replacing: .blank)
+            written = generated
+        case .corrupt(let error):
+            throw ProvisioningError.damagedKeyOnDevice(deviceID: deviceID, detail: "\(error)")
+        }
+        guard case .key(let held) = try await device.readKeySlot() else {
+            throw ProvisioningError.keyReadBackDiffers(deviceID: deviceID)
+        }
+        if let written, written.publicKey.fingerprint != held.publicKey.fingerprint {
+            throw ProvisioningError.keyReadBackDiffers(deviceID: deviceID)
+        }
+        key = held
+        return held
+    }
+
+    /// The key the device holds, which must be the one recorded at `key_ready`.
+    private func recordedKey() async throws -> DevicePrivateKey {
+        if let key { return key }
+        let read: DevicePrivateKey
+        switch try await dfuDevice().readKeySlot() {
+        case .key(let held): read = held
+        case .blank: throw ProvisioningError.keyChanged(deviceID: deviceID, recorded: recordedFingerprint ?? "?", found: "blank slot")
+        case .corrupt(let error): throw ProvisioningError.damagedKeyOnDevice(deviceID: deviceID, detail: "\(error)")
+        }
+        if let recordedFingerprint, read.publicKey.fingerprint != recordedFingerprint {
+            throw ProvisioningError.keyChanged(deviceID: deviceID, recorded: recordedFingerprint, found: read.publicKey.fingerprint)
+        }
+        key = read
+        return read
+    }
+
+    /// Write-ahead escrow: the object key and ciphertext hash are recorded before the object is
+    /// written; a resumed run adopts an object whose bytes match the record instead of writing a
+    /// second (different: age is randomised) one; recording the object and reaching `escrowed`
+    /// is one transaction.
+    private func escrow() async throws {
+        let key = try await recordedKey()
+        let registry = context.registry
+        let store = context.store
+        let (jobID, deviceID) = (context.jobID, self.deviceID)
+        let objectKey = try EscrowObjectKey(product: definition.product.id, deviceID: deviceID,
+                                            publicKeySHA256: key.publicKey.fingerprint)
+        if let intent = try await persist({ try await registry.escrowIntent(jobID: jobID, deviceID: deviceID) }),
+           intent.objectKey == objectKey.path, intent.storeURI == store.storeURI,
+           try await store.adopt(objectKey, expectedSHA256: intent.ciphertextSHA256) {
+            emit(.note, step: .escrow, message: "escrow object \(objectKey.path) was written by an earlier run: adopted")
+        } else {
+            let backup = try EscrowBackup(deviceID: deviceID, platform: platform.name, product: definition.product.id,
+                                          privateKey: key, job: String(jobID), station: definition.station)
+            let sealed = try backup.seal(to: definition.escrow.recipients)
+            _ = try await persist {
+                try await registry.recordEscrowIntent(NewEscrowObject(
+                    productID: objectKey.product, deviceID: deviceID, publicKeySHA256: sealed.publicKeySHA256,
+                    storeURI: store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sealed.sha256,
+                    sizeBytes: Int64(sealed.ciphertext.count), recipients: definition.escrow.recipients.map(\.description),
+                    jobID: jobID, station: definition.station))
+            }
+            _ = try await store.put(sealed.ciphertext, at: objectKey)
+        }
+        _ = try await persist { try await registry.commitEscrow(jobID: jobID, deviceID: deviceID) }
+        state = .escrowed
+        emit(.stateChanged, step: .escrow, state: .escrowed, fingerprint: key.publicKey.fingerprint)
+    }
+
+    /// Registers the public key derived from what the device holds, in one transaction with the
+    /// move to `registered` (the registry refuses it without a committed escrow object).
+    private func register() async throws {
+        let key = try await recordedKey()
+        let registry = context.registry
+        let (jobID, deviceID) = (context.jobID, self.deviceID)
+        guard let object = try await persist({ try await registry.escrowObject(jobID: jobID, deviceID: deviceID) }) else {
+            throw ProvisioningError.keyChanged(deviceID: deviceID, recorded: recordedFingerprint ?? "?", found: "no escrow object")
+        }
+        let registration = NewKeyRegistration(
+            productID: definition.product.id, deviceID: deviceID,
+            algorithm: key.algorithm == .rsa ? .rsa : .ec, spkiDER: key.publicKey.spkiDER,
+            fingerprint: key.publicKey.fingerprint, escrowObjectID: object.id, jobID: jobID, station: definition.station)
+        _ = try await persist { try await registry.registerKey(registration) }
+        state = .registered
+        emit(.stateChanged, step: .register, state: .registered, fingerprint: key.publicKey.fingerprint)
+    }
+
+    /// Leaves DFU mode. A device already back in normal mode (a run that stopped after leaving)
+    /// needs nothing more.
+    private func leave() async throws {
+        let inNormalMode = context.watcher.devices.contains {
+            $0.identity.serialNumber?.lowercased() == deviceID && $0.identity.productID == platform.normalProductID
+        }
+        if !inNormalMode {
+            let device = try await dfuDevice()
+            try await device.leave()
+            await closeSession()
+        }
+        try await advance(to: .done)
+    }
+
+    // MARK: The device handle
+
+    /// The device in DFU mode, found through the station's one bus watcher (switched from normal
+    /// mode first if needed).
+    private func dfuDevice() async throws -> ParticleDFUDevice {
+        if let session { return session }
+        let match = USBDeviceMatch(serialNumber: deviceID, vendorID: platform.vendorID,
+                                   productIDs: [platform.normalProductID, platform.dfuProductID])
+        let opened: USBOpenedDevice
+        do {
+            opened = try await context.watcher.waitForDevice(match, timeout: context.reenumerationTimeout)
+        } catch .timedOut {
+            throw ProvisioningError.deviceMissing(deviceID: deviceID, waited: context.reenumerationTimeout)
+        }
+        port = opened.identity.port
+        let device: ParticleDFUDevice
+        if opened.identity.productID == platform.normalProductID {
+            emit(.stepStarted, step: .enterDFU, message: "switching to DFU mode")
+            device = try await ParticleModeSwitch.enterDFU(opened.transport, identity: opened.identity,
+                                                           locator: context.watcher, timeout: context.reenumerationTimeout)
+            port = device.port ?? port
+        } else {
+            do {
+                device = try await ParticleDFUDevice.open(opened.transport, port: opened.identity.port, expecting: platform)
+            } catch {
+                await (opened.transport as? any ClosableControlTransport)?.close()
+                throw error
+            }
+        }
+        session = device
+        return device
+    }
+
+    /// Closes the device's handle: no claimed handle is kept across a re-enumeration or a retry.
+    private func closeSession() async {
+        guard let session else { return }
+        self.session = nil
+        await (session.dfu.transport as? any ClosableControlTransport)?.close()
+    }
+
+    // MARK: Persisting
+
+    /// Moves the device's persisted state one step forward. A reply lost with the connection
+    /// (the server committed, the client never heard) shows up on the retry as a state conflict
+    /// whose actual state is the target: that is success.
+    private func advance(to next: DeviceWorkflowState, fingerprint: String? = nil) async throws {
+        let registry = context.registry
+        let (jobID, deviceID, from, portPath) = (context.jobID, self.deviceID, state, port.description)
+        _ = try await persist {
+            do {
+                return try await registry.advanceJobDevice(jobID: jobID, deviceID: deviceID, from: from.rawValue,
+                                                           to: next.rawValue, keyFingerprint: fingerprint, portPath: portPath)
+            } catch let error as RegistryError {
+                if case .stateConflict = error,
+                   let row = try await registry.jobDevice(jobID: jobID, deviceID: deviceID), row.state == next.rawValue {
+                    return row
+                }
+                throw error
+            }
+        }
+        state = next
+        emit(.stateChanged, step: ProvisioningStep(leaving: from), state: next, fingerprint: fingerprint)
+    }
+
+    /// Runs a registry call until it succeeds while the database is away: devices are held, not
+    /// failed, and finish when it returns. Errors that are not about reaching the database
+    /// (conflicts, refusals) are thrown at once.
+    private func persist<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        var attempt = 1
+        var held = false
+        while true {
+            do {
+                let value = try await body()
+                if held { emit(.note, message: "the registry is back; going on") }
+                return value
+            } catch {
+                let failureClass = error.failureClass
+                guard failureClass == .retryable || failureClass == .needsOperator else { throw error }
+                if !held && (failureClass == .needsOperator || attempt >= 3) {
+                    held = true
+                    emit(.held, message: "waiting for the registry: \(error)", failureClass: failureClass)
+                }
+                if await context.stop.sleep(for: definition.retries.backoff(after: attempt)) { throw StopRequested() }
+                attempt += 1
+            }
+        }
+    }
+
+    // MARK: Events and reports
+
+    private func progressReporter(_ step: ProvisioningStep) -> DFUProgressHandler {
+        let throttle = ProgressThrottle(interval: .milliseconds(250))
+        let (emit, jobID, port, deviceID, platform) = (context.emit, context.jobID, port.description, deviceID, platform.name)
+        return { progress in
+            guard throttle.shouldReport(done: progress.bytesDone, total: progress.totalBytes) else { return }
+            emit(ProvisioningEvent(type: .progress, jobID: jobID, port: port, deviceID: deviceID, platform: platform,
+                                   step: step, done: progress.bytesDone, total: progress.totalBytes,
+                                   message: progress.phase.rawValue))
+        }
+    }
+
+    private func emit(_ type: ProvisioningEvent.Kind, step: ProvisioningStep? = nil, state: DeviceWorkflowState? = nil,
+                      outcome: DeviceOutcome? = nil, attempt: Int? = nil, message: String? = nil,
+                      failureClass: FailureClass? = nil, fingerprint: String? = nil) {
+        context.emit(ProvisioningEvent(type: type, jobID: context.jobID, port: port.description, deviceID: deviceID,
+                                       platform: platform.name, step: step, state: state, outcome: outcome, attempt: attempt,
+                                       elapsed: Self.seconds(ContinuousClock.now - started), message: message,
+                                       failureClass: failureClass?.rawValue, fingerprint: fingerprint))
+    }
+
+    private func report(_ outcome: DeviceOutcome, reason: String? = nil, failureClass: FailureClass? = nil,
+                        step: ProvisioningStep? = nil) -> DeviceReport {
+        DeviceReport(port: port.description, deviceID: deviceID, platform: platform.name, outcome: outcome,
+                     state: state, fingerprint: key?.publicKey.fingerprint ?? recordedFingerprint, reason: reason,
+                     failureClass: failureClass?.rawValue, failedStep: step, steps: timings,
+                     seconds: Self.seconds(ContinuousClock.now - started))
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    static func state(_ raw: String) throws -> DeviceWorkflowState {
+        guard let state = DeviceWorkflowState(rawValue: raw) else {
+            throw ProvisioningError.unknownState(raw)
+        }
+        return state
+    }
+}
+
+/// Lets progress through at most every `interval`, and always the last block.
+final class ProgressThrottle: @unchecked Sendable {
+    private let lock = NSLock()
+    private let interval: Duration
+    private var last: ContinuousClock.Instant?
+
+    init(interval: Duration) { self.interval = interval }
+
+    func shouldReport(done: Int, total: Int) -> Bool {
+        let now = ContinuousClock.now
+        return lock.withLock {
+            if done < total, let last, now - last < interval { return false }
+            last = now
+            return true
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+
+/// A request to stop a run at the next step boundary (Ctrl-C). Steps that are running finish —
+/// a half-written sector is worse than a second's wait — and no new step starts.
+public final class StopSignal: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stopped = false
+    private var waiters: [UUID: CheckedContinuation<Void, Never>] = [:]
+
+    public init() {}
+
+    public var isStopRequested: Bool { lock.withLock { stopped } }
+
+    public func requestStop() {
+        let woken = lock.withLock { () -> [CheckedContinuation<Void, Never>] in
+            stopped = true
+            defer { waiters.removeAll() }
+            return Array(waiters.values)
+        }
+        woken.forEach { $0.resume() }
+    }
+
+    /// Sleeps for `duration` or until a stop is requested, whichever comes first. Returns true if
+    /// a stop was requested. Used for retry back-off and while a device is held, so Ctrl-C never
+    /// waits out a back-off.
+    public func sleep(for duration: Duration) async -> Bool {
+        let id = UUID()
+        let sleeper = Task {
+            try? await Task.sleep(for: duration)
+            self.wake(id)
+        }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = lock.withLock { () -> Bool in
+                if stopped { return true }
+                waiters[id] = continuation
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+        sleeper.cancel()
+        return isStopRequested
+    }
+
+    private func wake(_ id: UUID) {
+        lock.withLock { waiters.removeValue(forKey: id) }?.resume()
+    }
+}

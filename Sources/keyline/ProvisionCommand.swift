@@ -1,0 +1,169 @@
+import ArgumentParser
+import DFU
+import Escrow
+import FailurePolicy
+import Foundation
+import Pipeline
+import Registry
+import USB
+
+/// `keyline provision PIPELINE`: the factory line.
+struct ProvisionCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "provision",
+        abstract: "Provision the attached devices with a pipeline: flash, server key, device key, escrow, register.",
+        discussion: """
+            Every device attached (or selected by the pipeline) runs the workflow of the pipeline file \
+            in parallel: identify, switch to DFU mode, flash each image, write the server key, generate \
+            (key mode host, blank slots only) or read (key mode device) the device key, escrow its \
+            encrypted backup, register its public key, leave DFU mode. Each state is recorded in the \
+            registry before it counts, so a run stopped anywhere (Ctrl-C, a crash, a power cut) is \
+            continued with --resume JOB. A key already on a device is re-read, never replaced.
+
+            Per-station settings can come from the command line or the environment instead of the \
+            pipeline file: --station (KEYLINE_STATION), --store (KEYLINE_ESCROW_STORE), --recipients \
+            (KEYLINE_RECIPIENTS), database (DATABASE_URL or libpq's PG* variables).
+
+            Ctrl-C stops at the next step boundary and prints how to resume; a second Ctrl-C exits at once \
+            (a resume still works).
+
+            EXIT CODES
+              0    every device done (or skipped: another platform, already provisioned)
+              3    some devices failed; the others are done (see the table and the job's logs)
+              64   usage error
+              65   invalid pipeline (every problem is listed with file and line)
+              66   pipeline or a file it names is missing
+              69   no device to provision (none attached, none selected)
+              75   registry database or escrow store unreachable: fix it, then --resume
+              77   permission denied (database role, store directory)
+              78   database settings invalid
+              130  interrupted (Ctrl-C): --resume JOB continues
+            """)
+
+    @Argument(help: "The pipeline file (YAML), e.g. pipelines/photon-factory.yaml.")
+    var pipeline: String
+
+    @Option(help: "Provision at most this many devices (with --wait: keep waiting until this many ran).")
+    var devices: Int?
+
+    @Flag(help: "Keep running and provision devices as they are plugged in, until Ctrl-C.")
+    var wait = false
+
+    @Option(help: "Continue job JOB after a crash or a power cut: every unfinished device goes on from its last recorded state.")
+    var resume: Int64?
+
+    @Option(help: "This station's name (default: the pipeline's, KEYLINE_STATION, or the host name).")
+    var station: String?
+
+    @Option(help: "Escrow store directory (default: the pipeline's or KEYLINE_ESCROW_STORE).")
+    var store: String?
+
+    @Option(help: "File of age recipients (age1…) to escrow to (default: the pipeline's or KEYLINE_RECIPIENTS).")
+    var recipients: String?
+
+    @Option(help: "Devices provisioned at once (default: the pipeline's).")
+    var concurrency: Int?
+
+    @Option(help: "Folder for the per-device logs of each job (default: KEYLINE_LOG_DIR or ./keyline-logs).")
+    var logDir: String?
+
+    @Option(help: "Seconds to wait for a device to come back after a mode switch or to be plugged back in.")
+    var timeout: Double = 20
+
+    @OptionGroup var output: OutputOptions
+
+    func validate() throws {
+        if let devices, devices < 1 { throw ValidationError("--devices must be at least 1") }
+        if let concurrency, !(1...256).contains(concurrency) { throw ValidationError("--concurrency must be 1–256") }
+        guard timeout.isFinite, timeout > 0, timeout <= 600 else { throw ValidationError("--timeout must be more than 0 and at most 600 seconds") }
+        if wait && resume != nil { throw ValidationError("--wait and --resume cannot be combined: resume the job, then start a new one with --wait") }
+    }
+
+    func run() async throws {
+        let display = ProvisionDisplay(style: output.json ? .json : isatty(STDOUT_FILENO) == 1 ? .table : .lines)
+        try await CLI.run(json: output.json) {
+            let environment = ProcessInfo.processInfo.environment
+            let definition = try PipelineLoader.load(
+                path: pipeline, environment: environment,
+                overrides: PipelineOverrides(station: station, store: store, recipientsFile: recipients, concurrency: concurrency))
+            let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
+                ?? ConnectionSettings.fromEnvironment()
+            let registry = try await RegistryDatabase.connect(settings, connections: min(max(definition.concurrency, 2), 16))
+            let escrowStore = DirectoryEscrowStore(root: URL(fileURLWithPath: definition.escrow.store))
+            let context = await USBContext.make()
+            if let reason = await context.unavailableReason() {
+                display.say("keyline: USB is not available here (\(reason)); waiting for devices anyway")
+            }
+            let watcher = DeviceBusWatcher(bus: context)
+            defer { watcher.stop() }
+            let stop = StopSignal()
+            let interrupts = Self.handleInterrupts(stop: stop, display: display)
+            defer { interrupts.cancel() }
+            let logRoot = logDir ?? environment["KEYLINE_LOG_DIR"] ?? "keyline-logs"
+            let runner = ProvisioningRunner(
+                definition: definition, registry: registry, store: escrowStore, watcher: watcher,
+                options: ProvisioningOptions(deviceLimit: devices, wait: wait, resumeJobID: resume,
+                                             reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))),
+                                             logDirectory: URL(fileURLWithPath: logRoot)),
+                stop: stop, events: { display.handle($0) })
+            let summary = try await runner.run()
+            display.finish()
+            try report(summary, display: display, logRoot: logRoot)
+        }
+    }
+
+    private func report(_ summary: ProvisioningSummary, display: ProvisionDisplay, logRoot: String) throws {
+        let done = summary.count(.done), failed = summary.count(.failed)
+        let skipped = summary.count(.skipped), interrupted = summary.count(.interrupted)
+        if output.json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            encoder.dateEncodingStrategy = .iso8601
+            if let data = try? encoder.encode(["summary": summary]) {
+                FileHandle.standardOutput.write(data + Data("\n".utf8))
+            }
+        } else {
+            print("")
+            print("job \(summary.jobID): \(done) done, \(failed) failed, \(skipped) skipped, \(interrupted) interrupted in \(String(format: "%.1f", summary.seconds)) s (product \(summary.product), station \(summary.station))")
+            for device in summary.devices where device.outcome == .failed {
+                print("  FAILED \(device.port) \(device.deviceID ?? "?") at \(device.failedStep?.rawValue ?? "?") (\(device.failureClass ?? "?")): \(device.reason ?? "")")
+            }
+            print("  logs: \(logRoot)/job-\(summary.jobID)/")
+            if interrupted > 0 || failed > 0 {
+                print("  to continue: keyline provision \(pipeline) --resume \(summary.jobID)")
+            }
+        }
+        if summary.interrupted { throw ExitCode(KeylineExit.interrupted.rawValue) }
+        if summary.devices.isEmpty && !wait {
+            throw CommandFailure(kind: "noDevices", message: "no device to provision: none attached or none selected by the pipeline",
+                                 exit: .unavailable)
+        }
+        if failed > 0 { throw ExitCode(KeylineExit.someDevicesFailed.rawValue) }
+    }
+
+    /// SIGINT/SIGTERM: the first stops at the next step boundary, the second exits at once.
+    private static func handleInterrupts(stop: StopSignal, display: ProvisionDisplay) -> Task<Void, Never> {
+        let queue = DispatchQueue(label: "keyline.provision.signals")
+        let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+            signal(number, SIG_IGN)
+            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
+            source.setEventHandler {
+                if stop.isStopRequested {
+                    display.say("keyline: stopped at once; run again with --resume to continue")
+                    Foundation.exit(KeylineExit.interrupted.rawValue)
+                }
+                stop.requestStop()
+                display.say("keyline: stopping after the running steps finish (Ctrl-C again to quit at once)")
+            }
+            source.resume()
+            return source
+        }
+        return Task {
+            await withTaskCancellationHandler {
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
+            } onCancel: {
+                sources.forEach { $0.cancel() }
+            }
+        }
+    }
+}
