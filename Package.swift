@@ -59,7 +59,9 @@ let package = Package(
         .testTarget(name: "PipelineTests", dependencies: [
             "Pipeline", "Registry", "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Simulator", "FailurePolicy", "TestSupport",
         ]),
-        .testTarget(name: "CLITests", dependencies: ["keyline", "DeviceKeys", "DFU", "USB", "ParticleDevice", "Simulator", "TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: [
+            "keyline", "DeviceKeys", "DFU", "USB", "ParticleDevice", "Simulator", "Escrow", "Registry", "Pipeline", "TestSupport",
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,0 +1,119 @@
+import DFU
+import DeviceKeys
+import Escrow
+import Foundation
+import ParticleDevice
+import Registry
+import Simulator
+import Testing
+import TestSupport
+
+/// A simulated production line for `keyline provision` tests: a fleet served in-process through
+/// the libusb stand-in (keyline runs as a child process, the real USB path), a fresh registry
+/// database, an escrow identity, synthetic firmware and a directory store.
+final class ProvisionLine: @unchecked Sendable {
+    static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .deletingLastPathComponent()
+
+    let fleet: SimulatedFleet
+    let server: StandInServer
+    let scratch: ScratchDirectory
+    let database: String
+    var environment: [String: String]
+    var identity: URL { scratch.url.appendingPathComponent("rma-identity.txt") }
+    var store: URL { scratch.url.appendingPathComponent("escrow") }
+    var logs: URL { scratch.url.appendingPathComponent("logs") }
+
+    init(timeScale: Double = 0, seed: UInt64 = 1, _ build: (SimulatedFleet) throws -> Void) async throws {
+        fleet = try SimulatedFleet(timeScale: timeScale, seed: seed)
+        try build(fleet)
+        server = StandInServer(socketPath: Subprocess.socketPath(), fleet: fleet)
+        try server.start()
+        scratch = try ScratchDirectory(label: "provision")
+        database = "kl_prov_" + String((0..<10).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
+        try await DatabaseCLITests.psql("CREATE DATABASE \(database)")
+        environment = try Subprocess.standInEnvironment(socket: server.socketPath)
+            .merging(try DatabaseCLITests.environment(database: database)) { _, new in new }
+        if environment["DATABASE_URL"] == nil { environment["DATABASE_URL"] = "" }
+        let firmware = scratch.url.appendingPathComponent("firmware")
+        try FileManager.default.createDirectory(at: firmware, withIntermediateDirectories: true)
+        environment["KEYLINE_FIRMWARE"] = firmware.path
+        environment["KEYLINE_RECIPIENTS"] = scratch.url.appendingPathComponent("recipients.txt").path
+        environment["KEYLINE_ESCROW_STORE"] = store.path
+        environment["KEYLINE_STATION"] = "test-station"
+        environment["KEYLINE_LOG_DIR"] = logs.path
+
+        try await keyline(["db", "migrate"]).requireSuccess()
+        let keygen = try await keyline(["escrow", "keygen", "-o", identity.path]).requireSuccess()
+        try keygen.stdout.write(toFile: environment["KEYLINE_RECIPIENTS"]!, atomically: true, encoding: .utf8)
+        for platform in ["photon", "boron"] {
+            try await keyline(["sim", "make-firmware", "--platform", platform, "--function", "user", "--index", "1",
+                               "-o", firmware.appendingPathComponent("\(platform)-user.bin").path]).requireSuccess()
+        }
+    }
+
+    static func pipeline(_ name: String) -> String {
+        packageRoot.appendingPathComponent("pipelines/\(name)").path
+    }
+
+    @discardableResult
+    func keyline(_ arguments: [String], timeout: Duration = .seconds(300)) async throws -> ChildProcess.Result {
+        try await ChildProcess.run(Subprocess.keyline, arguments, environment: environment, timeout: timeout)
+    }
+
+    func registry() async throws -> RegistryDatabase {
+        try await RegistryDatabase.connect(ConnectionSettings.fromEnvironment(
+            environment.merging(ProcessInfo.processInfo.environment) { mine, _ in mine }
+                .filter { $0.key != "DATABASE_URL" || !$0.value.isEmpty },
+            searchingFrom: Self.packageRoot.path))
+    }
+
+    func stop() async {
+        server.stop()
+        try? await DatabaseCLITests.psql("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+        scratch.remove()
+    }
+
+    /// The design's invariants, checked from the database, the escrow store (decrypting with the
+    /// RMA identity) and every simulated device's key slot: each device of `devices` has exactly
+    /// one active registration; its backup exists with the recorded SHA-256 and decrypts to a
+    /// private key whose public key is the registered one and the one the device holds.
+    func checkInvariants(product: String, devices: [SimulatedDevice]) async throws {
+        let registry = try await registry()
+        let identities = try X25519Identity.parseFile(String(contentsOf: identity, encoding: .utf8))
+        let directory = DirectoryEscrowStore(root: store)
+        let registrations = try await registry.registrations(productID: product)
+        for device in devices {
+            let active = registrations.filter { $0.registration.deviceID == device.deviceID && $0.registration.status == .active }
+            #expect(active.count == 1, "device \(device.deviceID) has \(active.count) active registrations")
+            guard let audited = active.first else { continue }
+            let object = audited.escrowObject
+            let key = try EscrowObjectKey(product: product, deviceID: device.deviceID, publicKeySHA256: object.publicKeySHA256)
+            #expect(object.objectKey == key.path)
+            let ciphertext = try await directory.get(key, expectedSHA256: object.ciphertextSHA256)
+            let backup = try EscrowBackup.decrypt(ciphertext, identities: identities)
+            #expect(backup.deviceID == device.deviceID)
+            #expect(backup.privateKey.publicKey.fingerprint == audited.registration.fingerprint)
+            #expect(backup.privateKey.publicKey.spkiDER == audited.registration.spkiDER)
+            let held = try DevicePrivateKey(slot: device.privateKeySlot())
+            #expect(held.publicKey.fingerprint == audited.registration.fingerprint,
+                    "device \(device.deviceID) holds \(held.publicKey.fingerprint), registered \(audited.registration.fingerprint)")
+            #expect(held.der == backup.privateKey.der)
+        }
+        // No registration without a backup anywhere in the product (the FK says so; check anyway).
+        for audited in registrations {
+            #expect(audited.escrowObject.publicKeySHA256 == audited.registration.fingerprint)
+        }
+    }
+
+    /// The JSON lines of a `--json` run, decoded.
+    static func events(_ result: ChildProcess.Result) -> [[String: Any]] {
+        result.stdout.split(separator: "\n").compactMap {
+            try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+        }
+    }
+
+    static func summary(_ result: ChildProcess.Result) -> [String: Any]? {
+        events(result).last?["summary"] as? [String: Any]
+    }
+}
