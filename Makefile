@@ -51,6 +51,8 @@ bench: deps standin db-up
 	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
 	$$($(SWIFT) build -c release --show-bin-path)/keyline-bench
+	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline \
+	  KEYLINE_BENCH=$$($(SWIFT) build -c release --show-bin-path)/keyline-bench bash Benchmarks/provision-bench.sh
 
 # Until the provisioning runner exists, the demo shows the key commands on real files.
 demo: build db-up standin

@@ -14,10 +14,15 @@ let benchmarks: [Benchmark] = [
     Benchmark(name: "registry", run: registryBenchmark),
     Benchmark(name: "dfu", run: DFUBenchmarks.run),
     Benchmark(name: "usb-standin", run: StandInBenchmark.run),
+    // Only on request (provision-bench.sh asks for it): the yardstick of the runner's CPU per device.
+]
+
+let onRequest: [Benchmark] = [
+    Benchmark(name: "keygen-readback", run: keygenReadbackBenchmark),
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())
-for benchmark in benchmarks where wanted.isEmpty || wanted.contains(benchmark.name) {
-    print("== \(benchmark.name)")
+for benchmark in benchmarks + onRequest where wanted.isEmpty ? !onRequest.contains { $0.name == benchmark.name } : wanted.contains(benchmark.name) {
+    if wanted.isEmpty { print("== \(benchmark.name)") }
     do { try await benchmark.run() } catch { print("benchmark \(benchmark.name) failed: \(error)") }
 }

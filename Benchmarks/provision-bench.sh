@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# `make bench`, part 2: `keyline provision` on simulated fleets behind the libusb stand-in (the
+# real USB code), and the fixed peer baseline (../shared/bench/baseline-batch.sh: dfu-util,
+# openssl, age, psql per device) on the same kind of fleet. One run, figures as ratios.
+#   1. parallel efficiency with the timing model on (time scale 1): one device alone vs 32 and 64;
+#   2. host CPU per device at zero device latency vs OpenSSL's own key generation + read-back check;
+#   3. the baseline serially and 16 / 64 at a time vs keyline, 64 devices, zero latency.
+# Needs: a release build (keyline, keyline-bench), the stand-in, PostgreSQL settings in PG* or
+# DATABASE_URL (make bench passes the local cluster's).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+K=${KEYLINE:-$root/.build/release/keyline}
+B=${KEYLINE_BENCH:-$root/.build/release/keyline-bench}
+baseline=$root/../shared/bench/baseline-batch.sh
+export LD_LIBRARY_PATH=$root/.build/standin
+export PGOPTIONS="${PGOPTIONS:-} -c client_min_messages=warning"
+w=$(mktemp -d /tmp/keyline-provbench.XXXXXX)
+sim=
+cleanup() { [ -n "$sim" ] && kill "$sim" 2>/dev/null; wait 2>/dev/null; rm -rf "$w"; }
+trap cleanup EXIT
+
+# A database of its own, migrated; the baseline's table goes there too.
+db=kl_bench_$(date +%s)_$$
+psql ${DATABASE_URL:+"$DATABASE_URL"} -qc "CREATE DATABASE $db" >/dev/null
+trap 'cleanup; psql ${DATABASE_URL:+"$DATABASE_URL"} -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1' EXIT
+if [ -n "${DATABASE_URL:-}" ]; then export DATABASE_URL="${DATABASE_URL%/*}/$db"; else export PGDATABASE=$db; fi
+"$K" db migrate >/dev/null
+
+mkdir -p "$w/firmware"
+"$K" escrow keygen -o "$w/identity.txt" >"$w/recipients.txt"
+"$K" sim make-firmware --platform photon --function user --index 1 --size 65536 -o "$w/firmware/photon-user.bin" >/dev/null
+export KEYLINE_FIRMWARE=$w/firmware KEYLINE_RECIPIENTS=$w/recipients.txt KEYLINE_STATION=bench KEYLINE_LOG_DIR=$w/logs
+
+# keyline provision over N fresh Photons in DFU mode at time scale TS, N at a time.
+# Sets wall, cpu (user + system of keyline) and slowest (the slowest device's own run time).
+provision() {
+  local n=$1 ts=$2 sock=$w/sim.sock
+  rm -f "$sock"
+  "$K" sim serve --socket "$sock" --fleet "photon:$n" --mode dfu --time-scale "$ts" --seed "$(date +%s%N)" >"$w/sim.log" 2>&1 &
+  sim=$!
+  for _ in $(seq 100); do grep -qs '^serving' "$w/sim.log" && break; sleep 0.1; done
+  KEYLINE_SIM_SOCKET=$sock KEYLINE_ESCROW_STORE=$w/store \
+    /usr/bin/time -f '%e %U %S' -o "$w/time" \
+    "$K" provision "$root/pipelines/photon-factory.yaml" --json --concurrency "$n" --devices "$n" >"$w/out.json" 2>"$w/err" \
+    || { echo "keyline provision failed (n=$n ts=$ts):"; tail -5 "$w/err"; }
+  kill "$sim" 2>/dev/null; wait "$sim" 2>/dev/null || true; sim=
+  read -r wall user system <"$w/time"
+  cpu=$(echo "$user + $system" | bc -l)
+  slowest=$(tail -n 1 "$w/out.json" | python3 -c 'import json,sys; d=json.load(sys.stdin)["summary"]["devices"]; print(max(x["seconds"] for x in d) if d else 0)')
+  done_count=$(tail -n 1 "$w/out.json" | python3 -c 'import json,sys; print(sum(1 for x in json.load(sys.stdin)["summary"]["devices"] if x["outcome"]=="done"))')
+}
+
+echo "== provision: parallel efficiency, timing model on (time scale 1, 64 KiB image, Photon)"
+provision 1 1; solo=$wall
+printf '  1 device alone: %.2f s (done %s)\n' "$solo" "$done_count"
+for n in 32 64; do
+  provision "$n" 1
+  printf '  %2d devices: wall %.2f s, slowest device %.2f s, done %s; efficiency (one device alone / batch wall) %.3f, (slowest device / batch wall) %.3f\n' \
+    "$n" "$wall" "$slowest" "$done_count" "$(echo "$solo / $wall" | bc -l)" "$(echo "$slowest / $wall" | bc -l)"
+done
+
+echo "== provision: host CPU per device at zero device latency (64 Photons, RSA keys generated on the host)"
+provision 64 0; k64=$wall
+per_device=$(echo "$cpu / 64 * 1000" | bc -l)
+reference=$("$B" keygen-readback | awk '/^keygen-readback-ms/ {print $2}')
+printf '  keyline: %.1f ms CPU per device (wall %.2f s for 64, done %s); OpenSSL RSA-1024 generation + read-back check: %.1f ms; ratio %.2fx (goal <= 1.5x)\n' \
+  "$per_device" "$k64" "$done_count" "$reference" "$(echo "$per_device / $reference" | bc -l)"
+
+echo "== provision vs the peer baseline (64 Photons, zero latency, 64 KiB image): $baseline"
+best=
+for p in 1 16 64; do
+  out=$(KEYLINE=$K STANDIN=$root/.build/standin bash "$baseline" photon 64 "$p" 0 2>&1 | tail -n 1)
+  bw=$(sed -n 's/.* wall=\([0-9.]*\)s.*/\1/p' <<<"$out")
+  echo "  baseline P=$p: $out"
+  if [ -n "$bw" ]; then
+    printf '    baseline / keyline wall: %.1fx\n' "$(echo "$bw / $k64" | bc -l)"
+    if [ -z "$best" ] || [ "$(echo "$bw < $best" | bc -l)" = 1 ]; then best=$bw; fi
+  fi
+done
+[ -n "$best" ] && printf '  keyline is %.1fx faster than the baseline at its best (goal >= 10x)\n' "$(echo "$best / $k64" | bc -l)"
