@@ -14,7 +14,9 @@ import Darwin
 /// survives a power cut once `put` returns. New directories are fsynced into their parents too.
 /// A put that finds identical bytes already stored (a resumed run, or a concurrent writer) fsyncs
 /// that object and the directories above it before returning: the run that linked it may have
-/// crashed before its own directory fsync.
+/// crashed before its own directory fsync. `adopt` does the same for an object whose bytes match
+/// a recorded hash (a redone escrow cannot reproduce age's random output), and
+/// `sweepStaleTemporaryFiles` removes what a killed put left (`.<spki-sha256>.age.<UUID>.tmp`).
 ///
 /// All file I/O (fsync in particular can block for seconds) runs on a dedicated dispatch queue,
 /// never on Swift's cooperative pool.
