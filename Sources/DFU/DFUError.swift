@@ -1,3 +1,5 @@
+import FailurePolicy
+
 /// What the DFU client was doing when something failed; names the step in error messages.
 public enum DFUOperation: String, Sendable, Hashable, Codable {
     case readDescriptors = "read descriptors"
@@ -131,5 +133,33 @@ extension DFUStatusCode {
         case .errUSBR, .errPOR: "the device was reset during the transfer: check the cable and hub, then retry"
         case .errUnknown, .errStalledPkt: "retry; if it repeats, power-cycle the device"
         }
+    }
+}
+
+extension DFUError: ClassifiedError {
+    /// Transfers that time out or lose the device (a re-enumeration settling, a loose cable) and
+    /// a read-back that differs (the write is simply redone) can succeed when tried again; what
+    /// the device reports or refuses is the device's fault; a range outside its memory layout is
+    /// a request that cannot fit, whatever device it is sent to.
+    public var failureClass: FailureClass {
+        switch reason {
+        case .transfer(let error, _): Self.failureClass(of: error)
+        case .verifyMismatch: .retryable
+        case .outsideMemoryLayout, .notReadable, .notWritable: .badInput
+        case .deviceStatus, .unexpectedState, .malformedReply, .descriptor, .deviceProtected, .shortRead,
+             .stuckBusy, .notInDFUMode: .badDevice
+        }
+    }
+
+    /// The class of a failed control transfer. Matched case by case rather than exhaustively
+    /// so that new transfer errors default to "this device" (never retried blindly).
+    public static func failureClass(of error: USBTransferError) -> FailureClass {
+        if case .timeout = error { return .retryable }
+        if case .disconnected = error { return .retryable }
+        // libusb's other I/O errors are bus hiccups as often as not; retries are bounded.
+        if case .io = error { return .retryable }
+        // Cancelled means the runner is stopping: the step can be done again on resume.
+        if case .cancelled = error { return .retryable }
+        return .badDevice
     }
 }

@@ -1,3 +1,5 @@
+import FailurePolicy
+
 /// Why a key could not be made, read or used. Each case is a distinct failure a station engineer
 /// can act on; none carries key bytes.
 public enum DeviceKeyError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -65,6 +67,21 @@ public enum DeviceKeyError: Error, Sendable, Equatable, CustomStringConvertible 
             "the \(algorithm.displayName) private key is damaged: its private and public parts do not match; it cannot be used or escrowed"
         case let .generationFailed(algorithm, reason):
             "could not generate an \(algorithm.displayName) key: \(reason)"
+        }
+    }
+}
+
+extension DeviceKeyError: ClassifiedError {
+    /// A slot read from a device that is blank where a key is needed, corrupt or truncated is
+    /// the device's fault; a key file that is unreadable or unsuitable is the input's. (A key
+    /// error wrapped in `ParticleDeviceError` is classified there, from the device's side.)
+    public var failureClass: FailureClass {
+        switch self {
+        case .blankSlot, .corruptSlot, .truncatedPKCS8InSlot: .badDevice
+        // OpenSSL could not make a key on this host: nothing about a device or a file.
+        case .generationFailed: .needsOperator
+        case .empty, .notAKey, .truncated, .malformedDER, .malformedPEM, .noKeyInPEM, .encryptedPEM,
+             .unsupportedAlgorithm, .unsupportedCurve, .notAPrivateKey, .trailingBytes, .inconsistentKeyPair: .badInput
         }
     }
 }

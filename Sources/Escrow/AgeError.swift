@@ -1,3 +1,4 @@
+import FailurePolicy
 import Foundation
 
 /// Why an age file could not be read or written. Descriptions name what is wrong and what to
@@ -14,8 +15,9 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
     }
 
     /// The broad classes of the C2SP age test vectors, so callers (and exit codes) can act
-    /// on what kind of failure happened without matching every case.
-    public enum FailureClass: String, Sendable {
+    /// on what kind of failure happened without matching every case. (Named `Category`, not
+    /// `FailureClass`: `failureClass` is the shared retry/operator policy of `ClassifiedError`.)
+    public enum Category: String, Sendable {
         case armor, header, noMatch = "no match", headerMAC = "HMAC", payload, usage, io
     }
 
@@ -43,7 +45,7 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
     /// Reading or writing a streamed file failed.
     case io(operation: String, path: String, errno: Int32)
 
-    public var failureClass: FailureClass {
+    public var category: Category {
         switch self {
         case .malformedArmor: .armor
         case .notAnAgeFile, .unsupportedVersion, .malformedHeader, .malformedStanza: .header
@@ -97,6 +99,17 @@ public enum AgeError: Error, Equatable, Sendable, CustomStringConvertible {
             "no identities given; pass an identity file holding AGE-SECRET-KEY-1… lines"
         case .io(let operation, let path, let code):
             "\(operation) \(path) failed: \(String(cString: strerror(code)))"
+        }
+    }
+}
+
+extension AgeError: ClassifiedError {
+    /// A file that does not parse or authenticate, or recipients / identities that are wrong, is
+    /// the input's fault and retrying cannot help; only file I/O needs a person (disk, permissions).
+    public var failureClass: FailureClass {
+        switch self {
+        case .io: .needsOperator
+        default: .badInput
         }
     }
 }

@@ -14,7 +14,9 @@ import Darwin
 /// survives a power cut once `put` returns. New directories are fsynced into their parents too.
 /// A put that finds identical bytes already stored (a resumed run, or a concurrent writer) fsyncs
 /// that object and the directories above it before returning: the run that linked it may have
-/// crashed before its own directory fsync.
+/// crashed before its own directory fsync. `adopt` does the same for an object whose bytes match
+/// a recorded hash (a redone escrow cannot reproduce age's random output), and
+/// `sweepStaleTemporaryFiles` removes what a killed put left (`.<spki-sha256>.age.<UUID>.tmp`).
 ///
 /// All file I/O (fsync in particular can block for seconds) runs on a dedicated dispatch queue,
 /// never on Swift's cooperative pool.
@@ -101,6 +103,33 @@ public struct DirectoryEscrowStore: EscrowStore {
         }
     }
 
+    /// The object at `key` counts as written when it has exactly `expectedSHA256`; it is fsynced
+    /// with the directories above it first, as the identical-bytes path of `put` does, since the
+    /// run that linked it may have died before its directory fsync.
+    public func adopt(_ key: EscrowObjectKey, expectedSHA256: String) async throws -> Bool {
+        let root = root.path
+        let sync = sync
+        let expected = expectedSHA256.lowercased()
+        return try await offPool {
+            let components = [key.product, key.deviceID]
+            let path = "\(root)/\(key.path)"
+            guard let existing = try Self.readIfExists(path) else { return false }
+            let actual = sha256Hex(existing)
+            guard actual == expected else { throw EscrowStoreError.checksumMismatch(key, expected: expected, actual: actual) }
+            try sync.existing(path, root: root, components: components)
+            return true
+        }
+    }
+
+    public func sweepStaleTemporaryFiles(olderThan age: Duration) async throws -> Int {
+        let root = root.path
+        let (seconds, attoseconds) = age.components
+        let maximumAge = Double(seconds) + Double(attoseconds) / 1e18
+        return try await offPool { try Self.sweepBlocking(root: root, olderThan: maximumAge, now: Date().timeIntervalSince1970) }
+    }
+
+    public var storeURI: String { "file://" + root.path }
+
     private func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             queue.async { continuation.resume(with: Result { try work() }) }
@@ -147,6 +176,71 @@ public struct DirectoryEscrowStore: EscrowStore {
         unlink(temporary)
         try sync.directory(directory)
         return digest
+    }
+
+    /// The name `putBlocking` gives its temporary file: `.<spki-sha256>.age.<UUID>.tmp`. Only
+    /// names of exactly this shape are ever swept, so an object (never hidden) cannot match.
+    static func isTemporaryName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard bytes.count == 1 + 64 + 5 + 36 + 4, bytes.first == UInt8(ascii: "."),
+              EscrowObjectKey.isSHA256Hex(String(decoding: bytes[1..<65], as: UTF8.self)),
+              bytes[65..<70].elementsEqual(".age.".utf8), bytes.suffix(4).elementsEqual(".tmp".utf8) else { return false }
+        return UUID(uuidString: String(decoding: bytes[70..<106], as: UTF8.self)) != nil
+    }
+
+    /// Walks `<root>/<product>/<device-id>/` (the only places puts write) and unlinks stale
+    /// temporary files. Entries are checked with lstat: a symlink or directory is never removed.
+    static func sweepBlocking(root: String, olderThan maximumAge: Double, now: Double) throws -> Int {
+        var removed = 0
+        for product in try listDirectory(root) where EscrowObjectKey.isPathSegment(product) {
+            for device in try listDirectory("\(root)/\(product)") where EscrowObjectKey.isDeviceID(device) {
+                let directory = "\(root)/\(product)/\(device)"
+                for name in try listDirectory(directory) where isTemporaryName(name) {
+                    let path = "\(directory)/\(name)"
+                    var info = stat()
+                    guard lstat(path, &info) == 0 else {
+                        if errno == ENOENT { continue }  // its put finished or failed meanwhile
+                        throw EscrowStoreError.io(operation: "stat", path: path, errno: errno)
+                    }
+                    guard info.st_mode & S_IFMT == S_IFREG, now - modificationTime(info) > maximumAge else { continue }
+                    if unlink(path) == 0 {
+                        removed += 1
+                    } else if errno != ENOENT {
+                        throw EscrowStoreError.io(operation: "unlink", path: path, errno: errno)
+                    }
+                }
+            }
+        }
+        return removed
+    }
+
+    static func modificationTime(_ info: stat) -> Double {
+        #if canImport(Darwin)
+        Double(info.st_mtimespec.tv_sec) + Double(info.st_mtimespec.tv_nsec) / 1e9
+        #else
+        Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9
+        #endif
+    }
+
+    /// Entry names of a directory (without "." and ".."); a missing directory has none.
+    static func listDirectory(_ path: String) throws -> [String] {
+        guard let handle = opendir(path) else {
+            if errno == ENOENT || errno == ENOTDIR { return [] }
+            throw EscrowStoreError.io(operation: "open directory", path: path, errno: errno)
+        }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while true {
+            errno = 0
+            guard let entry = readdir(handle) else {
+                if errno != 0 { throw EscrowStoreError.io(operation: "read directory", path: path, errno: errno) }
+                return names
+            }
+            let name = withUnsafePointer(to: &entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
     }
 
     private static func idempotent(existing: [UInt8], key: EscrowObjectKey, newSHA256: String) throws -> String {

@@ -1,5 +1,6 @@
 import Crypto
 import DeviceKeys
+import FailurePolicy
 import Foundation
 
 /// The plaintext inside an escrow backup: a versioned JSON document naming the device and the
@@ -148,6 +149,16 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
         try Age.encrypt(encoded(), to: recipients)
     }
 
+    /// The backup encrypted for `recipients`, with everything a store and the registry need:
+    /// where it goes, its ciphertext SHA-256 (recorded as the write-ahead intent before the put,
+    /// so a redone run can adopt the object instead of colliding with it) and the key's fingerprint.
+    /// The one way the runner and `keyline escrow backup` compose a backup.
+    public func seal(to recipients: [X25519Recipient]) throws -> SealedBackup {
+        let ciphertext = try encrypt(to: recipients)
+        return SealedBackup(objectKey: objectKey, ciphertext: ciphertext, sha256: Age.sha256(ciphertext),
+                            publicKeySHA256: publicKeySHA256)
+    }
+
     /// Decrypts and validates a backup. age errors (`AgeError`) and document errors
     /// (`EscrowBackupError`) come out unchanged.
     public static func decrypt(_ file: [UInt8], identities: [any AgeIdentity]) throws -> EscrowBackup {
@@ -191,6 +202,27 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
     }
 }
 
+/// An encrypted backup ready for a store. Holds ciphertext only (never the key), so it can be
+/// kept, logged by its fields and retried freely.
+public struct SealedBackup: Sendable, Hashable {
+    /// `<product>/<device-id>/<spki-sha256>.age`.
+    public let objectKey: EscrowObjectKey
+    /// The age file (binary).
+    public let ciphertext: [UInt8]
+    /// Lowercase hex SHA-256 of `ciphertext`: what the registry records and `adopt` checks.
+    public let sha256: String
+    /// Lowercase hex SHA-256 of the key's SPKI DER.
+    public let publicKeySHA256: String
+
+    /// Internal: only `seal` makes one, so `sha256` always is the ciphertext's.
+    init(objectKey: EscrowObjectKey, ciphertext: [UInt8], sha256: String, publicKeySHA256: String) {
+        self.objectKey = objectKey
+        self.ciphertext = ciphertext
+        self.sha256 = sha256
+        self.publicKeySHA256 = publicKeySHA256
+    }
+}
+
 /// Why a decrypted backup document was refused. Never carries key material.
 public enum EscrowBackupError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformedDocument(String)
@@ -223,4 +255,10 @@ public enum EscrowBackupError: Error, Equatable, Sendable, CustomStringConvertib
             "the backup's \(field) is \(backup) but the active registration has \(registered); this backup belongs to another device or key: do not restore it"
         }
     }
+}
+
+extension EscrowBackupError: ClassifiedError {
+    /// A document or field that is wrong (including a backup restored against the wrong
+    /// registration) is bad input: retrying the same data gives the same answer.
+    public var failureClass: FailureClass { .badInput }
 }

@@ -1,4 +1,5 @@
 import Crypto
+import FailurePolicy
 import Foundation
 
 /// Where a backup lives in a store: `<product>/<device-id>/<spki-sha256>.age` (design.md,
@@ -57,6 +58,20 @@ public protocol EscrowStore: Sendable {
 
     /// Whether an object exists at `key`.
     func contains(_ key: EscrowObjectKey) async throws -> Bool
+
+    /// Takes over an object an earlier, interrupted run wrote (age output is random, so the
+    /// redone encryption can never match it; the registry's write-ahead intent holds its hash).
+    /// Returns true when an object with exactly `expectedSHA256` is at `key`, after making it
+    /// durable as `put` would have (it then counts as written); false when there is no object;
+    /// throws `.checksumMismatch` when one with other bytes is there (someone must look).
+    func adopt(_ key: EscrowObjectKey, expectedSHA256: String) async throws -> Bool
+
+    /// Removes the temporary files of puts that were killed before publishing, if older than
+    /// `olderThan` (a live put's file is younger); never touches an object. Returns how many.
+    func sweepStaleTemporaryFiles(olderThan: Duration) async throws -> Int
+
+    /// Where the store is, as the registry records it (`file:///abs/path` for a directory).
+    var storeURI: String { get }
 }
 
 /// Why a store operation failed. Carries keys, paths and hashes, never object contents.
@@ -79,6 +94,17 @@ public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertibl
             "escrow object \(key) has SHA-256 \(actual), not the recorded \(expected): it was modified or damaged; do not use it"
         case .io(let operation, let path, let code):
             "escrow store: \(operation) \(path) failed: \(String(cString: strerror(code))); check the store's disk and permissions"
+        }
+    }
+}
+
+extension EscrowStoreError: ClassifiedError {
+    /// Nothing here clears up by retrying: a bad key is the caller's input; the rest needs a
+    /// person (disk full, permissions, a damaged or conflicting object in the store).
+    public var failureClass: FailureClass {
+        switch self {
+        case .invalidKey: .badInput
+        case .objectExists, .notFound, .checksumMismatch, .io: .needsOperator
         }
     }
 }

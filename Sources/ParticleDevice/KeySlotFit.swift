@@ -1,4 +1,5 @@
 import DeviceKeys
+import FailurePolicy
 
 /// Whether a device key can live in a platform's private key slot and be used by Device OS.
 public enum KeySlotError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -22,6 +23,11 @@ public enum KeySlotError: Error, Sendable, Equatable, CustomStringConvertible {
             "the key's PKCS#1 layout does not put the modulus where Device OS reads it (offset 11); \(platform) could not derive its public key"
         }
     }
+}
+
+extension KeySlotError: ClassifiedError {
+    /// The key given does not suit the platform: the input (key file, pipeline) is wrong.
+    public var failureClass: FailureClass { .badInput }
 }
 
 extension Platform {

@@ -36,7 +36,7 @@ public struct ParticleDFUDevice: Sendable {
         return ParticleDFUDevice(dfu: dfu, platform: platform, deviceID: serial, port: port)
     }
 
-    private func fail(_ step: ParticleDeviceError.Step, _ reason: ParticleDeviceError.Reason) -> ParticleDeviceError {
+    func fail(_ step: ParticleDeviceError.Step, _ reason: ParticleDeviceError.Reason) -> ParticleDeviceError {
         ParticleDeviceError(step: step, deviceID: deviceID, port: port, reason: reason)
     }
 
@@ -91,15 +91,6 @@ public struct ParticleDFUDevice: Sendable {
     public func readPrivateKey() async throws(ParticleDeviceError) -> DevicePrivateKey {
         let slot = try await readPrivateKeySlot()
         do { return try DevicePrivateKey(slot: slot) } catch { throw fail(.readKey, .key(error)) }
-    }
-
-    /// Writes `key` into the platform's slot, filling the rest of the slot with 0xFF (as Device OS's
-    /// own setter does) so no tail of an older key remains.
-    public func writePrivateKey(_ key: DevicePrivateKey) async throws(ParticleDeviceError) {
-        let slot = platform.privateKeySlot
-        // The same check as `keyline keys inspect --platform`: algorithm, size, exponent, layout.
-        do { try platform.checkDeviceKey(key) } catch { throw fail(.writeKey, .keySlot(error)) }
-        try await writeDCT(key.der + [UInt8](repeating: 0xFF, count: slot.size - key.der.count), at: slot, step: .writeKey)
     }
 
     /// The server key + address blob (512 bytes at 2082 TCP, 320 at 3298 UDP).

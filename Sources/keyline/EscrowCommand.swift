@@ -172,21 +172,21 @@ extension EscrowCommand {
                 let parsedRecipients = try EscrowCommand.loadRecipients(recipients, files: recipientFiles)
                 let backup = try EscrowBackup(deviceID: id, platform: target.name, product: product, privateKey: privateKey,
                                               job: job, station: station)
-                let ciphertext = try backup.encrypt(to: parsedRecipients)
+                let sealed = try backup.seal(to: parsedRecipients)
                 let digest: String
                 let location: String
                 if let store {
                     let directory = DirectoryEscrowStore(root: URL(fileURLWithPath: store))
-                    digest = try await directory.put(ciphertext, at: backup.objectKey)
-                    location = directory.url(for: backup.objectKey).path
+                    digest = try await directory.put(sealed.ciphertext, at: sealed.objectKey)
+                    location = directory.url(for: sealed.objectKey).path
                 } else {
-                    try CLI.writeNewFile(output!, ciphertext, mode: 0o600, force: false)
-                    digest = Age.sha256(ciphertext)
+                    try CLI.writeNewFile(output!, sealed.ciphertext, mode: 0o600, force: false)
+                    digest = sealed.sha256
                     location = output!
                 }
                 if options.json {
-                    CLI.printJSON(["file": location, "object_key": backup.objectKey.path, "sha256": digest,
-                                   "public_key_sha256": backup.publicKeySHA256, "recipients": parsedRecipients.map(\.description)])
+                    CLI.printJSON(["file": location, "object_key": sealed.objectKey.path, "sha256": digest,
+                                   "public_key_sha256": sealed.publicKeySHA256, "recipients": parsedRecipients.map(\.description)])
                 } else {
                     print("escrowed \(backup.algorithm.displayName) key \(backup.publicKeySHA256) of \(id) to \(location)")
                     print("sha256 \(digest)")

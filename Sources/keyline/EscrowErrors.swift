@@ -11,7 +11,7 @@ extension AgeError: ReportableError {
         }
     }
     var message: String { description }
-    var context: [String: String] { ["class": failureClass.rawValue] }
+    var context: [String: String] { ["class": category.rawValue] }
     var exit: KeylineExit {
         switch self {
         // The identity held cannot open this file: not damage, a different key is needed.

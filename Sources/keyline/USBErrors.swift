@@ -69,7 +69,7 @@ extension ParticleDeviceError: ReportableError {
         case .transfer(.disconnected): "deviceDisconnected"
         case .transfer: "usbTransferFailed"
         case .locator: "deviceDidNotReturn"
-        case .key, .keySlot: "deviceKey"
+        case .key, .keySlot, .unexpectedKey: "deviceKey"
         case .unknownDevice, .platformMismatch, .invalidDeviceID: "wrongDevice"
         default: "deviceProtocol"
         }
@@ -86,7 +86,7 @@ extension ParticleDeviceError: ReportableError {
         switch reason {
         case .dfu(let error): error.exit
         case .transfer, .locator: .unavailable
-        case .key, .keySlot, .unknownDevice, .platformMismatch, .invalidDeviceID, .wrongSize: .dataError
+        case .key, .keySlot, .unexpectedKey, .unknownDevice, .platformMismatch, .invalidDeviceID, .wrongSize: .dataError
         case .requestFailed, .unexpectedReply: .protocolError
         }
     }

@@ -26,10 +26,10 @@ import Testing
             #expect(failure == nil, "\(name): \(failure.map(String.init(describing:)) ?? "")")
             #expect(sha256Hex(released) == vector.payloadSHA256)
         case "payload failure":
-            #expect(failure?.failureClass == .payload, "\(name): \(failure.map(String.init(describing:)) ?? "no error")")
+            #expect(failure?.category == .payload, "\(name): \(failure.map(String.init(describing:)) ?? "no error")")
             #expect(sha256Hex(released) == vector.payloadSHA256)
         default:
-            let expected: AgeError.FailureClass? = switch vector.expect {
+            let expected: AgeError.Category? = switch vector.expect {
             case "no match": .noMatch
             case "HMAC failure": .headerMAC
             case "header failure": .header
@@ -37,7 +37,7 @@ import Testing
             default: nil
             }
             #expect(expected != nil, "\(name): unknown expectation \(vector.expect)")
-            #expect(failure?.failureClass == expected, "\(name): \(failure.map(String.init(describing:)) ?? "no error")")
+            #expect(failure?.category == expected, "\(name): \(failure.map(String.init(describing:)) ?? "no error")")
             #expect(released.isEmpty)
         }
     }

@@ -55,7 +55,7 @@ import TestSupport
         } catch let error as AgeError {
             inMemoryFailure = error
         }
-        #expect(failure?.failureClass == inMemoryFailure?.failureClass, "\(name): \(String(describing: failure))")
+        #expect(failure?.category == inMemoryFailure?.category, "\(name): \(String(describing: failure))")
         #expect(sink.bytes == inMemory)
         if vector.expect == "success" || vector.expect == "payload failure" {
             #expect(sha256Hex(sink.bytes) == vector.payloadSHA256)

@@ -96,7 +96,7 @@ import Testing
         let identity = X25519Identity.generate()
         let plaintext = Array(repeating: UInt8(ascii: "k"), count: 612)
         let file = try Age.encrypt(plaintext, to: [identity.recipient, X25519Identity.generate().recipient])
-        var classes: [AgeError.FailureClass: Int] = [:]
+        var classes: [AgeError.Category: Int] = [:]
         for index in file.indices {
             for mask: UInt8 in [0x01, 0x02, 0x04, 0x08, 0x10, 0x20, 0x40, 0x80, 0xff] {
                 var damaged = file
@@ -105,7 +105,7 @@ import Testing
                     _ = try Age.decrypt(damaged, identities: [identity])
                     Issue.record("flipping byte \(index) with \(mask) still decrypted")
                 } catch let error as AgeError {
-                    classes[error.failureClass, default: 0] += 1
+                    classes[error.category, default: 0] += 1
                 }
             }
         }

@@ -55,7 +55,7 @@ import Testing
         let device = try fleet.add(platform, at: port(2), mode: .dfu)
         let particle = try await ParticleDFUDevice.open(try #require(device.transport), port: port(2))
         let key = try DevicePrivateKey.generate(platform.keyAlgorithm)
-        try await particle.writePrivateKey(key)
+        try await particle.writePrivateKey(key, replacing: .blank)
         let blob = pattern(platform.serverKeySlot.slot.size, seed: 1)
         try await particle.writeServerKeyBlob(blob)
         #expect(try await particle.readPrivateKey().publicKey == key.publicKey)
@@ -72,7 +72,7 @@ import Testing
         let device = try SimulatedDevice(platform: .boron, timeScale: 0, seed: 1)
         let particle = try await ParticleDFUDevice.open(try #require(device.transport))
         let rsa = try DevicePrivateKey.generate(.rsa)
-        let error = await #expect(throws: ParticleDeviceError.self) { try await particle.writePrivateKey(rsa) }
+        let error = await #expect(throws: ParticleDeviceError.self) { try await particle.writePrivateKey(rsa, replacing: .blank) }
         // Checked as `keyline keys inspect --platform` checks it: a key problem (exit 65), not a
         // protocol error, naming the device.
         guard case .keySlot(.wrongAlgorithm(platform: "boron", expected: .ec, found: .rsa))? = error?.reason else {
@@ -153,7 +153,7 @@ import Testing
             let photon = try fleet.add(.photon, at: port(2))
             ids = [boron.deviceID, photon.deviceID]
             let particle = try await ParticleDFUDevice.open(try #require(boron.transport))
-            try await particle.writePrivateKey(key)
+            try await particle.writePrivateKey(key, replacing: .blank)
             try photon.writeMemory(alt: 0, address: 0x0802_0000, bytes: pattern(5000))
             try fleet.save()
         }
@@ -219,7 +219,7 @@ final class ChangeLog: @unchecked Sendable {
             let device = try fleet.add(.argon, at: port(1))
             deviceID = device.deviceID
             let particle = try await ParticleDFUDevice.open(try #require(device.transport))
-            try await particle.writePrivateKey(key)
+            try await particle.writePrivateKey(key, replacing: .blank)
             try await particle.leave()
             _ = try await fleet.waitForDevice(
                 USBDeviceMatch(serialNumber: deviceID, vendorID: 0x2B04, productIDs: [Platform.argon.normalProductID]), timeout: .seconds(10))
