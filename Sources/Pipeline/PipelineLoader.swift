@@ -50,7 +50,9 @@ public enum PipelineLoader {
         if let definition = reading.read(text), reading.yaml.problems.isEmpty {
             return definition
         }
-        throw PipelineValidationError(problems: reading.yaml.problems)
+        // In file order, as an editor lists them (stable: problems of one line keep their order).
+        let ordered = reading.yaml.problems.enumerated().sorted { ($0.element.line, $0.offset) < ($1.element.line, $1.offset) }
+        throw PipelineValidationError(problems: ordered.map(\.element))
     }
 }
 
