@@ -169,7 +169,7 @@ extension FirmwareModule {
 
         // Suffix, read backwards from the CRC (§1.6).
         let crcAt = bytes.count - 4
-        let suffixSize = Int(le16(bytes, crcAt - 2))
+        let suffixSize = Int(ModuleBytes.le16(bytes, crcAt - 2))
         let room = crcAt - (offset + prefixSize)
         guard suffixSize >= minimumSuffixSize, suffixSize <= room else {
             throw .badSuffix(size: suffixSize, room: room)
@@ -178,12 +178,12 @@ extension FirmwareModule {
         var productID: UInt16?
         var productVersion: UInt16?
         if suffixSize == 40 {
-            let id = le16(bytes, crcAt - 40), version = le16(bytes, crcAt - 38)
+            let id = ModuleBytes.le16(bytes, crcAt - 40), version = ModuleBytes.le16(bytes, crcAt - 38)
             productID = id == 0xFFFF ? nil : id
             productVersion = version == 0xFFFF ? nil : version
         }
 
-        let stored = be32(bytes, crcAt)
+        let stored = ModuleBytes.be32(bytes, crcAt)
         let computed = bytes.withUnsafeBufferPointer { CRC32.zlib(UnsafeBufferPointer(rebasing: $0[0..<crcAt])) }
         guard stored == computed else { throw .crcMismatch(stored: stored, computed: computed) }
 
@@ -204,15 +204,15 @@ extension FirmwareModule {
         /// Base checks as binary-version-reader scores candidates (§2.1): end > start, a known
         /// function other than NONE, empty dependencies all zero.
         static func read(_ bytes: [UInt8], at offset: Int) -> Result {
-            let start = le32(bytes, offset), end = le32(bytes, offset + 4)
-            guard end > start else { return .failure("end address 0x\(hex(end)) is not after start 0x\(hex(start))") }
+            let start = ModuleBytes.le32(bytes, offset), end = ModuleBytes.le32(bytes, offset + 4)
+            guard end > start else { return .failure("end address 0x\(ModuleBytes.hex(end)) is not after start 0x\(ModuleBytes.hex(start))") }
             let rawFunction = bytes[offset + 14]
             guard let function = ModuleFunction(rawValue: rawFunction), function != .none else {
                 return .failure("module function \(rawFunction) is not one of 1…9")
             }
             var dependencies: [ModuleDependency] = []
             for at in [offset + 16, offset + 20] {
-                let depFunction = bytes[at], depIndex = bytes[at + 1], depVersion = le16(bytes, at + 2)
+                let depFunction = bytes[at], depIndex = bytes[at + 1], depVersion = ModuleBytes.le16(bytes, at + 2)
                 if depFunction == 0 {
                     guard depIndex == 0, depVersion == 0 else { return .failure("an empty dependency is not all zeros") }
                     continue
@@ -224,22 +224,24 @@ extension FirmwareModule {
             }
             return .success(Prefix(
                 start: start, end: end, reserved: bytes[offset + 8], flags: ModuleFlags(rawValue: bytes[offset + 9]),
-                version: le16(bytes, offset + 10), platformID: le16(bytes, offset + 12), function: function,
+                version: ModuleBytes.le16(bytes, offset + 10), platformID: ModuleBytes.le16(bytes, offset + 12), function: function,
                 index: bytes[offset + 15], dependencies: dependencies))
         }
     }
 }
 
-// Callers check bounds first; these only assemble bytes (prefix and suffix are little-endian, §1.1).
-func le16(_ b: [UInt8], _ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
-func le32(_ b: [UInt8], _ at: Int) -> UInt32 {
-    UInt32(b[at]) | UInt32(b[at + 1]) << 8 | UInt32(b[at + 2]) << 16 | UInt32(b[at + 3]) << 24
+/// Byte assembly for the module parser. Callers check bounds first; prefix and suffix are
+/// little-endian, the trailing CRC big-endian (§1.1, §1.6).
+enum ModuleBytes {
+    static func le16(_ b: [UInt8], _ at: Int) -> UInt16 { UInt16(b[at]) | UInt16(b[at + 1]) << 8 }
+    static func le32(_ b: [UInt8], _ at: Int) -> UInt32 {
+        UInt32(b[at]) | UInt32(b[at + 1]) << 8 | UInt32(b[at + 2]) << 16 | UInt32(b[at + 3]) << 24
+    }
+    static func be32(_ b: [UInt8], _ at: Int) -> UInt32 {
+        UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])
+    }
+    static func hex(_ value: UInt32) -> String { String(value, radix: 16) }
 }
-/// The trailing CRC is big-endian (§1.6).
-func be32(_ b: [UInt8], _ at: Int) -> UInt32 {
-    UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])
-}
-func hex(_ value: UInt32) -> String { String(value, radix: 16) }
 
 /// CRC-32 as zlib computes it (reflected 0xEDB88320, init and xorout 0xFFFFFFFF; §1.6).
 public enum CRC32 {
