@@ -10,7 +10,7 @@ struct SimCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "sim",
         abstract: "Simulated Particle devices.",
-        subcommands: [SimServeCommand.self])
+        subcommands: [SimServeCommand.self, SimMakeFirmwareCommand.self])
 }
 
 /// `keyline sim serve`: a bus of simulated devices behind the libusb stand-in.
