@@ -54,64 +54,41 @@ bench: deps standin db-up
 	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline \
 	  KEYLINE_BENCH=$$($(SWIFT) build -c release --show-bin-path)/keyline-bench bash Benchmarks/provision-bench.sh
 
-# Until the provisioning runner exists, the demo shows the key commands on real files.
+# The main job on a fresh machine: a simulated line of 4 Photons and 4 Borons behind the libusb
+# stand-in (keyline's real USB code), with the realistic timing model, provisioned into the local
+# PostgreSQL and the escrow store .demo/escrow; the RMA identity is .demo/rma-identity.txt.
+DEMO_FLEET ?= photon:4,boron:4
+DEMO_TIME_SCALE ?= 1
 demo: build db-up standin
-	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
-	@echo "== a Photon (TCP) key and a Boron (UDP) key, as particle keys new writes them"
-	$(KEYLINE) keys new --platform photon $(DEMO_DIR)/photon
-	$(KEYLINE) keys new --platform boron $(DEMO_DIR)/boron
-	@ls -l $(DEMO_DIR)
-	@echo "== inspect them"
-	$(KEYLINE) keys inspect $(DEMO_DIR)/photon.der
-	$(KEYLINE) keys inspect $(DEMO_DIR)/boron.pem --json
-	@echo "== an OpenSSL 3 PKCS#8 key would be truncated in the 612-byte slot; keyline converts it"
-	openssl genrsa -out $(DEMO_DIR)/openssl3.pem 1024 2>/dev/null
-	$(KEYLINE) keys inspect $(DEMO_DIR)/openssl3.pem
-	@echo "== server key blobs: Particle's default and a private cloud"
-	$(KEYLINE) keys server-blob --platform boron -o $(DEMO_DIR)/boron-server.der
-	$(KEYLINE) keys address $(DEMO_DIR)/boron-server.der
-	$(KEYLINE) keys server-blob --platform photon --host 10.0.0.5 --port 5683 -o $(DEMO_DIR)/photon-lab.der
-	$(KEYLINE) keys address $(DEMO_DIR)/photon-lab.der
-	@echo "== and a refusal: an EC key cannot go in a Photon's RSA slot"
-	! $(KEYLINE) keys inspect $(DEMO_DIR)/boron.der --platform photon
-	@echo "== escrow: the RMA bench's identity, a station escrows the Boron key to a write-once store"
-	$(KEYLINE) escrow keygen -o $(DEMO_DIR)/rma-identity.txt > $(DEMO_DIR)/rma-recipient.txt
-	$(KEYLINE) escrow backup $(DEMO_DIR)/boron.der --device-id e00fce68a1b2c3d4e5f60718 --platform boron \
-	  --product demo --job demo-job --station demo-station -R $(DEMO_DIR)/rma-recipient.txt --store $(DEMO_DIR)/escrow
-	@find $(DEMO_DIR)/escrow -type f | xargs ls -l
-	@echo "== the RMA bench reads it back; Debian's age decrypts the same file"
-	$(KEYLINE) escrow show -i $(DEMO_DIR)/rma-identity.txt $(DEMO_DIR)/escrow/demo/e00fce68a1b2c3d4e5f60718/*.age
-	f=$$(ls $(DEMO_DIR)/escrow/demo/e00fce68a1b2c3d4e5f60718/*.age); \
-	  cmp <(age -d -i $(DEMO_DIR)/rma-identity.txt $$f) <($(KEYLINE) escrow decrypt -i $(DEMO_DIR)/rma-identity.txt $$f) && \
-	  echo "age -d and keyline escrow decrypt give identical plaintext (not printed: it holds the key)"
-	@echo "== an audit checks the recorded SHA-256 without the identity; a changed byte is refused"
-	f=$$(ls $(DEMO_DIR)/escrow/demo/e00fce68a1b2c3d4e5f60718/*.age); \
-	  $(KEYLINE) escrow verify $$f --sha256 $$(sha256sum $$f | cut -c1-64) && \
-	  cp $$f $(DEMO_DIR)/tampered.age && printf '\x01' | dd of=$(DEMO_DIR)/tampered.age bs=1 seek=300 conv=notrunc 2>/dev/null && \
-	  ! $(KEYLINE) escrow show -i $(DEMO_DIR)/rma-identity.txt $(DEMO_DIR)/tampered.age
-	@echo "== a simulated line: 2 Photons and 2 Borons behind keyline's libusb stand-in"
-	@set -e; sock=$(DEMO_DIR)/sim.sock; export KEYLINE_SIM_SOCKET=$$sock LD_LIBRARY_PATH=$(CURDIR)/$(STANDIN_DIR); \
-	  $(KEYLINE) sim serve --socket $$sock --fleet photon:2,boron:2 --state $(DEMO_DIR)/sim --time-scale 0.05 > $(DEMO_DIR)/sim.log 2>&1 & \
-	  sim=$$!; trap "kill $$sim 2>/dev/null" EXIT; \
-	  for i in $$(seq 50); do [ -S $$sock ] && break; sleep 0.1; done; \
-	  echo "$$ keyline devices"; $(KEYLINE) devices; \
-	  echo "$$ keyline dfu enter --port 1-2.1   (vendor request 50; the same serial re-enumerates in DFU mode)"; \
-	  $(KEYLINE) dfu enter --port 1-2.1; \
-	  echo "$$ dfu-util -l   (Debian's unmodified dfu-util, same devices)"; dfu-util -l 2>/dev/null | grep 'path="1-2.1"'; \
-	  echo "$$ keyline dfu read --port 1-2.1 --alt 1 --address 3106 --length 192   (the key the device generated at boot;"; \
-	  echo "   a 0600 file for this demo, removed below: the provisioning runner keeps key bytes in memory only)"; \
-	  $(KEYLINE) dfu read --port 1-2.1 --alt 1 --address 3106 --length 192 -o $(DEMO_DIR)/boron-slot.bin; \
-	  dfu-util -p 1-2.1 -a 1 -s 3106:192 -U $(DEMO_DIR)/boron-slot-dfu-util.bin > /dev/null 2>&1; \
-	  cmp $(DEMO_DIR)/boron-slot.bin $(DEMO_DIR)/boron-slot-dfu-util.bin && echo "dfu-util reads the identical 192 bytes"; \
-	  $(KEYLINE) keys inspect $(DEMO_DIR)/boron-slot.bin --platform boron | sed -n '1,6p'; \
-	  id=$$($(KEYLINE) devices --json | grep '"1-2.1"' | sed 's/.*"deviceID":"\([0-9a-f]*\)".*/\1/'); \
-	  echo "$$ keyline escrow backup   (device $$id's key, escrowed for the RMA bench)"; \
-	  $(KEYLINE) escrow backup $(DEMO_DIR)/boron-slot.bin --device-id $$id --platform boron --product demo \
-	    --job demo-job --station demo-station -R $(DEMO_DIR)/rma-recipient.txt --store $(DEMO_DIR)/escrow; \
-	  rm -f $(DEMO_DIR)/boron-slot.bin $(DEMO_DIR)/boron-slot-dfu-util.bin
+	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/firmware
 	@echo "== the registry: schema migrations into the private PostgreSQL cluster (make db-up)"
-	$(KEYLINE) db migrate
-	$(KEYLINE) db status
+	$(PG_ENV) $(KEYLINE) db migrate
+	@echo "== the RMA bench's escrow identity; stations get only its public recipient"
+	$(KEYLINE) escrow keygen -o $(DEMO_DIR)/rma-identity.txt > $(DEMO_DIR)/recipients.txt
+	@echo "== synthetic firmware (valid module header, CRC-32; real Particle binaries cannot ship here)"
+	$(KEYLINE) sim make-firmware --platform photon --function user --index 1 -o $(DEMO_DIR)/firmware/photon-user.bin
+	$(KEYLINE) sim make-firmware --platform boron --function user --index 1 -o $(DEMO_DIR)/firmware/boron-user.bin
+	@echo "== a simulated line ($(DEMO_FLEET), DFU mode, time scale $(DEMO_TIME_SCALE)) behind the libusb stand-in"
+	@set -e; sock=$(CURDIR)/$(DEMO_DIR)/sim.sock; \
+	  export $(PG_ENV) KEYLINE_SIM_SOCKET=$$sock LD_LIBRARY_PATH=$(CURDIR)/$(STANDIN_DIR) \
+	    KEYLINE_FIRMWARE=$(CURDIR)/$(DEMO_DIR)/firmware KEYLINE_RECIPIENTS=$(CURDIR)/$(DEMO_DIR)/recipients.txt \
+	    KEYLINE_ESCROW_STORE=$(CURDIR)/$(DEMO_DIR)/escrow KEYLINE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/logs KEYLINE_STATION=demo-station; \
+	  $(KEYLINE) sim serve --socket $$sock --fleet $(DEMO_FLEET) --mode dfu --time-scale $(DEMO_TIME_SCALE) > $(DEMO_DIR)/sim.log 2>&1 & \
+	  sim=$$!; trap "kill $$sim 2>/dev/null" EXIT; \
+	  for i in $$(seq 100); do grep -qs '^serving' $(DEMO_DIR)/sim.log && break; sleep 0.1; done; \
+	  echo "$$ keyline devices"; $(KEYLINE) devices; \
+	  echo "$$ keyline provision pipelines/photon-factory.yaml"; $(KEYLINE) provision pipelines/photon-factory.yaml; \
+	  echo "$$ keyline provision pipelines/boron-factory.yaml"; $(KEYLINE) provision pipelines/boron-factory.yaml; \
+	  echo "$$ keyline devices   (every device back in normal mode)"; $(KEYLINE) devices
+	@echo "== what the registry holds: one active key per device, each with its escrow object"
+	@$(PG_ENV) psql -X -P pager=off -c "SELECT r.product_id AS product, r.device_id, r.algorithm, left(r.fingerprint, 16) || '…' AS fingerprint, \
+	    r.job_id AS job, r.station, e.object_key, left(e.ciphertext_sha256, 12) || '…' AS ciphertext_sha256 \
+	    FROM key_registrations r JOIN escrow_objects e ON e.id = r.escrow_object_id WHERE r.status = 'active' ORDER BY r.id"
+	@echo "== the RMA bench decrypts a backup with its identity; Debian's age reads the same file"
+	@f=$$(find $(DEMO_DIR)/escrow -name '*.age' | head -n 1); ls -l $$f; \
+	  $(KEYLINE) escrow show -i $(DEMO_DIR)/rma-identity.txt $$f && \
+	  age -d -i $(DEMO_DIR)/rma-identity.txt $$f | python3 -c 'import json,sys; d=json.load(sys.stdin); print("age -d: backup of", d["device_id"], d["platform"], "key", d["public_key_sha256"][:16] + "…")'
+	@echo "== per-device logs of each job: $(DEMO_DIR)/logs/"
 
 clean:
 	rm -rf .build $(DEMO_DIR)

@@ -167,13 +167,13 @@ final class DeviceWorkflow {
                 let failureClass = error.failureClass
                 if failureClass == .retryable && attempt < definition.retries.attempts {
                     emit(.retrying, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
-                    if await context.stop.sleep(for: definition.retries.backoff(after: attempt)) { throw StopRequested() }
+                    if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: attempt + 1)) { throw StopRequested() }
                     attempt += 1
                     continue
                 }
                 if failureClass == .needsOperator {
                     emit(.held, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
-                    if await context.stop.sleep(for: definition.retries.maximumBackoff) { throw StopRequested() }
+                    if await context.stop.sleep(for: definition.retries.maxBackoff) { throw StopRequested() }
                     continue
                 }
                 timings.append(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
@@ -192,7 +192,7 @@ final class DeviceWorkflow {
         case .flash:
             let device = try await dfuDevice()
             for image in definition.images {
-                try await device.write(alt: image.alt, address: image.address, bytes: image.bytes, verify: true,
+                try await device.write(alt: image.alt, address: image.address, bytes: Array(image.payload), verify: true,
                                        progress: progressReporter(.flash))
             }
             try await advance(to: .flashed)
@@ -406,7 +406,7 @@ final class DeviceWorkflow {
                     held = true
                     emit(.held, message: "waiting for the registry: \(error)", failureClass: failureClass)
                 }
-                if await context.stop.sleep(for: definition.retries.backoff(after: attempt)) { throw StopRequested() }
+                if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: attempt + 1)) { throw StopRequested() }
                 attempt += 1
             }
         }

@@ -85,7 +85,8 @@ struct ProvisionCommand: AsyncParsableCommand {
             let environment = ProcessInfo.processInfo.environment
             let definition = try PipelineLoader.load(
                 path: pipeline, environment: environment,
-                overrides: PipelineOverrides(station: station, store: store, recipientsFile: recipients, concurrency: concurrency))
+                overrides: PipelineOverrides(store: store, recipientsFile: recipients,
+                                             station: station ?? environment["KEYLINE_STATION"], concurrency: concurrency))
             let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
                 ?? ConnectionSettings.fromEnvironment()
             let registry = try await RegistryDatabase.connect(settings, connections: min(max(definition.concurrency, 2), 16))

@@ -56,6 +56,16 @@ final class ProvisionLine: @unchecked Sendable {
         packageRoot.appendingPathComponent("pipelines/\(name)").path
     }
 
+    /// The product ID a shipped pipeline registers keys under (`product:` → `id:`).
+    static func productID(_ pipeline: String) throws -> String {
+        let text = try String(contentsOfFile: pipeline, encoding: .utf8)
+        guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("  id:") }),
+              let id = line.dropFirst(5).split(separator: "#").first?.trimmingCharacters(in: .whitespaces) else {
+            throw CLITestFailure("no product id in \(pipeline)")
+        }
+        return id
+    }
+
     @discardableResult
     func keyline(_ arguments: [String], timeout: Duration = .seconds(300)) async throws -> ChildProcess.Result {
         try await ChildProcess.run(Subprocess.keyline, arguments, environment: environment, timeout: timeout)
