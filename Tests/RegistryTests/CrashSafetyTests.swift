@@ -374,6 +374,34 @@ struct CrashSafetyTests {
         }
     }
 
+    @Test("migration 0003 on a registry in use: failed rows get a last good state, fingerprints come from escrow objects")
+    func upgradeBackfills() async throws {
+        try await withTestDatabase(migrated: false) { database in
+            let connection = try await database.connect()
+            try await MigrationRunner(connection: connection, migrations: Array(Migration.embedded.prefix(2))).migrate()
+            let registry = RegistryDatabase(client: connection)
+            let fixture = try await RegistryFixture.make(registry)
+            let key = try await TestKey.random(using: connection)
+            let (failed, keyReady, escrowed) = (randomDeviceID(), randomDeviceID(), randomDeviceID())
+            for (device, state) in [(failed, "failed"), (keyReady, "key_ready"), (escrowed, "key_ready")] {
+                _ = try await connection.execute("""
+                    INSERT INTO job_devices (job_id, device_id, state, last_error, station) VALUES ($1, $2, $3, $4, 's')
+                    """, [fixture.job.id, device, state, state == "failed" ? "old failure" : nil])
+            }
+            _ = try await registry.recordEscrowObject(fixture.escrowObject(deviceID: escrowed, key: key))
+            _ = try await connection.execute("UPDATE job_devices SET state = 'escrowed' WHERE device_id = $1", [escrowed])
+
+            try await MigrationRunner(connection: connection).migrate()
+            let rows = try await registry.jobDevices(jobID: fixture.job.id)
+            let byDevice = Dictionary(uniqueKeysWithValues: rows.map { ($0.deviceID, $0) })
+            #expect(byDevice[failed]?.lastGoodState == "detected")
+            #expect(byDevice[escrowed]?.state == "escrowed" && byDevice[escrowed]?.keyFingerprint == key.fingerprint)
+            // Which key a key_ready device held is unknown: it fails and is read again from server_key.
+            #expect(byDevice[keyReady]?.state == "failed" && byDevice[keyReady]?.lastGoodState == "server_key")
+            await connection.close()
+        }
+    }
+
     @Test("failure classes: connection loss and serialization retry, infrastructure needs an operator, conflicts fail the device")
     func failureClasses() {
         let lost = PostgresError(kind: .connectionLost, message: "server closed the connection")
