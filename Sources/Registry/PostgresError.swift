@@ -1,3 +1,5 @@
+import FailurePolicy
+
 /// An error from PostgreSQL or libpq, keeping the server's SQLSTATE and message.
 ///
 /// Parameter values are never part of an error: they may be key material or credentials.
@@ -100,5 +102,34 @@ public struct PostgresError: Error, Sendable, CustomStringConvertible, Equatable
         if let constraint { text += "\n  constraint: \(constraint)" }
         if let statement { text += "\n  statement: \(statement)" }
         return text
+    }
+}
+
+extension PostgresError: ClassifiedError {
+    /// Lost connections and serialization conflicts pass by themselves (`retryable`); a database
+    /// that cannot be reached, refuses the login or the privilege, is out of resources or is not
+    /// migrated needs a person (`needsOperator`: devices are held, not failed). A lost COMMIT is
+    /// retryable because every registry step is idempotent or reports the replay as a conflict.
+    public var failureClass: FailureClass {
+        if isConfigurationError { return .needsOperator }
+        switch kind {
+        case .invalidSettings, .connectionFailed: return .needsOperator
+        case .connectionLost, .commitOutcomeUnknown: return .retryable
+        case .decoding: return .needsOperator  // the schema is not what this build expects
+        case .transactionAborted: return .badDevice
+        case .server: break
+        }
+        if isConnectionLoss || isRetryableConflict { return .retryable }
+        guard let sqlState else { return .badDevice }
+        switch sqlState {
+        case "57014", "55P03": return .retryable  // statement timeout / lock not available
+        case "42501": return .needsOperator         // insufficient privilege
+        default: break
+        }
+        switch sqlState.prefix(2) {
+        case "53", "58", "XX", "42", "F0": return .needsOperator  // resources, I/O, schema, config
+        case "22": return .badInput                                    // a value the database cannot take
+        default: return .badDevice                                     // e.g. a constraint on this device's row
+        }
     }
 }

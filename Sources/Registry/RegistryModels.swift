@@ -1,12 +1,5 @@
 import Foundation
 
-/// Per-device workflow states as stored in `job_devices.state`, in workflow order (design.md,
-/// "The provisioning workflow"). Pipeline uses this type as `DeviceWorkflowState`.
-public enum JobDeviceState: String, Sendable, CaseIterable, Codable {
-    case detected, dfu, flashed, serverKey = "server_key", keyReady = "key_ready"
-    case escrowed, registered, done, failed
-}
-
 /// Key algorithms as stored in `key_registrations.algorithm` (DeviceKeys' `KeyAlgorithm` raw values).
 public enum RegisteredKeyAlgorithm: String, Sendable, CaseIterable, Codable {
     case rsa, ec
@@ -41,13 +34,21 @@ public struct Job: Sendable, Hashable, Codable {
     public let finishedAt: Date?
 }
 
+/// A device's workflow state in one job. States are the raw values of Pipeline's
+/// `DeviceWorkflowState` (Registry sits below Pipeline, so it names them as strings); the database
+/// refuses any move that is not one step forward, to `failed`, or from `failed` back.
 public struct JobDevice: Sendable, Hashable, Codable {
     public let jobID: Int64
     public let deviceID: String
-    public let state: JobDeviceState
+    public let state: String
+    /// While `failed`: the state it failed from, where a resume continues.
+    public let lastGoodState: String?
     public let attempts: Int
     public let lastError: String?
     public let portPath: String?
+    public let platform: String?
+    /// SHA-256 (hex) of the SPKI DER of the key the device holds, recorded at `key_ready`.
+    public let keyFingerprint: String?
     public let station: String
     public let createdAt: Date
     public let updatedAt: Date
@@ -99,6 +100,28 @@ public struct EscrowObject: Sendable, Hashable, Codable {
     public let jobID: Int64?
     public let station: String
     public let createdAt: Date
+}
+
+/// An escrow object about to be written, recorded before the write (write-ahead escrow): after a
+/// crash the store adopts an object at `objectKey` whose bytes hash to `ciphertextSHA256`.
+public struct EscrowIntent: Sendable, Hashable, Codable {
+    public let id: Int64
+    public let jobID: Int64
+    public let deviceID: String
+    public let productID: String
+    public let publicKeySHA256: String
+    public let storeURI: String
+    public let objectKey: String
+    public let ciphertextSHA256: String
+    public let sizeBytes: Int64
+    public let recipients: [String]
+    public let station: String
+    public let createdAt: Date
+    /// The escrow object the intent was committed as; nil while pending.
+    public let committedEscrowObjectID: Int64?
+    public let updatedAt: Date
+
+    public var isCommitted: Bool { committedEscrowObjectID != nil }
 }
 
 /// A public key to register after its escrow object committed.

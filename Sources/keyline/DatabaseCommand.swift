@@ -267,6 +267,13 @@ extension RegistryError: ReportableError {
         case .escrowObjectMismatch: "escrowObjectMismatch"
         case .escrowObjectExists: "escrowObjectExists"
         case .notEscrowed: "notEscrowed"
+        case .stateConflict: "stateConflict"
+        case .invalidTransition: "invalidTransition"
+        case .keyFingerprintRequired: "keyFingerprintRequired"
+        case .keyFingerprintMismatch: "keyFingerprintMismatch"
+        case .escrowIntentWithoutJob: "escrowIntentWithoutJob"
+        case .noEscrowIntent: "noEscrowIntent"
+        case .escrowIntentCommitted: "escrowIntentCommitted"
         case .noActiveKey: "noActiveKey"
         case .productExists: "productExists"
         case .unknownProduct: "unknownProduct"
@@ -288,7 +295,12 @@ extension RegistryError: ReportableError {
         case .escrowObjectMismatch(let id, let product, let device, let fingerprint):
             ["escrowObject": String(id), "product": product, "device": device, "fingerprint": fingerprint]
         case .escrowObjectExists(let store, let key): ["store": store, "object": key]
-        case .notEscrowed(let job, let device, _): ["job": String(job), "device": device]
+        case .notEscrowed(let job, let device, _), .stateConflict(let job, let device, _, _),
+             .invalidTransition(let job, let device, _, _), .keyFingerprintRequired(let job, let device),
+             .keyFingerprintMismatch(let job, let device, _, _), .noEscrowIntent(let job, let device),
+             .escrowIntentCommitted(let job, let device, _):
+            ["job": String(job), "device": device]
+        case .escrowIntentWithoutJob(let device): ["device": device]
         case .noActiveKey(let product, let device): ["product": product, "device": device]
         case .productExists(let product), .unknownProduct(let product): ["product": product]
         case .unknownJob(let job): ["job": String(job)]
@@ -303,6 +315,8 @@ extension RegistryError: ReportableError {
         // object): running the same statement again fails the same way, so not "retry" (75).
         case .activeKeyConflict, .fingerprintConflict, .escrowObjectExists: .dataError
         case .escrowObjectMismatch, .notEscrowed: .dataError
+        case .stateConflict, .invalidTransition, .keyFingerprintRequired, .keyFingerprintMismatch,
+             .escrowIntentWithoutJob, .noEscrowIntent, .escrowIntentCommitted: .dataError
         case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration: .dataError
         case .permissionDenied: .noPermission
         case .database(let error): DatabaseFailure(error).exit

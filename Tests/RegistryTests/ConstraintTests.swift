@@ -11,12 +11,13 @@ struct ConstraintTests {
             let fixture = try await RegistryFixture.make(try await database.registry())
             for bad in ["E00FCE68A1B2C3D4E5F60718", "e00fce68", "e00fce68a1b2c3d4e5f6071g", ""] {
                 await expectServerError("23514", "device ID \(bad)") {
-                    try await fixture.registry.recordJobDevice(jobID: fixture.job.id, deviceID: bad, state: .detected,
-                                                               station: RegistryFixture.station)
+                    _ = try await fixture.registry.startJobDevice(jobID: fixture.job.id, deviceID: bad, platform: "boron",
+                                                                  station: RegistryFixture.station, portPath: nil)
                 }
             }
-            let good = try await fixture.registry.recordJobDevice(jobID: fixture.job.id, deviceID: "e00fce68a1b2c3d4e5f60718",
-                                                                  state: .detected, station: RegistryFixture.station)
+            let good = try await fixture.registry.startJobDevice(jobID: fixture.job.id, deviceID: "e00fce68a1b2c3d4e5f60718",
+                                                                 platform: "boron", station: RegistryFixture.station,
+                                                                 portPath: nil)
             #expect(good.attempts == 1)
         }
     }
@@ -32,19 +33,20 @@ struct ConstraintTests {
                     "INSERT INTO job_devices (job_id, device_id, state, station) VALUES ($1, $2, 'flashing', 's')",
                     [fixture.job.id, device])
             }
+            _ = try await registry.startJobDevice(jobID: fixture.job.id, deviceID: device, platform: "boron",
+                                                  station: RegistryFixture.station, portPath: nil)
             let constraint = await expectServerError("23514") {
-                try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .failed,
-                                                   station: RegistryFixture.station)
+                try await registry.connection.execute(
+                    "UPDATE job_devices SET state = 'failed' WHERE job_id = $1 AND device_id = $2", [fixture.job.id, device])
             }
             #expect(constraint?.constraint == "job_devices_failed_has_error")
-            let failed = try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .failed,
-                                                            station: RegistryFixture.station,
-                                                            error: "erase of 0x08020000 timed out")
+            let failed = try await registry.failJobDevice(jobID: fixture.job.id, deviceID: device, from: "detected",
+                                                          reason: "erase of 0x08020000 timed out")
             #expect(failed.lastError == "erase of 0x08020000 timed out")
             let check = try await registry.connection.query(
-                "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'job_devices'::regclass AND contype = 'c' AND pg_get_constraintdef(oid) LIKE '%state%' AND conname <> 'job_devices_failed_has_error'")
+                "SELECT pg_get_constraintdef(oid) AS def FROM pg_constraint WHERE conrelid = 'job_devices'::regclass AND contype = 'c' AND conname = 'job_devices_state_check'")
             let definition = try check[0].decode("def", as: String.self)
-            for state in JobDeviceState.allCases { #expect(definition.contains("'\(state.rawValue)'")) }
+            for state in RegistryFixture.workflowStates + ["failed"] { #expect(definition.contains("'\(state)'")) }
         }
     }
 
@@ -54,22 +56,17 @@ struct ConstraintTests {
             let registry = try await database.registry()
             let fixture = try await RegistryFixture.make(registry)
             let device = randomDeviceID()
-            try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .keyReady,
-                                               station: RegistryFixture.station)
+            let key = try await TestKey.random(using: registry.connection)
+            try await fixture.keyReady(deviceID: device, key: key)
             let noObject = await expectServerError("23514") {
-                try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .escrowed,
-                                                   station: RegistryFixture.station)
+                try await registry.advanceJobDevice(jobID: fixture.job.id, deviceID: device, from: "key_ready", to: "escrowed")
             }
             #expect(noObject?.constraint == "job_devices_escrowed_has_object")
-            let key = try await TestKey.random(using: registry.connection)
             try await fixture.escrowed(deviceID: device, key: key)
-            for state in [JobDeviceState.registered, .done] {
-                let noKey = await expectServerError("23514") {
-                    try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: state,
-                                                       station: RegistryFixture.station)
-                }
-                #expect(noKey?.constraint == "job_devices_registered_has_key")
+            let noKey = await expectServerError("23514") {
+                try await registry.advanceJobDevice(jobID: fixture.job.id, deviceID: device, from: "escrowed", to: "registered")
             }
+            #expect(noKey?.constraint == "job_devices_registered_has_key")
         }
     }
 
@@ -137,7 +134,7 @@ struct ConstraintTests {
                 return fingerprint == key.fingerprint && attempted == deviceB && registered == deviceA
                     && "\(error)".contains(deviceA) && "\(error)".contains(deviceB)
             }
-            #expect(try await registry.jobDevice(jobID: fixture.job.id, deviceID: deviceB)?.state == .escrowed)
+            #expect(try await registry.jobDevice(jobID: fixture.job.id, deviceID: deviceB)?.state == "escrowed")
         }
     }
 
@@ -210,24 +207,22 @@ struct ConstraintTests {
             let fixture = try await RegistryFixture.make(registry)
             let device = randomDeviceID()
             let key = try await TestKey.random(using: registry.connection)
-            try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .keyReady,
-                                               station: RegistryFixture.station)
+            try await fixture.keyReady(deviceID: device, key: key)
             // The escrow object is recorded but the state change to escrowed is not.
             let object = try await registry.recordEscrowObject(fixture.escrowObject(deviceID: device, key: key))
             await #expect {
                 _ = try await registry.registerKey(fixture.registration(deviceID: device, key: key, escrowObjectID: object.id))
             } throws: { error in
-                guard case RegistryError.notEscrowed(fixture.job.id, device, .keyReady) = error else { return false }
+                guard case RegistryError.notEscrowed(fixture.job.id, device, "key_ready") = error else { return false }
                 return true
             }
             // Nothing was left behind by the failed transaction.
             #expect(try await registry.activeRegistration(productID: fixture.productID, deviceID: device) == nil)
-            try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .escrowed,
-                                               station: RegistryFixture.station)
+            try await registry.advanceJobDevice(jobID: fixture.job.id, deviceID: device, from: "key_ready", to: "escrowed")
             let registration = try await registry.registerKey(
                 fixture.registration(deviceID: device, key: key, escrowObjectID: object.id))
             #expect(registration.status == .active)
-            #expect(try await registry.jobDevice(jobID: fixture.job.id, deviceID: device)?.state == .registered)
+            #expect(try await registry.jobDevice(jobID: fixture.job.id, deviceID: device)?.state == "registered")
         }
     }
 

@@ -43,9 +43,13 @@ struct PoolTests {
             let device = randomDeviceID()
             let keys = [try await TestKey.random(using: setup.connection), try await TestKey.random(using: setup.connection)]
             let first = try await fixture.escrowed(deviceID: device, key: keys[0])
-            let second = try await registry.recordEscrowObject(fixture.escrowObject(deviceID: device, key: keys[1]))
+            // Another station's job with the same device and another key.
+            let fixtureB = RegistryFixture(registry: registry, productID: fixture.productID,
+                                           job: try await registry.createJob(productID: fixture.productID,
+                                                                             station: "station-02", pipeline: "boron"))
+            let second = try await fixtureB.escrowed(deviceID: device, key: keys[1])
             async let a = capture { try await registry.registerKey(fixture.registration(deviceID: device, key: keys[0], escrowObjectID: first.id)) }
-            async let b = capture { try await registry.registerKey(fixture.registration(deviceID: device, key: keys[1], escrowObjectID: second.id)) }
+            async let b = capture { try await registry.registerKey(fixtureB.registration(deviceID: device, key: keys[1], escrowObjectID: second.id)) }
             let results = await [a, b]
             #expect(results.filter { (try? $0.get()) != nil }.count == 1)
             for case .failure(let error) in results {

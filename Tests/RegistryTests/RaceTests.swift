@@ -7,11 +7,14 @@ import Testing
 struct RaceTests {
     static let rounds = 8
 
-    @Test("two connections registering different keys for the same device: one wins, one gets a conflict")
+    @Test("two stations registering different keys for the same device: one wins, one gets a conflict")
     func sameDevice() async throws {
         try await withTestDatabase { database in
             let setup = try await database.registry()
             let fixture = try await RegistryFixture.make(setup)
+            // Each station runs its own job (a job device registers only the key recorded for it).
+            let jobB = try await setup.createJob(productID: fixture.productID, station: "station-02", pipeline: "boron-factory")
+            let fixtureB = RegistryFixture(registry: setup, productID: fixture.productID, job: jobB)
             let stationA = try await database.registry()
             let stationB = try await database.registry()
             for _ in 0..<Self.rounds {
@@ -19,11 +22,11 @@ struct RaceTests {
                 let keyA = try await TestKey.random(using: setup.connection)
                 let keyB = try await TestKey.random(using: setup.connection)
                 let objectA = try await fixture.escrowed(deviceID: device, key: keyA)
-                let objectB = try await setup.recordEscrowObject(fixture.escrowObject(deviceID: device, key: keyB))
+                let objectB = try await fixtureB.escrowed(deviceID: device, key: keyB)
                 async let a = capture { try await stationA.registerKey(
                     fixture.registration(deviceID: device, key: keyA, escrowObjectID: objectA.id)) }
                 async let b = capture { try await stationB.registerKey(
-                    fixture.registration(deviceID: device, key: keyB, escrowObjectID: objectB.id)) }
+                    fixtureB.registration(deviceID: device, key: keyB, escrowObjectID: objectB.id)) }
                 let results = await [a, b]
                 let winners = results.compactMap { try? $0.get() }
                 #expect(winners.count == 1)
@@ -40,7 +43,8 @@ struct RaceTests {
                 }
                 let active = try await setup.activeRegistration(productID: fixture.productID, deviceID: device)
                 #expect(active?.fingerprint == winner.fingerprint)
-                #expect(try await setup.jobDevice(jobID: fixture.job.id, deviceID: device)?.state == .registered)
+                let winnerJob = winner.fingerprint == keyA.fingerprint ? fixture.job.id : jobB.id
+                #expect(try await setup.jobDevice(jobID: winnerJob, deviceID: device)?.state == "registered")
             }
         }
     }
@@ -75,7 +79,7 @@ struct RaceTests {
                     #expect(attempted == loserDevice)
                     #expect(registered == winner.deviceID)
                 }
-                #expect(try await setup.jobDevice(jobID: fixture.job.id, deviceID: loserDevice)?.state == .escrowed)
+                #expect(try await setup.jobDevice(jobID: fixture.job.id, deviceID: loserDevice)?.state == "escrowed")
             }
         }
     }
@@ -88,8 +92,8 @@ struct RaceTests {
             let device = randomDeviceID()
             let keyA = try await TestKey.random(using: setup.connection)
             let keyB = try await TestKey.random(using: setup.connection)
-            let objectA = try await fixture.escrowed(deviceID: device, key: keyA)
-            let objectB = try await setup.recordEscrowObject(fixture.escrowObject(deviceID: device, key: keyB))
+            let objectA = try await setup.recordEscrowObject(fixture.escrowObject(deviceID: device, key: keyA))
+            let objectB = try await fixture.escrowed(deviceID: device, key: keyB)
             let holder = try await database.connect()
             let registrationA = fixture.registration(deviceID: device, key: keyA, escrowObjectID: objectA.id, jobID: .some(nil))
             // A holds its uncommitted insert for a moment while B tries the same device.

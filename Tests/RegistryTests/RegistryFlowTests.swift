@@ -13,14 +13,15 @@ struct RegistryFlowTests {
             let device = randomDeviceID()
             let key = try await TestKey.random(using: registry.connection)
 
-            let detected = try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .detected,
-                                                              station: RegistryFixture.station, portPath: "1-4.2")
+            let detected = try await registry.startJobDevice(jobID: fixture.job.id, deviceID: device, platform: "boron",
+                                                             station: RegistryFixture.station, portPath: "1-4.2")
             #expect(detected.attempts == 1 && detected.portPath == "1-4.2" && detected.lastError == nil)
-            // A failure, then a retry that gets further: attempts count, the last error stays visible.
-            try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .failed,
-                                               station: RegistryFixture.station, error: "device did not re-enumerate")
-            let retry = try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .dfu,
-                                                           station: RegistryFixture.station, newAttempt: true)
+            #expect(detected.state == "detected" && detected.platform == "boron")
+            // A failure, then a resume that gets further: attempts count, the last error stays visible.
+            try await registry.failJobDevice(jobID: fixture.job.id, deviceID: device, from: "detected",
+                                             reason: "device did not re-enumerate")
+            let retry = try await registry.resumeJobDevice(jobID: fixture.job.id, deviceID: device)
+            #expect(retry.state == "detected" && retry.lastGoodState == nil)
             #expect(retry.attempts == 2 && retry.lastError == "device did not re-enumerate" && retry.portPath == "1-4.2")
 
             let object = try await fixture.escrowed(deviceID: device, key: key)
@@ -30,9 +31,9 @@ struct RegistryFlowTests {
             #expect(registration.fingerprint == key.fingerprint)
             #expect(registration.jobID == fixture.job.id)
             #expect(registration.algorithm == .ec)
-            let done = try await registry.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .done,
-                                                          station: RegistryFixture.station)
-            #expect(done.state == .done && done.attempts == 2)
+            let done = try await registry.advanceJobDevice(jobID: fixture.job.id, deviceID: device, from: "registered",
+                                                           to: "done")
+            #expect(done.state == "done" && done.attempts == 2 && done.keyFingerprint == key.fingerprint)
             #expect(try await registry.jobDevices(jobID: fixture.job.id).map(\.deviceID) == [device])
 
             let event = try #require(try await registry.events(jobID: fixture.job.id).first)
@@ -133,7 +134,7 @@ struct RegistryFlowTests {
             let registered = try await registry.registerKeys(batch)
             #expect(registered.map(\.deviceID) == batch.map(\.deviceID))
             #expect(try await registry.registrations(productID: fixture.productID).count == 5)
-            #expect(try await registry.jobDevices(jobID: fixture.job.id).filter { $0.state == .registered }.count == 5)
+            #expect(try await registry.jobDevices(jobID: fixture.job.id).filter { $0.state == "registered" }.count == 5)
         }
     }
 }

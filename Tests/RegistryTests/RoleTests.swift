@@ -23,12 +23,13 @@ struct RoleTests {
             let object = try await fixture.escrowed(deviceID: device, key: key)
             let registration = try await station.registerKey(fixture.registration(deviceID: device, key: key,
                                                                                   escrowObjectID: object.id))
-            let failedOther = try await station.recordJobDevice(jobID: job.id, deviceID: randomDeviceID(), state: .failed,
-                                                                station: "station-07", error: "no DFU device after 10 s")
-            #expect(failedOther.state == .failed)
-            let retried = try await station.recordJobDevice(jobID: job.id, deviceID: failedOther.deviceID, state: .dfu,
-                                                            station: "station-07", newAttempt: true)
-            #expect(retried.attempts == 2)
+            let other = try await station.startJobDevice(jobID: job.id, deviceID: randomDeviceID(), platform: "boron",
+                                                         station: "station-07", portPath: "1-3")
+            let failedOther = try await station.failJobDevice(jobID: job.id, deviceID: other.deviceID, from: "detected",
+                                                              reason: "no DFU device after 10 s")
+            #expect(failedOther.state == "failed" && failedOther.lastGoodState == "detected")
+            let retried = try await station.resumeJobDevice(jobID: job.id, deviceID: failedOther.deviceID)
+            #expect(retried.attempts == 2 && retried.state == "detected")
             _ = try await station.finishJob(id: job.id, status: .completed)
             let events = try await station.events(deviceID: device)
             #expect(events.map(\.kind) == ["key.registered"])
@@ -63,6 +64,42 @@ struct RoleTests {
                 return "\(error)".contains("keyline_station")
             }
             #expect(try await admin.activeRegistration(productID: "acme-sensor", deviceID: device)?.id == registration.id)
+        }
+    }
+
+    @Test("keyline_station runs the whole crash-safe workflow through the API as a real login")
+    func stationRunsTheWorkflow() async throws {
+        try await withTestDatabase { database in
+            let admin = try await database.registry()
+            _ = try await admin.createProduct(id: "acme-sensor", name: "Acme sensor")
+            let (_, station) = try await database.login(memberOf: "keyline_station")
+            let job = try await station.createJob(productID: "acme-sensor", station: "station-07", pipeline: "boron")
+            let fixture = RegistryFixture(registry: station, productID: "acme-sensor", job: job)
+            let device = randomDeviceID()
+            let key = try await TestKey.random(using: station.connection)
+            _ = try await station.startJobDevice(jobID: job.id, deviceID: device, platform: "boron",
+                                                 station: "station-07", portPath: "1-2")
+            try await station.advanceJobDevice(jobID: job.id, deviceID: device, from: "detected", to: "dfu", portPath: "1-3")
+            try await station.failJobDevice(jobID: job.id, deviceID: device, from: "dfu", reason: "re-enumeration timed out")
+            #expect(try await station.resumeJobDevice(jobID: job.id, deviceID: device).state == "dfu")
+            try await fixture.keyReady(deviceID: device, key: key)
+            _ = try await station.recordEscrowIntent(fixture.escrowObject(deviceID: device, key: key))
+            _ = try await station.recordEscrowIntent(fixture.escrowObject(deviceID: device, key: key))
+            let object = try await station.commitEscrow(jobID: job.id, deviceID: device)
+            #expect(try await station.commitEscrow(jobID: job.id, deviceID: device) == object)
+            #expect(try await station.escrowIntent(jobID: job.id, deviceID: device)?.committedEscrowObjectID == object.id)
+            #expect(try await station.escrowObject(jobID: job.id, deviceID: device) == object)
+            let registration = fixture.registration(deviceID: device, key: key, escrowObjectID: object.id)
+            let registered = try await station.registerKey(registration)
+            #expect(try await station.registerKey(registration) == registered)
+            let done = try await station.advanceJobDevice(jobID: job.id, deviceID: device, from: "registered", to: "done")
+            #expect(done.keyFingerprint == key.fingerprint && done.attempts == 2)
+            #expect(try await station.unfinishedJobs(station: "station-07").map(\.id) == [job.id])
+            #expect(try await station.deviceRecords(deviceID: device) == [done])
+            _ = try await station.finishJob(id: job.id, status: .completed)
+            #expect(try await station.unfinishedJobs(station: "station-07").isEmpty)
+            // Still no way around the workflow: intents are never deleted.
+            await expectServerError("42501") { try await station.connection.execute("DELETE FROM escrow_intents") }
         }
     }
 
@@ -130,7 +167,7 @@ struct RoleTests {
             #expect(audited.first?.escrowObject.id == object.id)
             #expect(try await auditor.events(deviceID: device).count == 1)
             #expect(try await auditor.jobDevices(jobID: fixture.job.id).count == 1)
-            for table in ["products", "jobs", "job_devices", "escrow_objects", "key_registrations", "restorations",
+            for table in ["products", "jobs", "job_devices", "escrow_objects", "escrow_intents", "key_registrations", "restorations",
                           "events", "schema_migrations"] {
                 try await auditor.connection.query("SELECT count(*) FROM \(table)")
             }
@@ -140,8 +177,11 @@ struct RoleTests {
                 _ = try await auditor.createJob(productID: fixture.productID, station: "s", pipeline: "p")
             }
             await expectServerError("42501") {
-                try await auditor.recordJobDevice(jobID: fixture.job.id, deviceID: device, state: .failed,
-                                                  station: "s", error: "x")
+                try await auditor.failJobDevice(jobID: fixture.job.id, deviceID: device, from: "registered", reason: "x")
+            }
+            await expectServerError("42501") {
+                _ = try await auditor.startJobDevice(jobID: fixture.job.id, deviceID: randomDeviceID(), platform: "p",
+                                                     station: "s", portPath: nil)
             }
             await expectServerError("42501") {
                 _ = try await auditor.supersedeKey(productID: fixture.productID, deviceID: device, reason: "x", station: "s")

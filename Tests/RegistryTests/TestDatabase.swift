@@ -179,17 +179,31 @@ struct RegistryFixture: Sendable {
                         jobID: jobID ?? job.id, station: Self.station)
     }
 
-    /// Takes the device through the workflow to `escrowed` and returns the escrow object.
+    static let workflowStates = ["detected", "dfu", "flashed", "server_key", "key_ready", "escrowed", "registered", "done"]
+
+    /// Takes the device from wherever it is (first sighting if new) one step at a time to `key_ready`
+    /// holding `key`, as the runner does.
+    @discardableResult
+    func keyReady(deviceID: String, key: TestKey, registry: RegistryDatabase? = nil) async throws -> JobDevice {
+        let registry = registry ?? self.registry
+        var device = try await registry.startJobDevice(jobID: job.id, deviceID: deviceID, platform: "boron",
+                                                       station: Self.station, portPath: "1-2.3")
+        while let index = Self.workflowStates.firstIndex(of: device.state), index < 4 {
+            let next = Self.workflowStates[index + 1]
+            device = try await registry.advanceJobDevice(jobID: job.id, deviceID: deviceID, from: device.state, to: next,
+                                                         keyFingerprint: next == "key_ready" ? key.fingerprint : nil)
+        }
+        return device
+    }
+
+    /// Takes the device through the workflow to `escrowed` (intent, then commit) and returns the
+    /// escrow object.
     @discardableResult
     func escrowed(deviceID: String, key: TestKey, registry: RegistryDatabase? = nil) async throws -> EscrowObject {
         let registry = registry ?? self.registry
-        for state in [JobDeviceState.detected, .dfu, .flashed, .serverKey, .keyReady] {
-            try await registry.recordJobDevice(jobID: job.id, deviceID: deviceID, state: state, station: Self.station,
-                                               portPath: "1-2.3")
-        }
-        let object = try await registry.recordEscrowObject(escrowObject(deviceID: deviceID, key: key))
-        try await registry.recordJobDevice(jobID: job.id, deviceID: deviceID, state: .escrowed, station: Self.station)
-        return object
+        try await keyReady(deviceID: deviceID, key: key, registry: registry)
+        _ = try await registry.recordEscrowIntent(escrowObject(deviceID: deviceID, key: key))
+        return try await registry.commitEscrow(jobID: job.id, deviceID: deviceID)
     }
 
     func registration(deviceID: String, key: TestKey, escrowObjectID: Int64, jobID: Int64?? = nil) -> NewKeyRegistration {
