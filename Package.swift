@@ -32,7 +32,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy"]),
-        .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys"]),
+        .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy"]),
         .target(name: "Pipeline", dependencies: [
             "DFU", "USB", "ParticleDevice", "DeviceKeys", "Escrow", "Registry", "FailurePolicy",
             .product(name: "Yams", package: "Yams"),
