@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "TestSupport"]),
         .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DFUTests", dependencies: ["DFU"]),
-        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "TestSupport"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy", "TestSupport"]),
         .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: [
