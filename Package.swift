@@ -32,7 +32,7 @@ let package = Package(
             .product(name: "Crypto", package: "swift-crypto"),
         ]),
         .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy"]),
-        .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys"]),
+        .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy"]),
         .target(name: "Pipeline", dependencies: [
             "DFU", "USB", "ParticleDevice", "DeviceKeys", "Escrow", "Registry", "FailurePolicy",
             .product(name: "Yams", package: "Yams"),
@@ -53,7 +53,7 @@ let package = Package(
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "TestSupport"]),
         .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DFUTests", dependencies: ["DFU"]),
-        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "TestSupport"]),
+        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy", "TestSupport"]),
         .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: [

@@ -44,12 +44,13 @@ public struct USBDeviceIdentity: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-/// An opened device: its identity and a transport with interface 0 claimed.
+/// An opened device: its identity and a transport with the DFU interface claimed (in DFU mode).
+/// Close the transport before the device re-enumerates or when done, so another owner can open it.
 public struct USBOpenedDevice: Sendable {
     public var identity: USBDeviceIdentity
-    public var transport: any ControlTransport
+    public var transport: any ClosableControlTransport
 
-    public init(identity: USBDeviceIdentity, transport: any ControlTransport) {
+    public init(identity: USBDeviceIdentity, transport: any ClosableControlTransport) {
         self.identity = identity
         self.transport = transport
     }

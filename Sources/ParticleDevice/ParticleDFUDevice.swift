@@ -116,13 +116,18 @@ public struct ParticleDFUDevice: Sendable {
 
 /// Switching a normal-mode device to DFU and finding it again.
 public enum ParticleModeSwitch {
-    /// Sends DFU_MODE (50) to a normal-mode device and waits, through `locator`, for the same serial
-    /// to enumerate with the platform's DFU PID; opens it.
+    /// Sends DFU_MODE (50) to a normal-mode device, closes `transport` (if it can be closed: no
+    /// handle is held across the re-enumeration), and waits through `locator` for the same serial
+    /// to enumerate with the platform's DFU PID; opens it. A device already in DFU mode is opened
+    /// on `transport` as it is, with no request and no wait.
     public static func enterDFU(_ transport: any ControlTransport, identity: USBDeviceIdentity, locator: any USBDeviceLocator,
                                 timeout: Duration = .seconds(10)) async throws(ParticleDeviceError) -> ParticleDFUDevice {
         guard let (platform, mode) = Platform.matching(vendorID: identity.vendorID, productID: identity.productID) else {
             throw ParticleDeviceError(step: .identify, deviceID: identity.serialNumber, port: identity.port,
                                       reason: .unknownDevice(vendorID: identity.vendorID, productID: identity.productID))
+        }
+        if mode == .dfu {
+            return try await ParticleDFUDevice.open(transport, port: identity.port, expecting: platform)
         }
         let requests = ParticleControlRequests(transport: transport)
         let serial: String
@@ -132,15 +137,15 @@ public enum ParticleModeSwitch {
             serial = try await requests.deviceID()
         }
         let match = USBDeviceMatch(serialNumber: serial, vendorID: platform.vendorID, productIDs: [platform.dfuProductID])
-        if mode == .normal {
-            do {
-                try await requests.enterDFUMode()
-            } catch let error where error.isDisconnect {
-                // The device may reset before the last reply; the wait below tells whether it worked.
-            } catch {
-                throw ParticleDeviceError(step: .enterDFU, deviceID: serial, port: identity.port, reason: error.reason)
-            }
+        do {
+            try await requests.enterDFUMode()
+        } catch let error where error.isDisconnect {
+            // The device may reset before the last reply; the wait below tells whether it worked.
+        } catch {
+            throw ParticleDeviceError(step: .enterDFU, deviceID: serial, port: identity.port, reason: error.reason)
         }
+        // The normal-mode handle dies with the re-enumeration anyway; closing it now frees it at once.
+        if let closable = transport as? any ClosableControlTransport { await closable.close() }
         let opened: USBOpenedDevice
         do {
             opened = try await locator.waitForDevice(match, timeout: timeout)

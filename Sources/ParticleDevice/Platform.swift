@@ -1,3 +1,4 @@
+import DFU
 import DeviceKeys
 
 /// How a platform talks to the cloud, which decides its key algorithm and DCT slots
@@ -13,11 +14,6 @@ public enum CloudProtocol: String, Sendable, Codable, CaseIterable {
 /// MCU family: decides the DFU memory map and how device IDs are formed.
 public enum MCU: String, Sendable, Codable {
     case stm32f1, stm32f2, nrf52840, rtl872x
-}
-
-/// The two USB personalities of a device.
-public enum USBMode: String, Sendable, Codable {
-    case normal, dfu
 }
 
 /// A byte range in the DCT as DFU alt 1 addresses it (alt 1 addresses are `application_dct_t`

@@ -1,17 +1,22 @@
 import DFU
 import DeviceKeys
 import Dispatch
+import FailurePolicy
 import Foundation
 import ParticleDevice
 
 /// Why the simulator could not do what was asked.
-public enum SimulatorError: Error, Sendable, Hashable, CustomStringConvertible {
+public enum SimulatorError: Error, Sendable, Hashable, CustomStringConvertible, ClassifiedError {
     case unsupportedPlatform(String)
     case invalidDeviceID(String, platform: String)
     case portInUse(USBPortPath)
     case noDevice(USBPortPath)
     case noSuchAlt(UInt8)
     case stateFile(path: String, detail: String)
+    /// Another handle holds the device's DFU interface (libusb: LIBUSB_ERROR_BUSY).
+    case busy(USBPortPath)
+    /// That enumeration of the device is gone: unplugged or re-enumerated (LIBUSB_ERROR_NO_DEVICE).
+    case disconnected(USBPortPath)
 
     public var description: String {
         switch self {
@@ -21,6 +26,19 @@ public enum SimulatorError: Error, Sendable, Hashable, CustomStringConvertible {
         case .noDevice(let port): "no simulated device at port \(port)"
         case .noSuchAlt(let alt): "the simulated device has no alt \(alt)"
         case .stateFile(let path, let detail): "simulated device state \(path): \(detail)"
+        case .busy(let port): "the simulated device on port \(port) is in use by another handle: close it first"
+        case .disconnected(let port): "the simulated device on port \(port) disconnected (unplugged or re-enumerated)"
+        }
+    }
+}
+
+extension SimulatorError {
+    public var failureClass: FailureClass {
+        switch self {
+        // The same rule as USBError: another owner may let go; a re-enumeration settles.
+        case .busy, .disconnected: .retryable
+        case .stateFile: .needsOperator
+        case .unsupportedPlatform, .invalidDeviceID, .portInUse, .noDevice, .noSuchAlt: .badInput
         }
     }
 }
@@ -70,6 +88,9 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
     private var runtime = DeviceOSRuntime()
     private var stats = Statistics()
     private var busObserver: (@Sendable (SimulatedDevice, BusEvent) -> Void)?
+    /// Interface → the handle (owner token) holding it, for the current session only: a
+    /// re-enumeration ends every claim, as it ends every libusb handle.
+    private var claims: [UInt8: UInt64] = [:]
 
     /// Creates a device, attached (plugged in) in `mode`. A device created in normal mode checks
     /// its key slot as Device OS does when it starts (on its own queue).
@@ -228,6 +249,37 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         }
     }
 
+    // MARK: - Interface claims (libusb_claim_interface / release)
+
+    public enum ClaimOutcome: Sendable, Hashable {
+        case claimed
+        /// Another handle holds the interface (LIBUSB_ERROR_BUSY).
+        case busy
+        /// The session ended: re-enumerated or unplugged (LIBUSB_ERROR_NO_DEVICE).
+        case gone
+    }
+
+    /// One handle at a time per interface, whether it comes in-process (`SimulatedFleet.open`)
+    /// or through the libusb stand-in. Claiming again by the holder succeeds, as in libusb.
+    func claimInterface(_ interface: UInt8, session: UInt64, owner: UInt64) -> ClaimOutcome {
+        lock.withLock {
+            guard attached, self.session == session else { return .gone }
+            if let holder = claims[interface], holder != owner { return .busy }
+            claims[interface] = owner
+            return .claimed
+        }
+    }
+
+    /// False if `owner` did not hold the interface in this session.
+    @discardableResult
+    func releaseInterface(_ interface: UInt8, session: UInt64, owner: UInt64) -> Bool {
+        lock.withLock {
+            guard attached, self.session == session, claims[interface] == owner else { return false }
+            claims[interface] = nil
+            return true
+        }
+    }
+
     // MARK: - Control transfers
 
     /// Phase 1: reserve the device's next free slot on the bus; returns when the transfer completes.
@@ -343,6 +395,7 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
     private func detachLocked() -> BusEvent? {
         guard attached else { return nil }
         attached = false
+        claims = [:]
         return .detached(session: session)
     }
 

@@ -24,6 +24,9 @@ public struct SimulatedAttachment: Sendable, Hashable, CustomStringConvertible {
     public let deviceDescriptor: [UInt8]
     public let configurationDescriptor: [UInt8]
 
+    /// This enumeration as the device-bus seam lists it.
+    public var busDevice: BusDevice { BusDevice(identity: identity, mode: mode, address: address) }
+
     public var description: String { "\(identity) (\(mode) mode, address \(address))" }
 }
 
@@ -31,10 +34,10 @@ public struct SimulatedAttachment: Sendable, Hashable, CustomStringConvertible {
 /// re-enumerate as real ones do (normal → DFU after request 50, DFU → normal after leave).
 ///
 /// Watch it by polling (`attachedDevices()`, `generation`), by an `AsyncStream` (`changes()`), or
-/// with a callback (`addObserver`) for code on its own threads. `waitForDevice` implements
-/// `USBDeviceLocator`, so `ParticleDFUDevice` finds a re-enumerated device the same way it would
-/// through libusb.
-public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
+/// with a callback (`addObserver`) for code on its own threads. It is a `DeviceBus` (in-process,
+/// with libusb's claim rule) and a `USBDeviceLocator`, so `ParticleDFUDevice` finds a
+/// re-enumerated device the same way it would through libusb.
+public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Sendable {
     public enum Change: Sendable, Hashable {
         case attached(SimulatedAttachment)
         case detached(port: USBPortPath, address: UInt8, serialNumber: String)
@@ -207,31 +210,45 @@ public final class SimulatedFleet: USBDeviceLocator, @unchecked Sendable {
         for handler in handlers { handler(change) }
     }
 
-    // MARK: - USBDeviceLocator
+    // MARK: - DeviceBus, USBDeviceLocator
 
+    public func enumerate() async throws -> [BusDevice] {
+        attachedDevices().map(\.busDevice)
+    }
+
+    public func open(_ device: BusDevice) async throws -> any ClosableControlTransport {
+        try openHandle(device)
+    }
+
+    /// Opens that enumeration as an owning handle, claiming the DFU interface (0) in DFU mode,
+    /// as `USBContext.open` does through libusb. Normal mode claims nothing (vendor requests go
+    /// to the device). Throws `.busy` while another handle (in-process or through the stand-in)
+    /// holds it, `.disconnected` if the device re-enumerated or left since it was listed.
+    public func openHandle(_ device: BusDevice) throws(SimulatorError) -> SimulatedTransport {
+        guard let attachment = lock.withLock({ attachments[device.port] }), attachment.address == device.address
+        else { throw .disconnected(device.port) }
+        let owner = SimulatedHandle.makeOwner()
+        let interface: UInt8? = attachment.mode == .dfu ? 0 : nil
+        if let interface {
+            switch attachment.transport.claimInterface(interface, owner: owner) {
+            case .claimed: break
+            case .busy: throw .busy(device.port)
+            case .gone: throw .disconnected(device.port)
+            }
+        } else if !attachment.isAttached {
+            throw .disconnected(device.port)
+        }
+        return SimulatedTransport(device: attachment.device, session: attachment.transport.session,
+                                  handle: SimulatedHandle(owner: owner, claimed: interface))
+    }
+
+    /// Waits as a station does, through a `DeviceBusWatcher` (polling every 10 ms), and opens the
+    /// device with its DFU interface claimed: close the transport to let another owner open it.
     public func waitForDevice(_ match: USBDeviceMatch, timeout: Duration) async throws(USBLocatorError) -> USBOpenedDevice {
-        let stream = changes()  // subscribe before looking, so nothing slips between
-        if let found = attachedDevices().first(where: { match.matches($0.identity) }) {
-            return USBOpenedDevice(identity: found.identity, transport: found.transport)
-        }
-        let found = await withTaskGroup(of: SimulatedAttachment?.self) { group in
-            group.addTask {
-                for await change in stream {
-                    if case .attached(let attachment) = change, match.matches(attachment.identity) { return attachment }
-                }
-                return nil
-            }
-            group.addTask {
-                try? await Task.sleep(for: timeout)
-                return nil
-            }
-            let first = await group.next() ?? nil
-            group.cancelAll()
-            return first
-        }
-        if found == nil, Task.isCancelled { throw .cancelled(match) }
-        guard let found else { throw .timedOut(match, after: timeout) }
-        return USBOpenedDevice(identity: found.identity, transport: found.transport)
+        let watcher = DeviceBusWatcher(bus: self, interval: .milliseconds(10))
+        watcher.start()
+        defer { watcher.stop() }
+        return try await watcher.waitForDevice(match, timeout: timeout)
     }
 
     // MARK: - Persistence

@@ -5,17 +5,52 @@ import Foundation
 /// libusb handle: once the device re-enumerates or leaves the bus, every call fails with
 /// `.disconnected`.
 ///
+/// Opened through `SimulatedFleet.open` it is an owning handle: it holds the DFU interface
+/// claim (DFU mode) until `close()`, after which its calls fail with `.disconnected`. Made with
+/// `init(device:session:)` it is an unowned view (claims nothing; `close()` does nothing).
+///
 /// `control` waits with `Task.sleep` (suspends, never blocks the cooperative pool). Callers that
 /// run on their own threads (a socket server serving a C client) use `controlBlocking`, which
 /// sleeps the calling thread instead.
-public struct SimulatedTransport: ControlTransport, Hashable {
+public struct SimulatedTransport: ClosableControlTransport, Hashable {
     public let device: SimulatedDevice
     /// Which enumeration of the device this transport belongs to.
     public let session: UInt64
+    /// The owning handle's state, shared by every copy of this value; nil for an unowned view.
+    let handle: SimulatedHandle?
 
     public init(device: SimulatedDevice, session: UInt64) {
         self.device = device
         self.session = session
+        self.handle = nil
+    }
+
+    init(device: SimulatedDevice, session: UInt64, handle: SimulatedHandle) {
+        self.device = device
+        self.session = session
+        self.handle = handle
+    }
+
+    /// Releases the claimed interface; later calls through this handle fail with `.disconnected`.
+    public func close() async { closeBlocking() }
+
+    public func closeBlocking() {
+        guard let handle, let interface = handle.close() else { return }
+        device.releaseInterface(interface, session: session, owner: handle.owner)
+    }
+
+    /// Claims `interface` for `owner` on this enumeration (the stand-in's libusb_claim_interface).
+    public func claimInterface(_ interface: UInt8, owner: UInt64) -> SimulatedDevice.ClaimOutcome {
+        device.claimInterface(interface, session: session, owner: owner)
+    }
+
+    @discardableResult
+    public func releaseInterface(_ interface: UInt8, owner: UInt64) -> Bool {
+        device.releaseInterface(interface, session: session, owner: owner)
+    }
+
+    private func checkOpen() throws(USBTransferError) {
+        if handle?.isClosed == true { throw .disconnected }
     }
 
     public static func == (a: SimulatedTransport, b: SimulatedTransport) -> Bool { a.device === b.device && a.session == b.session }
@@ -28,6 +63,7 @@ public struct SimulatedTransport: ControlTransport, Hashable {
     public var isAttached: Bool { device.isCurrent(session) }
 
     public func control(_ setup: ControlSetup, data: [UInt8], timeout: Duration) async throws(USBTransferError) -> [UInt8] {
+        try checkOpen()
         if let ready = try device.reserve(session: session, setup: setup) {
             let wait = ready - ContinuousClock.now
             if wait > timeout {
@@ -46,6 +82,7 @@ public struct SimulatedTransport: ControlTransport, Hashable {
 
     /// The same transfer for a caller on its own thread: sleeps that thread, not a task.
     public func controlBlocking(_ setup: ControlSetup, data: [UInt8], timeout: Duration) throws(USBTransferError) -> [UInt8] {
+        try checkOpen()
         if let ready = try device.reserve(session: session, setup: setup) {
             let wait = ready - ContinuousClock.now
             if wait > timeout {
@@ -64,6 +101,7 @@ public struct SimulatedTransport: ControlTransport, Hashable {
     /// libusb_reset_device: a bootloader in dfuMANIFEST-WAIT-RESET leaves DFU mode; any other
     /// device re-enumerates in the same mode. This transport is dead afterwards either way.
     public func resetDevice() throws(USBTransferError) {
+        try checkOpen()
         try device.usbReset(session: session)
     }
 
@@ -76,6 +114,43 @@ public struct SimulatedTransport: ControlTransport, Hashable {
             try await Task.sleep(until: deadline, clock: .continuous)
         } catch {
             throw .cancelled
+        }
+    }
+}
+
+/// An owning handle's state: its claim owner token, the interface it claimed, and whether it
+/// was closed.
+final class SimulatedHandle: @unchecked Sendable {
+    let owner: UInt64
+    private let lock = NSLock()
+    private var interface: UInt8?   // guarded by lock
+    private var closed = false      // guarded by lock
+
+    init(owner: UInt64, claimed interface: UInt8?) {
+        self.owner = owner
+        self.interface = interface
+    }
+
+    var isClosed: Bool { lock.withLock { closed } }
+
+    /// Marks the handle closed; returns the interface to release (nil if none or already closed).
+    func close() -> UInt8? {
+        lock.withLock {
+            guard !closed else { return nil }
+            closed = true
+            defer { interface = nil }
+            return interface
+        }
+    }
+
+    private static let counterLock = NSLock()
+    nonisolated(unsafe) private static var counter: UInt64 = 0
+
+    /// A new claim owner: one per open handle, in-process or stand-in connection.
+    static func makeOwner() -> UInt64 {
+        counterLock.withLock {
+            counter += 1
+            return counter
         }
     }
 }

@@ -207,129 +207,6 @@ public final class StandInServer: @unchecked Sendable {
     }
 }
 
-// MARK: - libusb error codes (libusb.h 1.0.26, enum libusb_error)
-
-enum LibUSBStatus {
-    static let io: Int32 = -1
-    static let invalidParam: Int32 = -2
-    static let access: Int32 = -3
-    static let noDevice: Int32 = -4
-    static let notFound: Int32 = -5
-    static let busy: Int32 = -6
-    static let timeout: Int32 = -7
-    static let pipe: Int32 = -9
-    static let interrupted: Int32 = -10
-
-    static func code(for error: USBTransferError) -> Int32 {
-        switch error {
-        case .timeout: timeout
-        case .stall: pipe
-        case .disconnected: noDevice
-        case .io: io
-        case .cancelled: interrupted
-        }
-    }
-}
-
-// MARK: - device registry (ids, addresses, descriptors, claims)
-
-/// Numbers each enumeration the fleet reports, assigns bus addresses the way a host controller
-/// does (the next free one on the bus), caches descriptors, and owns interface claims.
-final class DeviceRegistry: @unchecked Sendable {
-    struct Entry {
-        var id: UInt32
-        var device: StandInAttachedDevice
-        var address: UInt8
-        var deviceDescriptor: [UInt8]?
-        var configuration: [UInt8]?
-        /// interface number → the connection holding the claim
-        var claims: [UInt8: ObjectIdentifier] = [:]
-    }
-    private struct Key: Hashable {
-        var portPath: USBPortPath
-        var enumeration: UInt64
-    }
-
-    private let lock = NSLock()
-    private var ids: [Key: UInt32] = [:]
-    private var entries: [UInt32: Entry] = [:]
-    private var nextID: UInt32 = 1
-    private var nextAddress: [UInt8: UInt8] = [:]
-
-    /// Replaces the set of current enumerations; returns their entries sorted by port path.
-    func update(with devices: [StandInAttachedDevice]) -> [Entry] {
-        lock.withLock {
-            var current: [UInt32: Entry] = [:]
-            for device in devices {
-                let key = Key(portPath: device.portPath, enumeration: device.enumeration)
-                if let id = ids[key], var entry = entries[id] {
-                    entry.device = device
-                    current[id] = entry
-                    continue
-                }
-                let id = nextID
-                nextID &+= 1
-                ids[key] = id
-                let bus = device.portPath.bus
-                var address = nextAddress[bus, default: 2]   // 1 is the root hub
-                nextAddress[bus] = address >= 127 ? 2 : address + 1
-                if let assigned = device.address { address = assigned }
-                current[id] = Entry(id: id, device: device, address: address)
-            }
-            // Enumerations no longer attached are gone for good.
-            for (key, id) in ids where current[id] == nil { ids[key] = nil }
-            entries = current
-            return current.values.sorted { $0.device.portPath < $1.device.portPath }
-        }
-    }
-
-    func entry(_ id: UInt32) -> Entry? { lock.withLock { entries[id] } }
-
-    func storeDescriptors(_ id: UInt32, device: [UInt8], configuration: [UInt8]) {
-        lock.withLock {
-            entries[id]?.deviceDescriptor = device
-            entries[id]?.configuration = configuration
-        }
-    }
-
-    func remove(_ id: UInt32) {
-        lock.withLock {
-            entries[id] = nil
-            for (key, value) in ids where value == id { ids[key] = nil }
-        }
-    }
-
-    func claim(_ id: UInt32, interface: UInt8, by owner: ObjectIdentifier) -> Int32 {
-        lock.withLock {
-            guard entries[id] != nil else { return LibUSBStatus.noDevice }
-            if let holder = entries[id]!.claims[interface], holder != owner { return LibUSBStatus.busy }
-            entries[id]!.claims[interface] = owner
-            return 0
-        }
-    }
-
-    func release(_ id: UInt32, interface: UInt8, by owner: ObjectIdentifier) -> Int32 {
-        lock.withLock {
-            guard entries[id] != nil else { return LibUSBStatus.noDevice }
-            guard entries[id]!.claims[interface] == owner else { return LibUSBStatus.notFound }
-            entries[id]!.claims[interface] = nil
-            return 0
-        }
-    }
-
-    func holds(_ id: UInt32, interface: UInt8, owner: ObjectIdentifier) -> Bool {
-        lock.withLock { entries[id]?.claims[interface] == owner }
-    }
-
-    func releaseAll(by owner: ObjectIdentifier) {
-        lock.withLock {
-            for id in entries.keys {
-                entries[id]!.claims = entries[id]!.claims.filter { $0.value != owner }
-            }
-        }
-    }
-}
-
 // MARK: - one client connection
 
 /// Serves one stand-in connection until the client closes it. Runs on its own thread.
@@ -338,7 +215,8 @@ final class StandInConnection: @unchecked Sendable {
     private let fleet: any StandInFleet
     private let registry: DeviceRegistry
     private let accessDenied: Set<USBPortPath>
-    private var owner: ObjectIdentifier { ObjectIdentifier(self) }
+    /// This connection's claim owner token (one libusb handle).
+    private let owner = SimulatedHandle.makeOwner()
 
     init(fd: Int32, fleet: any StandInFleet, registry: DeviceRegistry, accessDenied: Set<USBPortPath>) {
         self.fd = fd
@@ -541,56 +419,4 @@ final class StandInConnection: @unchecked Sendable {
         }
         return true
     }
-}
-
-// MARK: - little-endian wire encoding
-
-struct WireWriter {
-    var data: [UInt8] = []
-    mutating func u8(_ v: UInt8) { data.append(v) }
-    mutating func u16(_ v: UInt16) { data += [UInt8(v & 0xff), UInt8(v >> 8)] }
-    mutating func u32(_ v: UInt32) { for i in 0..<4 { data.append(UInt8((v >> (8 * UInt32(i))) & 0xff)) } }
-    mutating func bytes(_ v: [UInt8]) { data += v }
-}
-
-struct WireReader {
-    private let data: [UInt8]
-    private var offset = 0
-    init(_ data: [UInt8]) { self.data = data }
-    mutating func u8() -> UInt8? {
-        guard offset < data.count else { return nil }
-        defer { offset += 1 }
-        return data[offset]
-    }
-    mutating func u16() -> UInt16? {
-        guard let a = u8(), let b = u8() else { return nil }
-        return UInt16(a) | UInt16(b) << 8
-    }
-    mutating func u32() -> UInt32? {
-        guard let a = u16(), let b = u16() else { return nil }
-        return UInt32(a) | UInt32(b) << 16
-    }
-    mutating func rest() -> [UInt8] {
-        defer { offset = data.count }
-        return Array(data[offset...])
-    }
-}
-
-// MARK: - waiting for async work from a dedicated thread
-
-private final class ResultBox<T: Sendable>: @unchecked Sendable {
-    var value: T?
-}
-
-/// Runs async work and blocks the calling thread — always one of the server's own threads,
-/// never a cooperative-pool thread — until it finishes.
-func waitFor<T: Sendable>(_ operation: @escaping @Sendable () async -> T) -> T {
-    let box = ResultBox<T>()
-    let done = DispatchSemaphore(value: 0)
-    Task {
-        box.value = await operation()
-        done.signal()
-    }
-    done.wait()
-    return box.value!
 }

@@ -37,6 +37,10 @@ public final class USBContext: @unchecked Sendable {
     }
     /// Touched only on `worker` (and in deinit, when nothing else can).
     private var state = State.uninitialized
+    /// Serials already read, per attachment still on the bus (`enumerate()` reads each only
+    /// once: a device mid-flash gets no string requests from a station listing the bus).
+    /// Touched only on `worker`.
+    var serials: [Attachment: String?] = [:]
 
     /// Creates the context without starting libusb (that happens on first use, on the context's
     /// thread). From async code prefer `make()`, which also starts libusb there, up front.
@@ -69,7 +73,7 @@ public final class USBContext: @unchecked Sendable {
     }
 
     /// libusb_init on first use, on the worker thread: it can take a while (udev, usbfs scan).
-    private func initializedHandle() -> OpaquePointer? {
+    func initializedHandle() -> OpaquePointer? {
         switch state {
         case .ready(let handle): return handle
         case .unavailable: return nil
@@ -106,7 +110,9 @@ public final class USBContext: @unchecked Sendable {
     public func devices() async throws(USBError) -> [USBDeviceInfo] {
         try await worker.perform { () throws(USBError) -> [USBDeviceInfo] in
             guard let handle = self.initializedHandle() else { return [] }
-            return try Self.enumerate(handle).map(\.info).sorted { $0.portPath < $1.portPath }
+            let infos = try Self.enumerate(handle).map(\.info).sorted { $0.portPath < $1.portPath }
+            for info in infos where info.openError == nil { self.serials[Attachment(info)] = .some(info.serialNumber) }
+            return infos
         }
     }
 
@@ -115,30 +121,37 @@ public final class USBContext: @unchecked Sendable {
     /// requests Particle devices answer go to the device, and the CDC interface stays with the
     /// kernel's serial driver).
     public func open(_ device: USBDeviceInfo) async throws(USBError) -> USBDevice {
-        let opened = try await worker.perform { () throws(USBError) -> UnsafeContext in
-            guard let handle = self.initializedHandle() else { throw USBError.notFound(what: "port \(device.portPath) (no usable USB)") }
+        try await open(port: device.portPath, address: device.address) { _ in device }
+    }
+
+    /// Opens the enumeration at `port` with bus `address` (gone: `.disconnected`), describing it
+    /// with `describe`; claims the DFU interface in DFU mode (held elsewhere: `.busy`).
+    func open(port: USBPortPath, address: UInt8,
+              describe: @escaping @Sendable (USBDeviceInfo) -> USBDeviceInfo) async throws(USBError) -> USBDevice {
+        let (opened, info) = try await worker.perform { () throws(USBError) -> (UnsafeContext, USBDeviceInfo) in
+            guard let handle = self.initializedHandle() else { throw USBError.notFound(what: "port \(port) (no usable USB)") }
             let candidates = try Self.enumerate(handle, readStrings: false)
             defer { candidates.forEach { libusb_unref_device($0.device) } }
-            guard let match = candidates.first(where: {
-                $0.info.portPath == device.portPath && $0.info.address == device.address
-            }) else { throw USBError.disconnected(device.portPath) }
+            guard let match = candidates.first(where: { $0.info.portPath == port && $0.info.address == address })
+            else { throw USBError.disconnected(port) }
+            let info = describe(match.info)
             var deviceHandle: OpaquePointer?
             let code = libusb_open(match.device, &deviceHandle)
             guard code == 0, let deviceHandle else {
-                throw USBError.from(code, operation: "open", port: device.portPath)
+                throw USBError.from(code, operation: "open", port: port)
             }
             _ = libusb_set_auto_detach_kernel_driver(deviceHandle, 1)
-            if device.mode == .dfu, let interface = device.dfuInterface {
+            if info.mode == .dfu, let interface = info.dfuInterface {
                 let claim = libusb_claim_interface(deviceHandle, Int32(interface))
                 if claim != 0 {
                     libusb_close(deviceHandle)
-                    throw USBError.from(claim, operation: "claim interface \(interface)", port: device.portPath)
+                    throw USBError.from(claim, operation: "claim interface \(interface)", port: port)
                 }
             }
-            return UnsafeContext(deviceHandle)
+            return (UnsafeContext(deviceHandle), info)
         }
-        return USBDevice(context: self, handle: opened.pointer, info: device,
-                         claimedInterface: device.mode == .dfu ? device.dfuInterface : nil)
+        return USBDevice(context: self, handle: opened.pointer, info: info,
+                         claimedInterface: info.mode == .dfu ? info.dfuInterface : nil)
     }
 
     // MARK: enumeration (runs on the context's thread)
@@ -161,36 +174,10 @@ public final class USBContext: @unchecked Sendable {
         }
     }
 
-    /// One look for `match` without opening every device: only devices with a matching VID/PID
-    /// that are not in `checked` are opened, and only their serial is read. Returns the match if
-    /// attached, and the attachments whose serial was read and differs (skip them next time).
-    func locate(_ match: USBDeviceMatch, skipping checked: Set<Attachment>) async throws(USBError)
-        -> (found: USBDeviceInfo?, otherSerials: Set<Attachment>) {
-        try await worker.perform { () throws(USBError) -> (found: USBDeviceInfo?, otherSerials: Set<Attachment>) in
-            guard let handle = self.initializedHandle() else { return (nil, []) }
-            let candidates = try Self.enumerate(handle, readStrings: false) { info in
-                info.vendorID == match.vendorID && match.productIDs.contains(info.productID) && !checked.contains(Attachment(info))
-            }
-            defer { candidates.forEach { libusb_unref_device($0.device) } }
-            var otherSerials = Set<Attachment>()
-            for candidate in candidates {
-                var deviceHandle: OpaquePointer?
-                // Not openable yet (still settling) or not at all: looked at again next time.
-                guard libusb_open(candidate.device, &deviceHandle) == 0, let deviceHandle else { continue }
-                var info = candidate.info
-                info.serialNumber = Self.string(deviceHandle, candidate.serialIndex)
-                libusb_close(deviceHandle)
-                if match.matches(info.identity) { return (info, otherSerials) }
-                if info.serialNumber != nil { otherSerials.insert(Attachment(info)) }
-            }
-            return (nil, otherSerials)
-        }
-    }
-
     /// Lists Particle devices (those `include` accepts). With `readStrings`, opens each to read
     /// its strings and releases the libusb devices; without, returns them referenced (the caller
     /// unrefs them).
-    private static func enumerate(_ context: OpaquePointer, readStrings: Bool = true,
+    static func enumerate(_ context: OpaquePointer, readStrings: Bool = true,
                                   include: (USBDeviceInfo) -> Bool = { _ in true }) throws(USBError) -> [Enumerated] {
         var list: UnsafeMutablePointer<OpaquePointer?>?
         let count = libusb_get_device_list(context, &list)
@@ -251,7 +238,7 @@ public final class USBContext: @unchecked Sendable {
         return result
     }
 
-    private static func string(_ handle: OpaquePointer, _ index: UInt8) -> String? {
+    static func string(_ handle: OpaquePointer, _ index: UInt8) -> String? {
         guard index != 0 else { return nil }
         var buffer = [UInt8](repeating: 0, count: 256)
         let length = libusb_get_string_descriptor_ascii(handle, index, &buffer, Int32(buffer.count))

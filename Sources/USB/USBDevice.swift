@@ -3,7 +3,7 @@ import DFU
 
 /// An opened device: a `ControlTransport` over libusb's synchronous control transfers, each run
 /// on this device's own thread so a long transfer (a sector erase) blocks nothing else.
-public final class USBDevice: ControlTransport, @unchecked Sendable {
+public final class USBDevice: ClosableControlTransport, @unchecked Sendable {
     public let info: USBDeviceInfo
     private let context: USBContext       // keeps libusb alive while the device is open
     private let handle: OpaquePointer

@@ -1,12 +1,7 @@
 import DFU
 
-/// Whether a Particle device runs its application (CDC serial, vendor control requests) or its
-/// bootloader's DFU mode (DfuSe interface, protocol 2; dfu-protocol.md §1.1).
-public enum USBDeviceMode: String, Sendable, Hashable, Codable, CustomStringConvertible {
-    case normal
-    case dfu
-    public var description: String { rawValue }
-}
+/// The device bus seam's mode (DFU's `USBMode`), under the name this target has always used.
+public typealias USBDeviceMode = USBMode
 
 /// One alternate setting of a device's DFU interface: its number and its `iInterface` string,
 /// which for DfuSe is the memory layout (dfu-protocol.md §2.3).

@@ -74,7 +74,10 @@ struct DFUEnterCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "enter",
         abstract: "Switch a normal-mode device to DFU mode and wait for it to re-enumerate.",
-        discussion: "Sends Device OS control request DFU_MODE (50), then finds the same serial again with the platform's DFU product ID.")
+        discussion: """
+            Sends Device OS control request DFU_MODE (50), then finds the same serial again with the platform's DFU \
+            product ID. A device already in DFU mode is left as it is (exit 0, "already in DFU mode").
+            """)
 
     @OptionGroup var selection: DeviceSelection
 
@@ -95,14 +98,21 @@ struct DFUEnterCommand: AsyncParsableCommand {
         try await CLI.run(json: selection.output.json) {
             let context = await USBContext.make()
             let info = try await selection.find(in: context)
+            let alreadyInDFU = info.mode == .dfu
+            // One watcher over the bus finds the device again; the handle it opens holds the DFU
+            // interface until this process exits.
+            let watcher = DeviceBusWatcher(bus: context, interval: .milliseconds(50))
+            watcher.start()
+            defer { watcher.stop() }
             let transport = try await context.open(info)
-            let device = try await ParticleModeSwitch.enterDFU(transport, identity: info.identity, locator: context,
+            let device = try await ParticleModeSwitch.enterDFU(transport, identity: info.identity, locator: watcher,
                                                                timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
             let port = device.port?.description ?? "?"
             selection.report(
                 ["deviceID": device.deviceID, "platform": device.platform.name, "port": port, "mode": "dfu",
-                 "productID": String(device.dfu.device.productID, radix: 16)],
-                human: "\(device.deviceID) (\(device.platform.name)) is in DFU mode on port \(port)")
+                 "productID": String(device.dfu.device.productID, radix: 16), "alreadyInDFU": alreadyInDFU ? "true" : "false"],
+                human: "\(device.deviceID) (\(device.platform.name)) " + (alreadyInDFU ? "is already in DFU mode" : "is in DFU mode")
+                    + " on port \(port)")
         }
     }
 }

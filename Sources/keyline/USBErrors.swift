@@ -98,6 +98,7 @@ extension SimulatorError: ReportableError {
     var exit: KeylineExit {
         switch self {
         case .stateFile: .ioError
+        case .busy, .disconnected: .unavailable
         default: .usage
         }
     }
