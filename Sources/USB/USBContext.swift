@@ -111,7 +111,8 @@ public final class USBContext: @unchecked Sendable {
         try await worker.perform { () throws(USBError) -> [USBDeviceInfo] in
             guard let handle = self.initializedHandle() else { return [] }
             let infos = try Self.enumerate(handle).map(\.info).sorted { $0.portPath < $1.portPath }
-            for info in infos where info.openError == nil { self.serials[Attachment(info)] = .some(info.serialNumber) }
+            // A full listing read every serial already: `enumerate()` need not read them again.
+            for info in infos where info.serialNumber != nil { self.serials[Attachment(info)] = .some(info.serialNumber) }
             return infos
         }
     }
