@@ -82,9 +82,9 @@ final class DeviceWorkflow {
             let reason = "\(failure.error)"
             // Recorded with the last good state, so a resume knows where to go on from.
             if state != .failed {
-                _ = try? await persist { [self] in
-                    try await context.registry.failJobDevice(jobID: context.jobID, deviceID: deviceID,
-                                                             from: state.rawValue, reason: reason)
+                let (registry, jobID, deviceID, from) = (context.registry, context.jobID, deviceID, state.rawValue)
+                _ = try? await persist {
+                    try await registry.failJobDevice(jobID: jobID, deviceID: deviceID, from: from, reason: reason)
                 }
             }
             emit(.deviceFinished, step: failure.step, outcome: .failed, attempt: failure.attempts, message: reason,
@@ -103,12 +103,12 @@ final class DeviceWorkflow {
     /// Returns nil when it must not be provisioned here (already provisioned, or unfinished in
     /// another job), with `skipReason` saying why.
     private func identify() async throws -> JobDevice? {
-        let records = try await persist { [self] in try await context.registry.deviceRecords(deviceID: deviceID) }
+        let (registry, jobID, deviceID, product) = (context.registry, context.jobID, deviceID, definition.product.id)
+        let (platformName, station, portPath) = (platform.name, definition.station, port.description)
+        let records = try await persist { try await registry.deviceRecords(deviceID: deviceID) }
         let mine = records.first { $0.jobID == context.jobID }
         if mine == nil {
-            if let active = try await persist({ [self] in
-                try await context.registry.activeRegistration(productID: definition.product.id, deviceID: deviceID)
-            }) {
+            if let active = try await persist({ try await registry.activeRegistration(productID: product, deviceID: deviceID) }) {
                 skipReason = "already provisioned: key \(active.fingerprint) registered" + (active.jobID.map { " by job \($0)" } ?? "")
                 emit(.note, message: skipReason)
                 return nil
@@ -119,16 +119,16 @@ final class DeviceWorkflow {
                     deviceID: deviceID, jobID: other.jobID, state: other.lastGoodState ?? other.state), attempts: 1)
             }
         }
-        var row = try await persist { [self] in
-            try await context.registry.startJobDevice(jobID: context.jobID, deviceID: deviceID, platform: platform.name,
-                                                      station: definition.station, portPath: port.description)
+        var row = try await persist {
+            try await registry.startJobDevice(jobID: jobID, deviceID: deviceID, platform: platformName,
+                                              station: station, portPath: portPath)
         }
         if row.state == DeviceWorkflowState.done.rawValue {
             skipReason = "already done in job \(context.jobID)"
             return nil
         }
         if row.state == DeviceWorkflowState.failed.rawValue {
-            row = try await persist { [self] in try await context.registry.resumeJobDevice(jobID: context.jobID, deviceID: deviceID) }
+            row = try await persist { try await registry.resumeJobDevice(jobID: jobID, deviceID: deviceID) }
             emit(.note, state: try Self.state(row.state), attempt: row.attempts,
                  message: "resuming from \(row.state) (attempt \(row.attempts))")
         } else if row.state != DeviceWorkflowState.detected.rawValue {
@@ -278,13 +278,12 @@ final class DeviceWorkflow {
             let backup = try EscrowBackup(deviceID: deviceID, platform: platform.name, product: definition.product.id,
                                           privateKey: key, job: String(jobID), station: definition.station)
             let sealed = try backup.seal(to: definition.escrow.recipients)
-            _ = try await persist {
-                try await registry.recordEscrowIntent(NewEscrowObject(
-                    productID: objectKey.product, deviceID: deviceID, publicKeySHA256: sealed.publicKeySHA256,
-                    storeURI: store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sealed.sha256,
-                    sizeBytes: Int64(sealed.ciphertext.count), recipients: definition.escrow.recipients.map(\.description),
-                    jobID: jobID, station: definition.station))
-            }
+            let intent = NewEscrowObject(
+                productID: objectKey.product, deviceID: deviceID, publicKeySHA256: sealed.publicKeySHA256,
+                storeURI: store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sealed.sha256,
+                sizeBytes: Int64(sealed.ciphertext.count), recipients: definition.escrow.recipients.map(\.description),
+                jobID: jobID, station: definition.station)
+            _ = try await persist { try await registry.recordEscrowIntent(intent) }
             _ = try await store.put(sealed.ciphertext, at: objectKey)
         }
         _ = try await persist { try await registry.commitEscrow(jobID: jobID, deviceID: deviceID) }
@@ -335,8 +334,8 @@ final class DeviceWorkflow {
         let opened: USBOpenedDevice
         do {
             opened = try await context.watcher.waitForDevice(match, timeout: context.reenumerationTimeout)
-        } catch .timedOut {
-            throw ProvisioningError.deviceMissing(deviceID: deviceID, waited: context.reenumerationTimeout)
+        } catch {
+            throw Self.missing(error, deviceID: deviceID, waited: context.reenumerationTimeout)
         }
         port = opened.identity.port
         let device: ParticleDFUDevice
@@ -346,15 +345,29 @@ final class DeviceWorkflow {
                                                            locator: context.watcher, timeout: context.reenumerationTimeout)
             port = device.port ?? port
         } else {
+            var failure: ParticleDeviceError?
+            var found: ParticleDFUDevice?
             do {
-                device = try await ParticleDFUDevice.open(opened.transport, port: opened.identity.port, expecting: platform)
+                found = try await ParticleDFUDevice.open(opened.transport, port: opened.identity.port, expecting: platform)
             } catch {
-                await (opened.transport as? any ClosableControlTransport)?.close()
-                throw error
+                failure = error
             }
+            guard let found else {
+                await opened.transport.close()
+                throw failure ?? ProvisioningError.deviceMissing(deviceID: deviceID, waited: .zero)
+            }
+            device = found
         }
         session = device
         return device
+    }
+
+    /// A device that never showed up is named as missing; other locator errors say what they say.
+    private static func missing(_ error: USBLocatorError, deviceID: String, waited: Duration) -> any Error {
+        switch error {
+        case .timedOut: ProvisioningError.deviceMissing(deviceID: deviceID, waited: waited)
+        default: error
+        }
     }
 
     /// Closes the device's handle: no claimed handle is kept across a re-enumeration or a retry.

@@ -43,18 +43,19 @@ public struct ProvisioningRunner: Sendable {
     public let definition: PipelineDefinition
     public let registry: RegistryDatabase
     public let store: any EscrowStore
-    public let watcher: DeviceBusWatcher
+    /// The station's USB bus (libusb) or a simulated one; one watcher enumerates it for every device task.
+    public let bus: any DeviceBus
     public let options: ProvisioningOptions
     public let stop: StopSignal
     public let events: ProvisioningEventSink
 
     public init(definition: PipelineDefinition, registry: RegistryDatabase, store: any EscrowStore,
-                watcher: DeviceBusWatcher, options: ProvisioningOptions, stop: StopSignal,
+                bus: any DeviceBus, options: ProvisioningOptions, stop: StopSignal,
                 events: @escaping ProvisioningEventSink) {
         self.definition = definition
         self.registry = registry
         self.store = store
-        self.watcher = watcher
+        self.bus = bus
         self.options = options
         self.stop = stop
         self.events = events
@@ -81,11 +82,17 @@ public struct ProvisioningRunner: Sendable {
             emit(ProvisioningEvent(type: .note, jobID: job.id, message: "removed \(swept) stale temporary file(s) of interrupted escrow writes"))
         }
 
+        let watcher = DeviceBusWatcher(bus: bus)
         let context = ProvisioningContext(definition: definition, jobID: job.id, registry: registry, store: store,
                                           watcher: watcher, stop: stop, emit: emit,
                                           reenumerationTimeout: options.reenumerationTimeout)
+        let resumeDevices = options.resumeJobID == nil ? nil : try await unfinishedDevices(job.id)
+        // Subscribed before the first listing, so no arrival falls between the two.
+        let changes = watcher.changes()
         watcher.start()
-        let reports = await provision(context: context, resumeDevices: options.resumeJobID == nil ? nil : try await unfinishedDevices(job.id))
+        defer { watcher.stop() }
+        let attached = try await bus.enumerate()
+        let reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices)
         let interrupted = stop.isStopRequested && reports.contains { $0.outcome == .interrupted }
         let failed = reports.contains { $0.outcome == .failed }
         if !interrupted {
@@ -133,13 +140,13 @@ public struct ProvisioningRunner: Sendable {
 
     /// Feeds devices to a bounded group of device tasks: those attached now (or, on resume, the
     /// job's unfinished ones as they show up), then with `wait` every arrival until stopped.
-    private func provision(context: ProvisioningContext, resumeDevices: [String]?) async -> [DeviceReport] {
+    private func provision(context: ProvisioningContext, attached: [BusDevice], changes: AsyncStream<BusChange>,
+                           resumeDevices: [String]?) async -> [DeviceReport] {
         let queue = DeviceQueue(definition: definition, limit: options.deviceLimit, emit: context.emit, jobID: context.jobID)
-        let changes = watcher.changes()
         let arrivals = Task {
-            for device in watcher.devices { queue.offer(device) }
-            if let resumeDevices {
-                queue.expect(resumeDevices)
+            if let resumeDevices { queue.expect(resumeDevices) }
+            for device in attached { queue.offer(device) }
+            if resumeDevices != nil {
                 // The devices of a resumed job come back (after a power cut) in their own time.
                 let deadline = ContinuousClock.now + options.reenumerationTimeout
                 Task {
@@ -286,11 +293,7 @@ final class DeviceQueue: @unchecked Sendable {
         lock.withLock {
             active.remove(serial)
             ended.insert(serial)
-            if report.outcome == .failed {
-                retryable.insert(serial)
-                // A failed device tried again counts once towards the limit.
-                started -= limit == nil ? 0 : 0
-            }
+            if report.outcome == .failed { retryable.insert(serial) }
         }
     }
 

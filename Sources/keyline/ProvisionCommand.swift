@@ -95,14 +95,12 @@ struct ProvisionCommand: AsyncParsableCommand {
             if let reason = await context.unavailableReason() {
                 display.say("keyline: USB is not available here (\(reason)); waiting for devices anyway")
             }
-            let watcher = DeviceBusWatcher(bus: context)
-            defer { watcher.stop() }
             let stop = StopSignal()
             let interrupts = Self.handleInterrupts(stop: stop, display: display)
             defer { interrupts.cancel() }
             let logRoot = logDir ?? environment["KEYLINE_LOG_DIR"] ?? "keyline-logs"
             let runner = ProvisioningRunner(
-                definition: definition, registry: registry, store: escrowStore, watcher: watcher,
+                definition: definition, registry: registry, store: escrowStore, bus: context,
                 options: ProvisioningOptions(deviceLimit: devices, wait: wait, resumeJobID: resume,
                                              reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))),
                                              logDirectory: URL(fileURLWithPath: logRoot)),
@@ -143,28 +141,37 @@ struct ProvisionCommand: AsyncParsableCommand {
     }
 
     /// SIGINT/SIGTERM: the first stops at the next step boundary, the second exits at once.
-    private static func handleInterrupts(stop: StopSignal, display: ProvisionDisplay) -> Task<Void, Never> {
-        let queue = DispatchQueue(label: "keyline.provision.signals")
-        let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+    private static func handleInterrupts(stop: StopSignal, display: ProvisionDisplay) -> InterruptHandler {
+        InterruptHandler(signals: [SIGINT, SIGTERM]) {
+            if stop.isStopRequested {
+                display.say("keyline: stopped at once; run again with --resume to continue")
+                Foundation.exit(KeylineExit.interrupted.rawValue)
+            }
+            stop.requestStop()
+            display.say("keyline: stopping after the running steps finish (Ctrl-C again to quit at once)")
+        }
+    }
+}
+
+/// Signal sources on a queue of their own, cancelled (and the default action restored) by `cancel()`.
+final class InterruptHandler: @unchecked Sendable {
+    private let sources: [DispatchSourceSignal]
+    private let numbers: [Int32]
+
+    init(signals: [Int32], handler: @escaping @Sendable () -> Void) {
+        let queue = DispatchQueue(label: "keyline.signals")
+        numbers = signals
+        sources = signals.map { number in
             signal(number, SIG_IGN)
             let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler {
-                if stop.isStopRequested {
-                    display.say("keyline: stopped at once; run again with --resume to continue")
-                    Foundation.exit(KeylineExit.interrupted.rawValue)
-                }
-                stop.requestStop()
-                display.say("keyline: stopping after the running steps finish (Ctrl-C again to quit at once)")
-            }
+            source.setEventHandler(handler: handler)
             source.resume()
             return source
         }
-        return Task {
-            await withTaskCancellationHandler {
-                while !Task.isCancelled { try? await Task.sleep(for: .seconds(3600)) }
-            } onCancel: {
-                sources.forEach { $0.cancel() }
-            }
-        }
+    }
+
+    func cancel() {
+        sources.forEach { $0.cancel() }
+        numbers.forEach { signal($0, SIG_DFL) }
     }
 }

@@ -1,3 +1,4 @@
+import DFU
 import DeviceKeys
 import Foundation
 import ParticleDevice
