@@ -7,6 +7,7 @@ struct Keyline: AsyncParsableCommand {
         abstract: "Factory provisioning and key escrow for Particle devices.",
         discussion: KeylineExit.helpText,
         subcommands: [
+            ProvisionCommand.self,
             KeysCommand.self,
             DevicesCommand.self,
             DFUCommand.self,
