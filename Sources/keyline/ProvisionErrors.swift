@@ -38,3 +38,16 @@ extension ProvisioningError: ReportableError {
         }
     }
 }
+
+extension PipelineValidationError: ReportableError {
+    var kind: String { "invalidPipeline" }
+    var message: String { description }
+    var context: [String: String] {
+        guard let first = problems.first else { return [:] }
+        return ["file": first.file, "line": String(first.line), "problems": String(problems.count)]
+    }
+    /// A pipeline file that cannot be read at all is missing input; anything else is bad data.
+    var exit: KeylineExit {
+        problems.count == 1 && problems[0].line == 0 && problems[0].keyPath.isEmpty ? .noInput : .dataError
+    }
+}

@@ -72,10 +72,9 @@ final class ProvisionLine: @unchecked Sendable {
     }
 
     func registry() async throws -> RegistryDatabase {
-        try await RegistryDatabase.connect(ConnectionSettings.fromEnvironment(
-            environment.merging(ProcessInfo.processInfo.environment) { mine, _ in mine }
-                .filter { $0.key != "DATABASE_URL" || !$0.value.isEmpty },
-            searchingFrom: Self.packageRoot.path))
+        // libpq reads PG* from this process's own environment, so the database is named explicitly.
+        try await RegistryDatabase.connect(ConnectionSettings.fromEnvironment(searchingFrom: Self.packageRoot.path)
+            .with(database: database))
     }
 
     func stop() async {
