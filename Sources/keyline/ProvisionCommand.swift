@@ -133,7 +133,7 @@ struct ProvisionCommand: AsyncParsableCommand {
             }
         }
         if summary.interrupted { throw ExitCode(KeylineExit.interrupted.rawValue) }
-        if summary.devices.isEmpty && !wait {
+        if summary.devices.isEmpty && !wait && resume == nil {
             throw CommandFailure(kind: "noDevices", message: "no device to provision: none attached or none selected by the pipeline",
                                  exit: .unavailable)
         }

@@ -74,9 +74,10 @@ struct ProvisionCrashTests {
             }
             var arguments = ["provision", pipeline, "--json", "--timeout", "5"]
             var job: Int64?
-            for _ in 0..<6 where kills < 20 {
-                let delay = Duration.milliseconds(Int.random(in: 50...1500, using: &generator))
-                if try await Self.runAndKill(line, arguments, after: delay) { kills += 1 }
+            for _ in 0..<8 where kills < 20 {
+                let delay = Duration.milliseconds(Int.random(in: 30...1200, using: &generator))
+                let killed = try await Self.runAndKill(line, arguments, after: delay)
+                if killed { kills += 1 }
                 if job == nil {
                     job = try await registry.unfinishedJobs(station: "test-station").last?.id
                 }
@@ -87,6 +88,7 @@ struct ProvisionCrashTests {
                     #expect(now[device] == fingerprint, "device \(device)'s key \(fingerprint) was replaced or lost")
                 }
                 seen.merge(now) { old, _ in old }
+                if !killed { break }   // the batch finished before the kill: on to a new one
             }
             // The last run of the batch is not killed: it must finish everything.
             let finish = try await line.keyline(arguments)
