@@ -73,13 +73,14 @@ demo: build db-up standin
 	  export $(PG_ENV) KEYLINE_SIM_SOCKET=$$sock LD_LIBRARY_PATH=$(CURDIR)/$(STANDIN_DIR) \
 	    KEYLINE_FIRMWARE=$(CURDIR)/$(DEMO_DIR)/firmware KEYLINE_RECIPIENTS=$(CURDIR)/$(DEMO_DIR)/recipients.txt \
 	    KEYLINE_ESCROW_STORE=$(CURDIR)/$(DEMO_DIR)/escrow KEYLINE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/logs KEYLINE_STATION=demo-station; \
-	  $(KEYLINE) sim serve --socket $$sock --fleet $(DEMO_FLEET) --mode dfu --time-scale $(DEMO_TIME_SCALE) > $(DEMO_DIR)/sim.log 2>&1 & \
+	  $(KEYLINE) sim serve --socket $$sock --fleet $(DEMO_FLEET) --mode dfu --time-scale $(DEMO_TIME_SCALE) \
+	    --seed $$(date +%s) > $(DEMO_DIR)/sim.log 2>&1 & \
 	  sim=$$!; trap "kill $$sim 2>/dev/null" EXIT; \
 	  for i in $$(seq 100); do grep -qs '^serving' $(DEMO_DIR)/sim.log && break; sleep 0.1; done; \
 	  echo "$$ keyline devices"; $(KEYLINE) devices; \
 	  echo "$$ keyline provision pipelines/photon-factory.yaml"; $(KEYLINE) provision pipelines/photon-factory.yaml; \
 	  echo "$$ keyline provision pipelines/boron-factory.yaml"; $(KEYLINE) provision pipelines/boron-factory.yaml; \
-	  echo "$$ keyline devices   (every device back in normal mode)"; $(KEYLINE) devices
+	  sleep 3; echo "$$ keyline devices   (a few seconds later: every device rebooted into normal mode)"; $(KEYLINE) devices
 	@echo "== what the registry holds: one active key per device, each with its escrow object"
 	@$(PG_ENV) psql -X -P pager=off -c "SELECT r.product_id AS product, r.device_id, r.algorithm, left(r.fingerprint, 16) || '…' AS fingerprint, \
 	    r.job_id AS job, r.station, e.object_key, left(e.ciphertext_sha256, 12) || '…' AS ciphertext_sha256 \

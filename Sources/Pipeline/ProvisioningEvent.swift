@@ -94,14 +94,20 @@ public struct ProvisioningEvent: Sendable, Hashable, Codable {
 
     /// One line of JSON (no newline inside), keys sorted, ISO 8601 times with fractional seconds.
     public func jsonLine() -> String {
+        // Encoding a struct of strings and numbers cannot fail.
+        String(decoding: (try? Self.jsonEncoder().encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+    }
+
+    /// The encoder of every JSON line `provision` prints (events and the final summary): sorted
+    /// keys, one line, ISO 8601 times with milliseconds.
+    public static func jsonEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         encoder.dateEncodingStrategy = .custom { date, encoder in
             var container = encoder.singleValueContainer()
             try container.encode(date.formatted(Date.ISO8601FormatStyle(includingFractionalSeconds: true)))
         }
-        // Encoding a struct of strings and numbers cannot fail.
-        return String(decoding: (try? encoder.encode(self)) ?? Data("{}".utf8), as: UTF8.self)
+        return encoder
     }
 }
 

@@ -115,10 +115,7 @@ struct ProvisionCommand: AsyncParsableCommand {
         let done = summary.count(.done), failed = summary.count(.failed)
         let skipped = summary.count(.skipped), interrupted = summary.count(.interrupted)
         if output.json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            encoder.dateEncodingStrategy = .iso8601
-            if let data = try? encoder.encode(["summary": summary]) {
+            if let data = try? ProvisioningEvent.jsonEncoder().encode(["summary": summary]) {
                 FileHandle.standardOutput.write(data + Data("\n".utf8))
             }
         } else {
