@@ -147,8 +147,6 @@ public struct ProvisioningSummary: Sendable, Hashable, Codable {
     public var seconds: Double
     /// True when the run stopped at a step boundary on request (Ctrl-C).
     public var interrupted: Bool
-    /// Devices left waiting for the database or the escrow store when the run stopped.
-    public var held: Int
 
     public func count(_ outcome: DeviceOutcome) -> Int { devices.filter { $0.outcome == outcome }.count }
 }

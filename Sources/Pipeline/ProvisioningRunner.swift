@@ -101,7 +101,7 @@ public struct ProvisioningRunner: Sendable {
         let summary = ProvisioningSummary(jobID: job.id, product: definition.product.id, station: definition.station,
                                           devices: reports.sorted { ($0.port, $0.deviceID ?? "") < ($1.port, $1.deviceID ?? "") },
                                           seconds: DeviceWorkflow.seconds(ContinuousClock.now - clock),
-                                          interrupted: interrupted, held: 0)
+                                          interrupted: interrupted)
         emit(ProvisioningEvent(type: .jobFinished, jobID: job.id, elapsed: summary.seconds,
                                message: "\(summary.count(.done)) done, \(summary.count(.failed)) failed, \(summary.count(.skipped)) skipped, \(summary.count(.interrupted)) interrupted"))
         return summary

@@ -21,6 +21,7 @@ final class ProvisionDisplay: @unchecked Sendable {
     private let output = FileHandle.standardOutput
     private var rows: [String: Row] = [:]   // by port
     private var header = ""
+    private var footer = ""
     private var drawnLines = 0
     private var dirty = false
     private var timer: DispatchSourceTimer?
@@ -73,8 +74,12 @@ final class ProvisionDisplay: @unchecked Sendable {
     // MARK: The table
 
     private func update(with event: ProvisioningEvent) {
-        if event.type == .jobStarted || event.type == .jobFinished, let message = event.message {
+        if event.type == .jobStarted, let message = event.message {
             header = message
+            return
+        }
+        if event.type == .jobFinished, let message = event.message {
+            footer = message
             return
         }
         guard let port = event.port else { return }
@@ -126,6 +131,7 @@ final class ProvisionDisplay: @unchecked Sendable {
                 lines.append(Self.columns([row.port, row.deviceID, row.platform, row.step, row.progress,
                                            String(format: "%.1fs", row.elapsed), row.outcome]))
             }
+            if !footer.isEmpty { lines.append(footer) }
             // Cursor up over the last drawing, then each line cleared and rewritten: in place.
             var text = drawnLines > 0 ? "\u{1B}[\(drawnLines)F" : ""
             for line in lines { text += "\u{1B}[2K" + String(line.prefix(width)) + "\n" }
