@@ -115,6 +115,44 @@ final class ProvisionLine: @unchecked Sendable {
         }
     }
 
+    /// Searches the runs' output, every file under the scratch folder and a dump of the database
+    /// for any device's private key (DER as hex and base64, and the PEM body).
+    func expectNoKeyMaterial(in results: [ChildProcess.Result]) async throws {
+        var needles: [String] = []
+        for (_, device) in fleet.allDevices {
+            guard let key = try? DevicePrivateKey(slot: device.privateKeySlot()) else { continue }
+            let der = Data(key.der)
+            needles.append(der.map { String(format: "%02x", $0) }.joined())
+            needles.append(der.base64EncodedString())
+            // A window of the secret part alone too, in case something printed part of it: the
+            // private scalar of a SEC1 key (offset 7), the private exponent of a PKCS#1 key (after
+            // the 1024-bit modulus and the exponent). The public parts are in the registry on purpose.
+            let secret = key.algorithm == .ec ? key.der[7..<39] : key.der[160..<192]
+            needles.append(Data(secret).base64EncodedString())
+            needles.append(secret.map { String(format: "%02x", $0) }.joined())
+        }
+        #expect(!needles.isEmpty)
+        var haystacks: [(String, String)] = results.flatMap { [("stdout", $0.stdout), ("stderr", $0.stderr)] }
+        let files = FileManager.default.enumerator(at: scratch.url, includingPropertiesForKeys: nil)
+        while let file = files?.nextObject() as? URL {
+            if let data = try? Data(contentsOf: file) {
+                haystacks.append((file.path, String(decoding: data, as: UTF8.self)))
+                haystacks.append((file.path + " (as hex)", data.map { String(format: "%02x", $0) }.joined()))
+            }
+        }
+        var dumpArguments = ["--data-only", "--no-owner"]
+        if let url = environment["DATABASE_URL"], !url.isEmpty { dumpArguments.append(url) }
+        let dump = try await ChildProcess.run("pg_dump", dumpArguments, environment: environment, timeout: .seconds(120))
+        #expect(dump.status == 0, "\(dump.stderr)")
+        #expect(dump.stdout.contains("COPY public.key_registrations"))
+        haystacks.append(("database", dump.stdout))
+        for (place, text) in haystacks {
+            for needle in needles where text.contains(needle) {
+                Issue.record("private key material found in \(place)")
+            }
+        }
+    }
+
     /// The JSON lines of a `--json` run, decoded.
     static func events(_ result: ChildProcess.Result) -> [[String: Any]] {
         result.stdout.split(separator: "\n").compactMap {

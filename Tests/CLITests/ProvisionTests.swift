@@ -47,6 +47,10 @@ struct ProvisionTests {
         let logFiles = try FileManager.default.subpathsOfDirectory(atPath: line.logs.path).filter { $0.hasSuffix(".log") }
         #expect(logFiles.count >= 6)
 
+        // Private key bytes never left the devices but encrypted: not in any output, log, file
+        // left behind (escrow objects are ciphertext) or database row.
+        try await line.expectNoKeyMaterial(in: [photons, borons])
+
         // Running the pipeline again touches nothing: every device is already provisioned.
         let again = try await line.keyline(["provision", ProvisionLine.pipeline("photon-factory.yaml"), "--json"])
         #expect(again.status == 0, "\(again.stderr)")
