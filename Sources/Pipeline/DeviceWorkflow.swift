@@ -20,7 +20,10 @@ struct ProvisioningContext: Sendable {
 }
 
 /// Thrown inside a device's run when a stop was requested at a step boundary.
-struct StopRequested: Error {}
+struct StopRequested: Error {
+    /// What the device was waiting for when the stop came (the registry or the store), if anything.
+    var heldBy: String?
+}
 
 /// A step that failed for good, with the error that ended it.
 struct StepFailed: Error {
@@ -73,9 +76,12 @@ final class DeviceWorkflow {
             await closeSession()
             emit(.deviceFinished, outcome: .done, message: "done")
             return report(.done)
-        } catch is StopRequested {
+        } catch let stop as StopRequested {
             await closeSession()
             emit(.deviceFinished, outcome: .interrupted, message: "stopped before \(ProvisioningStep(leaving: state)?.rawValue ?? "the next step"); resume with --resume \(context.jobID)")
+            if let heldBy = stop.heldBy {
+                return report(.interrupted, reason: "waiting for \(heldBy)", failureClass: .needsOperator)
+            }
             return report(.interrupted, reason: "stopped on request")
         } catch let failure as StepFailed {
             await closeSession()
@@ -173,7 +179,7 @@ final class DeviceWorkflow {
                 }
                 if failureClass == .needsOperator {
                     emit(.held, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
-                    if await context.stop.sleep(for: definition.retries.maxBackoff) { throw StopRequested() }
+                    if await context.stop.sleep(for: definition.retries.maxBackoff) { throw StopRequested(heldBy: "\(error)") }
                     continue
                 }
                 timings.append(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
@@ -323,7 +329,9 @@ final class DeviceWorkflow {
                     held = true
                     emit(.held, message: "waiting for the registry: \(error)", failureClass: failureClass)
                 }
-                if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: attempt + 1)) { throw StopRequested() }
+                if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: attempt + 1)) {
+                    throw StopRequested(heldBy: held ? "the registry: \(error)" : nil)
+                }
                 attempt += 1
             }
         }

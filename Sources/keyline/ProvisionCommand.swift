@@ -81,7 +81,8 @@ struct ProvisionCommand: AsyncParsableCommand {
 
     func run() async throws {
         let display = ProvisionDisplay(style: output.json ? .json : isatty(STDOUT_FILENO) == 1 ? .table : .lines)
-        try await CLI.run(json: output.json) {
+        // PostgreSQL errors (an unreachable registry at the start) exit as `keyline db` does: 75.
+        try await DatabaseCommand.run(json: output.json) {
             let environment = ProcessInfo.processInfo.environment
             let definition = try PipelineLoader.load(
                 path: pipeline, environment: environment,
@@ -91,6 +92,7 @@ struct ProvisionCommand: AsyncParsableCommand {
                 ?? ConnectionSettings.fromEnvironment()
             let registry = try await RegistryDatabase.connect(settings, connections: min(max(definition.concurrency, 2), 16))
             let escrowStore = DirectoryEscrowStore(root: URL(fileURLWithPath: definition.escrow.store))
+            try Self.checkStore(definition.escrow.store)
             let context = await USBContext.make()
             if let reason = await context.unavailableReason() {
                 display.say("keyline: USB is not available here (\(reason)); waiting for devices anyway")
@@ -129,12 +131,45 @@ struct ProvisionCommand: AsyncParsableCommand {
                 print("  to continue: keyline provision \(pipeline) --resume \(summary.jobID)")
             }
         }
+        // Stopped while devices waited for the registry or the store: that is what to fix first.
+        let held = summary.devices.filter { $0.outcome == .interrupted && $0.failureClass == FailureClass.needsOperator.rawValue }
+        if let first = held.first {
+            throw CommandFailure(kind: "infrastructureUnavailable",
+                                 message: "\(held.count) device(s) were waiting when the run stopped: \(first.reason ?? "?"); fix it, then run with --resume \(summary.jobID)",
+                                 context: ["job": String(summary.jobID)], exit: .tempFail)
+        }
         if summary.interrupted { throw ExitCode(KeylineExit.interrupted.rawValue) }
         if summary.devices.isEmpty && !wait && resume == nil {
             throw CommandFailure(kind: "noDevices", message: "no device to provision: none attached or none selected by the pipeline",
                                  exit: .unavailable)
         }
         if failed > 0 { throw ExitCode(KeylineExit.someDevicesFailed.rawValue) }
+    }
+
+    /// The escrow store directory exists (made 0700 if missing) and can be written, before any
+    /// device is touched: a line must not flash 64 devices and then find nowhere to put the keys.
+    static func checkStore(_ path: String) throws {
+        var isDirectory: ObjCBool = false
+        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
+                                                        attributes: [.posixPermissions: 0o700])
+                return
+            } catch {
+                throw CommandFailure(kind: "escrowStoreUnavailable",
+                                     message: "escrow store \(path) does not exist and cannot be created (\(error.localizedDescription)); mount or create it",
+                                     context: ["store": path], exit: .tempFail)
+            }
+        }
+        guard isDirectory.boolValue else {
+            throw CommandFailure(kind: "escrowStoreUnavailable", message: "escrow store \(path) is not a directory",
+                                 context: ["store": path], exit: .configuration)
+        }
+        guard access(path, W_OK | X_OK) == 0 else {
+            throw CommandFailure(kind: "escrowStoreUnavailable",
+                                 message: "escrow store \(path) cannot be written by this user; fix its permissions or mount",
+                                 context: ["store": path], exit: .noPermission)
+        }
     }
 
     /// SIGINT/SIGTERM: the first stops at the next step boundary, the second exits at once.
