@@ -34,10 +34,21 @@ private func measureRegistrations(settings: ConnectionSettings, keyMaterialSeed 
         let first = nextDevice + 1
         nextDevice += count
         let rows = try await setupConnection.transaction { transaction in
+            // Devices enter a job as `detected` and move one state at a time (the schema's trigger).
             try transaction.execute("""
                 INSERT INTO job_devices (job_id, device_id, state, station)
-                SELECT $1, lpad(to_hex(i), 24, '0'), 'key_ready', 'bench' FROM generate_series($2::integer, $3::integer) i
+                SELECT $1, lpad(to_hex(i), 24, '0'), 'detected', 'bench' FROM generate_series($2::integer, $3::integer) i
                 """, [job.id, first, first + count - 1])
+            for (from, to) in [("detected", "dfu"), ("dfu", "flashed"), ("flashed", "server_key")] {
+                try transaction.execute("UPDATE job_devices SET state = $3 WHERE job_id = $1 AND state = $2",
+                                        [job.id, from, to])
+            }
+            try transaction.execute("""
+                UPDATE job_devices d SET state = 'key_ready', key_fingerprint = encode(sha256(k.k), 'hex')
+                FROM (SELECT lpad(to_hex(i), 24, '0') AS device_id, sha512(convert_to($4::text || i, 'UTF8')) AS k
+                      FROM generate_series($2::integer, $3::integer) i) k
+                WHERE d.job_id = $1 AND d.device_id = k.device_id AND d.state = 'server_key'
+                """, [job.id, first, first + count - 1, name])
             try transaction.execute("""
                 INSERT INTO escrow_objects (product_id, device_id, public_key_sha256, store_uri, object_key,
                                             ciphertext_sha256, size_bytes, recipients, job_id, station)
