@@ -64,8 +64,9 @@ extension DeviceWorkflow {
         let (jobID, deviceID) = (context.jobID, self.deviceID)
         let objectKey = try EscrowObjectKey(product: definition.product.id, deviceID: deviceID,
                                             publicKeySHA256: key.publicKey.fingerprint)
-        if let intent = try await persist({ try await registry.escrowIntent(jobID: jobID, deviceID: deviceID) }),
-           intent.objectKey == objectKey.path, intent.storeURI == store.storeURI,
+        let earlier = keySettledInThisRun ? nil
+            : try await persist { try await registry.escrowIntent(jobID: jobID, deviceID: deviceID) }
+        if let intent = earlier, intent.objectKey == objectKey.path, intent.storeURI == store.storeURI,
            try await store.adopt(objectKey, expectedSHA256: intent.ciphertextSHA256) {
             emit(.note, step: .escrow, message: "escrow object \(objectKey.path) was written by an earlier run: adopted")
         } else {
@@ -80,7 +81,7 @@ extension DeviceWorkflow {
             _ = try await persist { try await registry.recordEscrowIntent(intent) }
             _ = try await store.put(sealed.ciphertext, at: objectKey)
         }
-        _ = try await persist { try await registry.commitEscrow(jobID: jobID, deviceID: deviceID) }
+        committedObject = try await persist { try await registry.commitEscrow(jobID: jobID, deviceID: deviceID) }
         state = .escrowed
         emit(.stateChanged, step: .escrow, state: .escrowed, fingerprint: key.publicKey.fingerprint)
     }
@@ -91,7 +92,11 @@ extension DeviceWorkflow {
         let key = try await recordedKey()
         let registry = context.registry
         let (jobID, deviceID) = (context.jobID, self.deviceID)
-        guard let object = try await persist({ try await registry.escrowObject(jobID: jobID, deviceID: deviceID) }) else {
+        var object = committedObject
+        if object == nil {
+            object = try await persist { try await registry.escrowObject(jobID: jobID, deviceID: deviceID) }
+        }
+        guard let object else {
             throw ProvisioningError.keyChanged(deviceID: deviceID, recorded: recordedFingerprint ?? "?", found: "no escrow object")
         }
         let registration = NewKeyRegistration(

@@ -50,6 +50,11 @@ final class DeviceWorkflow {
     /// device and, encrypted, the escrow store).
     var key: DevicePrivateKey?
     var recordedFingerprint: String?
+    /// True when this run read the key and recorded `key_ready` itself: no earlier run can have
+    /// left an escrow intent for it, so the escrow step need not look for one.
+    var keySettledInThisRun = false
+    /// The escrow object committed by this run, so registering need not look it up again.
+    var committedObject: EscrowObject?
     private var timings: [StepTiming] = []
     var state: DeviceWorkflowState = .detected
 
@@ -209,6 +214,7 @@ final class DeviceWorkflow {
             let key = try await settleDeviceKey()
             try await advance(to: .keyReady, fingerprint: key.publicKey.fingerprint)
             recordedFingerprint = key.publicKey.fingerprint
+            keySettledInThisRun = true
             emit(.note, step: .deviceKey, message: "device key \(key.publicKey.fingerprint)", fingerprint: key.publicKey.fingerprint)
         case .escrow:
             try await escrow()
@@ -219,18 +225,45 @@ final class DeviceWorkflow {
         }
     }
 
-    /// Leaves DFU mode. A device already back in normal mode (a run that stopped after leaving)
-    /// needs nothing more.
+    /// Leaves DFU mode. A device already back in normal mode, or already manifesting (a run that
+    /// stopped right after asking it to leave), needs nothing more: Particle's bootloaders reset
+    /// by themselves ~500 ms after the leave GETSTATUS (USBD_DFU_POLL_TIMEOUT).
     private func leave() async throws {
         let inNormalMode = context.watcher.devices.contains {
             $0.identity.serialNumber?.lowercased() == deviceID && $0.identity.productID == platform.normalProductID
         }
         if !inNormalMode {
             let device = try await dfuDevice()
-            try await device.leave()
+            let failure = await Self.leaveDFU(device)
             await closeSession()
+            if let failure { throw failure }
         }
         try await advance(to: .done)
+    }
+
+    /// Asks the device to leave DFU mode; nil when it did or already was. A Gen3 bootloader asked
+    /// while it manifests stalls and recovers to dfuIDLE, so one more request is made then.
+    static func leaveDFU(_ device: ParticleDFUDevice) async -> ParticleDeviceError? {
+        var failure: ParticleDeviceError?
+        for _ in 0..<2 {
+            do {
+                try await device.leave()
+                return nil
+            } catch {
+                if isAlreadyLeaving(error) { return nil }
+                failure = error
+            }
+        }
+        return failure
+    }
+
+    /// A device found in a manifestation state (DFU 1.1 §6.1.2) was told to leave by an earlier run.
+    static func isAlreadyLeaving(_ error: ParticleDeviceError) -> Bool {
+        guard case .dfu(let dfu) = error.reason else { return false }
+        switch dfu.reason {
+        case .unexpectedState(let state, _): return [.manifestSync, .manifest, .manifestWaitReset].contains(state)
+        default: return false
+        }
     }
 
     // MARK: The device handle
