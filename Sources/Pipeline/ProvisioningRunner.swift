@@ -144,22 +144,27 @@ public struct ProvisioningRunner: Sendable {
                            resumeDevices: [String]?) async -> [DeviceReport] {
         let queue = DeviceQueue(definition: definition, limit: options.deviceLimit, emit: context.emit, jobID: context.jobID)
         let arrivals = Task {
-            if let resumeDevices { queue.expect(resumeDevices) }
+            // A resumed job goes on with every attached device, as the stopped run would have
+            // (some never reached the registry before the stop), and waits a while for the job's
+            // unfinished ones that are not attached yet (after a power cut they boot in their own time).
+            if let resumeDevices { queue.await(resumeDevices) }
             for device in attached { queue.offer(device) }
-            if resumeDevices != nil {
-                // The devices of a resumed job come back (after a power cut) in their own time.
-                let deadline = ContinuousClock.now + options.reenumerationTimeout
-                Task {
-                    if !options.wait {
-                        _ = await stop.sleep(for: max(.zero, deadline - ContinuousClock.now))
+            if !options.wait {
+                if queue.awaitsNone {
+                    queue.finish()
+                } else {
+                    let timeout = options.reenumerationTimeout
+                    Task {
+                        _ = await stop.sleep(for: timeout)
                         queue.finish()
                     }
                 }
-            } else if !options.wait {
-                queue.finish()
             }
             for await change in changes {
-                if case .arrived(let device) = change { queue.offer(device) }
+                if case .arrived(let device) = change {
+                    queue.offer(device)
+                    if resumeDevices != nil && !options.wait && queue.awaitsNone { queue.finish() }
+                }
                 if case .departed(let device) = change { queue.departed(device) }
             }
         }
@@ -216,7 +221,7 @@ final class DeviceQueue: @unchecked Sendable {
     private let jobID: Int64
     private let lock = NSLock()
     private var limit: Int?
-    private var expected: Set<String>?     // resume: only these device IDs
+    private var awaited: Set<String> = []  // resume: the job's unfinished devices not seen yet
     private var active: Set<String> = []   // queued or running
     private var retryable: Set<String> = [] // failed, eligible again once unplugged
     private var ended: Set<String> = []     // finished (done, skipped, failed and still attached)
@@ -233,13 +238,12 @@ final class DeviceQueue: @unchecked Sendable {
         self.jobID = jobID
     }
 
-    func expect(_ deviceIDs: [String]) {
-        lock.withLock {
-            expected = Set(deviceIDs)
-            if limit == nil { limit = deviceIDs.count }
-        }
-        if deviceIDs.isEmpty { finish() }
+    /// Device IDs a resumed job waits for (without `--wait`, until they all arrived or a timeout).
+    func await(_ deviceIDs: [String]) {
+        lock.withLock { awaited = Set(deviceIDs) }
     }
+
+    var awaitsNone: Bool { lock.withLock { awaited.isEmpty } }
 
     func offer(_ device: BusDevice) {
         let identity = device.identity
@@ -249,7 +253,6 @@ final class DeviceQueue: @unchecked Sendable {
         var skip: DeviceReport?
         let queued: QueuedDevice? = lock.withLock {
             guard !closed, !active.contains(serial), !ended.contains(serial) else { return nil }
-            if let expected, !expected.contains(serial) { return nil }
             if let serials = definition.selection.serials, !serials.contains(serial) { return nil }
             if let ports = definition.selection.ports, !ports.contains(port.description) { return nil }
             if platform != definition.platform || !platform.isValidDeviceID(serial) {
@@ -267,6 +270,7 @@ final class DeviceQueue: @unchecked Sendable {
             if let limit, started >= limit { return nil }
             started += 1
             active.insert(serial)
+            awaited.remove(serial)
             retryable.remove(serial)
             return QueuedDevice(deviceID: serial, platform: platform, port: port)
         }
@@ -276,7 +280,7 @@ final class DeviceQueue: @unchecked Sendable {
         }
         if let queued { continuation.yield(queued) }
         let full = lock.withLock { limit.map { started >= $0 } ?? false }
-        if full { finishWhenDrained() }
+        if full { finish() }
     }
 
     func departed(_ device: BusDevice) {
@@ -303,5 +307,4 @@ final class DeviceQueue: @unchecked Sendable {
         continuation.finish()
     }
 
-    private func finishWhenDrained() { finish() }
 }

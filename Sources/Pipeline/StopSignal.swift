@@ -29,13 +29,18 @@ public final class StopSignal: @unchecked Sendable {
             try? await Task.sleep(for: duration)
             self.wake(id)
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let resumeNow = lock.withLock { () -> Bool in
-                if stopped { return true }
-                waiters[id] = continuation
-                return false
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let resumeNow = lock.withLock { () -> Bool in
+                    if stopped || Task.isCancelled { return true }
+                    waiters[id] = continuation
+                    return false
+                }
+                if resumeNow { continuation.resume() }
             }
-            if resumeNow { continuation.resume() }
+        } onCancel: {
+            // A cancelled waiter (a finished run's watcher task) does not linger until its timer.
+            wake(id)
         }
         sleeper.cancel()
         return isStopRequested
