@@ -14,7 +14,7 @@ DEMO_DIR   := .demo
 APT_PACKAGES := libssl-dev libpq-dev libusb-1.0-0-dev postgresql dfu-util age openssl pkg-config gcc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo bench clean standin
+.PHONY: deps build test demo bench crash-bench clean standin
 
 # The libusb stand-in (Sources/libusb-standin): a libusb-1.0.so.0 that forwards to the device
 # simulator, for dfu-util and keyline's USB code on machines without a USB bus. Not a SwiftPM
@@ -53,6 +53,13 @@ bench: deps standin db-up
 	$$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline \
 	  KEYLINE_BENCH=$$($(SWIFT) build -c release --show-bin-path)/keyline-bench bash Benchmarks/provision-bench.sh
+
+# By hand, not part of `make test`: keyline provision killed with SIGKILL at 50+ random points of
+# simulated batches, resumed each time, then every invariant checked from SQL, the escrow store
+# (decrypting) and the devices' key slots. KILLS=N, DEVICES=N, TIME_SCALE=X override the defaults.
+crash-bench: deps standin db-up
+	$(SWIFT) build --product keyline $(BUILD_FLAGS)
+	$(PG_ENV) KEYLINE=$$($(SWIFT) build --show-bin-path)/keyline bash Benchmarks/crash-bench.sh
 
 # The main job on a fresh machine: a simulated line of 4 Photons and 4 Borons behind the libusb
 # stand-in (keyline's real USB code), with the realistic timing model, provisioned into the local

@@ -120,6 +120,10 @@ struct ProvisionCommand: AsyncParsableCommand {
             if let data = try? ProvisioningEvent.jsonEncoder().encode(["summary": summary]) {
                 FileHandle.standardOutput.write(data + Data("\n".utf8))
             }
+            // stdout is for the program reading the events; the person who pressed Ctrl-C reads stderr.
+            if interrupted > 0 || failed > 0 {
+                FileHandle.standardError.write(Data("keyline: to continue: keyline provision \(pipeline) --resume \(summary.jobID)\n".utf8))
+            }
         } else {
             print("")
             print("job \(summary.jobID): \(done) done, \(failed) failed, \(skipped) skipped, \(interrupted) interrupted in \(String(format: "%.1f", summary.seconds)) s (product \(summary.product), station \(summary.station))")

@@ -26,7 +26,7 @@ struct SimServeCommand: AsyncParsableCommand {
               KEYLINE_SIM_SOCKET=PATH LD_LIBRARY_PATH=.build/standin keyline devices
 
             --fleet photon:8,boron:8 plugs 8 Photons into hub 1 (ports 1-1.1 … 1-1.8) and 8 Borons \
-            into hub 2 (1-2.1 … 1-2.8). With --state DIR, devices saved there by an earlier run come \
+            into hub 2 (1-2.1 … 1-2.8); an item may name its own mode (photon:4:dfu,photon:4:normal). With --state DIR, devices saved there by an earlier run come \
             back (flash, DCT and keys intact) and --fleet only fills an empty DIR; the state is saved \
             after every attach/detach (so a killed simulator keeps what devices held when they last \
             re-enumerated) and on exit.
@@ -139,15 +139,23 @@ enum SimulatorFleetSpec {
         var planned: [PlannedDevice] = []
         for (hub, item) in spec.split(separator: ",").enumerated() {
             let parts = item.split(separator: ":")
-            guard parts.count == 2, let count = Int(parts[1]), count > 0, count <= 127, hub < 127 else {
-                throw specError("--fleet item \"\(item)\" is not PLATFORM:COUNT (e.g. boron:8)")
+            guard parts.count == 2 || parts.count == 3, let count = Int(parts[1]), count > 0, count <= 127, hub < 127 else {
+                throw specError("--fleet item \"\(item)\" is not PLATFORM:COUNT[:MODE] (e.g. boron:8 or photon:4:dfu)")
+            }
+            // A mode of its own for this hub (a mixed line: some devices in DFU mode, some not).
+            var hubMode = usbMode
+            if parts.count == 3 {
+                guard let mode = USBMode(rawValue: String(parts[2])) else {
+                    throw specError("--fleet item \"\(item)\": the mode must be normal or dfu, not \(parts[2])")
+                }
+                hubMode = mode
             }
             let platform = try Platform.named(String(parts[0]))
             guard SimulatedHardware.forPlatform(platform) != nil else { throw SimulatorError.unsupportedPlatform(platform.name) }
             for index in 1...count {
                 let port = USBPortPath(bus: 1, ports: [UInt8(hub + 1), UInt8(index)])
                 let isProtected = protectedPorts.map { $0 == nil || $0!.contains(port) } ?? false
-                planned.append(PlannedDevice(platform: platform, port: port, mode: usbMode, protected: isProtected,
+                planned.append(PlannedDevice(platform: platform, port: port, mode: hubMode, protected: isProtected,
                                              faults: faultPlan.faults(for: port)))
             }
         }

@@ -19,6 +19,14 @@ public enum ChildProcess {
         public var stdoutBytes: [UInt8]
         public var stderrBytes: [UInt8]
 
+        public init(command: String, status: Int32, terminatedBySignal: Bool, stdoutBytes: [UInt8], stderrBytes: [UInt8]) {
+            self.command = command
+            self.status = status
+            self.terminatedBySignal = terminatedBySignal
+            self.stdoutBytes = stdoutBytes
+            self.stderrBytes = stderrBytes
+        }
+
         public var stdout: String { String(decoding: stdoutBytes, as: UTF8.self) }
         public var stderr: String { String(decoding: stderrBytes, as: UTF8.self) }
         /// Standard output split into non-empty lines.
