@@ -46,7 +46,7 @@ let package = Package(
         // Benchmarks are an executable, never timed assertions in tests (`make bench`).
         .executableTarget(name: "keyline-bench", dependencies: [
             "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Simulator", "Pipeline",
-        ], path: "Benchmarks", exclude: ["provision-bench.sh"]),
+        ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh"]),
 
         // Shared test code (child processes, scratch directories); Foundation only.
         .target(name: "TestSupport", path: "Tests/TestSupport"),

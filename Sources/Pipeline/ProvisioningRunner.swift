@@ -96,7 +96,7 @@ public struct ProvisioningRunner: Sendable {
         let interrupted = stop.isStopRequested && reports.contains { $0.outcome == .interrupted }
         let failed = reports.contains { $0.outcome == .failed }
         if !interrupted {
-            _ = try? await registry.finishJob(id: job.id, status: failed ? .failed : .completed)
+            try await finish(job.id, status: failed ? .failed : .completed, emit: emit)
         }
         let summary = ProvisioningSummary(jobID: job.id, product: definition.product.id, station: definition.station,
                                           devices: reports.sorted { ($0.port, $0.deviceID ?? "") < ($1.port, $1.deviceID ?? "") },
@@ -108,6 +108,27 @@ public struct ProvisioningRunner: Sendable {
     }
 
     // MARK: The job
+
+    /// Records the job's end, waiting for the registry if it is away right then (a job left
+    /// `running` after a clean end would be resumed for nothing). A stop gives up: the job stays
+    /// `running` and a resume finds every device done.
+    private func finish(_ jobID: Int64, status: JobStatus, emit: ProvisioningEventSink) async throws {
+        var attempt = 1
+        while true {
+            do {
+                _ = try await registry.finishJob(id: jobID, status: status)
+                return
+            } catch {
+                guard error.failureClass == .retryable || error.failureClass == .needsOperator else { throw error }
+                if attempt == 3 {
+                    emit(ProvisioningEvent(type: .held, jobID: jobID, message: "waiting for the registry to record the job's end: \(error)",
+                                           failureClass: error.failureClass.rawValue))
+                }
+                if await stop.sleep(for: definition.retries.backoff(beforeAttempt: attempt + 1)) { return }
+                attempt += 1
+            }
+        }
+    }
 
     private func openJob() async throws -> Job {
         if let id = options.resumeJobID {
