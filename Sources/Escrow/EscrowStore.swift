@@ -99,12 +99,15 @@ public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertibl
 }
 
 extension EscrowStoreError: ClassifiedError {
-    /// Nothing here clears up by retrying: a bad key is the caller's input; the rest needs a
-    /// person (disk full, permissions, a damaged or conflicting object in the store).
+    /// Nothing here clears up by retrying. A bad key is the caller's input. The store itself
+    /// failing (disk full, permissions, I/O) needs a person, and work waits for it. A conflicting,
+    /// missing or damaged object concerns one device's backup: that device fails with the
+    /// message (someone must look at that object) while the others go on.
     public var failureClass: FailureClass {
         switch self {
         case .invalidKey: .badInput
-        case .objectExists, .notFound, .checksumMismatch, .io: .needsOperator
+        case .objectExists, .notFound, .checksumMismatch: .badDevice
+        case .io: .needsOperator
         }
     }
 }

@@ -51,8 +51,12 @@ final class DeviceWorkflow {
     var key: DevicePrivateKey?
     var recordedFingerprint: String?
     /// True when this run read the key and recorded `key_ready` itself: no earlier run can have
-    /// left an escrow intent for it, so the escrow step need not look for one.
+    /// left an escrow intent for it, so the escrow step need not look for one (a retry in this
+    /// run uses `sealed`).
     var keySettledInThisRun = false
+    /// The ciphertext whose intent this run recorded, until it is committed: a retried escrow
+    /// step writes these bytes again rather than encrypting anew (age output is random).
+    var sealed: SealedBackup?
     /// The escrow object committed by this run, so registering need not look it up again.
     var committedObject: EscrowObject?
     private var timings: [StepTiming] = []
@@ -117,18 +121,18 @@ final class DeviceWorkflow {
         let (registry, jobID, deviceID, product) = (context.registry, context.jobID, deviceID, definition.product.id)
         let (platformName, station, portPath) = (platform.name, definition.station, port.description)
         let records = try await persist { try await registry.deviceRecords(deviceID: deviceID) }
-        let mine = records.first { $0.jobID == context.jobID }
-        if mine == nil {
-            if let active = try await persist({ try await registry.activeRegistration(productID: product, deviceID: deviceID) }) {
-                skipReason = "already provisioned: key \(active.fingerprint) registered" + (active.jobID.map { " by job \($0)" } ?? "")
-                emit(.note, message: skipReason)
-                return nil
-            }
-            if let other = records.last(where: { $0.jobID != context.jobID && $0.state != DeviceWorkflowState.done.rawValue }),
-               Self.holdsAKey(other) {
-                throw StepFailed(step: .identify, error: ProvisioningError.unfinishedElsewhere(
-                    deviceID: deviceID, jobID: other.jobID, state: other.lastGoodState ?? other.state), attempts: 1)
-            }
+        // A key registered by another job (before this one, or meanwhile by another station):
+        // this device is provisioned; nothing here may touch it.
+        if let active = try await persist({ try await registry.activeRegistration(productID: product, deviceID: deviceID) }),
+           active.jobID != jobID {
+            skipReason = "already provisioned: key \(active.fingerprint) registered" + (active.jobID.map { " by job \($0)" } ?? "")
+            emit(.note, message: skipReason)
+            return nil
+        }
+        if !records.contains(where: { $0.jobID == jobID }),
+           let other = records.first(where: { $0.jobID != jobID && $0.state != DeviceWorkflowState.done.rawValue && Self.holdsAKey($0) }) {
+            throw StepFailed(step: .identify, error: ProvisioningError.unfinishedElsewhere(
+                deviceID: deviceID, jobID: other.jobID, state: other.lastGoodState ?? other.state), attempts: 1)
         }
         var row = try await persist {
             try await registry.startJobDevice(jobID: jobID, deviceID: deviceID, platform: platformName,
@@ -159,8 +163,13 @@ final class DeviceWorkflow {
 
     /// Runs `step` with retries (back-off for what is retryable, a hold for what needs an
     /// operator), then persists the state it reaches.
+    /// Holds of one step for a person before the device fails (10 × the pipeline's max back-off:
+    /// 5 minutes with the shipped pipelines).
+    static let holdLimit = 10
+
     private func perform(_ step: ProvisioningStep) async throws {
         var attempt = 1
+        var holds = 0
         while true {
             if context.stop.isStopRequested { throw StopRequested() }
             let clock = ContinuousClock.now
@@ -182,7 +191,11 @@ final class DeviceWorkflow {
                     attempt += 1
                     continue
                 }
-                if failureClass == .needsOperator {
+                // Held for a person (the store's disk, USB permissions): the device waits, within a
+                // bound, so a cause nobody fixes ends as a failure the summary names, not a run
+                // that never ends. (The registry's own outages are waited out in `persist`.)
+                if failureClass == .needsOperator && holds < Self.holdLimit {
+                    holds += 1
                     emit(.held, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
                     if await context.stop.sleep(for: definition.retries.maxBackoff) { throw StopRequested(heldBy: "\(error)") }
                     continue
@@ -229,11 +242,8 @@ final class DeviceWorkflow {
     /// stopped right after asking it to leave), needs nothing more: Particle's bootloaders reset
     /// by themselves ~500 ms after the leave GETSTATUS (USBD_DFU_POLL_TIMEOUT).
     private func leave() async throws {
-        let inNormalMode = context.watcher.devices.contains {
-            $0.identity.serialNumber?.lowercased() == deviceID && $0.identity.productID == platform.normalProductID
-        }
-        if !inNormalMode {
-            let device = try await dfuDevice()
+        // Found in normal mode (not switched back to DFU only to leave it again): already left.
+        if let device = try await attach(switchingToDFU: false) {
             let failure = await Self.leaveDFU(device)
             await closeSession()
             if let failure { throw failure }
@@ -271,6 +281,16 @@ final class DeviceWorkflow {
     /// The device in DFU mode, found through the station's one bus watcher (switched from normal
     /// mode first if needed).
     func dfuDevice() async throws -> ParticleDFUDevice {
+        guard let device = try await attach(switchingToDFU: true) else {
+            throw ProvisioningError.deviceMissing(deviceID: deviceID, waited: context.reenumerationTimeout)
+        }
+        return device
+    }
+
+    /// The device's DFU session, opened on the next listing that shows it in either mode. A
+    /// device in normal mode is switched to DFU when `switchingToDFU`, else its handle is closed
+    /// and nil returned.
+    private func attach(switchingToDFU: Bool) async throws -> ParticleDFUDevice? {
         if let session { return session }
         let match = USBDeviceMatch(serialNumber: deviceID, vendorID: platform.vendorID,
                                    productIDs: [platform.normalProductID, platform.dfuProductID])
@@ -283,6 +303,10 @@ final class DeviceWorkflow {
         port = opened.identity.port
         let device: ParticleDFUDevice
         if opened.identity.productID == platform.normalProductID {
+            guard switchingToDFU else {
+                await opened.transport.close()
+                return nil
+            }
             emit(.stepStarted, step: .enterDFU, message: "switching to DFU mode")
             device = try await ParticleModeSwitch.enterDFU(opened.transport, identity: opened.identity,
                                                            locator: context.watcher, timeout: context.reenumerationTimeout)

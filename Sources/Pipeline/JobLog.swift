@@ -19,10 +19,12 @@ public final class JobLog: @unchecked Sendable {
 
     public func record(_ event: ProvisioningEvent) {
         guard event.type != .progress || event.done == event.total else { return }  // logs keep milestones only
+        // File names come only from a well-formed device ID or port path: a device's USB serial is
+        // whatever the device says, and must never pick a path.
         let name: String
-        if let deviceID = event.deviceID {
+        if let deviceID = event.deviceID, Self.isDeviceID(deviceID) {
             name = deviceID
-        } else if let port = event.port {
+        } else if let port = event.port, !port.isEmpty, port.utf8.allSatisfy({ (48...57).contains($0) || $0 == 45 || $0 == 46 }) {
             name = "port-" + port
         } else {
             name = "job"
@@ -42,11 +44,15 @@ public final class JobLog: @unchecked Sendable {
         }
     }
 
-    /// Waits until every line recorded so far is written, and closes the files.
-    public func close() {
-        queue.sync {
-            for handle in handles.values { try? handle.synchronize(); try? handle.close() }
-            handles.removeAll()
+    /// Waits until every line recorded so far is written and synced, and closes the files; the
+    /// caller waits without holding a thread (fsync can take a while).
+    public func close() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            queue.async { [self] in
+                for handle in handles.values { try? handle.synchronize(); try? handle.close() }
+                handles.removeAll()
+                continuation.resume()
+            }
         }
     }
 
@@ -55,6 +61,10 @@ public final class JobLog: @unchecked Sendable {
         let fd = Foundation.open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw CocoaError(.fileWriteNoPermission, userInfo: [NSFilePathErrorKey: path]) }
         return FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+    }
+
+    static func isDeviceID(_ text: String) -> Bool {
+        text.utf8.count == 24 && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     static func format(_ event: ProvisioningEvent) -> String {

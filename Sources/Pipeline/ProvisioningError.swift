@@ -21,12 +21,15 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
     case jobOfAnotherProduct(jobID: Int64, product: String, expected: String)
     /// The registry holds a state this keyline does not know (a newer schema).
     case unknownState(String)
+    /// The registry's schema is older than this keyline needs.
+    case schemaBehind(have: Int?, need: Int)
 
     public var failureClass: FailureClass {
         switch self {
         case .deviceMissing: .retryable
         case .noKeyOnDevice, .damagedKeyOnDevice, .keyChanged, .keyReadBackDiffers: .badDevice
         case .unfinishedElsewhere, .unknownJob, .jobOfAnotherProduct, .unknownState: .badInput
+        case .schemaBehind: .needsOperator
         }
     }
 
@@ -48,6 +51,8 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
             "job \(id) does not exist in the registry"
         case .jobOfAnotherProduct(let id, let product, let expected):
             "job \(id) provisions product \(product), but this pipeline's product is \(expected): resume it with its own pipeline"
+        case .schemaBehind(let have, let need):
+            "the registry's schema is at migration \(have.map(String.init) ?? "none"), this keyline needs \(need): an administrator runs `keyline db migrate` first"
         case .unknownState(let state):
             "the registry holds workflow state \"\(state)\", which this keyline does not know: update keyline on this station"
         }

@@ -68,7 +68,6 @@ public struct ProvisioningRunner: Sendable {
         let clock = ContinuousClock.now
         let job = try await openJob()
         let log = try options.logDirectory.map { try JobLog(root: $0, jobID: job.id) }
-        defer { log?.close() }
         let emit: ProvisioningEventSink = { [events] event in
             log?.record(event)
             events(event)
@@ -104,6 +103,7 @@ public struct ProvisioningRunner: Sendable {
                                           interrupted: interrupted)
         emit(ProvisioningEvent(type: .jobFinished, jobID: job.id, elapsed: summary.seconds,
                                message: "\(summary.count(.done)) done, \(summary.count(.failed)) failed, \(summary.count(.skipped)) skipped, \(summary.count(.interrupted)) interrupted"))
+        await log?.close()
         return summary
     }
 
@@ -131,6 +131,11 @@ public struct ProvisioningRunner: Sendable {
     }
 
     private func openJob() async throws -> Job {
+        // Before any device is touched: every device would otherwise wait on a missing column.
+        let version = try await registry.schemaVersion()
+        guard let version, version >= RegistryDatabase.requiredSchemaVersion else {
+            throw ProvisioningError.schemaBehind(have: version, need: RegistryDatabase.requiredSchemaVersion)
+        }
         if let id = options.resumeJobID {
             guard let job = try await registry.job(id: id) else { throw ProvisioningError.unknownJob(id) }
             guard job.productID == definition.product.id else {
@@ -206,19 +211,23 @@ public struct ProvisioningRunner: Sendable {
                 if running >= concurrency, let report = await group.next() {
                     running -= 1
                     reports.append(report)
-                    queue.finished(report)
                 }
-                if stop.isStopRequested { break }
+                if stop.isStopRequested {
+                    // Taken off the queue but not started: reported, so the run does not look complete.
+                    reports.append(DeviceQueue.notStarted(device))
+                    continue
+                }
                 group.addTask {
-                    await DeviceWorkflow(context: context, deviceID: device.deviceID, platform: device.platform,
-                                         port: device.port).run()
+                    let report = await DeviceWorkflow(context: context, deviceID: device.deviceID, platform: device.platform,
+                                                      port: device.port).run()
+                    // At once, not when the group is next drained: with --wait, a failed device
+                    // unplugged and plugged back in is taken again only once it is marked finished.
+                    queue.finished(report)
+                    return report
                 }
                 running += 1
             }
-            for await report in group {
-                reports.append(report)
-                queue.finished(report)
-            }
+            for await report in group { reports.append(report) }
         }
         return reports + queue.skipped
     }
@@ -281,8 +290,11 @@ final class DeviceQueue: @unchecked Sendable {
                 guard ignoredPorts.insert(port.description).inserted else { return nil }
                 let reason = platform != definition.platform
                     ? "a \(platform.name), but the pipeline provisions \(definition.platform.name): not touched"
-                    : "serial \"\(serial)\" is not a \(platform.name) device ID: not touched"
-                skip = DeviceReport(port: port.description, deviceID: serial.isEmpty ? nil : serial, platform: platform.name,
+                    : serial.isEmpty ? "its serial number could not be read (still settling, or no permission): not touched; run it again"
+                    : "serial \"\(Self.printable(serial))\" is not a \(platform.name) device ID: not touched"
+                // The serial is the device's own text: reported only when it is a device ID.
+                skip = DeviceReport(port: port.description, deviceID: platform.isValidDeviceID(serial) ? serial : nil,
+                                    platform: platform.name,
                                     outcome: .skipped, state: nil, fingerprint: nil, reason: reason, failureClass: nil,
                                     failedStep: nil, steps: [], seconds: 0)
                 skipped.append(skip!)
@@ -320,6 +332,18 @@ final class DeviceQueue: @unchecked Sendable {
             ended.insert(serial)
             if report.outcome == .failed { retryable.insert(serial) }
         }
+    }
+
+    /// A device's text for a message: printable ASCII only (no terminal escapes), at most 40 characters.
+    static func printable(_ text: String) -> String {
+        String(String.UnicodeScalarView(text.unicodeScalars.prefix(40).map { (32...126).contains($0.value) ? $0 : "?" }))
+    }
+
+    /// The report of a device the run took but never started (a stop came first).
+    static func notStarted(_ device: QueuedDevice) -> DeviceReport {
+        DeviceReport(port: device.port.description, deviceID: device.deviceID, platform: device.platform.name,
+                     outcome: .interrupted, state: nil, fingerprint: nil, reason: "not started: the run was stopped",
+                     failureClass: nil, failedStep: nil, steps: [], seconds: 0)
     }
 
     /// No more devices will be queued (stop requested, not waiting, or the limit reached).

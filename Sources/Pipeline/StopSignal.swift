@@ -25,10 +25,7 @@ public final class StopSignal: @unchecked Sendable {
     /// waits out a back-off.
     public func sleep(for duration: Duration) async -> Bool {
         let id = UUID()
-        let sleeper = Task {
-            try? await Task.sleep(for: duration)
-            self.wake(id)
-        }
+        var timer: Task<Void, Never>?
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let resumeNow = lock.withLock { () -> Bool in
@@ -36,13 +33,22 @@ public final class StopSignal: @unchecked Sendable {
                     waiters[id] = continuation
                     return false
                 }
-                if resumeNow { continuation.resume() }
+                if resumeNow {
+                    continuation.resume()
+                    return
+                }
+                // Started only once the waiter is registered, so its wake-up cannot come first and
+                // be lost (a zero back-off fires at once).
+                timer = Task {
+                    try? await Task.sleep(for: duration)
+                    self.wake(id)
+                }
             }
         } onCancel: {
             // A cancelled waiter (a finished run's watcher task) does not linger until its timer.
             wake(id)
         }
-        sleeper.cancel()
+        timer?.cancel()
         return isStopRequested
     }
 

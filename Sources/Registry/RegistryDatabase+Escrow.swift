@@ -94,14 +94,21 @@ extension RegistryDatabase {
     /// After the object is durable in the store: records it from the intent (or reuses an
     /// identical row already there) and moves the device `key_ready` → `escrowed`, in one
     /// transaction. Committing again returns the same object and changes nothing.
+    ///
+    /// `ciphertextSHA256`, when given, is the hash of the bytes the caller wrote or adopted: the
+    /// intent must still name it (another process on the same job may have replaced it since),
+    /// so a commit never records a hash the store does not hold.
     @discardableResult
-    public func commitEscrow(jobID: Int64, deviceID: String) async throws -> EscrowObject {
+    public func commitEscrow(jobID: Int64, deviceID: String, ciphertextSHA256: String? = nil) async throws -> EscrowObject {
         try await run("record escrow objects") { transaction in
             let device = try Self.lockedJobDevice(jobID: jobID, deviceID: deviceID, in: transaction)
             guard let intent = try transaction.queryOne("""
                 SELECT \(Self.escrowIntentColumns) FROM escrow_intents WHERE job_id = $1 AND device_id = $2 FOR UPDATE
                 """, [jobID, deviceID]).map(Self.escrowIntent) else {
                 throw RegistryError.noEscrowIntent(jobID: jobID, deviceID: deviceID)
+            }
+            if let ciphertextSHA256, intent.ciphertextSHA256 != ciphertextSHA256 {
+                throw RegistryError.escrowObjectExists(storeURI: intent.storeURI, objectKey: intent.objectKey)
             }
             if let committed = intent.committedEscrowObjectID,
                let state = device?.state, ["escrowed", "registered", "done"].contains(state) {

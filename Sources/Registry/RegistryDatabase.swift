@@ -29,6 +29,20 @@ public struct RegistryDatabase: Sendable {
         return RegistryDatabase(client: try await PostgresConnection.connect(settings, label: "keyline.registry"))
     }
 
+    /// The newest schema migration applied (nil on a database never migrated). A station checks
+    /// it before touching devices: an older schema lacks what the workflow records.
+    public func schemaVersion() async throws -> Int? {
+        try await run("read schema_migrations") { transaction in
+            guard let present = try transaction.queryOne("SELECT to_regclass('schema_migrations') IS NOT NULL AS present"),
+                  try present.decode("present", as: Bool.self) else { return nil }
+            return try transaction.queryOne("SELECT max(version) AS version FROM schema_migrations")?
+                .decode("version", as: Int?.self)
+        }
+    }
+
+    /// The schema version this build of keyline needs (its newest embedded migration).
+    public static var requiredSchemaVersion: Int { Migration.embedded.map(\.version).max() ?? 0 }
+
     // MARK: Products and jobs
 
     public func createProduct(id: String, name: String, platform: String? = nil) async throws -> Product {

@@ -31,10 +31,12 @@ struct ProvisionCommand: AsyncParsableCommand {
               0    every device done (or skipped: another platform, already provisioned)
               3    some devices failed; the others are done (see the table and the job's logs)
               64   usage error
-              65   invalid pipeline (every problem is listed with file and line)
+              65   invalid pipeline (every problem is listed with file and line), or --resume of a
+                   job that does not exist or provisions another product
               66   pipeline or a file it names is missing
               69   no device to provision (none attached, none selected)
-              75   registry database or escrow store unreachable: fix it, then --resume
+              75   registry database or escrow store unreachable, at the start or for devices that
+                   waited for it in vain: fix it, then --resume
               77   permission denied (database role, store directory)
               78   database settings invalid
               130  interrupted (Ctrl-C): --resume JOB continues
@@ -61,6 +63,9 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Option(help: "File of age recipients (age1…) to escrow to (default: the pipeline's or KEYLINE_RECIPIENTS).")
     var recipients: String?
 
+    @Option(help: "The registry database (a postgresql:// URI or conninfo; default: the pipeline's, DATABASE_URL or libpq's PG* variables).")
+    var database: String?
+
     @Option(help: "Devices provisioned at once (default: the pipeline's).")
     var concurrency: Int?
 
@@ -86,7 +91,7 @@ struct ProvisionCommand: AsyncParsableCommand {
             let environment = ProcessInfo.processInfo.environment
             let definition = try PipelineLoader.load(
                 path: pipeline, environment: environment,
-                overrides: PipelineOverrides(store: store, recipientsFile: recipients,
+                overrides: PipelineOverrides(database: database, store: store, recipientsFile: recipients,
                                              station: station ?? environment["KEYLINE_STATION"], concurrency: concurrency))
             let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
                 ?? ConnectionSettings.fromEnvironment()
@@ -107,8 +112,14 @@ struct ProvisionCommand: AsyncParsableCommand {
                                              reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))),
                                              logDirectory: URL(fileURLWithPath: logRoot)),
                 stop: stop, events: { display.handle($0) })
-            let summary = try await runner.run()
-            display.finish()
+            let summary: ProvisioningSummary
+            do {
+                summary = try await runner.run()
+            } catch {
+                await display.finish()
+                throw error
+            }
+            await display.finish()
             try report(summary, display: display, logRoot: logRoot)
         }
     }
@@ -147,6 +158,10 @@ struct ProvisionCommand: AsyncParsableCommand {
             throw CommandFailure(kind: "noDevices", message: "no device to provision: none attached or none selected by the pipeline",
                                  exit: .unavailable)
         }
+        // Failed for want of the registry or the store: that, not the devices, is what to fix.
+        if summary.devices.contains(where: { $0.outcome == .failed && $0.failureClass == FailureClass.needsOperator.rawValue }) {
+            throw ExitCode(KeylineExit.tempFail.rawValue)
+        }
         if failed > 0 { throw ExitCode(KeylineExit.someDevicesFailed.rawValue) }
     }
 
@@ -180,7 +195,7 @@ struct ProvisionCommand: AsyncParsableCommand {
     private static func handleInterrupts(stop: StopSignal, display: ProvisionDisplay) -> InterruptHandler {
         InterruptHandler(signals: [SIGINT, SIGTERM]) {
             if stop.isStopRequested {
-                display.say("keyline: stopped at once; run again with --resume to continue")
+                FileHandle.standardError.write(Data("keyline: stopped at once; run again with --resume to continue\n".utf8))
                 Foundation.exit(KeylineExit.interrupted.rawValue)
             }
             stop.requestStop()

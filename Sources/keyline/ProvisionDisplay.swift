@@ -19,6 +19,8 @@ final class ProvisionDisplay: @unchecked Sendable {
     let style: Style
     private let lock = NSLock()
     private let output = FileHandle.standardOutput
+    /// Output is written here, in order: device tasks never wait on a slow terminal or pipe.
+    private let outputQueue = DispatchQueue(label: "keyline.provision.output")
     private var rows: [String: Row] = [:]   // by port
     private var header = ""
     private var footer = ""
@@ -52,11 +54,14 @@ final class ProvisionDisplay: @unchecked Sendable {
         }
     }
 
-    /// Draws the final table and stops redrawing.
-    func finish() {
+    /// Draws the final table, stops redrawing, and waits until everything is written.
+    func finish() async {
         timer?.cancel()
         timer = nil
         if style == .table { redraw() }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            outputQueue.async { continuation.resume() }
+        }
     }
 
     /// A note for the person at the station, outside the table (stderr for JSON output).
@@ -179,6 +184,7 @@ final class ProvisionDisplay: @unchecked Sendable {
     }
 
     private func write(_ text: String) {
-        output.write(Data(text.utf8))
+        let data = Data(text.utf8)
+        outputQueue.async { [output] in output.write(data) }
     }
 }

@@ -13,6 +13,7 @@ extension ProvisioningError: ReportableError {
         case .unknownJob: "unknownJob"
         case .jobOfAnotherProduct: "jobOfAnotherProduct"
         case .unknownState: "unknownWorkflowState"
+        case .schemaBehind: "registrySchemaBehind"
         }
     }
 
@@ -26,15 +27,17 @@ extension ProvisioningError: ReportableError {
         case .unfinishedElsewhere(let id, let job, _): ["device": id, "job": String(job)]
         case .unknownJob(let job), .jobOfAnotherProduct(let job, _, _): ["job": String(job)]
         case .unknownState(let state): ["state": state]
+        case .schemaBehind(_, let need): ["need": String(need)]
         }
     }
 
     var exit: KeylineExit {
+        if case .schemaBehind = self { return .configuration }
         switch failureClass {
-        case .retryable: .unavailable
-        case .needsOperator: .tempFail
-        case .badDevice: .protocolError
-        case .badInput: .dataError
+        case .retryable: return .unavailable
+        case .needsOperator: return .tempFail
+        case .badDevice: return .protocolError
+        case .badInput: return .dataError
         }
     }
 }

@@ -50,7 +50,7 @@ import TestSupport
         }
         #expect(synced.paths.isEmpty)
         #expect(FileManager.default.contents(atPath: store.url(for: Self.key).path) == Data(stored))
-        #expect(EscrowStoreError.checksumMismatch(Self.key, expected: recorded, actual: "").failureClass == .needsOperator)
+        #expect(EscrowStoreError.checksumMismatch(Self.key, expected: recorded, actual: "").failureClass == .badDevice)
     }
 
     /// Only files named as a put names its temporary file, in an object directory, and older than
@@ -140,8 +140,8 @@ import TestSupport
         #expect(EscrowStoreError.io(operation: "write", path: "/s", errno: ENOSPC).failureClass == .needsOperator)
         #expect(EscrowStoreError.io(operation: "create", path: "/s", errno: EACCES).failureClass == .needsOperator)
         #expect(EscrowStoreError.io(operation: "fsync", path: "/s", errno: EIO).failureClass == .needsOperator)
-        #expect(EscrowStoreError.objectExists(Self.key, storedSHA256: "a", newSHA256: "b").failureClass == .needsOperator)
-        #expect(EscrowStoreError.notFound(Self.key).failureClass == .needsOperator)
+        #expect(EscrowStoreError.objectExists(Self.key, storedSHA256: "a", newSHA256: "b").failureClass == .badDevice)
+        #expect(EscrowStoreError.notFound(Self.key).failureClass == .badDevice)
         #expect(EscrowStoreError.invalidKey("x").failureClass == .badInput)
         #expect(AgeError.invalidRecipient("age1x", reason: "bad").failureClass == .badInput)
         #expect(AgeError.identityAsRecipient(line: 1).failureClass == .badInput)
