@@ -127,6 +127,19 @@ struct RunnerInProcessTests {
         }
     }
 
+    @Test("a device ID or port that is not well-formed names no log file")
+    func hostileNamesNameNoLogFile() async throws {
+        let scratch = try ScratchDirectory(label: "runner")
+        let log = try JobLog(root: scratch.file("logs/deep"), jobID: 7)
+        log.record(ProvisioningEvent(type: .note, jobID: 7, port: "1-1.1", deviceID: "../../escaped\u{1B}[2J", message: "x"))
+        log.record(ProvisioningEvent(type: .note, jobID: 7, port: "../../port", deviceID: nil, message: "y"))
+        log.record(ProvisioningEvent(type: .note, jobID: 7, port: "1-1.2", deviceID: "e00fce68a1b2c3d4e5f60718", message: "z"))
+        await log.close()
+        let names = try FileManager.default.contentsOfDirectory(atPath: log.directory.path).sorted()
+        #expect(names == ["e00fce68a1b2c3d4e5f60718.log", "job.log", "port-1-1.1.log"])
+        #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.file("logs").path) == ["deep"])
+    }
+
     @Test("zero-length sleeps end at once: the timer never wakes before its waiter is registered",
           .timeLimit(.minutes(1)))
     func zeroBackoffNeverHangs() async {
