@@ -21,6 +21,8 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
     case jobOfAnotherProduct(jobID: Int64, product: String, expected: String)
     /// The registry holds a state this keyline does not know (a newer schema).
     case unknownState(String)
+    /// Another keyline process is running this job right now.
+    case jobInUse(Int64)
     /// The registry's schema is older than this keyline needs.
     case schemaBehind(have: Int?, need: Int)
 
@@ -30,6 +32,7 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
         case .noKeyOnDevice, .damagedKeyOnDevice, .keyChanged, .keyReadBackDiffers: .badDevice
         case .unfinishedElsewhere, .unknownJob, .jobOfAnotherProduct, .unknownState: .badInput
         case .schemaBehind: .needsOperator
+        case .jobInUse: .badInput
         }
     }
 
@@ -51,6 +54,8 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
             "job \(id) does not exist in the registry"
         case .jobOfAnotherProduct(let id, let product, let expected):
             "job \(id) provisions product \(product), but this pipeline's product is \(expected): resume it with its own pipeline"
+        case .jobInUse(let id):
+            "job \(id) is being run by another keyline process (this station or another): let it finish or stop it, then resume"
         case .schemaBehind(let have, let need):
             "the registry's schema is at migration \(have.map(String.init) ?? "none"), this keyline needs \(need): an administrator runs `keyline db migrate` first"
         case .unknownState(let state):

@@ -67,6 +67,8 @@ public struct ProvisioningRunner: Sendable {
     public func run() async throws -> ProvisioningSummary {
         let clock = ContinuousClock.now
         let job = try await openJob()
+        // One process per job: a second `--resume` of a running job is refused, not interleaved.
+        guard let lease = try await registry.leaseJob(job.id) else { throw ProvisioningError.jobInUse(job.id) }
         let log = try options.logDirectory.map { try JobLog(root: $0, jobID: job.id) }
         let emit: ProvisioningEventSink = { [events] event in
             log?.record(event)
@@ -104,6 +106,7 @@ public struct ProvisioningRunner: Sendable {
         emit(ProvisioningEvent(type: .jobFinished, jobID: job.id, elapsed: summary.seconds,
                                message: "\(summary.count(.done)) done, \(summary.count(.failed)) failed, \(summary.count(.skipped)) skipped, \(summary.count(.interrupted)) interrupted"))
         await log?.close()
+        await lease.release()
         return summary
     }
 

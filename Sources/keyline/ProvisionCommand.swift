@@ -36,7 +36,8 @@ struct ProvisionCommand: AsyncParsableCommand {
               66   pipeline or a file it names is missing
               69   no device to provision (none attached, none selected)
               75   registry database or escrow store unreachable, at the start or for devices that
-                   waited for it in vain: fix it, then --resume
+                   waited for it in vain: fix it, then --resume; or the job is being run by another
+                   keyline process right now
               77   permission denied (database role, store directory)
               78   database settings invalid
               130  interrupted (Ctrl-C): --resume JOB continues

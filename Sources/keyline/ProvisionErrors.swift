@@ -14,6 +14,7 @@ extension ProvisioningError: ReportableError {
         case .jobOfAnotherProduct: "jobOfAnotherProduct"
         case .unknownState: "unknownWorkflowState"
         case .schemaBehind: "registrySchemaBehind"
+        case .jobInUse: "jobInUse"
         }
     }
 
@@ -25,7 +26,7 @@ extension ProvisioningError: ReportableError {
              .deviceMissing(let id, _):
             ["device": id]
         case .unfinishedElsewhere(let id, let job, _): ["device": id, "job": String(job)]
-        case .unknownJob(let job), .jobOfAnotherProduct(let job, _, _): ["job": String(job)]
+        case .unknownJob(let job), .jobOfAnotherProduct(let job, _, _), .jobInUse(let job): ["job": String(job)]
         case .unknownState(let state): ["state": state]
         case .schemaBehind(_, let need): ["need": String(need)]
         }
@@ -33,6 +34,7 @@ extension ProvisioningError: ReportableError {
 
     var exit: KeylineExit {
         if case .schemaBehind = self { return .configuration }
+        if case .jobInUse = self { return .tempFail }
         switch failureClass {
         case .retryable: return .unavailable
         case .needsOperator: return .tempFail

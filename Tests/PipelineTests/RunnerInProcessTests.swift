@@ -140,6 +140,22 @@ struct RunnerInProcessTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: scratch.file("logs").path) == ["deep"])
     }
 
+    @Test("one process per job: a second lease on a running job is refused until the first is given up")
+    func oneRunnerPerJob() async throws {
+        try await Self.withDatabase { registry in
+            _ = try await registry.createProduct(id: "lease", name: "Lease test")
+            let job = try await registry.createJob(productID: "lease", station: "a", pipeline: "p")
+            let first = try #require(try await registry.leaseJob(job.id))
+            #expect(try await registry.leaseJob(job.id) == nil)
+            let other = try await registry.createJob(productID: "lease", station: "b", pipeline: "p")
+            let otherLease = try #require(try await registry.leaseJob(other.id))
+            await first.release()
+            let again = try #require(try await registry.leaseJob(job.id))
+            await again.release()
+            await otherLease.release()
+        }
+    }
+
     @Test("zero-length sleeps end at once: the timer never wakes before its waiter is registered",
           .timeLimit(.minutes(1)))
     func zeroBackoffNeverHangs() async {
