@@ -43,7 +43,7 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
         case .damagedKeyOnDevice(let id, let detail):
             "device \(id) holds a damaged key (\(detail)); keyline never overwrites a key slot it cannot read: save the slot with `keyline dfu read` for the record, clear it, and run the device again"
         case .keyChanged(let id, let recorded, let found):
-            "device \(id) now holds key \(found), not \(recorded) recorded when its key was read: it was not escrowed or registered; investigate before running it again (the recorded key is lost unless it was escrowed)"
+            "device \(id) now holds key \(found), not \(recorded) recorded when its key was read: nothing was escrowed or registered for the new one; if the recorded key was escrowed, `keyline restore` puts it back, otherwise investigate before running the device again"
         case .keyReadBackDiffers(let id):
             "device \(id): the key read back differs from the key written; the device's flash may be failing"
         case .deviceMissing(let id, let waited):

@@ -259,7 +259,9 @@ final class DeviceQueue: @unchecked Sendable {
     private var retryable: Set<String> = [] // failed, eligible again once unplugged
     private var ended: Set<String> = []     // finished (done, skipped, failed and still attached)
     private var ignoredPorts: Set<String> = []
-    private(set) var skipped: [DeviceReport] = []
+    private var skippedReports: [DeviceReport] = []
+    /// Devices seen and left alone (another platform, not a device ID).
+    var skipped: [DeviceReport] { lock.withLock { skippedReports } }
     private var started = 0
     private var closed = false
 
@@ -300,7 +302,7 @@ final class DeviceQueue: @unchecked Sendable {
                                     platform: platform.name,
                                     outcome: .skipped, state: nil, fingerprint: nil, reason: reason, failureClass: nil,
                                     failedStep: nil, steps: [], seconds: 0)
-                skipped.append(skip!)
+                skippedReports.append(skip!)
                 return nil
             }
             if let limit, started >= limit { return nil }
