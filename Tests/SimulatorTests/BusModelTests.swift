@@ -25,12 +25,13 @@ import Testing
         #expect(USBTiming.fullSpeed.wireTime(bytes: 4096) == .nanoseconds(4960 * 8 * 1000 / 12))
     }
 
-    /// Every device reads 64 KiB (16 × 4096-byte UPLOADs) at once. Single-TT: N devices take about
-    /// N times the wire time of one; multi-TT: about the same as one.
+    /// Every device reads 16 KiB (4 × 4096-byte UPLOADs) at once. Single-TT: N devices take about
+    /// N times the wire time of one; multi-TT: about the same as one. At time scale 10 a transfer's
+    /// wire slot is 33 ms, so a loaded host's jitter of a few ms does not change who waits.
     @Test(arguments: [HubKind.single, .multi])
     func devicesShareTheBusBehindASingleTTHub(kind: HubKind) async throws {
         let hub = USBPortPath(bus: 1, ports: [1])
-        let fleet = try SimulatedFleet(timeScale: 1, seed: 7, hubs: [hub: kind])
+        let fleet = try SimulatedFleet(timeScale: 10, seed: 7, hubs: [hub: kind])
         let count = 4
         let devices = try (1...count).map { try fleet.add(.photon, at: port($0), mode: .dfu) }
         #expect(fleet.hubKind(at: hub) == kind)
@@ -38,7 +39,7 @@ import Testing
             for device in devices {
                 let transport = try #require(device.transport)
                 group.addTask {
-                    for block in 2..<18 {
+                    for block in 2..<6 {
                         let setup = ControlSetup(requestType: 0xA1, request: 2, value: UInt16(block), index: 0, length: 4096)
                         _ = try await transport.control(setup, data: [], timeout: .seconds(5))
                     }
@@ -46,15 +47,15 @@ import Testing
             }
             try await group.waitForAll()
         }
-        let solo = USBTiming.fullSpeed.transferTime(bytes: 4096) * 16
-        let wire = USBTiming.fullSpeed.wireTime(bytes: 4096) * 16
+        let solo = USBTiming.fullSpeed.transferTime(bytes: 4096) * 4
+        let wire = USBTiming.fullSpeed.wireTime(bytes: 4096) * 4
         let slowest = try #require(devices.map(\.statistics.modelledTime).max())
         let waited = devices.map(\.statistics.busWait).reduce(.zero, +)
         switch kind {
         case .single:
             // Ideal: the last device finishes after count × wire; at least half that counts as shared.
             #expect(slowest > wire * Double(count) * 0.6, "slowest \(slowest), one alone \(solo)")
-            #expect(waited > wire * Double(count - 1))
+            #expect(waited > wire * Double(count - 1), "waited \(waited)")
         case .multi:
             #expect(slowest < solo * 1.5, "slowest \(slowest), one alone \(solo)")
             #expect(waited == .zero)
