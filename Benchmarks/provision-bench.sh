@@ -33,12 +33,14 @@ for platform in photon boron; do
 done
 export KEYLINE_FIRMWARE=$w/firmware KEYLINE_RECIPIENTS=$w/recipients.txt KEYLINE_STATION=bench KEYLINE_LOG_DIR=$w/logs
 
-# keyline provision over N fresh Photons in DFU mode at time scale TS, N at a time.
-# Sets wall, cpu (user + system of keyline) and slowest (the slowest device's own run time).
+# keyline provision over N fresh Photons in DFU mode at time scale TS, N at a time, on 16-port
+# hubs of kind HUB (multi by default; see `keyline sim serve --help`).
+# Sets wall, cpu (user + system of keyline), slowest (the slowest device's own run time) and
+# limit (the simulator's device-bound limit: the slowest device's modelled time, bus included).
 provision() {
-  local n=$1 ts=$2 platform=${3:-photon} sock=$w/sim.sock
+  local n=$1 ts=$2 platform=${3:-photon} hub=${4:-multi} sock=$w/sim.sock
   rm -f "$sock"
-  "$K" sim serve --socket "$sock" --fleet "$platform:$n" --mode dfu --time-scale "$ts" --seed "$(date +%s%N)" >"$w/sim.log" 2>&1 &
+  "$K" sim serve --socket "$sock" --fleet "$platform:$n@hub=$hub/16" --mode dfu --time-scale "$ts" --seed "$(date +%s%N)" >"$w/sim.log" 2>&1 &
   sim=$!
   for _ in $(seq 100); do grep -qs '^serving' "$w/sim.log" && break; sleep 0.1; done
   KEYLINE_SIM_SOCKET=$sock KEYLINE_ESCROW_STORE=$w/store \
@@ -47,18 +49,21 @@ provision() {
     || { echo "keyline provision failed (n=$n ts=$ts):"; tail -5 "$w/err"; }
   kill "$sim" 2>/dev/null; wait "$sim" 2>/dev/null || true; sim=
   read -r wall user system <"$w/time"
+  limit=$(sed -n 's/^device-bound limit \([0-9.]*\) s.*/\1/p' "$w/sim.log" | tail -n 1)
+  limit=${limit:-0}
   cpu=$(echo "$user + $system" | bc -l)
   slowest=$(tail -n 1 "$w/out.json" | python3 -c 'import json,sys; d=json.load(sys.stdin)["summary"]["devices"]; print(max(x["seconds"] for x in d) if d else 0)')
   done_count=$(tail -n 1 "$w/out.json" | python3 -c 'import json,sys; print(sum(1 for x in json.load(sys.stdin)["summary"]["devices"] if x["outcome"]=="done"))')
 }
 
-echo "== provision: parallel efficiency, timing model on (time scale 1, 64 KiB image, Photon)"
-provision 1 1; solo=$wall
-printf '  1 device alone: %.2f s (done %s)\n' "$solo" "$done_count"
-for n in 32 64; do
-  provision "$n" 1
-  printf '  %2d devices: wall %.2f s, slowest device %.2f s, done %s; efficiency (one device alone / batch wall) %.3f, (slowest device / batch wall) %.3f\n' \
-    "$n" "$wall" "$slowest" "$done_count" "$(echo "$solo / $wall" | bc -l)" "$(echo "$slowest / $wall" | bc -l)"
+echo "== provision: parallel efficiency, timing model on (time scale 1, 64 KiB image, Photons on 16-port hubs)"
+echo "   efficiency = the slowest device's modelled time (the simulator's device-bound limit, bus included) / batch wall"
+for hub in multi single; do
+  for n in 16 32 64; do
+    provision "$n" 1 photon "$hub"
+    printf '  %s-TT, %2d devices: batch wall %.2f s, device-bound limit %.2f s, efficiency %.3f, slowest device run %.2f s, done %s\n' \
+      "$hub" "$n" "$wall" "$limit" "$(echo "$limit / $wall" | bc -l)" "$slowest" "$done_count"
+  done
 done
 
 echo "== provision: host CPU per device at zero device latency (64 Photons, RSA keys generated on the host)"

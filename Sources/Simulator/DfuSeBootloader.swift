@@ -71,6 +71,8 @@ enum AfterReply: Sendable {
     case enterDFU
     /// Reset and boot the application again.
     case reset
+    /// Gen3 DETACH in DFU mode: the bootloader drops off the bus and re-attaches in DFU mode.
+    case reattachDFU
 }
 
 /// What the bootloader works on for one request, and what it did.
@@ -78,6 +80,10 @@ struct BootloaderContext {
     var hardware: SimulatedHardware
     var memories: [SimulatedMemory]
     var isProtected: Bool
+    /// Real seconds per modelled second (time scale × slowdown): scales the bwPollTimeout a device reports.
+    var timeFactor: Double = 1
+    /// The platform ID the bootloader checks a module's info against (Gen3 0xB4000 writes).
+    var platformID: UInt16 = 0
     /// Fault injection: fail the operation numbered `failure.number` (counted across requests).
     var failure: SimulatedFaults.FailedOperation?
     var operationsBefore: Int
@@ -183,6 +189,9 @@ extension DfuSeBootloader {
             }
             return .data([stateByte])
 
+        case .detach where !isGen2:
+            return gen3Detach()
+
         case .abort, .detach:
             let allowed: [DFUState?] = [.dfuIdle, .dnloadSync, .dnloadIdle, .manifestSync, .uploadIdle]
             guard allowed.contains(current) else { return isGen2 ? .ok : undefined() }
@@ -208,14 +217,17 @@ extension DfuSeBootloader {
         switch state {
         case .dnloadSync:
             guard let (block, payload) = pending else {
-                setState(.dnloadIdle)  // Gen2: the block was done in the previous status IN stage
-                pollTimeout = 0
+                // Gen2: the block was done in the previous status IN stage. bwPollTimeout is not
+                // cleared: "the value stays in the status buffer for later replies until the next
+                // DNBUSY" (dfu-protocol.md §5.3), so a DCT erase costs dfu-util 2 × 500 ms.
+                setState(.dnloadIdle)
                 return .data(statusBytes)
             }
             setState(.dnbusy)
             let timing = context.hardware.alts[Int(alt)].timing
             let isErase = block == 0 && payload.first == DfuSeCommand.eraseCode
-            pollTimeout = isErase ? timing.reportedPollAfterErase : timing.reportedPollOtherwise
+            // Values from dfu-protocol.md §5.3 (see FlashTiming), scaled like every other delay.
+            pollTimeout = context.reportedPoll(isErase ? timing.reportedPollAfterErase : timing.reportedPollOtherwise)
             if context.isProtected && !isGen2 && !(block == 0 && (payload.first == 0xFA || payload.first == 0xFB)) {
                 setError(.errVendor, description: "Device is in protected mode")
                 pending = nil
@@ -363,6 +375,7 @@ extension DfuSeBootloader {
         }
         done()
         return timing.programTime(bytes: payload.count)
+            + invalidateCompatUserPart(after: address, payload: payload, alt: altIndex, context: &context)
     }
 }
 

@@ -70,23 +70,38 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         public var enumerations = 0
         public var sectorsErased = 0
         public var bytesProgrammed = 0
+        /// Gen2 resets after making a key at boot (device-os-keys.md §1.6).
+        public var resetsAfterKeyGeneration = 0
+        public var cloudConnections = 0
+        /// Modelled (unscaled) time on the full-speed wire, and waiting for a shared TT.
+        public var wireTime = Duration.zero
+        public var busWait = Duration.zero
+        /// Device-bound modelled time: every delay the device imposed (transfer turnaround,
+        /// wire, bus wait, flash busy, reported poll timeouts, re-enumeration and boot). What a
+        /// batch would take with an infinitely fast host. Counted only at a time scale above 0.
+        public var modelledTime = Duration.zero
     }
 
     let queue: DispatchQueue
-    private let lock = NSLock()
+    let lock = NSLock()
     // Everything below is guarded by `lock`.
-    private var mode: USBMode
-    private var attached: Bool
-    private var session: UInt64 = 1
+    var mode: USBMode
+    var attached: Bool
+    var session: UInt64 = 1
     private var busyUntil = ContinuousClock.now
-    private var memories: [SimulatedMemory]
-    private var protected: Bool
-    private var faults: SimulatedFaults
+    var memories: [SimulatedMemory]
+    var protected: Bool
+    var faults: SimulatedFaults
     private var transfersSinceFaults = 0
     private var operationsSinceFaults = 0
     private var bootloader: DfuSeBootloader
     private var runtime = DeviceOSRuntime()
-    private var stats = Statistics()
+    var stats = Statistics()
+    /// The transaction translator that carries this device's transfers (its own unless a fleet
+    /// puts it behind a single-TT hub).
+    private var translator = TransactionTranslator()
+    /// When the application connects to the cloud (and a Gen3 device makes a missing key).
+    public let cloudConnection: CloudConnection
     private var busObserver: (@Sendable (SimulatedDevice, BusEvent) -> Void)?
     /// Interface → the handle (owner token) holding it, for the current session only: a
     /// re-enumeration ends every claim, as it ends every libusb handle.
@@ -95,7 +110,8 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
     /// Creates a device, attached (plugged in) in `mode`. A device created in normal mode checks
     /// its key slot as Device OS does when it starts (on its own queue).
     public init(platform: Platform, deviceID: String? = nil, mode: USBMode = .dfu, protected: Bool = false,
-                faults: SimulatedFaults = .none, timeScale: Double = 1, seed: UInt64 = 0) throws(SimulatorError) {
+                faults: SimulatedFaults = .none, timeScale: Double = 1, seed: UInt64 = 0,
+                cloudConnection: CloudConnection = .standard) throws(SimulatorError) {
         guard let hardware = SimulatedHardware.forPlatform(platform) else { throw .unsupportedPlatform(platform.name) }
         let id = deviceID?.lowercased() ?? Self.makeDeviceID(platform: platform, seed: seed)
         guard platform.isValidDeviceID(id) else { throw .invalidDeviceID(id, platform: platform.name) }
@@ -113,7 +129,8 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
             SimulatedMemory(layout: try! DfuSeMemoryLayout(parsing: alt.layoutString), kind: alt.kind)
         }
         self.bootloader = DfuSeBootloader(hardware: hardware)
-        if mode == .normal { queue.async { self.startApplication() } }
+        self.cloudConnection = cloudConnection
+        if mode == .normal { applicationAlreadyRunning() }
     }
 
     /// A device ID in the platform's pattern (device-os-keys.md §3), derived from `seed`.
@@ -135,6 +152,11 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
     /// Set by the fleet; called (outside the lock) on every attach/detach.
     func setBusObserver(_ observer: (@Sendable (SimulatedDevice, BusEvent) -> Void)?) {
         lock.withLock { busObserver = observer }
+    }
+
+    /// Set by the fleet when the device is plugged in behind a hub.
+    func setTranslator(_ translator: TransactionTranslator) {
+        lock.withLock { self.translator = translator }
     }
 
     public var currentMode: USBMode { lock.withLock { mode } }
@@ -243,9 +265,10 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
             return detachLocked()
         }
         notify(event)
-        queue.asyncAfter(deadline: dispatchDeadline(after: mode == .normal ? hardware.usb.boot : hardware.usb.reenumeration)) {
-            if mode == .normal { self.startApplication() }
-            self.attach(mode)
+        let delay = mode == .normal ? hardware.usb.boot : hardware.usb.reenumeration
+        let factor = lock.withLock { timeScale * faults.slowdown }
+        queue.asyncAfter(deadline: deadline(after: delay, factor: factor)) {
+            if mode == .normal { self.bootApplication(factor: factor) } else { self.attach(mode) }
         }
     }
 
@@ -282,14 +305,23 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
 
     // MARK: - Control transfers
 
-    /// Phase 1: reserve the device's next free slot on the bus; returns when the transfer completes.
+    /// Phase 1: reserve the device's next free slot: once its flash is done, wire time on its
+    /// TT (shared behind a single-TT hub, first come first served), then its turnaround; returns
+    /// when the transfer completes. The wire is scaled by the time scale only (a slowed-down
+    /// device does not slow the bus); the turnaround by the device's slowdown too.
     func reserve(session: UInt64, setup: ControlSetup) throws(USBTransferError) -> ContinuousClock.Instant? {
         try lock.locked { () throws(USBTransferError) -> ContinuousClock.Instant? in
             guard attached, self.session == session else { throw .disconnected }
             guard timeScale > 0 else { return nil }
-            let bytes = Int(setup.length)
-            let start = max(ContinuousClock.now, busyUntil)
-            let ready = start + scaled(hardware.usb.transferTime(bytes: bytes))
+            let now = ContinuousClock.now
+            let start = max(now, busyUntil)
+            let wire = hardware.usb.wireTime(bytes: Int(setup.length))
+            let slot = translator.reserve(earliest: start, length: wire * timeScale, now: now)
+            let ready = slot + wire * timeScale + scaled(hardware.usb.perTransfer)
+            let waited = (slot - start) / timeScale
+            stats.wireTime += wire
+            stats.busWait += waited
+            stats.modelledTime += wire + waited + hardware.usb.perTransfer * faults.slowdown
             busyUntil = ready
             return ready
         }
@@ -318,6 +350,13 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
             let outcome = handleLocked(setup, data: data)
             if outcome.busy > .zero && timeScale > 0 {
                 busyUntil = max(busyUntil, ContinuousClock.now) + scaled(outcome.busy)
+                stats.modelledTime += outcome.busy * faults.slowdown
+            }
+            if timeScale > 0, mode == .dfu, setup.request == DFURequest.getStatus.rawValue, setup.requestType == 0xA1,
+               case .data(let reply) = outcome.reply, reply.count == 6 {
+                // The host sleeps the reported bwPollTimeout: device-bound time, in modelled ms.
+                let reported = Double(UInt32(reply[1]) | UInt32(reply[2]) << 8 | UInt32(reply[3]) << 16)
+                stats.modelledTime += .milliseconds(reported / (timeScale * faults.slowdown))
             }
             if let after = outcome.after { schedule(after, session: session) }
             switch outcome.reply {
@@ -347,6 +386,7 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
             let before = operationsSinceFaults
             // Hand the memories over (not a copy) so the bootloader mutates them in place.
             var context = BootloaderContext(hardware: hardware, memories: memories, isProtected: protected,
+                                            timeFactor: timeScale * faults.slowdown, platformID: platform.id,
                                             failure: failure, operationsBefore: before)
             memories = []
             let outcome = bootloader.handleClassRequest(setup, data: data, context: &context)
@@ -384,22 +424,22 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         }
         notify(event)
         let target = leaving ? USBMode.normal : currentMode
-        queue.asyncAfter(deadline: dispatchDeadline(after: hardware.usb.reenumeration)) {
-            if target == .normal && leaving { self.startApplication() }
-            self.attach(target)
+        let factor = lock.withLock { timeScale * faults.slowdown }
+        queue.asyncAfter(deadline: deadline(after: hardware.usb.reenumeration, factor: factor)) {
+            if leaving { self.bootApplication(factor: factor) } else { self.attach(target) }
         }
     }
 
     // MARK: - Enumeration
 
-    private func detachLocked() -> BusEvent? {
+    func detachLocked() -> BusEvent? {
         guard attached else { return nil }
         attached = false
         claims = [:]
         return .detached(session: session)
     }
 
-    private func attach(_ newMode: USBMode) {
+    func attach(_ newMode: USBMode) {
         let event = lock.withLock { () -> BusEvent? in
             if let limit = faults.disconnectAfterTransfers, transfersSinceFaults > limit { return nil }
             mode = newMode
@@ -413,7 +453,7 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         notify(event)
     }
 
-    private func notify(_ event: BusEvent?) {
+    func notify(_ event: BusEvent?) {
         guard let event else { return }
         let observer = lock.withLock { busObserver }
         observer?(self, event)
@@ -426,18 +466,22 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         let factor = timeScale * faults.slowdown
         switch action {
         case .leaveDFU, .reset:
-            // Both detach, then boot the application and come back in normal mode.
+            // Both detach, then boot the application and come back in normal mode. 20 ms from
+            // the reply to the reset: an assumption.
             let detachAfter = action == .leaveDFU ? usb.leaveDelay : .milliseconds(20)
+            if timeScale > 0 { stats.modelledTime += (detachAfter + usb.boot) * faults.slowdown }
             queue.asyncAfter(deadline: deadline(after: detachAfter, factor: factor)) {
                 let event = self.lock.withLock { self.session == session ? self.detachLocked() : nil }
                 self.notify(event)
                 guard event != nil, !neverBack else { return }
                 self.queue.asyncAfter(deadline: self.deadline(after: usb.boot, factor: factor)) {
-                    self.startApplication()
-                    self.attach(.normal)
+                    self.bootApplication(factor: factor)
                 }
             }
-        case .enterDFU:
+        case .enterDFU, .reattachDFU:
+            // Request 50 (normal mode) or a Gen3 DETACH in DFU mode: off the bus after 20 ms (an
+            // assumption), back in DFU mode after a re-enumeration.
+            if timeScale > 0 { stats.modelledTime += (.milliseconds(20) + usb.reenumeration) * faults.slowdown }
             queue.asyncAfter(deadline: deadline(after: .milliseconds(20), factor: factor)) {
                 let event = self.lock.withLock { self.session == session ? self.detachLocked() : nil }
                 self.notify(event)
@@ -449,187 +493,12 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         }
     }
 
-    private func scaled(_ duration: Duration) -> Duration {
+    func scaled(_ duration: Duration) -> Duration {
         duration * (timeScale * faults.slowdown)
     }
 
-    /// Deadline for a delayed device action; must not be called with the lock held.
-    private func dispatchDeadline(after duration: Duration) -> DispatchTime {
-        deadline(after: duration, factor: lock.withLock { timeScale * faults.slowdown })
-    }
-
-    private func deadline(after duration: Duration, factor: Double) -> DispatchTime {
+    func deadline(after duration: Duration, factor: Double) -> DispatchTime {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         return .now() + seconds * factor
-    }
-
-    // MARK: - Device OS at start
-
-    /// What Device OS does with keys when it starts (device-os-keys.md §1.6): a key slot whose
-    /// first byte is 0xFF is blank, so it generates a key for the platform's protocol (RSA-1024 for
-    /// TCP, EC P-256 for UDP), writes it and the derived public key; any other first byte (even a
-    /// corrupt key) is left alone. Gen2 also copies its UID to the DCT device-ID field.
-    func startApplication() {
-        let slot = platform.privateKeySlot
-        let blank = lock.withLock { memories[1].read(UInt32(slot.offset), length: 1) == [0xFF] }
-        if hardware.savesDeviceIDInDCT {
-            lock.withLock {
-                let field = DCTLayout.deviceID
-                if memories[1].read(UInt32(field.offset), length: 1) == [0xFF] {
-                    memories[1].overwrite(UInt32(field.offset), hexBytes(deviceID))
-                }
-            }
-        }
-        guard blank, let key = try? DevicePrivateKey.generate(platform.keyAlgorithm) else { return }
-        let (slotBytes, publicField) = Self.deviceOSEncoding(of: key, platform: platform)
-        lock.withLock {
-            // Re-check: nothing may have written the slot while the key was being generated.
-            guard memories[1].read(UInt32(slot.offset), length: 1) == [0xFF] else { return }
-            memories[1].overwrite(UInt32(slot.offset), slotBytes)
-            memories[1].overwrite(UInt32(platform.devicePublicKeySlot.offset), publicField)
-            stats.keysGenerated += 1
-        }
-    }
-
-    /// The bytes Device OS writes for a freshly generated key (device-os-keys.md §1.3):
-    /// - TCP: the PKCS#1 DER in a 612-byte write (rest 0xFF); public key: SPKI DER, 0x00-padded to 384.
-    /// - UDP: 192 bytes: the SEC1 DER moved to the front of the buffer mbedtls wrote it at the end of,
-    ///   so the tail is a leftover copy of the DER's own end; public key: 128 bytes with the 91-byte
-    ///   SPKI at the end (mbedtls_pk_write_pubkey_der writes backwards; an inference in the reference).
-    static func deviceOSEncoding(of key: DevicePrivateKey, platform: Platform) -> (slot: [UInt8], publicKey: [UInt8]) {
-        let der = key.der
-        let publicSlot = platform.devicePublicKeySlot
-        let spki = key.publicKey.spkiDER
-        switch platform.cloudProtocol {
-        case .tcp:
-            let slot = der + [UInt8](repeating: 0xFF, count: max(0, 612 - der.count))
-            let publicField = spki + [UInt8](repeating: 0x00, count: max(0, publicSlot.size - spki.count))
-            return (Array(slot.prefix(612)), Array(publicField.prefix(publicSlot.size)))
-        case .udp:
-            let size = platform.privateKeySlot.size
-            var buffer = [UInt8](repeating: 0x00, count: size)
-            let start = max(0, size - der.count)
-            for (i, b) in der.prefix(size).enumerated() { buffer[start + i] = b }
-            for (i, b) in der.prefix(size).enumerated() { buffer[i] = b }
-            var publicField = [UInt8](repeating: 0x00, count: publicSlot.size)
-            let pstart = max(0, publicSlot.size - spki.count)
-            for (i, b) in spki.prefix(publicSlot.size).enumerated() { publicField[pstart + i] = b }
-            return (buffer, publicField)
-        }
-    }
-
-    // MARK: - Persistence
-
-    struct Record: Codable {
-        var platform: String
-        var deviceID: String
-        var mode: USBMode
-        var protected: Bool
-        var faults: SimulatedFaults
-        var pages: [[UInt32]]
-    }
-
-    /// Saves the device (identity, mode, memories) to `directory`, one JSON record and one binary
-    /// file per alt holding the written 4 KB pages.
-    public func save(to directory: URL) throws(SimulatorError) {
-        let (record, contents) = lock.withLock { () -> (Record, [[UInt8]]) in
-            var pageLists: [[UInt32]] = []
-            var contents: [[UInt8]] = []
-            for memory in memories {
-                let keys = memory.pages.keys.sorted()
-                pageLists.append(keys)
-                contents.append(keys.flatMap { memory.pages[$0]! })
-            }
-            return (Record(platform: platform.name, deviceID: deviceID, mode: mode, protected: protected, faults: faults,
-                           pages: pageLists), contents)
-        }
-        do {
-            // alt1.bin is the DCT, with the device's private key: owner-only, like a key file.
-            try PrivateStateFiles.makeDirectory(directory)
-            for (i, bytes) in contents.enumerated() {
-                try PrivateStateFiles.write(Data(bytes), to: directory.appendingPathComponent("alt\(i).bin"))
-            }
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try PrivateStateFiles.write(encoder.encode(record), to: directory.appendingPathComponent("device.json"))
-        } catch {
-            throw .stateFile(path: directory.path, detail: "\(error)")
-        }
-    }
-
-    /// Loads a device saved with `save(to:)`. It comes back attached, in the mode it was saved in.
-    public static func load(from directory: URL, timeScale: Double = 1) throws(SimulatorError) -> SimulatedDevice {
-        let record: Record
-        var contents: [[UInt8]] = []
-        do {
-            record = try JSONDecoder().decode(Record.self, from: Data(contentsOf: directory.appendingPathComponent("device.json")))
-            for i in record.pages.indices {
-                contents.append([UInt8](try Data(contentsOf: directory.appendingPathComponent("alt\(i).bin"))))
-            }
-        } catch {
-            throw .stateFile(path: directory.path, detail: "\(error)")
-        }
-        let platform: Platform
-        do { platform = try Platform.named(record.platform) } catch { throw .unsupportedPlatform(record.platform) }
-        let device = try SimulatedDevice(platform: platform, deviceID: record.deviceID, mode: .dfu, protected: record.protected,
-                                         faults: record.faults, timeScale: timeScale)
-        try device.lock.locked { () throws(SimulatorError) in
-            for (alt, pages) in record.pages.enumerated() where alt < device.memories.count {
-                let bytes = contents[alt]
-                guard bytes.count == pages.count * SimulatedMemory.pageSize else {
-                    throw .stateFile(path: directory.path, detail: "alt\(alt).bin has \(bytes.count) bytes for \(pages.count) pages")
-                }
-                var restored: [UInt32: [UInt8]] = [:]
-                for (i, page) in pages.enumerated() {
-                    restored[page] = Array(bytes[i * SimulatedMemory.pageSize..<(i + 1) * SimulatedMemory.pageSize])
-                }
-                device.memories[alt].restore(pages: restored)
-            }
-            device.mode = record.mode
-        }
-        if record.mode == .normal { device.queue.async { device.startApplication() } }
-        return device
-    }
-}
-
-private func hexBytes(_ hex: String) -> [UInt8] {
-    var out: [UInt8] = []
-    var index = hex.startIndex
-    while index < hex.endIndex, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) {
-        out.append(UInt8(hex[index..<next], radix: 16) ?? 0)
-        index = next
-    }
-    return out
-}
-
-extension SimulatedMemory {
-    /// Direct write with no flash rules (DCT semantics): used by factory programming and Device OS.
-    mutating func overwrite(_ address: UInt32, _ bytes: [UInt8]) {
-        if kind == .norFlash {
-            var copy = SimulatedMemory(layout: layout, kind: .dct)
-            copy.restore(pages: pages)
-            copy.program(address, bytes)
-            restore(pages: copy.pages)
-        } else {
-            program(address, bytes)
-        }
-    }
-}
-
-/// Simulator state on disk holds generated private keys (the DCT), so folders are created 0700
-/// and files 0600, whatever the umask.
-enum PrivateStateFiles {
-    /// Creates `directory` (and missing parents) owner-only; an existing one is made owner-only too.
-    static func makeDirectory(_ directory: URL) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true,
-                                                attributes: [.posixPermissions: 0o700])
-        try FileManager.default.setAttributes([.posixPermissions: 0o700], ofItemAtPath: directory.path)
-    }
-
-    /// Writes atomically (a temporary file renamed over `file`, inside an owner-only folder), then
-    /// makes the file owner-only.
-    static func write(_ data: Data, to file: URL) throws {
-        try data.write(to: file, options: .atomic)
-        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: file.path)
     }
 }

@@ -49,6 +49,10 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
     public let seed: UInt64
     /// Save to `directory` after every attach/detach (on the fleet's own queue, never the caller's).
     public let autosave: Bool
+    /// When normal-mode devices connect to the cloud (and Gen3 devices make a missing key).
+    public let cloudConnection: SimulatedDevice.CloudConnection
+    /// Which hubs are single- or multi-TT (see `HubKind`).
+    private let hubs: SimulatedHubs
 
     private let lock = NSLock()
     private let saveQueue = DispatchQueue(label: "keyline.simulator.fleet.save")
@@ -68,8 +72,15 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
     ///   - autosave: with a directory, save the fleet after every attach and detach, so a
     ///     simulator process that is killed keeps what devices held at their last re-enumeration
     ///     (e.g. keys written before leaving DFU mode).
-    public init(timeScale: Double = 1, directory: URL? = nil, seed: UInt64 = 0, autosave: Bool = false) throws(SimulatorError) {
+    ///   - hubs: the kind of the hub at each hub path (a device at 1-2.3 hangs off hub 1-2); hubs
+    ///     not listed are `defaultHub`. A device at a root port (1-5) has its own full-speed bus.
+    ///   - cloudConnection: when normal-mode devices connect to the cloud.
+    public init(timeScale: Double = 1, directory: URL? = nil, seed: UInt64 = 0, autosave: Bool = false,
+                hubs: [USBPortPath: HubKind] = [:], defaultHub: HubKind = .default,
+                cloudConnection: SimulatedDevice.CloudConnection = .standard) throws(SimulatorError) {
         self.timeScale = timeScale
+        self.hubs = SimulatedHubs(kinds: hubs, defaultKind: defaultHub)
+        self.cloudConnection = cloudConnection
         self.directory = directory
         self.seed = seed
         self.autosave = autosave && directory != nil
@@ -106,7 +117,7 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
                     protected: Bool = false, faults: SimulatedFaults = .none) throws(SimulatorError) -> SimulatedDevice {
         let portSeed = port.ports.reduce(seed &* 31 &+ UInt64(port.bus)) { $0 &* 257 &+ UInt64($1) }
         let device = try SimulatedDevice(platform: platform, deviceID: deviceID, mode: mode, protected: protected,
-                                         faults: faults, timeScale: timeScale, seed: portSeed)
+                                         faults: faults, timeScale: timeScale, seed: portSeed, cloudConnection: cloudConnection)
         try insert(device, at: port)
         return device
     }
@@ -117,6 +128,7 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
             guard devices[port] == nil else { throw .portInUse(port) }
             devices[port] = device
         }
+        device.setTranslator(hubs.translator(for: port))
         device.setBusObserver { [weak self] device, event in self?.busEvent(device, event, port: port) }
         if let session = device.currentSession() {
             busEvent(device, .attached(session: session, mode: device.currentMode), port: port)
@@ -141,6 +153,15 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
     }
 
     public func device(at port: USBPortPath) -> SimulatedDevice? { lock.withLock { devices[port] } }
+
+    /// Whether the hub at `path` (e.g. 1-2 for ports 1-2.1 …) is single- or multi-TT.
+    public func hubKind(at path: USBPortPath) -> HubKind { hubs.kind(ofHubAt: path) }
+
+    /// The slowest device's device-bound modelled time (see `Statistics.modelledTime`): the
+    /// least a batch over this fleet can take, bus included, with an infinitely fast host.
+    public var deviceBoundLimit: (port: USBPortPath, time: Duration)? {
+        allDevices.map { ($0.port, $0.device.statistics.modelledTime) }.max { $0.1 < $1.1 }
+    }
 
     // MARK: - Bus view
 
@@ -290,7 +311,8 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
             throw .stateFile(path: file.path, detail: "\(error)")
         }
         for (folder, port) in record.ports.sorted(by: { $0.value < $1.value }) {
-            let device = try SimulatedDevice.load(from: directory.appendingPathComponent(folder), timeScale: timeScale)
+            let device = try SimulatedDevice.load(from: directory.appendingPathComponent(folder), timeScale: timeScale,
+                                                  cloudConnection: cloudConnection)
             try insert(device, at: port)
         }
     }

@@ -40,6 +40,13 @@ public struct SimulatedHardware: Sendable, Hashable {
     public var usb: USBTiming
     /// Whether this MCU copies its UID into the DCT device-ID field at boot (Gen2 `HAL_save_device_id()`).
     public var savesDeviceIDInDCT: Bool
+    /// nRF52840 bootloaders ≥ 3.1 erase the compat user part at 0xD4000 after a valid module is
+    /// written at 0xB4000 (particle-firmware-format.md, "Bootloader side effects worth simulating").
+    public var invalidatesCompatUserPart = false
+    /// Whether Device OS generates a missing device key when the application boots (Gen2
+    /// `application_start()`, then a reset) or only when it starts a cloud connection
+    /// (Gen3 and rtl872x, `Spark_Protocol_Init()`): device-os-keys.md §1.6 "Callers".
+    public var generatesKeyAtBoot = false
 }
 
 /// Flash timing for one alt. Sources: dfu-protocol.md §5.1 (STM32F2 DS6329 typical values,
@@ -52,7 +59,9 @@ public struct FlashTiming: Sendable, Hashable {
     public var programPerByte: Duration
     /// Fixed cost of one write call (the Gen2 DCT copies a 16 KB sector per `dct_write_app_data`).
     public var writeOverhead: Duration
-    /// bwPollTimeout reported in the dfuDNBUSY reply after an ERASE and after anything else.
+    /// bwPollTimeout (modelled ms) reported in the dfuDNBUSY reply after an ERASE and after
+    /// anything else; the device scales it by the time scale, and it stays in later replies
+    /// until the next dfuDNBUSY (dfu-protocol.md §5.3).
     public var reportedPollAfterErase: UInt32
     public var reportedPollOtherwise: UInt32
 
@@ -63,18 +72,45 @@ public struct FlashTiming: Sendable, Hashable {
     public func programTime(bytes: Int) -> Duration { writeOverhead + programPerByte * bytes }
 }
 
-/// Full-speed USB control transfer cost: a fixed turnaround plus time on the wire.
+/// Full-speed USB control transfer cost: a turnaround that is the device's and host's own, plus
+/// time on the (possibly shared) full-speed wire; and the delays of re-enumeration.
 public struct USBTiming: Sendable, Hashable {
+    /// Host and device turnaround per control transfer, not on the shared wire (assumption:
+    /// 0.5 ms, the host controller's scheduling and the device answering its SETUP; other
+    /// devices' packets use the wire meanwhile).
     public var perTransfer: Duration
-    public var perByte: Duration
-    /// From the disconnect to the new enumeration (request 50 → DFU, or reset).
+    /// Signalling rate of the wire: 12 Mbit/s, USB full speed (dfu-protocol.md §5.2, "Both MCUs
+    /// use USB **full speed** (12 Mbit/s) with a 64-byte EP0").
+    public var bitsPerSecond: Int
+    /// Bytes on the wire per control transfer besides its data (USB 2.0 Table 5-5, full-speed
+    /// control transfer limits: 45 bytes of protocol overhead for SETUP, one data packet and
+    /// status), and per further 64-byte data packet (assumption: token, SYNC, PID, CRC16,
+    /// handshake and inter-packet gaps, 13 bytes). Bit stuffing is not modelled (assumption).
+    public var overheadBytes: Int
+    public var overheadPerExtraPacket: Int
+    /// From the disconnect to the new enumeration (request 50 → DFU, or reset): typical observed
+    /// time, an assumption (not measured here).
     public var reenumeration: Duration
-    /// Application start after reset (before the normal-mode device enumerates).
+    /// Application start after reset (before the normal-mode device enumerates): assumption.
     public var boot: Duration
-    /// Particle bootloaders reset ~500 ms after the leave GETSTATUS (`USBD_DFU_POLL_TIMEOUT`, DFU_Reset_Count).
+    /// Particle bootloaders reset ~500 ms after the leave GETSTATUS (dfu-protocol.md §2.2,
+    /// "resets ~500 ticks later", `USBD_DFU_POLL_TIMEOUT`).
     public var leaveDelay: Duration
+    /// Normal mode: from the application's start to its first cloud connection, when a Gen3
+    /// device generates a missing key (device-os-keys.md §1.6). Assumption: 5 s for a radio to
+    /// come up and the handshake to start; `--cloud-delay` changes it.
+    public var cloudConnection: Duration
 
-    func transferTime(bytes: Int) -> Duration { perTransfer + perByte * bytes }
+    /// Wire time of one control transfer with `bytes` in its data stage: 8 bits per byte at
+    /// `bitsPerSecond`; a 4096-byte transfer (64 packets) is 4960 bytes ≈ 3.3 ms.
+    public func wireTime(bytes: Int) -> Duration {
+        let packets = max(1, (bytes + 63) / 64)
+        let total = overheadBytes + bytes + overheadPerExtraPacket * (packets - 1)
+        return .nanoseconds(Int64(total) * 8 * 1_000_000_000 / Int64(bitsPerSecond))
+    }
+
+    /// One device alone on its wire: turnaround plus wire time.
+    public func transferTime(bytes: Int) -> Duration { perTransfer + wireTime(bytes: bytes) }
 }
 
 extension FlashTiming {
@@ -85,7 +121,10 @@ extension FlashTiming {
         erasePerKiB: .milliseconds(8), programPerByte: .microseconds(4), writeOverhead: .zero,
         reportedPollAfterErase: 0, reportedPollOtherwise: 0)
     /// Gen2 DCT: each `dct_write_app_data` rewrites a 16 KB sector (erase + program); ERASE is a
-    /// no-op. ST's `MAL_GetStatus` reports 500 ms after ERASE and 1 ms otherwise (dfu-protocol.md §5.3).
+    /// no-op. ST's `MAL_GetStatus` reports 500 ms after ERASE and 1 ms otherwise (dfu-protocol.md §5.3:
+    /// "the dfuDNBUSY reply after a DCT **ERASE** carries 500 ms and after a DCT write / Set Address
+    /// 1 ms"). Write: 250 ms for the 16 KB sector erase (§5.1 DS6329, "16 KB sector 250 ms typ") plus
+    /// programming 16 KB at 4 µs per byte (64 ms).
     static let stm32f2DCT = FlashTiming(
         eraseBySectorSize: [16 * 1024: .zero], erasePerKiB: .zero, programPerByte: .microseconds(4),
         writeOverhead: .milliseconds(250 + 64), reportedPollAfterErase: 500, reportedPollOtherwise: 1)
@@ -108,10 +147,11 @@ extension FlashTiming {
 }
 
 extension USBTiming {
-    /// Full speed: ~1 µs per byte on the wire (64-byte packets at 12 Mbit/s with overhead), 0.5 ms
-    /// turnaround per transfer; re-enumeration and boot are typical observed times, not measured here.
-    static let fullSpeed = USBTiming(perTransfer: .microseconds(500), perByte: .nanoseconds(1000),
-                                     reenumeration: .milliseconds(800), boot: .milliseconds(1500), leaveDelay: .milliseconds(500))
+    /// Full speed; each figure is sourced or marked as an assumption at its declaration.
+    public static let fullSpeed = USBTiming(perTransfer: .microseconds(500), bitsPerSecond: 12_000_000, overheadBytes: 45,
+                                            overheadPerExtraPacket: 13, reenumeration: .milliseconds(800),
+                                            boot: .milliseconds(1500), leaveDelay: .milliseconds(500),
+                                            cloudConnection: .seconds(5))
 }
 
 extension SimulatedHardware {
@@ -133,7 +173,8 @@ extension SimulatedHardware {
                                 protectedLayoutString: nil, timing: .externalSPI))
             }
             return SimulatedHardware(bootloader: .stm32f2, alts: alts, dfuDeviceVersion: 0x0250,
-                                     dfuseCommands: [0x00, 0x21, 0x41], usb: .fullSpeed, savesDeviceIDInDCT: true)
+                                     dfuseCommands: [0x00, 0x21, 0x41], usb: .fullSpeed, savesDeviceIDInDCT: true,
+                                     generatesKeyAtBoot: true)
         case .nrf52840:
             let big = ["b5som", "tracker", "esomx"].contains(platform.name)
             return SimulatedHardware(
@@ -147,7 +188,8 @@ extension SimulatedHardware {
                     Alt(layoutString: big ? "@External Flash   /0x80000000/2048*004Kg" : "@External Flash   /0x80000000/1024*004Kg",
                         kind: .norFlash, protectedLayoutString: nil, timing: .externalSPI),
                 ],
-                dfuDeviceVersion: 0x0251, dfuseCommands: [0x00, 0x21, 0x41, 0xFA, 0xFB], usb: .fullSpeed, savesDeviceIDInDCT: false)
+                dfuDeviceVersion: 0x0251, dfuseCommands: [0x00, 0x21, 0x41, 0xFA, 0xFB], usb: .fullSpeed, savesDeviceIDInDCT: false,
+                invalidatesCompatUserPart: true)
         case .rtl872x:
             return SimulatedHardware(
                 bootloader: .particleGen3,

@@ -26,7 +26,7 @@ struct SimServeCommand: AsyncParsableCommand {
               KEYLINE_SIM_SOCKET=PATH LD_LIBRARY_PATH=.build/standin keyline devices
 
             --fleet photon:8,boron:8 plugs 8 Photons into hub 1 (ports 1-1.1 … 1-1.8) and 8 Borons \
-            into hub 2 (1-2.1 … 1-2.8); an item may name its own mode (photon:4:dfu,photon:4:normal). With --state DIR, devices saved there by an earlier run come \
+            into hub 2 (1-2.1 … 1-2.8). An item may name its own mode (photon:4:dfu,photon:4:normal) and its hubs: photon:16@hub=single puts 16 Photons             behind one single-TT hub (all share one 12 Mbit/s full-speed bus); photon:64@hub=multi/16             spreads 64 over four 16-port multi-TT hubs (one 12 Mbit/s bus per port). Items without             @hub use --hub (default multi: a powered industrial hub; see HubKind) with all their devices on             one hub. With --state DIR, devices saved there by an earlier run come \
             back (flash, DCT and keys intact) and --fleet only fills an empty DIR; the state is saved \
             after every attach/detach (so a killed simulator keeps what devices held when they last \
             re-enumerated) and on exit.
@@ -36,15 +36,23 @@ struct SimServeCommand: AsyncParsableCommand {
             no-reenumerate, random=SEED (one deterministic fault per device). \
             Example: --faults 1-1.3@stall=20,1-2.1@disconnect-after=100
 
-            Exit codes: 0 stopped by a signal, 64 bad --fleet/--faults/--mode/--time-scale, 74 the socket could not be \
+            Normal-mode devices connect to the cloud --cloud-delay modelled seconds after their             application starts (default 5, or "never"); a blank Gen3 device makes its key only then,             a blank Gen2 device already at boot (followed by a reset). On exit the slowest device's             device-bound modelled time (bus included) is printed.
+
+            Exit codes: 0 stopped by a signal, 64 bad --fleet/--hub/--cloud-delay/--faults/--mode/--time-scale, 74 the socket could not be \
             served or the state could not be read or saved.
             """)
 
     @Option(help: "Unix socket to serve on (KEYLINE_SIM_SOCKET for clients).")
     var socket: String
 
-    @Option(help: "Devices per platform, e.g. photon:8,boron:8.")
+    @Option(help: "Devices per platform, e.g. photon:8,boron:8 or photon:64@hub=single/16.")
     var fleet: String = "photon:1"
+
+    @Option(help: "Hub kind for --fleet items without @hub: single (one TT per hub) or multi (one TT per port).")
+    var hub: String = HubKind.default.rawValue
+
+    @Option(name: .customLong("cloud-delay"), help: "Modelled seconds from a normal-mode application's start to its cloud connection, or never.")
+    var cloudDelay: String = "5"
 
     @Option(help: "Mode the devices start in: normal (application running) or dfu.")
     var mode: String = "normal"
@@ -72,10 +80,13 @@ struct SimServeCommand: AsyncParsableCommand {
             // Everything is checked and the socket bound before any simulated device exists: a
             // device boots on its own queue (and may be generating a key with OpenSSL), and a
             // process exiting under it would race OpenSSL's exit-time cleanup.
-            let planned = try SimulatorFleetSpec.plan(spec: self.fleet, mode: mode, timeScale: timeScale, faults: faults, protected: protected)
+            let plan = try SimulatorFleetSpec.plan(spec: self.fleet, mode: mode, timeScale: timeScale, faults: faults, protected: protected,
+                                                   hub: hub)
+            let planned = plan.devices
+            let cloud = try SimulatorFleetSpec.parseCloudDelay(cloudDelay)
             let denied = try Set((denyAccess ?? "").split(separator: ",").map { try SimulatorFleetSpec.parsePort(String($0)) })
             let fleet = try SimulatedFleet(timeScale: timeScale, directory: state.map { URL(fileURLWithPath: $0) }, seed: seed,
-                                           autosave: state != nil)
+                                           autosave: state != nil, hubs: plan.hubs, cloudConnection: cloud)
             let server = StandInServer(socketPath: socket, fleet: fleet, accessDenied: denied)
             try server.start()
             if fleet.allDevices.isEmpty {
@@ -91,6 +102,10 @@ struct SimServeCommand: AsyncParsableCommand {
             say("serving \(fleet.allDevices.count) simulated devices on \(socket); stop with Ctrl-C")
             let signal = await SignalWait.next([SIGINT, SIGTERM])
             server.stop()
+            if let limit = fleet.deviceBoundLimit, timeScale > 0 {
+                let seconds = Double(limit.time.components.seconds) + Double(limit.time.components.attoseconds) / 1e18
+                say("device-bound limit \(String(format: "%.3f", seconds)) s modelled (slowest device \(limit.port), bus included)")
+            }
             if state != nil {
                 await fleet.waitForPendingSaves()
                 try fleet.save()
@@ -123,43 +138,86 @@ enum SimulatorFleetSpec {
         var faults: SimulatedFaults
     }
 
-    /// Checks every option and lists the devices to create (hub N of `--fleet`'s Nth item, one
-    /// port per device: 1-N.1, 1-N.2, …).
-    static func plan(spec: String, mode: String, timeScale: Double, faults: String?, protected: String?) throws -> [PlannedDevice] {
+    /// The devices `--fleet` asks for and the kind of each hub they hang off.
+    struct FleetPlan {
+        var devices: [PlannedDevice]
+        var hubs: [USBPortPath: HubKind]
+    }
+
+    /// Checks every option and lists the devices to create. Hubs are numbered in order: each
+    /// `--fleet` item gets the next hub (1-N, ports 1-N.1, 1-N.2, …), or, with `@hub=KIND/PORTS`,
+    /// as many PORTS-port hubs as its devices need.
+    static func plan(spec: String, mode: String, timeScale: Double, faults: String?, protected: String?,
+                     hub: String = HubKind.default.rawValue) throws -> FleetPlan {
         // Finite and bounded: delays are computed as Durations and DispatchTimes, which trap on
         // inf, nan or a product beyond Int64 nanoseconds.
         guard timeScale.isFinite, timeScale >= 0, timeScale <= maximumFactor else {
             throw specError("--time-scale must be between 0 and \(Int(maximumFactor)), not \(timeScale)")
         }
         guard let usbMode = USBMode(rawValue: mode) else { throw specError("--mode must be normal or dfu, not \(mode)") }
+        guard let defaultHub = HubKind(rawValue: hub) else { throw specError("--hub must be single or multi, not \(hub)") }
         let faultPlan = try parseFaults(faults ?? "")
         let protectedPorts = try protected.map { text in
             text == "all" ? nil : Set(try text.split(separator: ",").map { try parsePort(String($0)) })
         }
-        var planned: [PlannedDevice] = []
-        for (hub, item) in spec.split(separator: ",").enumerated() {
-            let parts = item.split(separator: ":")
-            guard parts.count == 2 || parts.count == 3, let count = Int(parts[1]), count > 0, count <= 127, hub < 127 else {
-                throw specError("--fleet item \"\(item)\" is not PLATFORM:COUNT[:MODE] (e.g. boron:8 or photon:4:dfu)")
-            }
-            // A mode of its own for this hub (a mixed line: some devices in DFU mode, some not).
-            var hubMode = usbMode
-            if parts.count == 3 {
-                guard let mode = USBMode(rawValue: String(parts[2])) else {
-                    throw specError("--fleet item \"\(item)\": the mode must be normal or dfu, not \(parts[2])")
-                }
-                hubMode = mode
-            }
-            let platform = try Platform.named(String(parts[0]))
+        var plan = FleetPlan(devices: [], hubs: [:])
+        var nextHub = 1
+        for item in spec.split(separator: ",") {
+            let (platformName, count, kind, portsPerHub, itemMode) = try parseItem(item, defaultHub: defaultHub)
+            let platform = try Platform.named(platformName)
             guard SimulatedHardware.forPlatform(platform) != nil else { throw SimulatorError.unsupportedPlatform(platform.name) }
-            for index in 1...count {
-                let port = USBPortPath(bus: 1, ports: [UInt8(hub + 1), UInt8(index)])
+            let perHub = portsPerHub ?? count
+            guard nextHub + (count - 1) / perHub < 127 else { throw specError("--fleet needs more than 126 hubs") }
+            for index in 0..<count {
+                let hubPath = USBPortPath(bus: 1, ports: [UInt8(nextHub + index / perHub)])
+                plan.hubs[hubPath] = kind
+                let port = USBPortPath(bus: 1, ports: hubPath.ports + [UInt8(index % perHub + 1)])
                 let isProtected = protectedPorts.map { $0 == nil || $0!.contains(port) } ?? false
-                planned.append(PlannedDevice(platform: platform, port: port, mode: hubMode, protected: isProtected,
-                                             faults: faultPlan.faults(for: port)))
+                plan.devices.append(PlannedDevice(platform: platform, port: port, mode: itemMode ?? usbMode, protected: isProtected,
+                                                  faults: faultPlan.faults(for: port)))
+            }
+            nextHub += (count + perHub - 1) / perHub
+        }
+        return plan
+    }
+
+    /// `PLATFORM:COUNT[:MODE][@hub=single|multi[/PORTS]]`; MODE (normal or dfu) overrides --mode for
+    /// this item (a mixed line: some devices in DFU mode, some not).
+    static func parseItem(_ item: Substring, defaultHub: HubKind) throws -> (String, Int, HubKind, Int?, USBMode?) {
+        let usage = "--fleet item \"\(item)\" is not PLATFORM:COUNT[:MODE][@hub=single|multi[/PORTS]] (e.g. boron:8, photon:4:dfu or photon:64@hub=single/16)"
+        let halves = item.split(separator: "@", maxSplits: 1, omittingEmptySubsequences: false)
+        let parts = halves[0].split(separator: ":")
+        guard parts.count == 2 || parts.count == 3, let count = Int(parts[1]), count > 0, count <= 127 * 126 else { throw specError(usage) }
+        var mode: USBMode?
+        if parts.count == 3 {
+            guard let parsed = USBMode(rawValue: String(parts[2])) else {
+                throw specError("--fleet item \"\(item)\": the mode must be normal or dfu, not \(parts[2])")
+            }
+            mode = parsed
+        }
+        var kind = defaultHub
+        var ports: Int?
+        if halves.count == 2 {
+            guard halves[1].hasPrefix("hub=") else { throw specError(usage) }
+            let value = halves[1].dropFirst(4).split(separator: "/", omittingEmptySubsequences: false)
+            guard let parsed = HubKind(rawValue: String(value[0])), value.count <= 2 else { throw specError(usage) }
+            kind = parsed
+            if value.count == 2 {
+                guard let n = Int(value[1]), n > 0, n <= 127 else { throw specError(usage) }
+                ports = n
             }
         }
-        return planned
+        guard (ports ?? count) <= 127 else { throw specError("--fleet item \"\(item)\": a hub has at most 127 ports; add /PORTS") }
+        return (String(parts[0]), count, kind, ports, mode)
+    }
+
+    /// `--cloud-delay`: modelled seconds, or "never".
+    static func parseCloudDelay(_ text: String) throws -> SimulatedDevice.CloudConnection {
+        if text == "never" { return .never }
+        guard let seconds = Double(text), seconds.isFinite, seconds >= 0, seconds <= 86_400 else {
+            throw specError("--cloud-delay must be seconds (0 to 86400) or never, not \(text)")
+        }
+        return .after(.milliseconds(seconds * 1000))
     }
 
     struct FaultPlan {

@@ -548,24 +548,32 @@ EXPORT libusb_device *libusb_get_device(libusb_device_handle *h) { return h->dev
 EXPORT int libusb_claim_interface(libusb_device_handle *h, int interface_number) {
     if (interface_number < 0 || interface_number > 255) return LIBUSB_ERROR_INVALID_PARAM;
     unsigned char args[1] = { (unsigned char)interface_number };
-    return handle_request(h, OP_CLAIM, args, 1);
+    int result = handle_request(h, OP_CLAIM, args, 1);
+    DEBUG("libusb_claim_interface(id %u, %d) -> %d", h->dev->id, interface_number, result);
+    return result;
 }
 
 EXPORT int libusb_release_interface(libusb_device_handle *h, int interface_number) {
     if (interface_number < 0 || interface_number > 255) return LIBUSB_ERROR_INVALID_PARAM;
     unsigned char args[1] = { (unsigned char)interface_number };
-    return handle_request(h, OP_RELEASE, args, 1);
+    int result = handle_request(h, OP_RELEASE, args, 1);
+    DEBUG("libusb_release_interface(id %u, %d) -> %d", h->dev->id, interface_number, result);
+    return result;
 }
 
 EXPORT int libusb_set_interface_alt_setting(libusb_device_handle *h, int interface_number, int alternate_setting) {
     if (interface_number < 0 || interface_number > 255 || alternate_setting < 0 || alternate_setting > 255)
         return LIBUSB_ERROR_INVALID_PARAM;
     unsigned char args[2] = { (unsigned char)interface_number, (unsigned char)alternate_setting };
-    return handle_request(h, OP_SET_ALT, args, 2);
+    int result = handle_request(h, OP_SET_ALT, args, 2);
+    DEBUG("libusb_set_interface_alt_setting(id %u, %d, %d) -> %d", h->dev->id, interface_number, alternate_setting, result);
+    return result;
 }
 
 EXPORT int libusb_reset_device(libusb_device_handle *h) {
-    return handle_request(h, OP_RESET, NULL, 0);
+    int result = handle_request(h, OP_RESET, NULL, 0);
+    DEBUG("libusb_reset_device(id %u) -> %d", h->dev->id, result);
+    return result;
 }
 
 /* There is no kernel driver to detach from a simulated device. */

@@ -46,8 +46,10 @@ struct ProvisionCrashTests {
     @Test("killed at 20 random points, resumed every time: every invariant holds")
     func killedAndResumed() async throws {
         // Photons in DFU mode with blank slots (keyline generates their keys) and in normal mode
-        // (they made their own at boot), with the timing model on so kills land mid-step.
-        let line = try await ProvisionLine(timeScale: 0.02, seed: 31) { fleet in
+        // (they made their own at boot), with the timing model on so kills land mid-step. The
+        // scale makes a batch last about as long as the kill delays (30–1200 ms): since the DCT's
+        // poll timeouts follow the time scale too (issue 13), 0.02 let batches end too soon.
+        let line = try await ProvisionLine(timeScale: 0.15, seed: 31) { fleet in
             for index in 1...3 { try fleet.add(.photon, at: ProvisionTests.port(1, index), mode: .dfu) }
             for index in 4...6 { try fleet.add(.photon, at: ProvisionTests.port(1, index), mode: .normal) }
         }

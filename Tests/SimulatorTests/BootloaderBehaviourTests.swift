@@ -114,13 +114,16 @@ import Testing
         await #expect(throws: DFUError.Reason.deviceStatus(.errTarget, state: .dfuError)) { try await dfu.dfuseCommand(.massErase) }
     }
 
+    /// At time scale 1 the DCT reports ST's values (scaled values: TimingModelTests).
     @Test func gen2DCTReportsItsPollTimeouts() async throws {
-        let device = try SimulatedDevice(platform: .photon, timeScale: 0, seed: 4)
+        let device = try SimulatedDevice(platform: .photon, timeScale: 1, seed: 4)
         let dfu = try await raw(device, alt: 1)
         try await dfu.download(block: 0, DfuSeCommand.erasePage(0).bytes)
         #expect(try await dfu.getStatus().pollTimeoutMilliseconds == 500)
-        // Gen2 passes back through dfuDNLOAD-SYNC: the next GETSTATUS says dfuDNLOAD-IDLE.
-        #expect(try await dfu.getStatus().state == .dnloadIdle)
+        // Gen2 passes back through dfuDNLOAD-SYNC: the next GETSTATUS says dfuDNLOAD-IDLE, and the
+        // poll timeout stays until the next busy reply.
+        let idle = try await dfu.getStatus()
+        #expect(idle.state == .dnloadIdle && idle.pollTimeoutMilliseconds == 500)
         try await dfu.download(block: 0, DfuSeCommand.setAddressPointer(0).bytes)
         #expect(try await dfu.getStatus().pollTimeoutMilliseconds == 1)
     }

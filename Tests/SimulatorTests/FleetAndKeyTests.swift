@@ -6,12 +6,14 @@ import Simulator
 import Testing
 
 @Suite struct KeyGenerationTests {
-    /// Blank DCT → the application generates a key of the platform's kind at start and writes the
-    /// derived public key, as Device OS does; a key already present is kept across restarts.
+    /// Blank DCT → the application generates a key of the platform's kind (Gen2 at start, Gen3 at
+    /// its first cloud connection) and writes the derived public key, as Device OS does; a key
+    /// already present is kept across restarts.
     @Test(arguments: simulatedPlatforms)
     func blankDeviceGeneratesItsKeyAndKeepsIt(platform: Platform) async throws {
         let fleet = try SimulatedFleet(timeScale: 0.001, seed: 5)
         let device = try fleet.add(platform, at: port(1), mode: .normal)
+        if !device.hardware.generatesKeyAtBoot { #expect(device.connectToCloud()) }
         let normal = try #require(fleet.attachedDevices().first)
         #expect(normal.productID == platform.normalProductID && normal.mode == .normal)
         let particle = try await ParticleModeSwitch.enterDFU(normal.transport, identity: normal.identity, locator: fleet)

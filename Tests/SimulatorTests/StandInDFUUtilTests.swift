@@ -44,6 +44,19 @@ import TestSupport
     static let photonPort = USBPortPath(bus: 1, ports: [1, 1])
     static let boronPort = USBPortPath(bus: 1, ports: [2, 1])
 
+    /// KEYLINE_STANDIN_DEBUG=1 logs every libusb call, claim and set-alt included.
+    @Test func debugLogNamesClaimAndSetAlt() async throws {
+        let served = try Served([(.photon, Self.photonPort)])
+        defer { served.stop() }
+        var environment = served.environment
+        environment["KEYLINE_STANDIN_DEBUG"] = "1"
+        let result = try await ChildProcess.run(Self.dfuUtil, ["-a", "1", "-s", "0x0:16", "-U", "dct.bin"], in: served.scratch,
+                                                environment: environment, timeout: .seconds(120))
+        #expect(result.status == 0, "\(result.stderr)")
+        #expect(result.stderr.contains("libusb-standin: libusb_claim_interface(id "), "\(result.stderr)")
+        #expect(result.stderr.contains("libusb-standin: libusb_set_interface_alt_setting(id "), "\(result.stderr)")
+    }
+
     @Test func listsTheFleetWithAltNamesAndSerials() async throws {
         let served = try Served([(.photon, Self.photonPort), (.photon, USBPortPath(bus: 1, ports: [1, 2])), (.boron, Self.boronPort)])
         defer { served.stop() }
