@@ -8,11 +8,16 @@ public enum ExpectedDeviceKey: Sendable, Hashable, CustomStringConvertible {
     case blank
     /// The key whose public key (SPKI DER) has this SHA-256, lowercase hex.
     case fingerprint(String)
+    /// A slot that holds no usable key (corrupt), exactly the bytes whose SHA-256 this is
+    /// (lowercase hex; `DeviceKeySlotContent.slotSHA256`): an RMA restore overwrites garbage it
+    /// has looked at, never garbage that changed after it looked.
+    case slotBytes(sha256: String)
 
     public var description: String {
         switch self {
         case .blank: "a blank slot (no key)"
         case .fingerprint(let fingerprint): "the key with public key SHA-256 \(fingerprint.lowercased())"
+        case .slotBytes(let sha256): "a corrupt slot whose bytes hash to SHA-256 \(sha256.lowercased())"
         }
     }
 }
@@ -45,13 +50,31 @@ public enum DeviceKeySlotContent: Sendable, CustomStringConvertible {
         }
     }
 
-    /// Whether this is exactly what `expected` describes.
+    /// Whether this is exactly what `expected` describes (`.slotBytes` needs the raw slot: see
+    /// `matches(_:slot:)`).
     public func matches(_ expected: ExpectedDeviceKey) -> Bool {
         switch (self, expected) {
         case (.blank, .blank): true
         case (.key(let key), .fingerprint(let fingerprint)): key.publicKey.fingerprint == fingerprint.lowercased()
         default: false
         }
+    }
+
+    /// Whether `slot` (the bytes this content was read from) is exactly what `expected` describes.
+    public func matches(_ expected: ExpectedDeviceKey, slot: [UInt8]) -> Bool {
+        if case .slotBytes(let sha256) = expected {
+            guard case .corrupt = self else { return false }
+            return Self.slotSHA256(slot) == sha256.lowercased()
+        }
+        return matches(expected)
+    }
+
+    /// SHA-256 (lowercase hex) of raw slot bytes, for `ExpectedDeviceKey.slotBytes`.
+    public static func slotSHA256(_ slot: [UInt8]) -> String {
+        OpenSSLDigest.sha256(slot).map { byte in
+            let hex = String(byte, radix: 16)
+            return byte < 16 ? "0" + hex : hex
+        }.joined()
     }
 
     /// Never shows key bytes (a `DevicePrivateKey` describes itself by fingerprint only).
@@ -84,7 +107,7 @@ extension ParticleDFUDevice {
         do { try platform.checkDeviceKey(key) } catch { throw fail(.writeKey, .keySlot(error)) }
         let current = try await readDCT(slot, step: .writeKey)
         let content = DeviceKeySlotContent(slot: current)
-        guard content.matches(expected) else {
+        guard content.matches(expected, slot: current) else {
             throw ParticleDeviceError(step: .writeKey, deviceID: deviceID, port: port,
                                       reason: .unexpectedKey(found: content.summary), expectedKey: expected)
         }

@@ -84,14 +84,18 @@ extension RegistryDatabase {
     }
 
     static let restorationColumns =
-        "id, registration_id, product_id, device_id, escrow_object_id, station, operator, outcome, detail, restored_at"
+        "id, registration_id, product_id, device_id, escrow_object_id, station, operator, outcome, detail, restored_at, "
+        + "reason, ticket, duration_ms, found_key, superseded_escrow_object_id"
 
     static func restoration(_ row: PostgresRow) throws -> Restoration {
         Restoration(id: try row.decode("id"), registrationID: try row.decode("registration_id"),
                     productID: try row.decode("product_id"), deviceID: try row.decode("device_id"),
                     escrowObjectID: try row.decode("escrow_object_id"), station: try row.decode("station"),
                     operator: try row.decode("operator"), outcome: try enumValue(row, "outcome"),
-                    detail: try row.decode("detail"), restoredAt: try row.decode("restored_at"))
+                    detail: try row.decode("detail"), restoredAt: try row.decode("restored_at"),
+                    reason: try row.decode("reason"), ticket: try row.decode("ticket"),
+                    durationMilliseconds: try row.decode("duration_ms"), foundKey: try row.decode("found_key"),
+                    supersededEscrowObjectID: try row.decode("superseded_escrow_object_id"))
     }
 
     static let eventColumns = "id, occurred_at, actor, station, kind, product_id, device_id, job_id, detail"

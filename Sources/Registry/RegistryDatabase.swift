@@ -105,22 +105,36 @@ public struct RegistryDatabase: Sendable {
     /// and appends a `key.restored` or `key.restore_failed` event.
     public func recordRestoration(registrationID: Int64, station: String, outcome: RestorationOutcome,
                                   detail: String? = nil) async throws -> Restoration {
+        try await recordRestoration(NewRestoration(registrationID: registrationID, station: station,
+                                                   outcome: outcome, detail: detail))
+    }
+
+    /// Records a restore attempt (operator = the database login, set by the database) and appends
+    /// a `key.restored` or `key.restore_failed` event with its reason, ticket, outcome and duration.
+    public func recordRestoration(_ new: NewRestoration) async throws -> Restoration {
         try await run("record restorations") { transaction in
             guard let row = try transaction.queryOne("""
-                INSERT INTO restorations (registration_id, product_id, device_id, escrow_object_id, station, outcome, detail)
-                SELECT id, product_id, device_id, escrow_object_id, $2, $3, $4
+                INSERT INTO restorations (registration_id, product_id, device_id, escrow_object_id, station, outcome,
+                                          detail, reason, ticket, duration_ms, found_key, superseded_escrow_object_id)
+                SELECT id, product_id, device_id, escrow_object_id, $2, $3, $4, $5, $6, $7, $8, $9
                 FROM key_registrations WHERE id = $1
                 RETURNING \(Self.restorationColumns)
-                """, [registrationID, station, outcome.rawValue, detail]) else {
-                throw RegistryError.unknownRegistration(registrationID)
+                """, [new.registrationID, new.station, new.outcome.rawValue, new.detail, new.reason, new.ticket,
+                      new.durationMilliseconds, new.foundKey, new.supersededEscrowObjectID]) else {
+                throw RegistryError.unknownRegistration(new.registrationID)
             }
             let restoration = try Self.restoration(row)
-            try Self.appendEvent(kind: outcome == .restored ? "key.restored" : "key.restore_failed", station: station,
+            var detail = ["registration_id": String(new.registrationID), "restoration_id": String(restoration.id),
+                          "outcome": new.outcome.rawValue]
+            detail["detail"] = new.detail
+            detail["reason"] = new.reason
+            detail["ticket"] = new.ticket
+            detail["duration_ms"] = new.durationMilliseconds.map(String.init)
+            detail["found_key"] = new.foundKey
+            detail["superseded_escrow_object_id"] = new.supersededEscrowObjectID.map(String.init)
+            try Self.appendEvent(kind: new.outcome == .restored ? "key.restored" : "key.restore_failed", station: new.station,
                                  productID: restoration.productID, deviceID: restoration.deviceID, jobID: nil,
-                                 detail: ["registration_id": String(registrationID),
-                                          "restoration_id": String(restoration.id)].merging(
-                                            detail.map { ["detail": $0] } ?? [:]) { first, _ in first },
-                                 in: transaction)
+                                 detail: detail, in: transaction)
             return restoration
         }
     }

@@ -184,6 +184,41 @@ public struct Restoration: Sendable, Hashable, Codable {
     public let outcome: RestorationOutcome
     public let detail: String?
     public let restoredAt: Date
+    /// Why the device came back (RMA reason) and the ticket it came with.
+    public var reason: String? = nil
+    public var ticket: String? = nil
+    public var durationMilliseconds: Int64? = nil
+    /// What the key slot held before the restore: original, blank, corrupt or other.
+    public var foundKey: String? = nil
+    /// For `other`: the escrow object the found key was saved to before it was overwritten.
+    public var supersededEscrowObjectID: Int64? = nil
+}
+
+/// A restore attempt to record (`recordRestoration(_:)`).
+public struct NewRestoration: Sendable, Hashable {
+    public var registrationID: Int64
+    public var station: String
+    public var outcome: RestorationOutcome
+    public var detail: String?
+    public var reason: String?
+    public var ticket: String?
+    public var durationMilliseconds: Int64?
+    public var foundKey: String?
+    public var supersededEscrowObjectID: Int64?
+
+    public init(registrationID: Int64, station: String, outcome: RestorationOutcome, detail: String? = nil,
+                reason: String? = nil, ticket: String? = nil, durationMilliseconds: Int64? = nil,
+                foundKey: String? = nil, supersededEscrowObjectID: Int64? = nil) {
+        self.registrationID = registrationID
+        self.station = station
+        self.outcome = outcome
+        self.detail = detail
+        self.reason = reason
+        self.ticket = ticket
+        self.durationMilliseconds = durationMilliseconds
+        self.foundKey = foundKey
+        self.supersededEscrowObjectID = supersededEscrowObjectID
+    }
 }
 
 /// One entry of the append-only audit trail.

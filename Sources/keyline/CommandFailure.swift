@@ -6,8 +6,16 @@ import Foundation
 enum KeylineExit: Int32, CaseIterable {
     case success = 0
     case failure = 1
-    /// `provision`: some devices failed, the others finished.
+    /// `provision`, `restore --batch`: some devices failed, the others finished.
     case someDevicesFailed = 3
+    /// `restore` refusals (nothing was written to the device), one code each.
+    case restoreNoRegistration = 10
+    case restoreBackupUnavailable = 11
+    case restoreCannotDecrypt = 12
+    case restoreBackupMismatch = 13
+    case restorePlatformMismatch = 14
+    case restoreDeviceProtected = 15
+    case restoreDeviceNotAttached = 16
     case usage = 64
     /// Bad input data: malformed or wrong key, blob, backup or pipeline.
     case dataError = 65
@@ -32,7 +40,8 @@ enum KeylineExit: Int32, CaseIterable {
         EXIT CODES
           0   success
           1   failure not listed below
-          3   provision: some devices failed, the others are done
+          3   provision, restore --batch: some devices failed, the others are done
+          10–16 restore refusals (see `keyline restore --help`); nothing was written to the device
           64  usage error (bad option or argument)
           65  bad input data (malformed or unsuitable key, blob, backup, pipeline)
           66  input file missing or unreadable

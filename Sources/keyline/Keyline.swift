@@ -8,6 +8,7 @@ struct Keyline: AsyncParsableCommand {
         discussion: KeylineExit.helpText,
         subcommands: [
             ProvisionCommand.self,
+            RestoreCommand.self,
             KeysCommand.self,
             DevicesCommand.self,
             DFUCommand.self,

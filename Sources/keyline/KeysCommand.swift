@@ -9,7 +9,7 @@ struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Make, inspect and format device and server keys.",
-        subcommands: [New.self, Inspect.self, ServerBlob.self, Address.self]
+        subcommands: [New.self, Save.self, Load.self, Inspect.self, ServerBlob.self, Address.self]
     )
 }
 

@@ -117,10 +117,11 @@ final class ProvisionLine: @unchecked Sendable {
 
     /// Searches the runs' output, every file under the scratch folder and a dump of the database
     /// for any device's private key (DER as hex and base64, and the PEM body).
-    func expectNoKeyMaterial(in results: [ChildProcess.Result]) async throws {
+    /// `extraKeys`: keys no device holds any more (a key a restore overwrote, a key a bench replaced).
+    func expectNoKeyMaterial(in results: [ChildProcess.Result], extraKeys: [DevicePrivateKey] = []) async throws {
         var needles: [String] = []
-        for (_, device) in fleet.allDevices {
-            guard let key = try? DevicePrivateKey(slot: device.privateKeySlot()) else { continue }
+        let held = fleet.allDevices.compactMap { try? DevicePrivateKey(slot: $0.device.privateKeySlot()) }
+        for key in held + extraKeys {
             let der = Data(key.der)
             needles.append(der.map { String(format: "%02x", $0) }.joined())
             needles.append(der.base64EncodedString())

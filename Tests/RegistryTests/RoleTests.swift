@@ -135,9 +135,16 @@ struct RoleTests {
             await expectServerError("42501") {
                 _ = try await rma.createJob(productID: fixture.productID, station: "rma-bench", pipeline: "p")
             }
+            // Since 0005 the bench escrows a key it finds on a returned device (a superseded key)
+            // and may re-key a device outside a job; registrations from a job stay the station's.
             let otherKey = try await TestKey.random(using: admin.connection)
+            var found = fixture.escrowObject(deviceID: device, key: otherKey)
+            found.jobID = nil
+            _ = try await rma.recordEscrowObject(found)
             await expectServerError("42501") {
-                _ = try await rma.recordEscrowObject(fixture.escrowObject(deviceID: device, key: otherKey))
+                try await rma.connection.execute(
+                    "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, job_id, station, status) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, job_id, station, 'superseded' FROM key_registrations WHERE id = $1",
+                    [registration.id])
             }
             await expectServerError("42501") {
                 try await rma.connection.execute("UPDATE job_devices SET state = 'failed', last_error = 'x'")
