@@ -34,15 +34,16 @@ struct CountingThreadTransport: DeviceThreadTransport {
     }
 }
 
-final class ThreadNames: @unchecked Sendable {
+/// Where progress handlers ran: inside a Swift task (the cooperative pool) or not.
+final class ProgressCalls: @unchecked Sendable {
     private let lock = NSLock()
-    private var names: Set<String> = []
+    private var inTask = 0
     private var calls = 0
     func record() {
-        let name = Thread.current.name ?? ""
-        lock.withLock { names.insert(name); calls += 1 }
+        let insideTask = withUnsafeCurrentTask { $0 != nil }
+        lock.withLock { calls += 1; if insideTask { inTask += 1 } }
     }
-    var seen: (names: Set<String>, calls: Int) { lock.withLock { (names, calls) } }
+    var seen: (calls: Int, inTask: Int) { lock.withLock { (calls, inTask) } }
 }
 
 @Suite struct DeviceThreadTests {
@@ -55,19 +56,19 @@ final class ThreadNames: @unchecked Sendable {
         let dfu = try await DfuSeDevice.open(transport)
         let segment = try firmwareSegment(dfu)
         let data = pattern(64 * 1024, seed: 9)
-        let names = ThreadNames()
+        let progress = ProgressCalls()
         let before = device.statistics.controlTransfers
-        try await dfu.write(alt: 0, address: segment.start, bytes: data, verify: true) { _ in names.record() }
+        try await dfu.write(alt: 0, address: segment.start, bytes: data, verify: true) { _ in progress.record() }
         let back = try await dfu.read(alt: 0, address: segment.start, length: data.count)
         #expect(back == data)
         #expect(device.statistics.controlTransfers - before > 100)
         let counts = counter.counts
         #expect(counts.operations == 3, "open, write, read")
         #expect(counts.singles == 0)
-        // Progress is reported from the device's thread, not from the cooperative pool.
-        let seen = names.seen
+        // Progress is reported from the device's thread, outside any task.
+        let seen = progress.seen
         #expect(seen.calls > 0)
-        #expect(seen.names == ["sim \(device.deviceID)"])
+        #expect(seen.inTask == 0)
     }
 
     /// A cancelled operation stops at the next block instead of running to the end.
@@ -82,7 +83,10 @@ final class ThreadNames: @unchecked Sendable {
         #expect(length >= 64 * 1024)
         let data = pattern(length, seed: 10)
         let start = ContinuousClock.now
-        let task = Task { () async throws(DFUError) in try await dfu.write(alt: 0, address: segment.start, bytes: data, verify: false) }
+        let task = Task { () async throws -> Bool in
+            try await dfu.write(alt: 0, address: segment.start, bytes: data, verify: false)
+            return true
+        }
         try await Task.sleep(for: .milliseconds(100))
         task.cancel()
         let result = await task.result
