@@ -3,7 +3,9 @@
 /// a control transfer on endpoint 0 (USB 2.0 §9.3, DFU 1.1 §3) plus selecting an alternate setting.
 ///
 /// Calls are `async`: an implementation that blocks (libusb's synchronous API, a simulated sector
-/// erase) must do so on its own thread or queue, never on Swift's cooperative pool.
+/// erase) must do so on its own thread or queue, never on Swift's cooperative pool. Transports
+/// that own a thread also adopt `DeviceThreadTransport` (DeviceThread.swift), so the DFU client
+/// runs a whole operation there with one hand-off instead of two per transfer.
 public protocol ControlTransport: Sendable {
     /// One control transfer. Device-to-host (`setup.isDeviceToHost`): returns at most
     /// `setup.length` bytes and `data` is ignored. Host-to-device: sends `data`

@@ -1,13 +1,21 @@
 /// Upload (read), download (write with erase), verify and leave loops over DfuSe — the layer
 /// dfu-util keeps in `dfu_load.c` / `dfuse_dnload_element` (reference dfu-protocol.md §2.4, §3.3, §3.4).
+///
+/// Each public operation enters the device's thread once (`DFUInterface.run`) and runs its whole
+/// sequence of requests there synchronously through a `DFUSession`; progress handlers are called
+/// from that thread. A cancelled task stops at the next block (or wait) with `.cancelled`; the
+/// transfer in progress finishes or times out first.
 
 extension DfuSeDevice {
+    /// This device's DFU interface over the device thread's control.
+    public func session(_ control: any BlockingControl) -> DFUSession { interface.session(control) }
+
     /// Runs one step; on failure tries to bring the device back to dfuIDLE (CLRSTATUS from
     /// dfuERROR, ABORT from a transfer state — what DFU 1.1 allows) and throws with context.
-    func step<T>(_ operation: DFUOperation, alt: UInt8, address: UInt32?,
-                 _ body: () async throws(DFUError.Reason) -> T) async throws(DFUError) -> T {
+    func step<T>(_ dfu: DFUSession, _ operation: DFUOperation, alt: UInt8, address: UInt32?,
+                 _ body: () throws(DFUError.Reason) -> T) throws(DFUError) -> T {
         do {
-            return try await body()
+            return try body()
         } catch {
             var reason = error
             // Particle bootloaders refuse UPLOAD/DNLOAD on a protected device with errVENDOR.
@@ -18,19 +26,19 @@ extension DfuSeDevice {
             case .transfer(.disconnected, _), .transfer(.timeout, _), .transfer(.cancelled, _), .notInDFUMode: recoverable = false
             default: recoverable = true
             }
-            let recovered = recoverable ? await interface.recoverToIdle() : false
+            let recovered = recoverable ? dfu.recoverToIdle() : false
             throw DFUError(operation: operation, alt: alt, address: address, reason: reason, recovered: recovered)
         }
     }
 
     /// SET_INTERFACE to `alt`, then bring the device to dfuIDLE.
-    func prepare(alt: UInt8) async throws(DFUError) {
+    func prepare(_ dfu: DFUSession, alt: UInt8) throws(DFUError) {
         do {
-            try await interface.transport.selectAlternateSetting(interface: interface.number, alternateSetting: alt)
+            try dfu.control.selectAlternateSetting(interface: dfu.number, alternateSetting: alt)
         } catch {
             throw DFUError(operation: .selectAlternateSetting, alt: alt, reason: .transfer(error, request: nil))
         }
-        _ = try await step(.prepare, alt: alt, address: nil) { () async throws(DFUError.Reason) in try await interface.ensureIdle() }
+        _ = try step(dfu, .prepare, alt: alt, address: nil) { () throws(DFUError.Reason) in try dfu.ensureIdle() }
     }
 
     func checkRange(_ layout: DfuSeMemoryLayout, alt: UInt8, operation: DFUOperation, address: UInt32, length: Int,
@@ -51,15 +59,18 @@ extension DfuSeDevice {
         let layout = try layout(alt: alt)
         try checkRange(layout, alt: alt, operation: .upload, address: address, length: length, needs: .readable)
         guard length > 0 else { return [] }
-        try await prepare(alt: alt)
-        return try await upload(alt: alt, address: address, length: length, phase: .reading, progress: progress)
+        let device = self
+        return try await interface.run { (dfu) throws(DFUError) -> [UInt8] in
+            try device.prepare(dfu, alt: alt)
+            return try device.upload(dfu, alt: alt, address: address, length: length, phase: .reading, progress: progress)
+        }
     }
 
-    func upload(alt: UInt8, address: UInt32, length: Int, phase: DFUProgress.Phase,
-                progress: DFUProgressHandler?) async throws(DFUError) -> [UInt8] {
-        try await step(.setAddress, alt: alt, address: address) { () async throws(DFUError.Reason) in
-            try await interface.dfuseCommand(.setAddressPointer(address))
-            try await interface.abortToIdle()
+    func upload(_ dfu: DFUSession, alt: UInt8, address: UInt32, length: Int, phase: DFUProgress.Phase,
+                progress: DFUProgressHandler?) throws(DFUError) -> [UInt8] {
+        try step(dfu, .setAddress, alt: alt, address: address) { () throws(DFUError.Reason) in
+            try dfu.dfuseCommand(.setAddressPointer(address))
+            try dfu.abortToIdle()
         }
         var data: [UInt8] = []
         data.reserveCapacity(length)
@@ -69,28 +80,29 @@ extension DfuSeDevice {
             let chunkAddress = address &+ UInt32(data.count)
             if block == UInt16.max {
                 // Block numbers ran out (256 MiB at 4 KiB): restart the count from a new address pointer.
-                try await step(.setAddress, alt: alt, address: chunkAddress) { () async throws(DFUError.Reason) in
-                    try await interface.abortToIdle()  // DNLOAD is not allowed in dfuUPLOAD-IDLE
-                    try await interface.dfuseCommand(.setAddressPointer(chunkAddress))
-                    try await interface.abortToIdle()
+                try step(dfu, .setAddress, alt: alt, address: chunkAddress) { () throws(DFUError.Reason) in
+                    try dfu.abortToIdle()  // DNLOAD is not allowed in dfuUPLOAD-IDLE
+                    try dfu.dfuseCommand(.setAddressPointer(chunkAddress))
+                    try dfu.abortToIdle()
                 }
                 block = DfuSeBlock.firstData
             }
             let currentBlock = block
-            let reply = try await step(.upload, alt: alt, address: chunkAddress) { () async throws(DFUError.Reason) in
-                let reply = try await interface.upload(block: currentBlock, length: chunk)
+            let reply = try step(dfu, .upload, alt: alt, address: chunkAddress) { () throws(DFUError.Reason) in
+                try dfu.checkCancellation(.upload)
+                let reply = try dfu.upload(block: currentBlock, length: chunk)
                 if reply.count < chunk {
                     // A short reply ends an upload; check the status for the reason before calling it short.
-                    if let status = try? await interface.getStatus() { try status.requireNoError() }
+                    if let status = try? dfu.getStatus() { try status.requireNoError() }
                     throw .shortRead(expected: chunk, received: reply.count)
                 }
                 return reply
             }
-            data += reply.prefix(chunk)
+            if reply.count == chunk { data += reply } else { data += reply.prefix(chunk) }
             block &+= 1
             progress?(DFUProgress(phase: phase, bytesDone: data.count, totalBytes: length))
         }
-        try await step(.abort, alt: alt, address: nil) { () async throws(DFUError.Reason) in try await interface.abortToIdle() }
+        try step(dfu, .abort, alt: alt, address: nil) { () throws(DFUError.Reason) in try dfu.abortToIdle() }
         return data
     }
 
@@ -103,19 +115,28 @@ extension DfuSeDevice {
         let layout = try layout(alt: alt)
         try checkRange(layout, alt: alt, operation: .download, address: address, length: bytes.count, needs: .writable)
         guard !bytes.isEmpty else { return }
-        try await prepare(alt: alt)
+        let device = self
+        try await interface.run { (dfu) throws(DFUError) in
+            try device.write(dfu, layout: layout, alt: alt, address: address, bytes: bytes, verify: verify, progress: progress)
+        }
+    }
+
+    func write(_ dfu: DFUSession, layout: DfuSeMemoryLayout, alt: UInt8, address: UInt32, bytes: [UInt8], verify: Bool,
+               progress: DFUProgressHandler?) throws(DFUError) {
+        try prepare(dfu, alt: alt)
 
         let sectors = layout.erasableSectors(covering: address, length: bytes.count)
         let total = bytes.count
         for (index, sector) in sectors.enumerated() {
-            try await step(.erase, alt: alt, address: sector) { () async throws(DFUError.Reason) in
-                try await interface.dfuseCommand(.erasePage(sector))
+            try step(dfu, .erase, alt: alt, address: sector) { () throws(DFUError.Reason) in
+                try dfu.checkCancellation(.dnload)
+                try dfu.dfuseCommand(.erasePage(sector))
             }
             progress?(DFUProgress(phase: .erasing, bytesDone: (index + 1) * total / sectors.count, totalBytes: total))
         }
 
-        try await step(.setAddress, alt: alt, address: address) { () async throws(DFUError.Reason) in
-            try await interface.dfuseCommand(.setAddressPointer(address))
+        try step(dfu, .setAddress, alt: alt, address: address) { () throws(DFUError.Reason) in
+            try dfu.dfuseCommand(.setAddressPointer(address))
         }
         var done = 0
         var block = DfuSeBlock.firstData
@@ -124,28 +145,29 @@ extension DfuSeDevice {
             let chunkAddress = address &+ UInt32(done)
             if block == UInt16.max {
                 // Block numbers ran out: restart the block count from a new address pointer.
-                try await step(.setAddress, alt: alt, address: chunkAddress) { () async throws(DFUError.Reason) in
-                    try await interface.dfuseCommand(.setAddressPointer(chunkAddress))
+                try step(dfu, .setAddress, alt: alt, address: chunkAddress) { () throws(DFUError.Reason) in
+                    try dfu.dfuseCommand(.setAddressPointer(chunkAddress))
                 }
                 block = DfuSeBlock.firstData
             }
             let slice = Array(bytes[done..<done + chunk])
             let currentBlock = block
-            try await step(.download, alt: alt, address: chunkAddress) { () async throws(DFUError.Reason) in
-                try await interface.download(block: currentBlock, slice)
-                try await interface.completeDataBlock()
+            try step(dfu, .download, alt: alt, address: chunkAddress) { () throws(DFUError.Reason) in
+                try dfu.checkCancellation(.dnload)
+                try dfu.download(block: currentBlock, slice)
+                try dfu.completeDataBlock()
             }
             done += chunk
             block &+= 1
             progress?(DFUProgress(phase: .writing, bytesDone: done, totalBytes: total))
         }
-        try await step(.abort, alt: alt, address: nil) { () async throws(DFUError.Reason) in try await interface.abortToIdle() }
+        try step(dfu, .abort, alt: alt, address: nil) { () throws(DFUError.Reason) in try dfu.abortToIdle() }
 
         guard verify else { return }
         guard layout.segments(covering: address, length: bytes.count)?.allSatisfy({ $0.attributes.contains(.readable) }) == true else {
             return  // write-only region: nothing to read back
         }
-        let readBack = try await upload(alt: alt, address: address, length: total, phase: .verifying, progress: progress)
+        let readBack = try upload(dfu, alt: alt, address: address, length: total, phase: .verifying, progress: progress)
         if let index = zip(readBack, bytes).enumerated().first(where: { $0.element.0 != $0.element.1 })?.offset
             ?? (readBack.count == total ? nil : readBack.count) {
             throw DFUError(operation: .verify, alt: alt, address: address &+ UInt32(index),
@@ -157,20 +179,27 @@ extension DfuSeDevice {
     public func erase(alt: UInt8, address: UInt32, length: Int) async throws(DFUError) {
         let layout = try layout(alt: alt)
         try checkRange(layout, alt: alt, operation: .erase, address: address, length: length, needs: [])
-        try await prepare(alt: alt)
-        for sector in layout.erasableSectors(covering: address, length: length) {
-            try await step(.erase, alt: alt, address: sector) { () async throws(DFUError.Reason) in
-                try await interface.dfuseCommand(.erasePage(sector))
+        let device = self
+        try await interface.run { (dfu) throws(DFUError) in
+            try device.prepare(dfu, alt: alt)
+            for sector in layout.erasableSectors(covering: address, length: length) {
+                try device.step(dfu, .erase, alt: alt, address: sector) { () throws(DFUError.Reason) in
+                    try dfu.checkCancellation(.dnload)
+                    try dfu.dfuseCommand(.erasePage(sector))
+                }
             }
+            try device.step(dfu, .abort, alt: alt, address: nil) { () throws(DFUError.Reason) in try dfu.abortToIdle() }
         }
-        try await step(.abort, alt: alt, address: nil) { () async throws(DFUError.Reason) in try await interface.abortToIdle() }
     }
 
     /// The DfuSe command codes the device supports (UPLOAD block 0).
     public func supportedCommands(alt: UInt8 = 0) async throws(DFUError) -> [UInt8] {
-        try await prepare(alt: alt)
-        return try await step(.getCommands, alt: alt, address: nil) { () async throws(DFUError.Reason) in
-            try await interface.dfuseSupportedCommands()
+        let device = self
+        return try await interface.run { (dfu) throws(DFUError) -> [UInt8] in
+            try device.prepare(dfu, alt: alt)
+            return try device.step(dfu, .getCommands, alt: alt, address: nil) { () throws(DFUError.Reason) in
+                try dfu.dfuseSupportedCommands()
+            }
         }
     }
 
@@ -183,16 +212,19 @@ extension DfuSeDevice {
     /// (dfu-util does when `-s ADDR:leave` was given). A device that resets before answering the
     /// final GETSTATUS has left; that is success.
     public func leave(alt: UInt8 = 0, address: UInt32? = nil) async throws(DFUError) {
-        try await prepare(alt: alt)
-        if let address {
-            try await step(.setAddress, alt: alt, address: address) { () async throws(DFUError.Reason) in
-                try await interface.dfuseCommand(.setAddressPointer(address))
+        let device = self
+        try await interface.run { (dfu) throws(DFUError) in
+            try device.prepare(dfu, alt: alt)
+            if let address {
+                try device.step(dfu, .setAddress, alt: alt, address: address) { () throws(DFUError.Reason) in
+                    try dfu.dfuseCommand(.setAddressPointer(address))
+                }
             }
-        }
-        do {
-            try await interface.leave()
-        } catch {
-            throw DFUError(operation: .leave, alt: alt, address: address, reason: error)
+            do throws(DFUError.Reason) {
+                try dfu.leave()
+            } catch {
+                throw DFUError(operation: .leave, alt: alt, address: address, reason: error)
+            }
         }
     }
 }

@@ -160,8 +160,12 @@ public struct DFUStatus: Sendable, Hashable, CustomStringConvertible {
     public var description: String { "\(state), \(status.name), poll \(pollTimeoutMilliseconds) ms" }
 }
 
-/// One DFU interface of an opened device: the request layer. Every call is exactly one control
+/// One DFU interface of an opened device: the request layer. Every request is exactly one control
 /// transfer; failures come back as `DFUError.Reason` for the caller to put in context.
+///
+/// The requests themselves live in `DFUSession`, synchronous on the device's thread; the async
+/// methods here run one request (or one DfuSe sequence) there per call. Operations that chain many
+/// requests (DfuSeDevice's loads) enter the device thread once and use a `DFUSession` throughout.
 public struct DFUInterface: Sendable {
     public let transport: any ControlTransport
     public let number: UInt8
@@ -174,19 +178,81 @@ public struct DFUInterface: Sendable {
         self.timeout = timeout
     }
 
-    func transfer(_ request: DFURequest, value: UInt16 = 0, length: UInt16 = 0, data: [UInt8] = [], input: Bool) async throws(DFUError.Reason) -> [UInt8] {
+    /// This interface over the device thread's synchronous control.
+    public func session(_ control: any BlockingControl) -> DFUSession {
+        DFUSession(control: control, number: number, timeout: timeout)
+    }
+
+    /// Runs `body` on the device's thread (one hand-off in, one out).
+    public func run<T: Sendable, E: Error>(_ body: @escaping @Sendable (DFUSession) throws(E) -> T) async throws(E) -> T {
+        let interface = self
+        return try await transport.withBlockingControl { (control) throws(E) -> T in try body(interface.session(control)) }
+    }
+
+    /// DFU_GETSTATUS. Does not sleep bwPollTimeout; `pollStatus` does.
+    public func getStatus() async throws(DFUError.Reason) -> DFUStatus {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.getStatus() }
+    }
+
+    /// DFU_GETSTATUS, then waits the device's bwPollTimeout (see `DFUSession.pollStatus`).
+    public func pollStatus() async throws(DFUError.Reason) -> DFUStatus {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.pollStatus() }
+    }
+
+    public func getState() async throws(DFUError.Reason) -> DFUState {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.getState() }
+    }
+
+    public func clearStatus() async throws(DFUError.Reason) {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.clearStatus() }
+    }
+
+    public func abort() async throws(DFUError.Reason) {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.abort() }
+    }
+
+    /// DFU_DETACH with wTimeout in ms (run-time mode only).
+    public func detach(timeoutMilliseconds: UInt16 = 1000) async throws(DFUError.Reason) {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.detach(timeoutMilliseconds: timeoutMilliseconds) }
+    }
+
+    public func download(block: UInt16, _ data: [UInt8]) async throws(DFUError.Reason) {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.download(block: block, data) }
+    }
+
+    public func upload(block: UInt16, length: Int) async throws(DFUError.Reason) -> [UInt8] {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.upload(block: block, length: length) }
+    }
+}
+
+/// The DFU request layer on the device's thread: synchronous requests over `BlockingControl`,
+/// the one implementation behind `DFUInterface` and `DfuSeDevice`.
+public struct DFUSession {
+    public let control: any BlockingControl
+    public let number: UInt8
+    public var timeout: Duration
+
+    public init(control: any BlockingControl, number: UInt8 = 0, timeout: Duration = .seconds(5)) {
+        self.control = control
+        self.number = number
+        self.timeout = timeout
+    }
+
+    public var step: DeviceStep { control.step }
+
+    func transfer(_ request: DFURequest, value: UInt16 = 0, length: UInt16 = 0, data: [UInt8] = [], input: Bool) throws(DFUError.Reason) -> [UInt8] {
         let setup = ControlSetup(requestType: input ? DFURequest.requestTypeIn : DFURequest.requestTypeOut,
                                  request: request.rawValue, value: value, index: UInt16(number), length: length)
         do {
-            return try await transport.control(setup, data: data, timeout: timeout)
+            return try control.control(setup, data: data, timeout: timeout)
         } catch {
             throw .transfer(error, request: request)
         }
     }
 
     /// DFU_GETSTATUS. Does not sleep bwPollTimeout; `pollStatus` does.
-    public func getStatus() async throws(DFUError.Reason) -> DFUStatus {
-        let reply = try await transfer(.getStatus, length: 6, input: true)
+    public func getStatus() throws(DFUError.Reason) -> DFUStatus {
+        let reply = try transfer(.getStatus, length: 6, input: true)
         guard let status = DFUStatus(bytes: reply) else {
             throw .malformedReply("GETSTATUS returned \(reply.count) bytes \(hex(reply)), expected 6 with a known status and state")
         }
@@ -195,46 +261,50 @@ public struct DFUInterface: Sendable {
 
     /// DFU_GETSTATUS, then waits the device's bwPollTimeout before returning (DFU 1.1 §6.1.2:
     /// the host must not send the next GETSTATUS sooner; dfu-util sleeps after every reply).
-    public func pollStatus() async throws(DFUError.Reason) -> DFUStatus {
-        let status = try await getStatus()
+    public func pollStatus() throws(DFUError.Reason) -> DFUStatus {
+        let status = try getStatus()
         if status.pollTimeoutMilliseconds > 0 {
-            // A cancelled task stops here instead of polling on until its timeout.
-            do { try await Task.sleep(for: .milliseconds(Int(status.pollTimeoutMilliseconds))) } catch {
-                throw .transfer(.cancelled, request: .getStatus)
+            // A cancelled step stops here instead of polling on until its timeout.
+            do { try step.sleep(for: .milliseconds(Int(status.pollTimeoutMilliseconds))) } catch {
+                throw .transfer(error, request: .getStatus)
             }
         }
         return status
     }
 
-    public func getState() async throws(DFUError.Reason) -> DFUState {
-        let reply = try await transfer(.getState, length: 1, input: true)
+    public func getState() throws(DFUError.Reason) -> DFUState {
+        let reply = try transfer(.getState, length: 1, input: true)
         guard reply.count == 1, let state = DFUState(rawValue: reply[0]) else {
             throw .malformedReply("GETSTATE returned \(hex(reply)), expected one known state byte")
         }
         return state
     }
 
-    public func clearStatus() async throws(DFUError.Reason) {
-        _ = try await transfer(.clrStatus, input: false)
+    public func clearStatus() throws(DFUError.Reason) {
+        _ = try transfer(.clrStatus, input: false)
     }
 
-    public func abort() async throws(DFUError.Reason) {
-        _ = try await transfer(.abort, input: false)
+    public func abort() throws(DFUError.Reason) {
+        _ = try transfer(.abort, input: false)
     }
 
     /// DFU_DETACH with wTimeout in ms (run-time mode only).
-    public func detach(timeoutMilliseconds: UInt16 = 1000) async throws(DFUError.Reason) {
-        _ = try await transfer(.detach, value: timeoutMilliseconds, input: false)
+    public func detach(timeoutMilliseconds: UInt16 = 1000) throws(DFUError.Reason) {
+        _ = try transfer(.detach, value: timeoutMilliseconds, input: false)
     }
 
-    public func download(block: UInt16, _ data: [UInt8]) async throws(DFUError.Reason) {
+    public func download(block: UInt16, _ data: [UInt8]) throws(DFUError.Reason) {
         guard data.count <= Int(UInt16.max) else { throw .malformedReply("DNLOAD block of \(data.count) bytes exceeds wLength") }
-        _ = try await transfer(.dnload, value: block, length: UInt16(data.count), data: data, input: false)
+        _ = try transfer(.dnload, value: block, length: UInt16(data.count), data: data, input: false)
     }
 
-    public func upload(block: UInt16, length: Int) async throws(DFUError.Reason) -> [UInt8] {
-        let reply = try await transfer(.upload, value: block, length: UInt16(clamping: length), input: true)
-        return reply
+    public func upload(block: UInt16, length: Int) throws(DFUError.Reason) -> [UInt8] {
+        try transfer(.upload, value: block, length: UInt16(clamping: length), input: true)
+    }
+
+    /// Throws `.transfer(.cancelled, …)` if the step was cancelled: the check between blocks.
+    func checkCancellation(_ request: DFURequest) throws(DFUError.Reason) {
+        if step.isCancelled { throw .transfer(.cancelled, request: request) }
     }
 }
 

@@ -49,18 +49,18 @@ public enum DfuSeBlock {
 /// poll already waits for the flash).
 let maximumBusyPolls = 100
 
-extension DFUInterface {
+extension DFUSession {
     /// Sends a DfuSe command and runs it to completion: the first GETSTATUS must say dfuDNBUSY (the
     /// device executes the command then, AN2662 p.77), later ones are polled until it leaves
     /// dfuDNBUSY; success is dfuDNLOAD-IDLE with status OK.
-    public func dfuseCommand(_ command: DfuSeCommand) async throws(DFUError.Reason) {
-        try await download(block: DfuSeBlock.command, command.bytes)
-        var status = try await pollStatus()
+    public func dfuseCommand(_ command: DfuSeCommand) throws(DFUError.Reason) {
+        try download(block: DfuSeBlock.command, command.bytes)
+        var status = try pollStatus()
         try status.requireNoError()
         guard status.state == .dnbusy else {
             throw .unexpectedState(status.state, expected: [.dnbusy])
         }
-        try await pollUntilNotBusy(&status)
+        try pollUntilNotBusy(&status)
         try status.requireNoError()
         guard status.state == .dnloadIdle else {
             throw .unexpectedState(status.state, expected: [.dnloadIdle])
@@ -68,59 +68,59 @@ extension DFUInterface {
     }
 
     /// After a data DNLOAD: GETSTATUS until dfuDNLOAD-IDLE (dfu-util's data-chunk loop, §3.4).
-    public func completeDataBlock() async throws(DFUError.Reason) {
-        var status = try await pollStatus()
+    public func completeDataBlock() throws(DFUError.Reason) {
+        var status = try pollStatus()
         try status.requireNoError()
-        try await pollUntilNotBusy(&status)
+        try pollUntilNotBusy(&status)
         try status.requireNoError()
         guard status.state == .dnloadIdle else {
             throw .unexpectedState(status.state, expected: [.dnloadIdle])
         }
     }
 
-    func pollUntilNotBusy(_ status: inout DFUStatus) async throws(DFUError.Reason) {
+    func pollUntilNotBusy(_ status: inout DFUStatus) throws(DFUError.Reason) {
         var polls = 0
         while status.state == .dnbusy || status.state == .dnloadSync {
             polls += 1
             guard polls <= maximumBusyPolls else { throw .stuckBusy(polls: polls) }
-            status = try await pollStatus()
+            status = try pollStatus()
             try status.requireNoError()
         }
     }
 
     /// ABORT, then GETSTATUS must show dfuIDLE (dfu-util's "abort to idle").
-    public func abortToIdle() async throws(DFUError.Reason) {
-        try await abort()
-        let status = try await pollStatus()
+    public func abortToIdle() throws(DFUError.Reason) {
+        try abort()
+        let status = try pollStatus()
         try status.requireNoError()
         guard status.state == .dfuIdle else { throw .unexpectedState(status.state, expected: [.dfuIdle]) }
     }
 
     /// UPLOAD with wValue 0: the command bytes the device supports (reference §2.1).
-    public func dfuseSupportedCommands() async throws(DFUError.Reason) -> [UInt8] {
-        let reply = try await upload(block: 0, length: 32)
-        try await abortToIdle()
+    public func dfuseSupportedCommands() throws(DFUError.Reason) -> [UInt8] {
+        let reply = try upload(block: 0, length: 32)
+        try abortToIdle()
         return reply
     }
 
     /// Brings the device to dfuIDLE from wherever it was left (dfu-util `main.c` start-up: dfuERROR
     /// → CLRSTATUS, DNLOAD/UPLOAD-IDLE → ABORT, a non-OK status → CLRSTATUS), and returns the status.
-    public func ensureIdle() async throws(DFUError.Reason) -> DFUStatus {
-        var status = try await pollStatus()
+    public func ensureIdle() throws(DFUError.Reason) -> DFUStatus {
+        var status = try pollStatus()
         for _ in 0..<4 {
             switch status.state {
             case .dfuIdle where status.status == .ok:
                 return status
             case .dfuError, .dfuIdle:
-                try await clearStatus()
+                try clearStatus()
             case .dnloadIdle, .uploadIdle, .dnloadSync, .manifestSync:
-                try await abort()
+                try abort()
             case .appIdle, .appDetach:
                 throw .notInDFUMode(status.state)
             case .dnbusy, .manifest, .manifestWaitReset:
                 break
             }
-            status = try await pollStatus()
+            status = try pollStatus()
         }
         guard status.state == .dfuIdle, status.status == .ok else {
             throw .unexpectedState(status.state, expected: [.dfuIdle])
@@ -130,13 +130,13 @@ extension DFUInterface {
 
     /// Best effort after a failure: clear dfuERROR or abort a transfer so the device is usable again.
     /// Returns whether it ended in dfuIDLE. Never throws: the original error is what matters.
-    public func recoverToIdle() async -> Bool {
+    public func recoverToIdle() -> Bool {
         for _ in 0..<3 {
-            guard let status = try? await getStatus() else { return false }
+            guard let status = try? getStatus() else { return false }
             switch status.state {
             case .dfuIdle where status.status == .ok: return true
-            case .dfuError, .dfuIdle: guard (try? await clearStatus()) != nil else { return false }
-            case .dnloadIdle, .uploadIdle, .dnloadSync, .manifestSync: guard (try? await abort()) != nil else { return false }
+            case .dfuError, .dfuIdle: guard (try? clearStatus()) != nil else { return false }
+            case .dnloadIdle, .uploadIdle, .dnloadSync, .manifestSync: guard (try? abort()) != nil else { return false }
             default: return false
             }
         }
@@ -146,15 +146,15 @@ extension DFUInterface {
     /// Leave DFU mode: zero-length DNLOAD, then GETSTATUS, which makes the device manifest (reference
     /// §2.2). Gen2 Particle answers dfuDNLOAD-IDLE, Gen3 dfuMANIFEST; a device that drops off the bus
     /// before answering has also left, so a disconnect there is success.
-    public func leave() async throws(DFUError.Reason) {
+    public func leave() throws(DFUError.Reason) {
         do {
-            try await download(block: DfuSeBlock.firstData, [])
+            try download(block: DfuSeBlock.firstData, [])
         } catch .transfer(.disconnected, _) {
             return
         }
         let status: DFUStatus
         do {
-            status = try await getStatus()
+            status = try getStatus()
         } catch .transfer(.disconnected, _) {
             return
         } catch .transfer(.io, _) {
@@ -163,6 +163,37 @@ extension DFUInterface {
         try status.requireNoError()
         let leaving: [DFUState] = [.manifest, .manifestSync, .manifestWaitReset, .dnloadIdle, .dfuIdle]
         guard leaving.contains(status.state) else { throw .unexpectedState(status.state, expected: leaving) }
+    }
+}
+
+/// The DfuSe sequences as single calls from async code: each runs whole on the device's thread.
+extension DFUInterface {
+    public func dfuseCommand(_ command: DfuSeCommand) async throws(DFUError.Reason) {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.dfuseCommand(command) }
+    }
+
+    public func completeDataBlock() async throws(DFUError.Reason) {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.completeDataBlock() }
+    }
+
+    public func abortToIdle() async throws(DFUError.Reason) {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.abortToIdle() }
+    }
+
+    public func dfuseSupportedCommands() async throws(DFUError.Reason) -> [UInt8] {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.dfuseSupportedCommands() }
+    }
+
+    public func ensureIdle() async throws(DFUError.Reason) -> DFUStatus {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.ensureIdle() }
+    }
+
+    public func recoverToIdle() async -> Bool {
+        await run { (dfu) -> Bool in dfu.recoverToIdle() }
+    }
+
+    public func leave() async throws(DFUError.Reason) {
+        try await run { (dfu) throws(DFUError.Reason) in try dfu.leave() }
     }
 }
 

@@ -44,15 +44,24 @@ public struct DfuSeDevice: Sendable {
 
     public var transport: any ControlTransport { interface.transport }
 
-    /// Reads the descriptors and checks this is a DfuSe device in DFU mode.
+    /// Reads the descriptors and checks this is a DfuSe device in DFU mode (on the device's thread,
+    /// one hand-off for the whole sequence).
     public static func open(_ transport: any ControlTransport, interfaceNumber: UInt8 = 0,
                             requestTimeout: Duration = .seconds(5)) async throws(DFUError) -> DfuSeDevice {
-        let reader = USBDescriptorReader(transport: transport)
-        func step<T>(_ body: () async throws(DFUError.Reason) -> T) async throws(DFUError) -> T {
-            do { return try await body() } catch { throw DFUError(operation: .readDescriptors, reason: error) }
+        try await transport.withBlockingControl { (control) throws(DFUError) -> DfuSeDevice in
+            try open(control, transport: transport, interfaceNumber: interfaceNumber, requestTimeout: requestTimeout)
         }
-        let device = try await step { () async throws(DFUError.Reason) in try await reader.deviceDescriptor() }
-        let configuration = try await step { () async throws(DFUError.Reason) in try await reader.configuration() }
+    }
+
+    /// The same, on the device's thread: `control` is `transport`'s synchronous side.
+    public static func open(_ control: any BlockingControl, transport: any ControlTransport, interfaceNumber: UInt8 = 0,
+                            requestTimeout: Duration = .seconds(5)) throws(DFUError) -> DfuSeDevice {
+        let reader = USBDescriptorSession(control: control)
+        func step<T>(_ body: () throws(DFUError.Reason) -> T) throws(DFUError) -> T {
+            do { return try body() } catch { throw DFUError(operation: .readDescriptors, reason: error) }
+        }
+        let device = try step { () throws(DFUError.Reason) in try reader.deviceDescriptor() }
+        let configuration = try step { () throws(DFUError.Reason) in try reader.configuration() }
         let dfuInterfaces = configuration.interfaces.filter { $0.interfaceNumber == interfaceNumber && $0.isDFU }
         guard !dfuInterfaces.isEmpty else {
             throw DFUError(operation: .readDescriptors, reason: .descriptor("interface \(interfaceNumber) is not a DFU interface"))
@@ -68,12 +77,12 @@ public struct DfuSeDevice: Sendable {
         }
         var alts: [DfuSeAlternateSetting] = []
         for descriptor in dfuInterfaces {
-            let name = try await step { () async throws(DFUError.Reason) in try await reader.string(index: descriptor.stringIndex) } ?? ""
+            let name = try step { () throws(DFUError.Reason) in try reader.string(index: descriptor.stringIndex) } ?? ""
             alts.append(DfuSeAlternateSetting(alt: descriptor.alternateSetting, name: name,
                                               layout: try? DfuSeMemoryLayout(parsing: name)))
         }
-        let serial = try await step { () async throws(DFUError.Reason) in try await reader.string(index: device.serialNumberIndex) }
-        let product = try await step { () async throws(DFUError.Reason) in try await reader.string(index: device.productIndex) }
+        let serial = try step { () throws(DFUError.Reason) in try reader.string(index: device.serialNumberIndex) }
+        let product = try step { () throws(DFUError.Reason) in try reader.string(index: device.productIndex) }
         return DfuSeDevice(interface: DFUInterface(transport: transport, number: interfaceNumber, timeout: requestTimeout),
                            device: device, configuration: configuration, functional: functional,
                            alternateSettings: alts.sorted { $0.alt < $1.alt }, serialNumber: serial, productName: product,

@@ -241,7 +241,8 @@ public enum USBStringDescriptor {
     }
 }
 
-/// GET_DESCRIPTOR requests (USB 2.0 §9.4.3) over the transport.
+/// GET_DESCRIPTOR requests (USB 2.0 §9.4.3) over the transport; each call runs on the device's
+/// thread (`USBDescriptorSession` does the work).
 public struct USBDescriptorReader: Sendable {
     public let transport: any ControlTransport
     /// libusb's inline helpers use 1000 ms (reference §3.6).
@@ -252,33 +253,69 @@ public struct USBDescriptorReader: Sendable {
         self.timeout = timeout
     }
 
+    private func run<T: Sendable>(_ body: @escaping @Sendable (USBDescriptorSession) throws(DFUError.Reason) -> T) async throws(DFUError.Reason) -> T {
+        let timeout = timeout
+        return try await transport.withBlockingControl { (control) throws(DFUError.Reason) -> T in
+            try body(USBDescriptorSession(control: control, timeout: timeout))
+        }
+    }
+
     public func raw(type: USBDescriptorType, index: UInt8, language: UInt16 = 0, length: UInt16) async throws(DFUError.Reason) -> [UInt8] {
+        try await run { (reader) throws(DFUError.Reason) in try reader.raw(type: type, index: index, language: language, length: length) }
+    }
+
+    public func deviceDescriptor() async throws(DFUError.Reason) -> USBDeviceDescriptor {
+        try await run { (reader) throws(DFUError.Reason) in try reader.deviceDescriptor() }
+    }
+
+    public func configuration(index: UInt8 = 0) async throws(DFUError.Reason) -> USBConfiguration {
+        try await run { (reader) throws(DFUError.Reason) in try reader.configuration(index: index) }
+    }
+
+    /// The string at `index` in the device's first language; nil for index 0 (no string).
+    public func string(index: UInt8) async throws(DFUError.Reason) -> String? {
+        try await run { (reader) throws(DFUError.Reason) in try reader.string(index: index) }
+    }
+}
+
+/// GET_DESCRIPTOR requests on the device's thread.
+public struct USBDescriptorSession {
+    public let control: any BlockingControl
+    /// libusb's inline helpers use 1000 ms (reference §3.6).
+    public var timeout: Duration
+
+    public init(control: any BlockingControl, timeout: Duration = .seconds(1)) {
+        self.control = control
+        self.timeout = timeout
+    }
+
+    public func raw(type: USBDescriptorType, index: UInt8, language: UInt16 = 0, length: UInt16) throws(DFUError.Reason) -> [UInt8] {
         let setup = ControlSetup(requestType: 0x80, request: 6, value: UInt16(type.rawValue) << 8 | UInt16(index),
                                  index: language, length: length)
         do {
-            return try await transport.control(setup, data: [], timeout: timeout)
+            return try control.control(setup, data: [], timeout: timeout)
         } catch {
             throw .transfer(error, request: nil)
         }
     }
 
-    public func deviceDescriptor() async throws(DFUError.Reason) -> USBDeviceDescriptor {
-        try USBDeviceDescriptor(bytes: try await raw(type: .device, index: 0, length: 18))
+    public func deviceDescriptor() throws(DFUError.Reason) -> USBDeviceDescriptor {
+        try USBDeviceDescriptor(bytes: try raw(type: .device, index: 0, length: 18))
     }
 
-    public func configuration(index: UInt8 = 0) async throws(DFUError.Reason) -> USBConfiguration {
-        let head = try await raw(type: .configuration, index: index, length: 9)
+    public func configuration(index: UInt8 = 0) throws(DFUError.Reason) -> USBConfiguration {
+        let head = try raw(type: .configuration, index: index, length: 9)
         guard head.count >= 4 else { throw .descriptor("configuration descriptor header is \(head.count) bytes") }
         let total = le16(head, 2)
-        return try USBConfiguration(bytes: try await raw(type: .configuration, index: index, length: total))
+        return try USBConfiguration(bytes: try raw(type: .configuration, index: index, length: total))
     }
 
     /// The string at `index` in the device's first language; nil for index 0 (no string).
-    public func string(index: UInt8) async throws(DFUError.Reason) -> String? {
+    public func string(index: UInt8) throws(DFUError.Reason) -> String? {
         guard index != 0 else { return nil }
-        let languages = try await raw(type: .string, index: 0, length: 255)
+        let languages = try raw(type: .string, index: 0, length: 255)
         let language = languages.count >= 4 ? le16(languages, 2) : USBStringDescriptor.englishUS
-        return try USBStringDescriptor.decode(try await raw(type: .string, index: index, language: language, length: 255))
+        return try USBStringDescriptor.decode(try raw(type: .string, index: index, language: language, length: 255))
     }
 }
 

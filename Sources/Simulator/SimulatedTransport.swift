@@ -9,10 +9,10 @@ import Foundation
 /// claim (DFU mode) until `close()`, after which its calls fail with `.disconnected`. Made with
 /// `init(device:session:)` it is an unowned view (claims nothing; `close()` does nothing).
 ///
-/// `control` waits with `Task.sleep` (suspends, never blocks the cooperative pool). Callers that
-/// run on their own threads (a socket server serving a C client) use `controlBlocking`, which
-/// sleeps the calling thread instead.
-public struct SimulatedTransport: ClosableControlTransport, Hashable {
+/// `control` waits with `Task.sleep` (suspends, never blocks the cooperative pool). DFU operations
+/// run whole on a thread of their own (`onDeviceThread`), and callers that have their own threads
+/// (a socket server serving a C client) use `controlBlocking`; both sleep that thread instead.
+public struct SimulatedTransport: ClosableControlTransport, DeviceThreadTransport, Hashable {
     public let device: SimulatedDevice
     /// Which enumeration of the device this transport belongs to.
     public let session: UInt64
@@ -82,16 +82,51 @@ public struct SimulatedTransport: ClosableControlTransport, Hashable {
 
     /// The same transfer for a caller on its own thread: sleeps that thread, not a task.
     public func controlBlocking(_ setup: ControlSetup, data: [UInt8], timeout: Duration) throws(USBTransferError) -> [UInt8] {
-        try checkOpen()
-        if let ready = try device.reserve(session: session, setup: setup) {
-            let wait = ready - ContinuousClock.now
-            if wait > timeout {
-                Thread.sleep(forTimeInterval: seconds(timeout))
-                throw .timeout
-            }
+        try controlOnThread(setup, data: data, timeout: timeout) { deadline in
+            let wait = deadline - ContinuousClock.now
             if wait > .zero { Thread.sleep(forTimeInterval: seconds(wait)) }
         }
+    }
+
+    /// A transfer on the calling thread, waiting out the device's latency with `sleep`.
+    func controlOnThread(_ setup: ControlSetup, data: [UInt8], timeout: Duration,
+                         sleep: (ContinuousClock.Instant) throws(USBTransferError) -> Void) throws(USBTransferError) -> [UInt8] {
+        try checkOpen()
+        if let ready = try device.reserve(session: session, setup: setup) {
+            let now = ContinuousClock.now
+            if ready - now > timeout {
+                // The device NAKs until it is done; the host gives up first.
+                try sleep(now + timeout)
+                throw .timeout
+            }
+            try sleep(ready)
+        }
         return try device.execute(session: session, setup: setup, data: data)
+    }
+
+    /// Runs a whole DFU operation on a thread of its own, where the device's latency (flash
+    /// erase and program times) sleeps that thread; cancelling the caller wakes those sleeps.
+    public func onDeviceThread<T: Sendable, E: Error>(_ body: @escaping @Sendable (any BlockingControl) throws(E) -> T) async throws(E) -> T {
+        let transport = self
+        return try await DeviceThread.run(name: "sim \(device.deviceID)") { (step) throws(E) -> T in
+            try body(ThreadControl(transport: transport, step: step))
+        }
+    }
+
+    /// Synchronous control on the operation's thread.
+    struct ThreadControl: BlockingControl {
+        let transport: SimulatedTransport
+        let step: DeviceStep
+
+        func control(_ setup: ControlSetup, data: [UInt8], timeout: Duration) throws(USBTransferError) -> [UInt8] {
+            try transport.controlOnThread(setup, data: data, timeout: timeout) { deadline throws(USBTransferError) in
+                try step.sleep(until: deadline)
+            }
+        }
+
+        func selectAlternateSetting(interface: UInt8, alternateSetting: UInt8) throws(USBTransferError) {
+            _ = try control(SimulatedTransport.setInterface(interface, alternateSetting), data: [], timeout: .seconds(1))
+        }
     }
 
     public func selectAlternateSettingBlocking(interface: UInt8, alternateSetting: UInt8) throws(USBTransferError) {

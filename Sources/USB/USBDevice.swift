@@ -1,9 +1,10 @@
 import CLibUSB
 import DFU
 
-/// An opened device: a `ControlTransport` over libusb's synchronous control transfers, each run
-/// on this device's own thread so a long transfer (a sector erase) blocks nothing else.
-public final class USBDevice: ClosableControlTransport, @unchecked Sendable {
+/// An opened device: a `ControlTransport` over libusb's synchronous control transfers, run on
+/// this device's own thread so a long transfer (a sector erase) blocks nothing else. DFU
+/// operations run there whole (`onDeviceThread`); single `control` calls hop there one by one.
+public final class USBDevice: ClosableControlTransport, DeviceThreadTransport, @unchecked Sendable {
     public let info: USBDeviceInfo
     private let context: USBContext       // keeps libusb alive while the device is open
     private let handle: OpaquePointer
@@ -38,33 +39,82 @@ public final class USBDevice: ClosableControlTransport, @unchecked Sendable {
     public var portPath: USBPortPath { info.portPath }
 
     public func control(_ setup: ControlSetup, data: [UInt8], timeout: Duration) async throws(USBTransferError) -> [UInt8] {
-        if !setup.isDeviceToHost && data.count != Int(setup.length) {
-            throw USBTransferError.io("host-to-device data is \(data.count) bytes but wLength is \(setup.length)")
-        }
-        let milliseconds = UInt32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
-        return try await worker.perform { () throws(USBTransferError) -> [UInt8] in
-            guard !self.closed else { throw USBTransferError.disconnected }
-            var buffer = setup.isDeviceToHost ? [UInt8](repeating: 0, count: Int(setup.length)) : data
-            let result = buffer.withUnsafeMutableBufferPointer { bytes in
-                libusb_control_transfer(self.handle, setup.requestType, setup.request, setup.value, setup.index,
-                                        bytes.baseAddress, setup.length, max(milliseconds, 1))
-            }
-            guard result >= 0 else { throw Self.transferError(result) }
-            return setup.isDeviceToHost ? Array(buffer.prefix(Int(result))) : []
+        try await worker.perform { () throws(USBTransferError) -> [UInt8] in
+            try self.controlOnWorker(setup, data: data, timeout: timeout)
         }
     }
 
     public func selectAlternateSetting(interface: UInt8, alternateSetting: UInt8) async throws(USBTransferError) {
         try await worker.perform { () throws(USBTransferError) in
-            guard !self.closed else { throw USBTransferError.disconnected }
-            if self.claimedInterface != interface {
-                let claim = libusb_claim_interface(self.handle, Int32(interface))
-                guard claim == 0 else { throw Self.transferError(claim) }
-                self.claimedInterface = interface
-            }
-            let result = libusb_set_interface_alt_setting(self.handle, Int32(interface), Int32(alternateSetting))
-            guard result == 0 else { throw Self.transferError(result) }
+            try self.selectAlternateSettingOnWorker(interface: interface, alternateSetting: alternateSetting)
         }
+    }
+
+    /// Runs a whole DFU operation on this device's worker thread: one hand-off in, one out, with
+    /// libusb's synchronous transfers in between.
+    public func onDeviceThread<T: Sendable, E: Error>(_ body: @escaping @Sendable (any BlockingControl) throws(E) -> T) async throws(E) -> T {
+        try await DeviceStep.run { (step, finish: @escaping @Sendable (Result<T, E>) -> Void) in
+            self.worker.enqueue {
+                do throws(E) {
+                    finish(.success(try body(WorkerControl(device: self, step: step))))
+                } catch {
+                    finish(.failure(error))
+                }
+            }
+        }
+    }
+
+    /// The device's synchronous control, valid only on its worker thread.
+    private struct WorkerControl: BlockingControl {
+        let device: USBDevice
+        let step: DeviceStep
+
+        func control(_ setup: ControlSetup, data: [UInt8], timeout: Duration) throws(USBTransferError) -> [UInt8] {
+            try device.controlOnWorker(setup, data: data, timeout: timeout)
+        }
+
+        func selectAlternateSetting(interface: UInt8, alternateSetting: UInt8) throws(USBTransferError) {
+            try device.selectAlternateSettingOnWorker(interface: interface, alternateSetting: alternateSetting)
+        }
+    }
+
+    /// libusb_control_transfer; call only on the worker thread.
+    private func controlOnWorker(_ setup: ControlSetup, data: [UInt8], timeout: Duration) throws(USBTransferError) -> [UInt8] {
+        if !setup.isDeviceToHost && data.count != Int(setup.length) {
+            throw USBTransferError.io("host-to-device data is \(data.count) bytes but wLength is \(setup.length)")
+        }
+        guard !closed else { throw USBTransferError.disconnected }
+        let milliseconds = UInt32(clamping: timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000)
+        if setup.isDeviceToHost {
+            let length = Int(setup.length)
+            var received: Int32 = 0
+            let reply = [UInt8](unsafeUninitializedCapacity: length) { bytes, count in
+                received = libusb_control_transfer(handle, setup.requestType, setup.request, setup.value, setup.index,
+                                                   bytes.baseAddress, setup.length, max(milliseconds, 1))
+                count = received > 0 ? min(Int(received), length) : 0
+            }
+            guard received >= 0 else { throw Self.transferError(received) }
+            return reply
+        }
+        var buffer = data
+        let result = buffer.withUnsafeMutableBufferPointer { bytes in
+            libusb_control_transfer(handle, setup.requestType, setup.request, setup.value, setup.index,
+                                    bytes.baseAddress, setup.length, max(milliseconds, 1))
+        }
+        guard result >= 0 else { throw Self.transferError(result) }
+        return []
+    }
+
+    /// Claims the interface if needed and sets the alternate setting; call only on the worker thread.
+    private func selectAlternateSettingOnWorker(interface: UInt8, alternateSetting: UInt8) throws(USBTransferError) {
+        guard !closed else { throw USBTransferError.disconnected }
+        if claimedInterface != interface {
+            let claim = libusb_claim_interface(handle, Int32(interface))
+            guard claim == 0 else { throw Self.transferError(claim) }
+            claimedInterface = interface
+        }
+        let result = libusb_set_interface_alt_setting(handle, Int32(interface), Int32(alternateSetting))
+        guard result == 0 else { throw Self.transferError(result) }
     }
 
     /// Releases the interface and closes the device. Later transfers fail with `.disconnected`.
