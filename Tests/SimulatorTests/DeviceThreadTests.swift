@@ -95,6 +95,8 @@ final class ProgressCalls: @unchecked Sendable {
             Issue.record("expected a cancelled write, got \(result)")
             return
         }
-        #expect(elapsed < .seconds(2), "stopped after \(elapsed)")
+        // Stopped early, not after the whole image: less was programmed than was sent. (Not a
+        // timed assertion: a loaded 2-core machine makes any bound flaky.)
+        #expect(device.statistics.bytesProgrammed < length, "programmed \(device.statistics.bytesProgrammed) of \(length) bytes in \(elapsed)")
     }
 }
