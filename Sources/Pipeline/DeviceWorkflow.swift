@@ -168,7 +168,7 @@ final class DeviceWorkflow {
             emit(.stepStarted, step: step, attempt: attempt)
             do {
                 try await body(of: step)
-                timings.append(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
+                await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
                 return
             } catch let error as StopRequested {
                 throw error
@@ -187,10 +187,23 @@ final class DeviceWorkflow {
                     if await context.stop.sleep(for: definition.retries.maxBackoff) { throw StopRequested(heldBy: "\(error)") }
                     continue
                 }
-                timings.append(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
+                await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt),
+                                 failure: "\(error)")
                 throw StepFailed(step: step, error: error, attempts: attempt)
             }
         }
+    }
+
+    /// Keeps a step's timing for the run's report and records it in the registry for
+    /// `keyline report` (one INSERT). Timings are a report, not a state: when the registry refuses
+    /// or the run stops while it is away, the step goes unrecorded rather than failing the device.
+    private func recordStep(_ timing: StepTiming, failure: String? = nil) async {
+        timings.append(timing)
+        let record = StepRecord(jobID: context.jobID, deviceID: deviceID, step: timing.step.rawValue, startedAt: timing.started,
+                                seconds: timing.seconds, attempts: timing.attempts, outcome: failure == nil ? .done : .failed,
+                                reason: failure, portPath: port.description, station: definition.station)
+        let registry = context.registry
+        _ = try? await persist { try await registry.recordStep(record) }
     }
 
     private func body(of step: ProvisioningStep) async throws {

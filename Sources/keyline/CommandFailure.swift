@@ -6,6 +6,8 @@ import Foundation
 enum KeylineExit: Int32, CaseIterable {
     case success = 0
     case failure = 1
+    /// `audit`: at least one finding is an error.
+    case auditErrors = 2
     /// `provision`: some devices failed, the others finished.
     case someDevicesFailed = 3
     case usage = 64
@@ -32,6 +34,7 @@ enum KeylineExit: Int32, CaseIterable {
         EXIT CODES
           0   success
           1   failure not listed below
+          2   audit: at least one finding is an error
           3   provision: some devices failed, the others are done
           64  usage error (bad option or argument)
           65  bad input data (malformed or unsuitable key, blob, backup, pipeline)

@@ -14,6 +14,8 @@ struct Keyline: AsyncParsableCommand {
             SimCommand.self,
             EscrowCommand.self,
             DatabaseCommand.self,
+            AuditCommand.self,
+            ReportCommand.self,
         ]
     )
 }
