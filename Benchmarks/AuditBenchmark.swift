@@ -43,8 +43,8 @@ enum AuditBenchmarkData {
             try transaction.execute("""
                 INSERT INTO jobs (product_id, station, pipeline, status, started_at, finished_at)
                 SELECT 'bench', 'station-' || (j % 8), 'bench.yaml', 'completed', now(), now()
-                FROM generate_series((SELECT coalesce(max(id), 0) + 1 FROM jobs)::bigint, ($2::bigint - 1) / 10000 + 1) j
-                """, [first, last])
+                FROM generate_series((SELECT coalesce(max(id), 0) + 1 FROM jobs)::bigint, ($1::bigint - 1) / 10000 + 1) j
+                """, [last])
             try transaction.execute("""
                 CREATE TEMP TABLE gen ON COMMIT DROP AS
                 SELECT i, lpad(to_hex(i), 24, '0') AS device_id, (i - 1) / 10000 + 1 AS job_id,

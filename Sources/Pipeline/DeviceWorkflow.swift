@@ -196,14 +196,21 @@ final class DeviceWorkflow {
 
     /// Keeps a step's timing for the run's report and records it in the registry for
     /// `keyline report` (one INSERT). Timings are a report, not a state: when the registry refuses
-    /// or the run stops while it is away, the step goes unrecorded rather than failing the device.
+    /// (a login without the grant, a registry not migrated to 0004) or the run stops while it is
+    /// away, the step goes unrecorded rather than holding or failing the device.
     private func recordStep(_ timing: StepTiming, failure: String? = nil) async {
         timings.append(timing)
         let record = StepRecord(jobID: context.jobID, deviceID: deviceID, step: timing.step.rawValue, startedAt: timing.started,
                                 seconds: timing.seconds, attempts: timing.attempts, outcome: failure == nil ? .done : .failed,
                                 reason: failure, portPath: port.description, station: definition.station)
         let registry = context.registry
-        _ = try? await persist { try await registry.recordStep(record) }
+        do {
+            try await registry.recordStep(record)
+        } catch where error.failureClass == .retryable {
+            _ = try? await persist { try await registry.recordStep(record) }  // the registry is away: wait as for a state
+        } catch {
+            emit(.note, step: timing.step, message: "the step's timing was not recorded: \(error)")
+        }
     }
 
     private func body(of step: ProvisioningStep) async throws {
