@@ -18,6 +18,8 @@ let benchmarks: [Benchmark] = [
 ]
 
 let onRequest: [Benchmark] = [
+    // Fills a database with 1M registrations: `keyline-bench audit` (needs the release keyline beside it).
+    Benchmark(name: "audit", run: auditBenchmark),
     Benchmark(name: "keygen-readback", run: keygenReadbackBenchmark),
 ]
 

@@ -177,7 +177,7 @@ final class DeviceWorkflow {
             emit(.stepStarted, step: step, attempt: attempt)
             do {
                 try await body(of: step)
-                timings.append(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
+                await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
                 return
             } catch let error as StopRequested {
                 throw error
@@ -200,9 +200,29 @@ final class DeviceWorkflow {
                     if await context.stop.sleep(for: definition.retries.maxBackoff) { throw StopRequested(heldBy: "\(error)") }
                     continue
                 }
-                timings.append(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
+                await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt),
+                                 failure: "\(error)")
                 throw StepFailed(step: step, error: error, attempts: attempt)
             }
+        }
+    }
+
+    /// Keeps a step's timing for the run's report and records it in the registry for
+    /// `keyline report` (one INSERT). Timings are a report, not a state: when the registry refuses
+    /// (a login without the grant, a registry not migrated to 0004) or the run stops while it is
+    /// away, the step goes unrecorded rather than holding or failing the device.
+    private func recordStep(_ timing: StepTiming, failure: String? = nil) async {
+        timings.append(timing)
+        let record = StepRecord(jobID: context.jobID, deviceID: deviceID, step: timing.step.rawValue, startedAt: timing.started,
+                                seconds: timing.seconds, attempts: timing.attempts, outcome: failure == nil ? .done : .failed,
+                                reason: failure, portPath: port.description, station: definition.station)
+        let registry = context.registry
+        do {
+            try await registry.recordStep(record)
+        } catch where error.failureClass == .retryable {
+            _ = try? await persist { try await registry.recordStep(record) }  // the registry is away: wait as for a state
+        } catch {
+            emit(.note, step: timing.step, message: "the step's timing was not recorded: \(error)")
         }
     }
 

@@ -97,7 +97,7 @@ public final class PostgresConnection: @unchecked Sendable {
 
     // MARK: - On the queue
 
-    private func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    func onQueue<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
             queue.async { continuation.resume(with: Result { try work() }) }
         }
@@ -148,7 +148,7 @@ public final class PostgresConnection: @unchecked Sendable {
         return value
     }
 
-    private func rollbackQuietly() {
+    func rollbackQuietly() {
         guard let handle, PQstatus(handle) == CONNECTION_OK else { return }
         if let result = PQexec(handle, "ROLLBACK") { PQclear(result) }
     }
@@ -281,7 +281,7 @@ public final class PostgresConnection: @unchecked Sendable {
     }
 
     /// Makes sure an idle connection is still there; reconnects if the server closed it.
-    private func ensureLive() throws {
+    func ensureLive() throws {
         guard let handle else { return try openIfNeeded() }
         // The server closes an idle connection by sending an error and then EOF: the socket turns
         // readable while nothing is pending. Consume until it is quiet (an asynchronous notice or

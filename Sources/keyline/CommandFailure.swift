@@ -6,6 +6,8 @@ import Foundation
 enum KeylineExit: Int32, CaseIterable {
     case success = 0
     case failure = 1
+    /// `audit`: at least one finding is an error.
+    case auditErrors = 2
     /// `provision`, `restore --batch`: some devices failed, the others finished.
     case someDevicesFailed = 3
     /// `restore` refusals (nothing was written to the device), one code each.
@@ -40,6 +42,7 @@ enum KeylineExit: Int32, CaseIterable {
         EXIT CODES
           0   success
           1   failure not listed below
+          2   audit: at least one finding is an error
           3   provision, restore --batch: some devices failed, the others are done
           10–16 restore refusals (see `keyline restore --help`); nothing was written to the device
           64  usage error (bad option or argument)

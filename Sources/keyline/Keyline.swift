@@ -15,6 +15,8 @@ struct Keyline: AsyncParsableCommand {
             SimCommand.self,
             EscrowCommand.self,
             DatabaseCommand.self,
+            AuditCommand.self,
+            ReportCommand.self,
         ]
     )
 }

@@ -1,0 +1,68 @@
+import Foundation
+
+/// A workflow step a device ran in a job, as the station records it when the step ends.
+public struct StepRecord: Sendable, Hashable, Codable {
+    public enum Outcome: String, Sendable, Hashable, Codable { case done, failed }
+
+    public var jobID: Int64
+    public var deviceID: String
+    /// Pipeline's `ProvisioningStep` raw value (`flash`, `device_key` …).
+    public var step: String
+    public var startedAt: Date
+    public var seconds: Double
+    public var attempts: Int
+    public var outcome: Outcome
+    /// Why it failed (required when `outcome` is `.failed`).
+    public var reason: String?
+    public var portPath: String?
+    public var station: String
+
+    public init(jobID: Int64, deviceID: String, step: String, startedAt: Date, seconds: Double, attempts: Int,
+                outcome: Outcome, reason: String? = nil, portPath: String? = nil, station: String) {
+        self.jobID = jobID
+        self.deviceID = deviceID
+        self.step = step
+        self.startedAt = startedAt
+        self.seconds = seconds
+        self.attempts = attempts
+        self.outcome = outcome
+        self.reason = reason
+        self.portPath = portPath
+        self.station = station
+    }
+}
+
+extension RegistryDatabase {
+    /// Appends the timing of one step (one INSERT, its own implicit transaction).
+    public func recordStep(_ record: StepRecord) async throws {
+        do {
+            try await client.execute("""
+                INSERT INTO job_device_steps (job_id, device_id, step, started_at, seconds, attempts, outcome, reason,
+                                              port_path, station)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                """, [record.jobID, record.deviceID, record.step, record.startedAt, max(0, record.seconds),
+                      max(1, record.attempts), record.outcome.rawValue,
+                      record.outcome == .failed ? (record.reason ?? "failed") : record.reason,
+                      record.portPath, record.station])
+        } catch let error as PostgresError {
+            if error.isInsufficientPrivilege { throw RegistryError.permissionDenied(action: "record step timings", error) }
+            if error.sqlState == "23503" { throw RegistryError.unknownJob(record.jobID) }
+            throw RegistryError.database(error)
+        }
+    }
+
+    /// Every step recorded for job `jobID`, per device in the order they started.
+    public func steps(jobID: Int64) async throws -> [StepRecord] {
+        try await run("read step timings") { transaction in
+            try transaction.query("""
+                SELECT job_id, device_id, step, started_at, seconds, attempts, outcome, reason, port_path, station
+                FROM job_device_steps WHERE job_id = $1 ORDER BY device_id, started_at, id
+                """, [jobID]).map { row in
+                StepRecord(jobID: try row.decode(at: 0), deviceID: try row.decode(at: 1), step: try row.decode(at: 2),
+                           startedAt: try row.decode(at: 3), seconds: try row.decode(at: 4), attempts: try row.decode(at: 5),
+                           outcome: try Self.enumValue(row, "outcome"), reason: try row.decode(at: 7),
+                           portPath: try row.decode(at: 8), station: try row.decode(at: 9))
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import ArgumentParser
+import Escrow
+import Foundation
+import Registry
+
+/// `keyline audit`: which keys are registered, and does every one have an intact backup.
+struct AuditCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "audit",
+        abstract: "List registered keys and check that every one has an intact escrow backup.",
+        discussion: """
+            Lists the registered keys (device, product, platform, algorithm, fingerprint, when, job, \
+            station, status, escrow object) and then every finding with its severity:
+
+              error    no_escrow_object           a registration without its escrow record
+              error    escrow_object_missing      (--check-store) the recorded object is not in the store
+              error    escrow_object_modified     (--check-store) the object's SHA-256 differs from the record
+              warning  orphan_object              (--check-store) a file in the store no record names
+              error    public_key_on_two_devices  one public key recorded for two devices
+              error    several_active_keys        more than one active key for a device
+              warning  key_never_registered       a device reached key_ready/escrowed in a stopped job
+              info     key_superseded, key_revoked, restored; warning restoration_failed
+              error    backup_does_not_decrypt    (--decrypt) the backup does not decrypt with --identity
+              error    backup_key_mismatch        (--decrypt) the backup holds another key or device
+
+            The audit reads one consistent snapshot of the registry, streamed through a server-side \
+            cursor: memory does not grow with the number of registrations. Run it with a login that \
+            is a member of keyline_auditor (read-only); keyline says so when the login may write. \
+            --check-store covers the escrow objects of the product (or of all products) in the store \
+            given by --store or KEYLINE_ESCROW_STORE, whatever --since and --job say.
+
+            EXIT CODES
+              0   no finding is an error (warnings and notes may be listed)
+              2   at least one finding is an error
+              64  usage error
+              66  identity file missing
+              75  registry unreachable
+              77  permission denied (the login cannot read the registry)
+              78  database settings invalid
+            """)
+
+    @Option(help: "Only this product's keys.")
+    var product: String?
+
+    @Option(help: "Only keys registered at or after this time (2026-11-21 or 2026-11-21T10:30:00Z).")
+    var since: String?
+
+    @Option(help: "Only keys registered by this job.")
+    var job: Int64?
+
+    @Option(help: "Output format: table, csv or json.")
+    var format: String = "table"
+
+    @Flag(help: "Read every escrow object in the store: missing, modified and orphan objects.")
+    var checkStore = false
+
+    @Flag(help: "Decrypt every listed backup with --identity and compare its key with the registration.")
+    var decrypt = false
+
+    @Option(help: "The RMA escrow identity file (AGE-SECRET-KEY-1…), for --decrypt.")
+    var identity: String?
+
+    @Option(help: "The escrow store directory (default: KEYLINE_ESCROW_STORE).")
+    var store: String?
+
+    func validate() throws {
+        guard AuditFormat(rawValue: format) != nil else { throw ValidationError("--format must be table, csv or json") }
+        if decrypt && identity == nil { throw ValidationError("--decrypt needs --identity FILE (the RMA escrow identity)") }
+        if identity != nil && !decrypt { throw ValidationError("--identity is used with --decrypt") }
+        if since != nil && Self.parseTime(since!) == nil {
+            throw ValidationError("--since must be a date (2026-11-21) or an ISO 8601 time (2026-11-21T10:30:00Z)")
+        }
+        if (checkStore || decrypt) && storeDirectory == nil {
+            throw ValidationError("--check-store and --decrypt need the escrow store: --store DIR or KEYLINE_ESCROW_STORE")
+        }
+    }
+
+    var storeDirectory: String? {
+        store ?? ProcessInfo.processInfo.environment["KEYLINE_ESCROW_STORE"].flatMap { $0.isEmpty ? nil : $0 }
+    }
+
+    static func parseTime(_ text: String) -> Date? {
+        if let date = try? Date(text, strategy: .iso8601) { return date }
+        let day = ISO8601DateFormatter()
+        day.formatOptions = [.withFullDate]
+        return day.date(from: text)
+    }
+
+    func run() async throws {
+        let format = AuditFormat(rawValue: format)!
+        try await CLI.run(json: format == .json) {
+            let identities = try decrypt ? loadIdentities() : []
+            let scope = AuditScope(productID: product, since: since.flatMap(Self.parseTime), jobID: job)
+            let store = storeDirectory.map { DirectoryEscrowStore(root: URL(fileURLWithPath: $0).standardizedFileURL) }
+            let errors = try await RegistryDatabase.audit(scope: scope) { audit in
+                try await Self.audit(audit, format: format, store: checkStore ? store : nil,
+                                     decrypt: decrypt ? store.map { BackupDecryptCheck(store: $0, identities: identities,
+                                                                                       reportMissing: !checkStore) } : nil)
+            }
+            if errors > 0 { throw ExitCode(KeylineExit.auditErrors.rawValue) }
+        }
+    }
+
+    private func loadIdentities() throws -> [X25519Identity] {
+        let path = identity!
+        let bytes = try CLI.readFile(path)
+        do {
+            return try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
+        } catch {
+            throw error.about(file: path)
+        }
+    }
+
+    /// The whole audit in the snapshot; returns the number of error findings.
+    static func audit(_ audit: RegistryAudit, format: AuditFormat, store: DirectoryEscrowStore?,
+                      decrypt: BackupDecryptCheck?) async throws -> Int {
+        let login = try await audit.privileges()
+        if !login.unreadable.isEmpty {
+            throw CommandFailure(kind: "databasePermissionDenied",
+                                 message: "the login \(login.user) cannot read \(login.unreadable.joined(separator: ", ")); grant it keyline_auditor",
+                                 exit: .noPermission)
+        }
+        if !login.isReadOnly {
+            let rights = login.superuser ? "is a superuser" : login.bypassesRowSecurity ? "bypasses row-level security"
+                : "may write (\(login.writes.prefix(6).joined(separator: ", "))\(login.writes.count > 6 ? ", …" : ""))"
+            FileHandle.standardError.write(Data("keyline: warning: the login \(login.user) \(rights); an audit needs only the read-only keyline_auditor role\n".utf8))
+        }
+        let spool = try FindingSpool()
+        var writer = AuditWriter(format: format, out: StreamingOutput())
+        writer.begin(login: login)
+        var registrations = 0
+        var statuses: [String: Int] = [:]
+        try await audit.forEachKey { keys in
+            for key in keys {
+                registrations += 1
+                statuses[key.status, default: 0] += 1
+                writer.key(key)
+                if key.objectKey == nil {
+                    spool.add(AuditFinding(.error, "no_escrow_object", productID: key.productID, deviceID: key.deviceID,
+                                           fingerprint: key.fingerprint, jobID: key.jobID,
+                                           message: "key \(key.fingerprint) of device \(key.deviceID) is registered but escrow object \(key.escrowObjectID) does not exist: no backup"))
+                }
+                if key.status != "active" {
+                    spool.add(AuditFinding(.info, "key_\(key.status)", productID: key.productID, deviceID: key.deviceID,
+                                           fingerprint: key.fingerprint, jobID: key.jobID,
+                                           message: "key \(key.fingerprint) of device \(key.deviceID) is \(key.status)" + (key.statusReason.map { ": \($0)" } ?? "")))
+                }
+            }
+            if let decrypt {
+                for finding in await decrypt.check(keys) { spool.add(finding) }
+            }
+        }
+        try await audit.forEachCrossCheckFinding { spool.add($0) }
+        if let store {
+            try await StoreCheck(store: store, audit: audit, report: { spool.add($0) }).run()
+        }
+        writer.finish(findings: spool, registrations: registrations, statuses: statuses)
+        return spool.counts[.error] ?? 0
+    }
+}
