@@ -21,8 +21,11 @@ trap cleanup EXIT
 
 # A database of its own, migrated; the baseline's table goes there too.
 db=kl_bench_$(date +%s)_$$
-psql ${DATABASE_URL:+"$DATABASE_URL"} -qc "CREATE DATABASE $db" >/dev/null
-trap 'rc=$?; cleanup; psql ${DATABASE_URL:+"$DATABASE_URL"} -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" >/dev/null 2>&1; exit $rc' EXIT
+admin_url=${DATABASE_URL:-} admin_db=${PGDATABASE:-}
+admin_psql() { DATABASE_URL=$admin_url PGDATABASE=$admin_db psql ${admin_url:+"$admin_url"} -qc "$1" >/dev/null; }
+admin_psql "CREATE DATABASE $db"
+# Dropped from the administrator's database (a session cannot drop the database it is in).
+trap 'rc=$?; set +e; cleanup; admin_psql "DROP DATABASE IF EXISTS $db WITH (FORCE)" 2>/dev/null; exit $rc' EXIT
 if [ -n "${DATABASE_URL:-}" ]; then export DATABASE_URL="${DATABASE_URL%/*}/$db"; else export PGDATABASE=$db; fi
 "$K" db migrate >/dev/null
 

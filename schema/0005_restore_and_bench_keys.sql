@@ -15,9 +15,25 @@ ALTER TABLE restorations
     ADD CONSTRAINT restorations_other_key_escrowed
         CHECK (found_key IS DISTINCT FROM 'other' OR outcome <> 'restored' OR superseded_escrow_object_id IS NOT NULL);
 
--- The RMA bench escrows the key it finds on a returned device (a superseded key) and, with
--- `keyline keys send --supersede` or `keys doctor`, re-keys a device at the bench: a new escrow
--- object, the old registration superseded and the new one registered, recorded as events.
-GRANT INSERT ON escrow_objects, key_registrations TO keyline_rma;
-CREATE POLICY key_registrations_rma_insert ON key_registrations FOR INSERT
-    TO keyline_rma WITH CHECK (status = 'active' AND job_id IS NULL);
+-- The RMA bench escrows the key it finds on a returned device (a superseded key): an escrow
+-- object outside any job. It registers nothing (`keys send --supersede` and `keys doctor`, which
+-- will, are not built yet: their grants come with them, least privilege until then).
+GRANT INSERT ON escrow_objects TO keyline_rma;
+
+-- An RMA login may not name a job on an escrow object: the line's evidence triggers trust a job's
+-- escrow objects, and a row at a job's object key would block the station's own commit. Nobody
+-- sets an object's time but the database.
+CREATE FUNCTION keyline_escrow_object_insert() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.job_id IS NOT NULL AND pg_has_role(current_user, 'keyline_rma', 'MEMBER')
+       AND NOT pg_has_role(current_user, 'keyline_station', 'MEMBER') THEN
+        RAISE EXCEPTION 'an RMA bench records escrow objects outside jobs only (job % given)', NEW.job_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    NEW.created_at := now();
+    RETURN NEW;
+END
+$$;
+
+CREATE TRIGGER escrow_objects_insert BEFORE INSERT ON escrow_objects
+    FOR EACH ROW EXECUTE FUNCTION keyline_escrow_object_insert();

@@ -135,12 +135,20 @@ struct RoleTests {
             await expectServerError("42501") {
                 _ = try await rma.createJob(productID: fixture.productID, station: "rma-bench", pipeline: "p")
             }
-            // Since 0005 the bench escrows a key it finds on a returned device (a superseded key)
-            // and may re-key a device outside a job; registrations from a job stay the station's.
+            // Since 0005 the bench escrows a key it finds on a returned device (a superseded key),
+            // outside any job; it may not name a job's escrow object, nor register keys.
             let otherKey = try await TestKey.random(using: admin.connection)
             var found = fixture.escrowObject(deviceID: device, key: otherKey)
             found.jobID = nil
             _ = try await rma.recordEscrowObject(found)
+            var inJob = fixture.escrowObject(deviceID: device, key: try await TestKey.random(using: admin.connection))
+            inJob.jobID = fixture.job.id
+            await #expect(throws: RegistryError.self) { _ = try await rma.recordEscrowObject(inJob) }
+            await expectServerError("42501") {
+                try await rma.connection.execute(
+                    "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station FROM key_registrations WHERE id = $1",
+                    [registration.id])
+            }
             await expectServerError("42501") {
                 try await rma.connection.execute(
                     "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, job_id, station, status) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, job_id, station, 'superseded' FROM key_registrations WHERE id = $1",
