@@ -69,7 +69,22 @@ public struct ProvisioningRunner: Sendable {
         let job = try await openJob()
         // One process per job: a second `--resume` of a running job is refused, not interleaved.
         guard let lease = try await registry.leaseJob(job.id) else { throw ProvisioningError.jobInUse(job.id) }
-        let log = try options.logDirectory.map { try JobLog(root: $0, jobID: job.id) }
+        // The lease and the logs are given up on every way out, a thrown error included.
+        var log: JobLog?
+        do {
+            log = try options.logDirectory.map { try JobLog(root: $0, jobID: job.id) }
+            let summary = try await provision(job: job, clock: clock, log: log)
+            await log?.close()
+            await lease.release()
+            return summary
+        } catch {
+            await log?.close()
+            await lease.release()
+            throw error
+        }
+    }
+
+    private func provision(job: Job, clock: ContinuousClock.Instant, log: JobLog?) async throws -> ProvisioningSummary {
         let emit: ProvisioningEventSink = { [events] event in
             log?.record(event)
             events(event)
@@ -105,8 +120,6 @@ public struct ProvisioningRunner: Sendable {
                                           interrupted: interrupted)
         emit(ProvisioningEvent(type: .jobFinished, jobID: job.id, elapsed: summary.seconds,
                                message: "\(summary.count(.done)) done, \(summary.count(.failed)) failed, \(summary.count(.skipped)) skipped, \(summary.count(.interrupted)) interrupted"))
-        await log?.close()
-        await lease.release()
         return summary
     }
 

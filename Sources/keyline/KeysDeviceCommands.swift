@@ -109,7 +109,7 @@ extension KeysCommand {
                     let backup = "backup_\(device.platform.keyAlgorithm.rawValue)_\((base as NSString).lastPathComponent).der"
                     try CLI.writeNewFile(backup, slot, mode: 0o600, force: false)
                     if case .key(let held) = DeviceKeySlotContent(slot: slot) {
-                        try CLI.writeNewFile(backup.replacingOccurrences(of: ".der", with: ".pub.pem"),
+                        try CLI.writeNewFile(String(backup.dropLast(".der".count)) + ".pub.pem",
                                              Array(held.publicKey.pem.utf8), mode: 0o644, force: false)
                     }
                     try await DeviceKeySlotIO.load(key, into: device, replacing: DeviceKeySlotIO.expectation(slot))

@@ -82,10 +82,18 @@ struct RestoreCommand: AsyncParsableCommand {
     func run() async throws {
         try await DatabaseCommand.run(json: output.json) {
             let identities = try EscrowCommand.loadIdentities([identity])
-            let requests = try batch.map(Self.readBatch)
-                ?? [RestoreRequest(deviceID: deviceID!, productID: product, reason: reason, ticket: ticket)]
+            let requests = try batch.map { path in
+                try Self.readBatch(path).map {
+                    RestoreRequest(deviceID: $0.deviceID, productID: product, reason: $0.reason, ticket: $0.ticket)
+                }
+            } ?? [RestoreRequest(deviceID: deviceID!, productID: product, reason: reason, ticket: ticket)]
             let environment = ProcessInfo.processInfo.environment
             let registry = try await RegistryDatabase.connect(.fromEnvironment(), connections: min(max(concurrency, 1), 8))
+            // Before any device is touched: an older schema cannot record what a restore records.
+            let version = try await registry.schemaVersion()
+            guard let version, version >= RegistryDatabase.requiredSchemaVersion else {
+                throw ProvisioningError.schemaBehind(have: version, need: RegistryDatabase.requiredSchemaVersion)
+            }
             let bench = BenchDevices(bus: await USBContext.make(), timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
             defer { bench.stop() }
             let restorer = KeyRestore(registry: registry, identities: identities, devices: bench,
@@ -178,6 +186,11 @@ struct RestoreCommand: AsyncParsableCommand {
                                      context: ["file": path, "line": String(number + 1)], exit: .dataError)
             }
             func field(_ index: Int) -> String? { fields.count > index && !fields[index].isEmpty ? fields[index] : nil }
+            // One restore per device: the same device twice would run two restores on it at once.
+            guard !requests.contains(where: { $0.deviceID == id }) else {
+                throw CommandFailure(kind: "duplicateBatchRow", message: "\(path):\(number + 1): device \(id) is listed twice",
+                                     context: ["file": path, "line": String(number + 1)], exit: .dataError)
+            }
             requests.append(RestoreRequest(deviceID: id, reason: field(1), ticket: field(2)))
         }
         guard !requests.isEmpty else {

@@ -26,12 +26,13 @@ import Testing
     }
 
     /// Every device reads 16 KiB (4 × 4096-byte UPLOADs) at once. Single-TT: N devices take about
-    /// N times the wire time of one; multi-TT: about the same as one. At time scale 10 a transfer's
-    /// wire slot is 33 ms, so a loaded host's jitter of a few ms does not change who waits.
+    /// N times the wire time of one; multi-TT: about the same as one. At time scale 100 a transfer's
+    /// wire slot is a third of a second, so the four tasks overlap even on a loaded 2-core host
+    /// where they may start a hundred milliseconds apart (at 10 they once did not).
     @Test(arguments: [HubKind.single, .multi])
     func devicesShareTheBusBehindASingleTTHub(kind: HubKind) async throws {
         let hub = USBPortPath(bus: 1, ports: [1])
-        let fleet = try SimulatedFleet(timeScale: 10, seed: 7, hubs: [hub: kind])
+        let fleet = try SimulatedFleet(timeScale: 100, seed: 7, hubs: [hub: kind])
         let count = 4
         let devices = try (1...count).map { try fleet.add(.photon, at: port($0), mode: .dfu) }
         #expect(fleet.hubKind(at: hub) == kind)
@@ -41,7 +42,7 @@ import Testing
                 group.addTask {
                     for block in 2..<6 {
                         let setup = ControlSetup(requestType: 0xA1, request: 2, value: UInt16(block), index: 0, length: 4096)
-                        _ = try await transport.control(setup, data: [], timeout: .seconds(5))
+                        _ = try await transport.control(setup, data: [], timeout: .seconds(30))
                     }
                 }
             }

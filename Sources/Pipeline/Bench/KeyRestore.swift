@@ -115,7 +115,11 @@ public struct KeyRestore: Sendable {
         case .key(let other):
             // No key is ever lost, not even a wrong one: escrow it before it is overwritten.
             foundKey = "other"
-            let escrow = BenchEscrow(registry: registry, store: store,
+            // Escrowed to the store the registry names, never to a --store override (a mounted,
+            // possibly read-only or scratch copy): the only backup of this key must be where
+            // audits and later restores look. If that store is not reachable, nothing is written.
+            let canonical = try EscrowStores.open(uri: object.storeURI, override: nil)
+            let escrow = BenchEscrow(registry: registry, store: canonical,
                                      recipients: try object.recipients.map { try X25519Recipient($0) },
                                      identities: identities, station: station)
             let saved = try await escrow.escrow(other, deviceID: id, platform: attachedPlatform.name,
