@@ -35,6 +35,7 @@ extension EscrowStoreError: ReportableError {
     var exit: KeylineExit {
         switch self {
         case .invalidKey: .usage
+        case .invalidStore: .configuration
         case .objectExists: .cannotCreate
         case .notFound: .noInput
         case .checksumMismatch: .dataError
