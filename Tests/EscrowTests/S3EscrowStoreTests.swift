@@ -56,8 +56,8 @@ import Testing
     /// exactly one put returns, the other is refused, and the stored object is the winner's.
     @Test func conditionalPutRaceBetweenTwoStations() async throws {
         let stationA = try await S3TestServer.store()
-        let stationB = try S3EscrowStore(settings: stationA.settings, credentials: stationA.client.credentials)
-        let keys = try (0..<12).map { try S3TestServer.key(100 + $0) }
+        let stationB = S3EscrowStore(settings: stationA.settings, credentials: stationA.client.credentials)
+        let keys = try (0..<12).map { n throws in try S3TestServer.key(100 + n) }
         for key in keys {
             let a = S3TestServer.bytes("station A \(key.deviceID)"), b = S3TestServer.bytes("station B \(key.deviceID)")
             async let resultA = outcome { try await stationA.put(a, at: key) }

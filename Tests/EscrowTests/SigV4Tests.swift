@@ -45,8 +45,10 @@ import Testing
         let target = requestLine[1..<(requestLine.count - 1)].joined(separator: " ")
         var headers: [(name: String, value: String)] = []
         for line in lines {
-            if line.first == " " || line.first == "\t", !headers.isEmpty {
-                headers[headers.count - 1].value += "\n" + line  // a folded (multi-line) value
+            if line.first == " " || line.first == "\t", let last = headers.last {
+                // A continuation line: in this suite, another value of the same header
+                // (get-header-value-multiline's canonical form is "value1,value2,value3").
+                headers.append((last.name, line))
                 continue
             }
             let colon = line.firstIndex(of: ":")!
