@@ -48,8 +48,11 @@ import TestSupport
         let store = try await S3TestServer.store(prefix: "escrow")
         let key = try S3TestServer.key(50)
         let foreign = Array("not keyline's backup".utf8)
+        let dir = try ScratchDirectory()
+        defer { dir.remove() }
+        try dir.write("foreign.bin", foreign)
         let put = try await Self.aws(["s3api", "put-object", "--bucket", store.settings.bucket, "--key", store.settings.objectName(key),
-                                      "--body", "/dev/stdin"], stdin: foreign)
+                                      "--body", dir.path("foreign.bin")])
         #expect(put.status == 0, "\(put.stderr)")
         let mine = S3TestServer.bytes("keyline")
         await #expect(throws: EscrowStoreError.objectExists(key, storedSHA256: Age.sha256(foreign), newSHA256: Age.sha256(mine))) {

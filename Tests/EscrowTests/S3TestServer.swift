@@ -108,11 +108,15 @@ final class FaultProxy: @unchecked Sendable {
     func stop() async throws {
         guard let process else { return }
         process.terminate()
-        while process.isRunning { try await Task.sleep(for: .milliseconds(20)) }
+        let deadline = ContinuousClock.now + .seconds(3)
+        while process.isRunning {
+            if ContinuousClock.now > deadline { kill(process.processIdentifier, SIGKILL) }
+            try await Task.sleep(for: .milliseconds(20))
+        }
         self.process = nil
     }
 
-    deinit { process?.terminate() }
+    deinit { if let process, process.isRunning { kill(process.processIdentifier, SIGKILL) } }
 }
 
 private final class LinesBox: @unchecked Sendable { var port = 0 }

@@ -11,8 +11,14 @@ Prints "listening PORT" once it accepts, and one line per injected fault.
 import argparse
 import http.client
 import http.server
+import signal
 import sys
 import threading
+
+# A parent may have left SIGTERM ignored or blocked (both are inherited across exec): the tests
+# stop the proxy with SIGTERM to stand for a server going away, so take the default action back.
+signal.signal(signal.SIGTERM, signal.SIG_DFL)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGTERM])
 
 parser = argparse.ArgumentParser()
 parser.add_argument("--port", type=int, default=0)
