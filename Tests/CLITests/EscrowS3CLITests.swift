@@ -61,5 +61,11 @@ import TestSupport
         var bad = arguments
         bad[bad.firstIndex(of: "--store")! + 1] = "s3://Not_A_Bucket/x"
         #expect(try await KeylineBinary.run(bad, in: dir.url, environment: environment).status == 78)
+        // A bucket that does not exist: the store's error code, bucket and key, exit 69, no secret.
+        bad[bad.firstIndex(of: "--store")! + 1] = "s3://\(bucket)-missing/x?endpoint=\(endpoint)"
+        let missing = try await KeylineBinary.run(bad, in: dir.url, environment: environment)
+        #expect(missing.status == 69, "\(missing.stdout) \(missing.stderr)")
+        let said = missing.stdout + missing.stderr
+        #expect(said.contains("NoSuchBucket") && said.contains("\(bucket)-missing") && !said.contains("keyline-test-secret"))
     }
 }
