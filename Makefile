@@ -14,7 +14,7 @@ DEMO_DIR   := .demo
 APT_PACKAGES := libssl-dev libpq-dev libusb-1.0-0-dev postgresql dfu-util age openssl pkg-config gcc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo bench crash-bench clean standin
+.PHONY: deps build test demo bench crash-bench clean standin s3-up s3-down s3-env
 
 # The libusb stand-in (Sources/libusb-standin): a libusb-1.0.so.0 that forwards to the device
 # simulator, for dfu-util and keyline's USB code on machines without a USB bus. Not a SwiftPM
@@ -39,18 +39,21 @@ deps:
 	  echo "installing:$$missing"; \
 	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
 	fi
+	@# PyPI: moto's S3 server (the local object store for the S3 escrow tests) and the aws CLI (interop).
+	@python3 -c 'import moto.server, flask_cors' 2>/dev/null || python3 -m pip install --quiet 'moto[server]'
+	@command -v aws >/dev/null 2>&1 || python3 -m pip install --quiet awscli
 
 build: deps
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
 
-test: deps standin db-up
+test: deps standin db-up s3-up
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
-	$(PG_ENV) $(SWIFT) test --skip-build $(BUILD_FLAGS)
+	$(PG_ENV) $(S3_ENV) $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
-bench: deps standin db-up
+bench: deps standin db-up s3-up
 	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
-	$$($(SWIFT) build -c release --show-bin-path)/keyline-bench
+	$(S3_ENV) $$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline \
 	  KEYLINE_BENCH=$$($(SWIFT) build -c release --show-bin-path)/keyline-bench bash Benchmarks/provision-bench.sh
 
@@ -176,3 +179,31 @@ schema-embed:
 	    cat "$$f"; echo; echo '"""#),'; \
 	  done; \
 	  echo '    ]'; echo '}'; } > $(EMBEDDED_MIGRATIONS)
+
+# --- Local S3 server (S3EscrowStore tests and bench) ------------------------------------------
+# moto's server mode (PyPI `moto[server]`, installed by `make deps`) on 127.0.0.1 only, on a free
+# port, state in .s3/ (pid, endpoint, server.log). In-memory: a restart empties it. The tests and
+# the bench read the endpoint from KEYLINE_TEST_S3_ENDPOINT (S3_ENV) or, without make, .s3/endpoint.
+S3_DIR := $(CURDIR)/.s3
+S3_ENV  = KEYLINE_TEST_S3_ENDPOINT="$$(cat $(S3_DIR)/endpoint)"
+
+s3-up: deps
+	@set -e; mkdir -p $(S3_DIR); \
+	if [ -f $(S3_DIR)/pid ] && kill -0 "$$(cat $(S3_DIR)/pid)" 2>/dev/null && [ -f $(S3_DIR)/endpoint ] \
+	   && python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + '/moto-api/data.json', timeout=2)" "$$(cat $(S3_DIR)/endpoint)" 2>/dev/null; then \
+	  echo "s3-up: moto already on $$(cat $(S3_DIR)/endpoint)"; exit 0; fi; \
+	port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
+	setsid python3 -m moto.server -H 127.0.0.1 -p $$port >$(S3_DIR)/server.log 2>&1 < /dev/null & echo $$! > $(S3_DIR)/pid; \
+	for i in $$(seq 150); do \
+	  python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$$port/moto-api/data.json" 2>/dev/null && break; \
+	  kill -0 "$$(cat $(S3_DIR)/pid)" 2>/dev/null || { cat $(S3_DIR)/server.log; echo "s3-up: moto did not start"; exit 1; }; \
+	  sleep 0.2; done; \
+	echo "http://127.0.0.1:$$port" > $(S3_DIR)/endpoint; \
+	echo "s3-up: moto S3 server on http://127.0.0.1:$$port (pid $$(cat $(S3_DIR)/pid))"
+
+s3-down:
+	@if [ -f $(S3_DIR)/pid ] && kill -0 "$$(cat $(S3_DIR)/pid)" 2>/dev/null; then kill "$$(cat $(S3_DIR)/pid)"; fi; rm -f $(S3_DIR)/pid $(S3_DIR)/endpoint
+
+# Prints the variables the aws CLI needs to reach the local server: eval "$$(make -s s3-env)"
+s3-env:
+	@echo "export AWS_ENDPOINT_URL=$$(cat $(S3_DIR)/endpoint) AWS_REGION=us-east-1 AWS_ACCESS_KEY_ID=keyline-test AWS_SECRET_ACCESS_KEY=keyline-test-secret"

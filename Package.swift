@@ -14,6 +14,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
+        // HTTP for the S3 escrow store (non-blocking NIO, TLS via swift-nio-ssl, verification on).
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // System libraries, found with pkg-config.
@@ -30,6 +32,7 @@ let package = Package(
         .target(name: "Escrow", dependencies: [
             "DeviceKeys", "FailurePolicy",
             .product(name: "Crypto", package: "swift-crypto"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
         .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy"]),
         .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy"]),
@@ -54,7 +57,7 @@ let package = Package(
         .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DFUTests", dependencies: ["DFU"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy", "TestSupport"]),
-        .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys", "FailurePolicy", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
         .testTarget(name: "PipelineTests", dependencies: [
             "Pipeline", "Registry", "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Simulator", "FailurePolicy", "TestSupport",

@@ -11,6 +11,7 @@ let benchmarks: [Benchmark] = [
     // one line per concern:
     Benchmark(name: "device-keys", run: deviceKeysBenchmark),
     Benchmark(name: "escrow", run: EscrowBenchmark.run),
+    Benchmark(name: "escrow-store", run: EscrowStoreBenchmark.run),
     Benchmark(name: "registry", run: registryBenchmark),
     Benchmark(name: "dfu", run: DFUBenchmarks.run),
     Benchmark(name: "usb-standin", run: StandInBenchmark.run),

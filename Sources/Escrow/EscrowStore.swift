@@ -70,13 +70,16 @@ public protocol EscrowStore: Sendable {
     /// `olderThan` (a live put's file is younger); never touches an object. Returns how many.
     func sweepStaleTemporaryFiles(olderThan: Duration) async throws -> Int
 
-    /// Where the store is, as the registry records it (`file:///abs/path` for a directory).
+    /// Where the store is, as the registry records it (`file:///abs/path` for a directory,
+    /// `s3://bucket/prefix` for an object store).
     var storeURI: String { get }
 }
 
 /// Why a store operation failed. Carries keys, paths and hashes, never object contents.
 public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidKey(String)
+    /// The store location (path or URI) cannot be used as given.
+    case invalidStore(String)
     case objectExists(EscrowObjectKey, storedSHA256: String, newSHA256: String)
     case notFound(EscrowObjectKey)
     case checksumMismatch(EscrowObjectKey, expected: String, actual: String)
@@ -86,6 +89,8 @@ public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertibl
         switch self {
         case .invalidKey(let reason):
             "invalid escrow object key: \(reason)"
+        case .invalidStore(let reason):
+            "invalid escrow store: \(reason)"
         case .objectExists(let key, let stored, let new):
             "escrow object \(key) already exists with different contents (stored SHA-256 \(stored), new \(new)); objects are written once and never replaced. Each encryption differs, so this key was most likely escrowed before (an interrupted run): keep the stored object if the registry records its SHA-256, otherwise investigate the store"
         case .notFound(let key):
@@ -105,7 +110,7 @@ extension EscrowStoreError: ClassifiedError {
     /// message (someone must look at that object) while the others go on.
     public var failureClass: FailureClass {
         switch self {
-        case .invalidKey: .badInput
+        case .invalidKey, .invalidStore: .badInput
         case .objectExists, .notFound, .checksumMismatch: .badDevice
         case .io: .needsOperator
         }

@@ -208,12 +208,21 @@ extension PipelineReading {
         if let override = overrides.store {
             store = override.contains("://") ? override : resolveOverride(override)
         } else if let text = yaml.requiredString(keys["store"], "escrow.store", parent: field?.node,
-                                                 advice: "give the backup directory (or set KEYLINE_ESCROW_STORE / pass --store)") {
+                                                 advice: "give the backup directory or s3://bucket/prefix (or set KEYLINE_ESCROW_STORE / pass --store)") {
             store = text.contains("://") ? text : resolve(text)
             var isDirectory: ObjCBool = false
             if let path = store, !text.contains("://"), FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory),
                !isDirectory.boolValue {
                 yaml.report(keys["store"]?.node, "escrow.store", "\(path) is a file, not a directory", advice: "give the backup directory")
+                store = nil
+            }
+        }
+        if let location = store, location.contains("://") {
+            do {
+                try EscrowStores.validate(location, environment: yaml.environment)
+            } catch {
+                yaml.report(keys["store"]?.node ?? field?.node, "escrow.store", "\(error)",
+                            advice: "give a directory, file:///path or s3://bucket/prefix[?region=…&endpoint=…&lock=COMPLIANCE&retain-days=N]")
                 store = nil
             }
         }

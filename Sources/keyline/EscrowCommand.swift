@@ -112,8 +112,9 @@ extension EscrowCommand {
                 Builds the backup document (device ID, platform, product, algorithm, private key DER, \
                 public key SHA-256, job, station, time), encrypts it to the recipients and, with --store, \
                 writes it durably and write-once to STORE/<product>/<device-id>/<public-key-sha256>.age \
-                (fsync of file and directory; an existing object with other contents is never replaced; \
-                writing the same backup again succeeds). Prints the object and the ciphertext SHA-256 the \
+                (a directory: fsync of file and directory; s3://bucket/prefix: a conditional put with \
+                If-None-Match and a SHA-256 checksum; an existing object with other contents is never \
+                replaced; writing the same backup again succeeds). Prints the object and the ciphertext SHA-256 the \
                 registry records. The key is checked against the platform's slot first. Plaintext never \
                 touches the disk.
 
@@ -144,7 +145,8 @@ extension EscrowCommand {
         @Option(name: [.customShort("R"), .customLong("recipients-file")], help: "A file of age1… recipients (repeatable).")
         var recipientFiles: [String] = []
 
-        @Option(help: "Escrow store directory (objects at <product>/<device-id>/<sha256>.age).")
+        @Option(help: ArgumentHelp("Escrow store: a directory, or s3://bucket/prefix (objects at <product>/<device-id>/<sha256>.age).",
+                                   discussion: "An s3:// store takes its endpoint and region from AWS_ENDPOINT_URL and AWS_REGION (or ?endpoint=…&region=… in the URI), credentials from AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or AWS_PROFILE; ?lock=COMPLIANCE&retain-days=N sets Object Lock retention."))
         var store: String?
 
         @Option(name: .shortAndLong, help: "Write the backup to this file instead of a store (mode 0600).")
@@ -153,7 +155,7 @@ extension EscrowCommand {
         @OptionGroup var options: OutputOptions
 
         func validate() throws {
-            guard (store == nil) != (output == nil) else { throw ValidationError("give exactly one of --store DIR or -o FILE") }
+            guard (store == nil) != (output == nil) else { throw ValidationError("give exactly one of --store DIR|s3://bucket/prefix or -o FILE") }
         }
 
         func run() async throws {
@@ -176,9 +178,9 @@ extension EscrowCommand {
                 let digest: String
                 let location: String
                 if let store {
-                    let directory = DirectoryEscrowStore(root: URL(fileURLWithPath: store))
-                    digest = try await directory.put(sealed.ciphertext, at: sealed.objectKey)
-                    location = directory.url(for: sealed.objectKey).path
+                    let escrowStore = try EscrowStores.open(store)
+                    digest = try await escrowStore.put(sealed.ciphertext, at: sealed.objectKey)
+                    location = EscrowStores.describe(sealed.objectKey, in: escrowStore)
                 } else {
                     try CLI.writeNewFile(output!, sealed.ciphertext, mode: 0o600, force: false)
                     digest = sealed.sha256

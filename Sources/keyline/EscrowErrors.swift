@@ -1,4 +1,5 @@
 import Escrow
+import FailurePolicy
 
 extension AgeError: ReportableError {
     var kind: String {
@@ -35,10 +36,25 @@ extension EscrowStoreError: ReportableError {
     var exit: KeylineExit {
         switch self {
         case .invalidKey: .usage
+        case .invalidStore: .configuration
         case .objectExists: .cannotCreate
         case .notFound: .noInput
         case .checksumMismatch: .dataError
         case .io: .ioError
+        }
+    }
+}
+
+extension S3StoreError: ReportableError {
+    var kind: String { caseName(self) }
+    var message: String { description }
+    var context: [String: String] { ["class": failureClass.rawValue] }
+    var exit: KeylineExit {
+        switch self {
+        case .credentials: .configuration
+        case .http(_, _, _, 403, _, _, _): .noPermission
+        case .badResponse: .protocolError
+        default: failureClass == .retryable ? .tempFail : .unavailable
         }
     }
 }

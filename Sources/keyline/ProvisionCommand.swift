@@ -58,7 +58,7 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Option(help: "This station's name (default: the pipeline's, KEYLINE_STATION, or the host name).")
     var station: String?
 
-    @Option(help: "Escrow store directory (default: the pipeline's or KEYLINE_ESCROW_STORE).")
+    @Option(help: "Escrow store: a directory or s3://bucket/prefix (default: the pipeline's or KEYLINE_ESCROW_STORE).")
     var store: String?
 
     @Option(help: "File of age recipients (age1…) to escrow to (default: the pipeline's or KEYLINE_RECIPIENTS).")
@@ -97,8 +97,8 @@ struct ProvisionCommand: AsyncParsableCommand {
             let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
                 ?? ConnectionSettings.fromEnvironment()
             let registry = try await RegistryDatabase.connect(settings, connections: min(max(definition.concurrency, 2), 16))
-            let escrowStore = DirectoryEscrowStore(root: URL(fileURLWithPath: definition.escrow.store))
-            try Self.checkStore(definition.escrow.store)
+            let escrowStore = try EscrowStores.open(definition.escrow.store, environment: environment)
+            if escrowStore is DirectoryEscrowStore { try Self.checkStore(definition.escrow.store) }
             let context = await USBContext.make()
             if let reason = await context.unavailableReason() {
                 display.say("keyline: USB is not available here (\(reason)); waiting for devices anyway")

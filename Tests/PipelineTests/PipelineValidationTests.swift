@@ -149,3 +149,21 @@ import Testing
         #expect(throws: PipelineValidationError.self) { try scratch.load(validPhoton, overrides: PipelineOverrides(concurrency: 0)) }
     }
 }
+
+/// `escrow.store` may name an S3 store; its URI is checked when the pipeline loads.
+@Suite struct PipelineS3Store {
+    @Test func s3StoreURIsLoadAndBadOnesAreReported() throws {
+        let scratch = try PipelineScratch()
+        var lines = validPhoton
+        lines[lines.count - 1] = "  store: s3://keyline-escrow/line-1?lock=COMPLIANCE&retain-days=3650"
+        let p = try scratch.load(lines)
+        #expect(p.escrow.store == "s3://keyline-escrow/line-1?lock=COMPLIANCE&retain-days=3650")
+
+        for bad in ["s3://Bad_Bucket/x", "s3://keyline-escrow/x?lock=COMPLIANCE", "gs://keyline-escrow/x"] {
+            lines[lines.count - 1] = "  store: \(bad)"
+            let problems = scratch.problems(lines)
+            #expect(problems.contains { $0.keyPath == "escrow.store" && $0.line == lines.count && !$0.advice.isEmpty },
+                    "\(bad): \(problems.map(\.description))")
+        }
+    }
+}

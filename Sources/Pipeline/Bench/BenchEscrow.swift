@@ -71,13 +71,3 @@ public struct BenchEscrow: Sendable {
         return (bytes, actual)
     }
 }
-
-/// Opens the store an escrow object was recorded in (`file:///…` is a directory store), unless
-/// the bench names one.
-public enum EscrowStores {
-    public static func open(uri: String, override: String? = nil) throws -> any EscrowStore {
-        if let override { return DirectoryEscrowStore(root: URL(fileURLWithPath: override)) }
-        guard uri.hasPrefix("file://") else { throw EscrowStoreError.invalidKey("store \(uri) is not a directory store; pass --store") }
-        return DirectoryEscrowStore(root: URL(fileURLWithPath: String(uri.dropFirst("file://".count))))
-    }
-}

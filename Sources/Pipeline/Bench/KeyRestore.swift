@@ -118,7 +118,7 @@ public struct KeyRestore: Sendable {
             // Escrowed to the store the registry names, never to a --store override (a mounted,
             // possibly read-only or scratch copy): the only backup of this key must be where
             // audits and later restores look. If that store is not reachable, nothing is written.
-            let canonical = try EscrowStores.open(uri: object.storeURI, override: nil)
+            let canonical = try EscrowStores.open(object.storeURI)
             let escrow = BenchEscrow(registry: registry, store: canonical,
                                      recipients: try object.recipients.map { try X25519Recipient($0) },
                                      identities: identities, station: station)
@@ -166,7 +166,9 @@ public struct KeyRestore: Sendable {
             throw RestoreError.backupUnavailable(deviceID: id, objectKey: "escrow object \(registration.escrowObjectID)",
                                                  detail: "not recorded")
         }
-        let store = try EscrowStores.open(uri: object.storeURI, override: storeOverride)
+        // The bench may name a directory (a mounted copy) to read instead of the recorded store.
+        let store: any EscrowStore = try storeOverride.map { DirectoryEscrowStore(root: URL(fileURLWithPath: $0)) }
+            ?? EscrowStores.open(object.storeURI)
         let key = try EscrowObjectKey(product: object.productID, deviceID: object.deviceID,
                                       publicKeySHA256: object.publicKeySHA256)
         guard key.path == object.objectKey else {
