@@ -217,7 +217,8 @@ import TestSupport
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
         let image = scratch.appendingPathComponent("image.bin")
-        try Data(repeating: 0x5A, count: 256 * 1024).write(to: image)
+        // 1 MiB: dfu-util holds the interface for seconds, even on a loaded host where keyline starts slowly.
+        try Data(repeating: 0x5A, count: 1024 * 1024).write(to: image)
 
         let holder = try Subprocess.Background("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", "0x80000000", "-D", image.path],
                                                environment: environment)
