@@ -1,3 +1,4 @@
+import Registry
 import DFU
 import FailurePolicy
 
@@ -60,6 +61,17 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
             "the registry's schema is at migration \(have.map(String.init) ?? "none"), this keyline needs \(need): an administrator runs `keyline db migrate` first"
         case .unknownState(let state):
             "the registry holds workflow state \"\(state)\", which this keyline does not know: update keyline on this station"
+        }
+    }
+}
+
+extension ProvisioningError {
+    /// Refuses a registry whose schema is older than this keyline needs: checked before any
+    /// device is touched by provision and restore alike.
+    public static func requireCurrentSchema(_ registry: RegistryDatabase) async throws {
+        let version = try await registry.schemaVersion()
+        guard let version, version >= RegistryDatabase.requiredSchemaVersion else {
+            throw ProvisioningError.schemaBehind(have: version, need: RegistryDatabase.requiredSchemaVersion)
         }
     }
 }

@@ -148,10 +148,7 @@ public struct ProvisioningRunner: Sendable {
 
     private func openJob() async throws -> Job {
         // Before any device is touched: every device would otherwise wait on a missing column.
-        let version = try await registry.schemaVersion()
-        guard let version, version >= RegistryDatabase.requiredSchemaVersion else {
-            throw ProvisioningError.schemaBehind(have: version, need: RegistryDatabase.requiredSchemaVersion)
-        }
+        try await ProvisioningError.requireCurrentSchema(registry)
         if let id = options.resumeJobID {
             guard let job = try await registry.job(id: id) else { throw ProvisioningError.unknownJob(id) }
             guard job.productID == definition.product.id else {

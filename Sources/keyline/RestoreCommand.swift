@@ -90,10 +90,7 @@ struct RestoreCommand: AsyncParsableCommand {
             let environment = ProcessInfo.processInfo.environment
             let registry = try await RegistryDatabase.connect(.fromEnvironment(), connections: min(max(concurrency, 1), 8))
             // Before any device is touched: an older schema cannot record what a restore records.
-            let version = try await registry.schemaVersion()
-            guard let version, version >= RegistryDatabase.requiredSchemaVersion else {
-                throw ProvisioningError.schemaBehind(have: version, need: RegistryDatabase.requiredSchemaVersion)
-            }
+            try await ProvisioningError.requireCurrentSchema(registry)
             let bench = BenchDevices(bus: await USBContext.make(), timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
             defer { bench.stop() }
             let restorer = KeyRestore(registry: registry, identities: identities, devices: bench,
