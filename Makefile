@@ -25,7 +25,8 @@ STANDIN_SRC := $(wildcard Sources/libusb-standin/*.c)
 
 standin: $(STANDIN)
 
-$(STANDIN): $(STANDIN_SRC)
+# Order-only on deps: a fresh `make -j test` must not compile before the libusb headers exist.
+$(STANDIN): $(STANDIN_SRC) | deps
 	@mkdir -p $(STANDIN_DIR)
 	gcc -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden -pthread \
 	  $$(pkg-config --cflags libusb-1.0) -Wl,-soname,libusb-1.0.so.0 -o $@ $(STANDIN_SRC)
@@ -101,7 +102,9 @@ demo: build db-up standin
 	  age -d -i $(DEMO_DIR)/rma-identity.txt $$f | python3 -c 'import json,sys; d=json.load(sys.stdin); print("age -d: backup of", d["device_id"], d["platform"], "key", d["public_key_sha256"][:16] + "…")'
 	@echo "== per-device logs of each job: $(DEMO_DIR)/logs/"
 
-clean:
+# Stops the local PostgreSQL cluster and S3 server first: removing .build under a running cluster
+# leaves a server nobody can stop with `make db-down`.
+clean: db-down s3-down
 	rm -rf .build $(DEMO_DIR)
 
 # --- Local PostgreSQL (Registry) -------------------------------------------------------------
