@@ -54,7 +54,7 @@ test: deps standin db-up s3-up
 bench: deps standin db-up s3-up
 	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
-	$(S3_ENV) $$($(SWIFT) build -c release --show-bin-path)/keyline-bench
+	$(PG_ENV) $(S3_ENV) $$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline \
 	  KEYLINE_BENCH=$$($(SWIFT) build -c release --show-bin-path)/keyline-bench bash Benchmarks/provision-bench.sh
 
@@ -119,10 +119,13 @@ clean: db-down s3-down
 PG_DIR     := $(CURDIR)/.pgdata
 PG_AS      := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,)
 # Connection settings for the tests and the demo (the socket folder with symlinks resolved).
-PG_ENV      = $(if $(strip $(DATABASE_URL)),,PGHOST="$$(readlink -f $(PG_DIR))/socket" PGPORT=5432 PGUSER=keyline PGDATABASE=keyline)
+# make's targets (test, bench, demo) never use the server DATABASE_URL names: they create databases
+# and roles. KEYLINE_TEST_DATABASE_URL asks for another server by name; otherwise the local cluster,
+# with DATABASE_URL blanked so a value from the shell never reaches the tests or their children.
+PG_ENV      = $(if $(strip $(KEYLINE_TEST_DATABASE_URL)),DATABASE_URL="$(KEYLINE_TEST_DATABASE_URL)",DATABASE_URL= PGHOST="$$(readlink -f $(PG_DIR))/socket" PGPORT=5432 PGUSER=keyline PGDATABASE=keyline)
 
 db-up: deps
-	@if [ -n "$(strip $(DATABASE_URL))" ]; then echo "db-up: DATABASE_URL is set; not starting the local cluster"; exit 0; fi; \
+	@if [ -n "$(strip $(KEYLINE_TEST_DATABASE_URL))" ]; then echo "db-up: KEYLINE_TEST_DATABASE_URL is set; not starting the local cluster"; exit 0; fi; \
 	set -e; \
 	bindir=$$(pg_config --bindir 2>/dev/null || true); \
 	if [ ! -x "$$bindir/initdb" ]; then bindir=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); fi; \

@@ -18,8 +18,8 @@ final class RunningKeyline: @unchecked Sendable {
     init(_ line: ProvisionLine, _ arguments: [String], label: String) throws {
         stdoutFile = line.scratch.url.appendingPathComponent("\(label).stdout")
         stderrFile = line.scratch.url.appendingPathComponent("\(label).stderr")
-        FileManager.default.createFile(atPath: stdoutFile.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: Subprocess.keyline)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(line.environment) { _, new in new }

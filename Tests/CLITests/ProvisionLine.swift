@@ -73,7 +73,7 @@ final class ProvisionLine: @unchecked Sendable {
 
     func registry() async throws -> RegistryDatabase {
         // libpq reads PG* from this process's own environment, so the database is named explicitly.
-        try await RegistryDatabase.connect(ConnectionSettings.fromEnvironment(searchingFrom: Self.packageRoot.path)
+        try await RegistryDatabase.connect(TestPostgres.settings
             .with(database: database))
     }
 
