@@ -251,12 +251,21 @@ func status(_ state: DFUState, _ code: DFUStatusCode = .ok, poll: UInt32 = 0) ->
         await #expect(throws: DFUError.Reason.notInDFUMode(.appIdle)) { _ = try await DFUInterface(transport: transport).ensureIdle() }
     }
 
-    @Test(arguments: [USBTransferError.disconnected, .io("LIBUSB_ERROR_IO")])
-    func leaveToleratesADeviceThatResetsBeforeAnswering(error: USBTransferError) async throws {
-        let transport = ScriptedTransport([.data([]), .fail(error)])
+    @Test func leaveToleratesADeviceThatResetsBeforeAnswering() async throws {
+        let transport = ScriptedTransport([.data([]), .fail(.disconnected)])
         try await DFUInterface(transport: transport).leave()
         #expect(transport.sent.map(\.request) == [1, 3])
         #expect(transport.sent[0].length == 0 && transport.sent[0].value == 2)
+    }
+
+    /// Both bootloaders reset only after the final status reply (reference §2.2): an I/O error or
+    /// a timeout there is not proof the device left, and must not be reported as success.
+    @Test(arguments: [USBTransferError.io("LIBUSB_ERROR_IO"), .timeout])
+    func leaveReportsAFinalStatusThatFailedOtherwise(error: USBTransferError) async throws {
+        let transport = ScriptedTransport([.data([]), .fail(error)])
+        await #expect(throws: DFUError.Reason.transfer(error, request: .getStatus)) {
+            try await DFUInterface(transport: transport).leave()
+        }
     }
 
     @Test func leaveAcceptsGen2AndGen3Answers() async throws {
