@@ -170,5 +170,16 @@ struct KeysBenchTests {
         #expect(try await keyline(["keys", "send", id, "fresh.pub.pem", "--product", product]).status == 0)
         try await refused(["keys", "send", otherID, "fresh.der", "--product", product, "--supersede"], 65, "fingerprintConflict")
         #expect(try await registry.activeRegistration(productID: product, deviceID: otherID)?.id == otherBefore.id)
+
+        // doctor on a device the line never saw (blank slot, no registration): the product must be named.
+        let stranger = try line.fleet.add(.photon, at: Self.port(2, 1), mode: .dfu)
+        while !stranger.isAttached { try await Task.sleep(for: .milliseconds(10)) }
+        try await refused(["keys", "doctor", stranger.deviceID], 64, "productNeeded")
+        let doctored = try await keyline(["keys", "doctor", stranger.deviceID, "--product", product, "--json"])
+        #expect(doctored.status == 0, "\(doctored.stderr)\n\(doctored.stdout)")
+        let report = try #require(ProvisionLine.events(doctored).last)
+        #expect(report["found"] as? String == "blank" && report["supersededRegistrationID"] == nil)
+        try await KeysBenchTests.waitForNormalMode(stranger)
+        try await line.checkInvariants(product: product, devices: [devices[1], stranger])
     }
 }
