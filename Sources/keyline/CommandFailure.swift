@@ -18,6 +18,7 @@ enum KeylineExit: Int32, CaseIterable {
     case restorePlatformMismatch = 14
     case restoreDeviceProtected = 15
     case restoreDeviceNotAttached = 16
+    case restoreRegistrationChanged = 17
     case usage = 64
     /// Bad input data: malformed or wrong key, blob, backup or pipeline.
     case dataError = 65
@@ -44,7 +45,7 @@ enum KeylineExit: Int32, CaseIterable {
           1   failure not listed below
           2   audit: at least one finding is an error
           3   provision, restore --batch: some devices failed, the others are done
-          10–16 restore refusals (see `keyline restore --help`); nothing was written to the device
+          10–17 restore refusals (see `keyline restore --help`); nothing was written to the device
           64  usage error (bad option or argument)
           65  bad input data (malformed or unsuitable key, blob, backup, pipeline)
           66  input file missing or unreadable
