@@ -5,7 +5,10 @@ to --upstream, except:
   --slowdown N   the first N requests get 503 SlowDown (S3's throttling reply), not forwarded;
   --reset N      the next N requests after those have their connection closed without a reply;
   --lose-reply N the next N after those are forwarded, then their connection is closed without
-                 the reply (the store did the work; the client never hears of it).
+                 the reply (the store did the work; the client never hears of it);
+  --down-after-lose  once the lost replies are used up, every later request has its connection
+                 closed too (the store went away right after doing the work: a crash window that
+                 stays open until the test acts).
 Prints "listening PORT" once it accepts, and one line per injected fault.
 """
 import argparse
@@ -26,10 +29,12 @@ parser.add_argument("--upstream", required=True)  # host:port
 parser.add_argument("--slowdown", type=int, default=0)
 parser.add_argument("--reset", type=int, default=0)
 parser.add_argument("--lose-reply", type=int, default=0)
+parser.add_argument("--down-after-lose", action="store_true")
 args = parser.parse_args()
 host, port = args.upstream.rsplit(":", 1)
 lock = threading.Lock()
 budget = {"slowdown": args.slowdown, "reset": args.reset, "lose": args.lose_reply}
+down = {"now": False}
 
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
             b'<Message>Please reduce your request rate.</Message><RequestId>fault-proxy</RequestId></Error>')
@@ -61,7 +66,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(SLOWDOWN)
             return
-        if take("reset"):
+        with lock:
+            is_down = down["now"]
+        if take("reset") or is_down:
             print("fault reset", self.command, self.path, flush=True)
             self.close_connection = True
             self.connection.shutdown(2)
@@ -71,6 +78,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
         reply = upstream.getresponse()
         data = reply.read()
         if take("lose"):
+            with lock:
+                if args.down_after_lose and budget["lose"] == 0:
+                    down["now"] = True
             print("fault lose-reply", self.command, self.path, reply.status, flush=True)
             self.close_connection = True
             self.connection.shutdown(2)
