@@ -89,8 +89,11 @@ struct ProvisionS3Tests {
         #expect(again.status == 0, "\(again.stderr)")
         let skipped = ProvisionLine.summary(again)?["devices"] as? [[String: Any]] ?? []
         #expect(skipped.count == 4 && skipped.allSatisfy { $0["outcome"] as? String == "skipped" })
-        let listing = try await Self.aws(["s3api", "list-objects-v2", "--bucket", store.settings.bucket, "--query", "length(Contents)"])
-        #expect(listing.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "4", "\(listing.stdout) \(listing.stderr)")
+        let listing = try await Self.aws(["s3api", "list-objects-v2", "--bucket", store.settings.bucket, "--query", "Contents[].Key", "--output", "text"])
+        let keys = listing.stdout.split(whereSeparator: { $0.isWhitespace }).map(String.init)
+        #expect(keys.filter { $0.hasSuffix(".age") }.count == 4, "\(listing.stdout) \(listing.stderr)")
+        // Besides them, only the store's conditional-put probe (S3EscrowStore+ConditionalPut.swift).
+        #expect(keys.filter { !$0.hasSuffix(".age") } == ["line-1/\(S3EscrowStore.probeName)"], "\(keys)")
 
         try await line.expectNoKeyMaterial(in: [first, again])
         #expect(![first, again].contains { ($0.stdout + $0.stderr).contains(Self.secret) })
@@ -198,6 +201,43 @@ struct ProvisionS3Tests {
         #expect(!FileManager.default.fileExists(atPath: line.store.path))
         try await line.expectNoKeyMaterial(in: results, extraKeys: [other])
         #expect(!results.contains { ($0.stdout + $0.stderr).contains(Self.secret) })
+    }
+
+    @Test("audit --check-store --decrypt reads an S3 store: clean, then an orphan (warning) and a deleted object (error)",
+          .timeLimit(.minutes(5)))
+    func auditReadsTheS3Store() async throws {
+        let line = try await ProvisionLine(seed: 64) { fleet in
+            for index in 1...2 { try fleet.add(.photon, at: ProvisionTests.port(1, index), mode: .dfu) }
+        }
+        defer { Task { await line.stop() } }
+        let store = try await Self.useS3(line)
+        let (product, _) = try await RestoreTests.provision(line, count: 2)
+        let bucket = store.settings.bucket
+        let audit = ["audit", "--product", product, "--check-store", "--decrypt", "--identity", line.identity.path, "--format", "json"]
+
+        let clean = try await line.keyline(audit)
+        #expect(clean.status == 0, "\(clean.stderr)\n\(clean.stdout)")
+        #expect(try AuditTests.findings(clean).isEmpty, "\(clean.stdout)")
+
+        // A foreign object in the product's part of the prefix is an orphan; one outside the prefix is not the store's.
+        try Data("not a backup".utf8).write(to: line.scratch.file("foreign.bin"))
+        for key in ["line-1/\(product)/dddddddddddddddddddddd04/\(String(repeating: "e", count: 64)).age", "line-2/\(product)/x.age"] {
+            let put = try await Self.aws(["s3api", "put-object", "--bucket", bucket, "--key", key, "--body", line.scratch.path("foreign.bin")])
+            #expect(put.status == 0, "\(put.stderr)")
+        }
+        let warned = try await line.keyline(audit)
+        #expect(warned.status == 0, "\(warned.stderr)")
+        #expect(try AuditTests.findings(warned).map(\.code) == ["orphan_object"], "\(warned.stdout)")
+
+        // A backup deleted from the bucket: missing, an error (exit 2).
+        let registration = try #require(try await line.registry().registrations(productID: product).first)
+        let removed = try await Self.aws(["s3", "rm", "s3://\(bucket)/line-1/\(registration.escrowObject.objectKey)"])
+        #expect(removed.status == 0, "\(removed.stderr)")
+        let failed = try await line.keyline(audit)
+        #expect(failed.status == 2, "\(failed.stderr)")
+        let codes = try AuditTests.findings(failed).map(\.code)
+        #expect(codes.sorted() == ["escrow_object_missing", "orphan_object"], "\(failed.stdout)")
+        #expect(!(clean.stdout + clean.stderr + failed.stdout + failed.stderr).contains(Self.secret))
     }
 }
 

@@ -9,6 +9,10 @@ to --upstream, except:
   --down-after-lose  once the lost replies are used up, every later request has its connection
                  closed too (the store went away right after doing the work: a crash window that
                  stays open until the test acts).
+  --strip-if-none-match  forwards PUTs without their If-None-Match header: a server that does
+                 not honour conditional writes (moto does not check signatures).
+Requests for the conditional-put probe (.keyline-conditional-put-probe) are never faulted, so
+the counts above apply to the requests a test makes.
 Prints "listening PORT" once it accepts, and one line per injected fault.
 """
 import argparse
@@ -30,6 +34,7 @@ parser.add_argument("--slowdown", type=int, default=0)
 parser.add_argument("--reset", type=int, default=0)
 parser.add_argument("--lose-reply", type=int, default=0)
 parser.add_argument("--down-after-lose", action="store_true")
+parser.add_argument("--strip-if-none-match", action="store_true")
 args = parser.parse_args()
 host, port = args.upstream.rsplit(":", 1)
 lock = threading.Lock()
@@ -57,6 +62,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        headers = dict(self.headers.items())
+        if args.strip_if_none_match:
+            headers = {k: v for k, v in headers.items() if k.lower() != "if-none-match"}
+        if ".keyline-conditional-put-probe" in self.path:
+            self.forward(body, headers)
+            return
         if take("slowdown"):
             print("fault slowdown", self.command, self.path, flush=True)
             self.send_response(503)
@@ -73,11 +84,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             self.connection.shutdown(2)
             return
+        self.forward(body, headers, faults=True)
+
+    def forward(self, body, headers, faults=False):
         upstream = http.client.HTTPConnection(host, int(port), timeout=30)
-        upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+        upstream.request(self.command, self.path, body=body, headers=headers)
         reply = upstream.getresponse()
         data = reply.read()
-        if take("lose"):
+        if faults and take("lose"):
             with lock:
                 if args.down_after_lose and budget["lose"] == 0:
                     down["now"] = True
