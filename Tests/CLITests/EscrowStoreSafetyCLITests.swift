@@ -1,5 +1,6 @@
 import DeviceKeys
 import Foundation
+import Simulator
 import Testing
 import TestSupport
 
@@ -44,8 +45,9 @@ import TestSupport
             let label = arguments.joined(separator: " ")
             #expect(result.status == 73, "\(label): \(result.stdout) \(result.stderr)")
             let error = try result.json()["error"] as? [String: Any]
-            #expect(error?["kind"] as? String == "outputInEscrowStore", "\(label): \(result.stdout)")
-            #expect((error?["message"] as? String ?? "").contains("inside the escrow store"), "\(label)")
+            let (kind, message) = (error?["kind"] as? String, error?["message"] as? String ?? "")
+            #expect(kind == "outputInEscrowStore", "\(label): \(result.stdout)")
+            #expect(message.contains("inside the escrow store"), "\(label)")
         }
         #expect(try dir.read(object) == before)
         let files = try await dir.shell("find escrow -type f | sort").split(separator: "\n").map(String.init)
@@ -66,8 +68,9 @@ import TestSupport
             let result = try await KeylineBinary.run(Self.backupArguments(recipient, store: store) + ["--json"], in: dir.url)
             #expect(result.status == 79, "\(store): \(result.stdout) \(result.stderr)")
             let error = try result.json()["error"] as? [String: Any]
-            #expect(error?["kind"] as? String == "unsafeStore", "\(store)")
-            #expect((error?["message"] as? String ?? "").contains(fix), "\(store): \(error ?? [:])")
+            let (kind, message) = (error?["kind"] as? String, error?["message"] as? String ?? "")
+            #expect(kind == "unsafeStore", "\(store)")
+            #expect(message.contains(fix), "\(store): \(message)")
             let human = try await KeylineBinary.run(Self.backupArguments(recipient, store: store), in: dir.url)
             #expect(human.status == 79 && human.stderr.contains("unsafe escrow store"), "\(human.stderr)")
         }
@@ -77,5 +80,24 @@ import TestSupport
         #expect(help.stdout.contains("79  unsafe escrow store"))
         let provisionHelp = try await KeylineBinary.run(["provision", "--help"], in: dir.url)
         #expect(provisionHelp.stdout.contains("79   unsafe escrow store"))
+    }
+
+    @Test("provision refuses a symlinked store root before it touches a device (exit 79)", .timeLimit(.minutes(3)))
+    func provisionRefusesAnUnsafeStoreRoot() async throws {
+        let line = try await ProvisionLine(seed: 65) { fleet in
+            try fleet.add(.photon, at: ProvisionTests.port(1, 1), mode: .dfu)
+        }
+        defer { Task { await line.stop() } }
+        while line.fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        let real = line.scratch.file("real-store")
+        try FileManager.default.createDirectory(at: real, withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(at: line.store, withDestinationURL: real)
+        let device = line.fleet.allDevices[0].device
+        let before = device.statistics.controlTransfers
+        let result = try await line.keyline(["provision", ProvisionLine.pipeline("photon-factory.yaml")])
+        #expect(result.status == 79, "\(result.stderr)")
+        #expect(result.stderr.contains("unsafe escrow store: \(line.store.path) is a symbolic link"), "\(result.stderr)")
+        #expect(device.statistics.controlTransfers == before)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: real.path).isEmpty)
     }
 }
