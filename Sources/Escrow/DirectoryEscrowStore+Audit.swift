@@ -61,7 +61,7 @@ public final class DirectoryObjectWalk: @unchecked Sendable {
                     stack.append((start, try Self.sortedEntries(root + "/" + start)))
                 }
             } else {
-                stack.append(("", try Self.sortedEntries(root)))
+                stack.append(("", try Self.sortedEntries(root, isRoot: true)))
             }
         }
         var paths: [String] = []
@@ -83,7 +83,7 @@ public final class DirectoryObjectWalk: @unchecked Sendable {
 
     /// A folder's entries sorted so that the full paths come out in byte order: a folder sorts as
     /// its name followed by "/" (so "a-b" comes before "a/…", as '-' < '/'), in reverse.
-    static func sortedEntries(_ path: String) throws(EscrowStoreError) -> [(name: String, isDirectory: Bool)] {
+    static func sortedEntries(_ path: String, isRoot: Bool = false) throws(EscrowStoreError) -> [(name: String, isDirectory: Bool)] {
         guard let handle = opendir(path) else {
             if errno == ENOENT || errno == ENOTDIR { return [] }
             throw .io(operation: "open directory", path: path, errno: errno)
@@ -100,6 +100,8 @@ public final class DirectoryObjectWalk: @unchecked Sendable {
                 $0.withMemoryRebound(to: CChar.self, capacity: Int(NAME_MAX) + 1) { String(cString: $0) }
             }
             if name == "." || name == ".." || DirectoryEscrowStore.isTemporaryName(name) { continue }
+            // The store's marker (DirectoryEscrowStore+Safety.swift) is not an object; only the root's.
+            if name == DirectoryEscrowStore.markerName && isRoot { continue }
             var isDirectory = entry.pointee.d_type == UInt8(DT_DIR)
             if entry.pointee.d_type == UInt8(DT_UNKNOWN) {
                 var info = stat()

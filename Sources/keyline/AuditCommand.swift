@@ -27,7 +27,8 @@ struct AuditCommand: AsyncParsableCommand {
             cursor: memory does not grow with the number of registrations. Run it with a login that \
             is a member of keyline_auditor (read-only); keyline says so when the login may write. \
             --check-store covers the escrow objects of the product (or of all products) in the store \
-            given by --store or KEYLINE_ESCROW_STORE, whatever --since and --job say.
+            given by --store or KEYLINE_ESCROW_STORE (a directory or s3://bucket/prefix, read with the \
+            standard AWS variables), whatever --since and --job say.
 
             EXIT CODES
               0   no finding is an error (warnings and notes may be listed)
@@ -60,7 +61,7 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "The RMA escrow identity file (AGE-SECRET-KEY-1…), for --decrypt.")
     var identity: String?
 
-    @Option(help: "The escrow store directory (default: KEYLINE_ESCROW_STORE).")
+    @Option(help: "The escrow store: a directory or s3://bucket/prefix (default: KEYLINE_ESCROW_STORE).")
     var store: String?
 
     func validate() throws {
@@ -91,7 +92,13 @@ struct AuditCommand: AsyncParsableCommand {
         try await CLI.run(json: format == .json) {
             let identities = try decrypt ? loadIdentities() : []
             let scope = AuditScope(productID: product, since: since.flatMap(Self.parseTime), jobID: job)
-            let store = storeDirectory.map { DirectoryEscrowStore(root: URL(fileURLWithPath: $0).standardizedFileURL) }
+            // A directory or an S3 store, chosen by the location as every command does (EscrowStores).
+            let store: (any AuditedStore)? = try (checkStore || decrypt ? storeDirectory : nil).map { location in
+                guard let opened = try EscrowStores.open(location) as? any AuditedStore else {
+                    throw EscrowStoreError.invalidStore("\(location): this kind of store cannot be audited")
+                }
+                return opened
+            }
             let errors = try await RegistryDatabase.audit(scope: scope) { audit in
                 try await Self.audit(audit, format: format, store: checkStore ? store : nil,
                                      decrypt: decrypt ? store.map { BackupDecryptCheck(store: $0, identities: identities,
@@ -112,7 +119,7 @@ struct AuditCommand: AsyncParsableCommand {
     }
 
     /// The whole audit in the snapshot; returns the number of error findings.
-    static func audit(_ audit: RegistryAudit, format: AuditFormat, store: DirectoryEscrowStore?,
+    static func audit(_ audit: RegistryAudit, format: AuditFormat, store: (any AuditedStore)?,
                       decrypt: BackupDecryptCheck?) async throws -> Int {
         let login = try await audit.privileges()
         if !login.unreadable.isEmpty {

@@ -55,9 +55,9 @@ final class TerminalProgress {
 
 /// `--check-store`: the store's objects merged, in key order, with the registry's records of that
 /// store: a record without its file is missing, a file without a record is an orphan, and each
-/// matched file is hashed (in parallel) against the recorded SHA-256.
+/// matched file is hashed (in parallel) against the recorded SHA-256. A directory or an S3 store.
 struct StoreCheck {
-    let store: DirectoryEscrowStore
+    let store: any AuditedStore
     let audit: RegistryAudit
     let report: (AuditFinding) -> Void
     var batch = 512
@@ -69,8 +69,8 @@ struct StoreCheck {
                                 message: "\(count) escrow objects are recorded in \(uri), not in the store checked (\(store.storeURI)); not checked"))
         }
         let total = counts.first { $0.storeURI == store.storeURI }?.count ?? 0
-        let progress = TerminalProgress("checking \(store.root.path)", total: total)
-        let walk = WalkReader(walk: store.objectWalk(under: audit.scope.productID))
+        let progress = TerminalProgress("checking \(store.label)", total: total)
+        let walk = WalkReader(listing: store.listing(under: audit.scope.productID))
         var pending: [AuditedObject] = []
         try await audit.forEachObject(inStore: store.storeURI) { objects in
             for object in objects {
@@ -109,8 +109,7 @@ struct StoreCheck {
     }
 
     private func hash(_ objects: [AuditedObject]) async throws {
-        let store = store
-        let results = await parallelMap(objects) { object in Result { try store.sha256(ofObjectAt: object.objectKey) } }
+        let results = await store.sha256s(of: objects.map(\.objectKey))
         for (object, result) in zip(objects, results) {
             switch result {
             case .success(let sha) where sha == object.ciphertextSHA256:
@@ -131,22 +130,18 @@ struct StoreCheck {
     }
 }
 
-/// The store walk read ahead a block at a time, off the cooperative pool.
+/// The store's listing read ahead a block at a time (a directory's off the cooperative pool).
 private final class WalkReader: @unchecked Sendable {
-    private let walk: DirectoryObjectWalk
+    private let listing: any StoreListing
     private var buffer: [String] = []
     private var index = 0
     private var ended = false
-    private let queue = DispatchQueue(label: "keyline.audit.walk")
 
-    init(walk: DirectoryObjectWalk) { self.walk = walk }
+    init(listing: any StoreListing) { self.listing = listing }
 
     func peek() async throws -> String? {
         if index == buffer.count, !ended {
-            let walk = walk
-            let next = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[String], any Error>) in
-                queue.async { continuation.resume(with: Result { try walk.next(4_096) }) }
-            }
+            let next = try await listing.next()
             buffer = next
             index = 0
             ended = next.isEmpty
@@ -160,25 +155,30 @@ private final class WalkReader: @unchecked Sendable {
 /// `--decrypt`: each listed key's backup is decrypted with the RMA identity and must hold the
 /// private key of exactly the registered public key, for the registered device.
 struct BackupDecryptCheck {
-    let store: DirectoryEscrowStore
+    let store: any AuditedStore
     let identities: [X25519Identity]
     /// Missing files are --check-store's to report when it runs.
     let reportMissing: Bool
 
     func check(_ keys: [AuditedKey]) async -> [AuditFinding] {
         let candidates = keys.filter { $0.objectKey != nil && $0.storeURI == store.storeURI }
-        let (directory, identities, reportMissing) = (store, identities, reportMissing)
-        let results: [AuditFinding?] = await parallelMap(candidates) { key in
-            let path = directory.root.appendingPathComponent(key.objectKey!).path
+        let (identities, reportMissing) = (identities, reportMissing)
+        let fetched = await store.contents(of: candidates.map { $0.objectKey! })
+        let results: [AuditFinding?] = await parallelMap(Array(zip(candidates, fetched))) { pair in
+            let (key, fetched) = pair
             func finding(_ code: String, _ message: String) -> AuditFinding {
                 AuditFinding(.error, code, productID: key.productID, deviceID: key.deviceID, fingerprint: key.fingerprint,
                              jobID: key.jobID, objectKey: key.objectKey, message: message)
             }
-            guard let data = FileManager.default.contents(atPath: path) else {
+            let data: [UInt8]
+            switch fetched {
+            case .success(let bytes?): data = bytes
+            case .failure(let error): return finding("escrow_object_unreadable", "escrow object \(key.objectKey!) cannot be read from the store: \(error)")
+            case .success(nil):
                 return reportMissing ? finding("escrow_object_missing", "escrow object \(key.objectKey!) cannot be read from the store") : nil
             }
             do {
-                let backup = try EscrowBackup.decrypt(Array(data), identities: identities)
+                let backup = try EscrowBackup.decrypt(data, identities: identities)
                 try backup.check(deviceID: key.deviceID, publicKeySHA256: key.fingerprint)
                 return nil
             } catch let error as EscrowBackupError {

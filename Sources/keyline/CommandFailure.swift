@@ -36,6 +36,8 @@ enum KeylineExit: Int32, CaseIterable {
     case protocolError = 76
     case noPermission = 77
     case configuration = 78
+    /// The escrow directory store has a symlinked or group/world-writable folder: fix the folder.
+    case unsafeEscrowStore = 79
     /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     case interrupted = 130
 
@@ -56,6 +58,8 @@ enum KeylineExit: Int32, CaseIterable {
           76  protocol error from a device or peer (DFU status)
           77  permission denied
           78  configuration error
+          79  unsafe escrow store: a symlink, or a group/world-writable folder, where the store's
+              folders should be (the message names it and how to fix it); nothing was written
           130 interrupted (Ctrl-C); `provision --resume JOB` continues
         With --json, results and errors are JSON objects on standard output.
         """
@@ -93,6 +97,14 @@ struct CommandFailure: ReportableError {
     static func outputExists(_ path: String) -> CommandFailure {
         CommandFailure(kind: "outputExists", message: "\(path) already exists; keyline never overwrites it unless you pass --force",
                        context: ["file": path], exit: .cannotCreate)
+    }
+
+    /// A file keyline was asked to write lies inside an escrow store: only the store writes
+    /// there, and only new objects (even --force never replaces one).
+    static func insideEscrowStore(_ path: String, store: String) -> CommandFailure {
+        CommandFailure(kind: "outputInEscrowStore",
+                       message: "\(path) is inside the escrow store \(store); keyline never writes or replaces a file there (not even with --force). Choose an output outside the store",
+                       context: ["file": path, "store": store], exit: .cannotCreate)
     }
 
     static func cannotWrite(_ path: String, errno code: Int32) -> CommandFailure {

@@ -29,9 +29,11 @@ struct EscrowCommand: AsyncParsableCommand {
         authentication failed (modified or damaged), truncated, invalid backup document, SHA-256 \
         mismatch (verify)
           66  input file missing or unreadable
-          73  output exists (never overwritten without --force) or cannot be created
+          73  output exists (never overwritten without --force) or cannot be created, or it is
+              inside an escrow store (a store's files are never written or replaced, even with --force)
           74  I/O error while streaming a file
           77  no identity matches: the file was encrypted to other recipients
+          79  unsafe escrow store: a symlink or a group/world-writable folder in the store (backup)
         With --json, results and errors are JSON objects on standard output; errors carry "kind" \
         (e.g. truncated, headerMACMismatch, noIdentityMatched) and the failure class.
         """

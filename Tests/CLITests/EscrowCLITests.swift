@@ -183,7 +183,7 @@ import TestSupport
         let json = try first.json()
         let objectKey = "acme-sensor/e00fce68a1b2c3d4e5f60718/\(key.publicKey.fingerprint).age"
         #expect(json["object_key"] as? String == objectKey)
-        #expect(try dir.mode("escrow/\(objectKey)") == 0o600)
+        #expect(try dir.mode("escrow/\(objectKey)") == 0o400)  // owner-only and read-only
         let digest = try #require(json["sha256"] as? String)
         #expect(try await dir.shell("sha256sum escrow/\(objectKey)").hasPrefix(digest))
 
