@@ -2,109 +2,141 @@ import Dispatch
 import Escrow
 import Foundation
 
-/// What `audit --check-store` and `--decrypt` need from an escrow store, a directory or S3 alike:
-/// its objects in byte order of their relative paths (the registry's `COLLATE "C"` order), and
-/// objects' bytes or SHA-256 as they are now, many at a time.
-protocol AuditedStore: Sendable {
-    var storeURI: String { get }
-    /// How the store is named in progress output.
-    var label: String { get }
-    func listing(under product: String?) -> any StoreListing
-    /// The SHA-256 of each object, nil where there is none; in the order of `paths`.
-    func sha256s(of paths: [String]) async -> [Result<String?, any Error>]
-    /// The bytes of each object, nil where there is none; in the order of `paths`.
-    func contents(of paths: [String]) async -> [Result<[UInt8]?, any Error>]
-}
+/// The escrow store an audit checks: a directory (files read and hashed on Dispatch threads, all
+/// cores at once) or an S3 store (objects read over HTTP, 16 requests at a time).
+enum AuditedStore: Sendable {
+    case directory(DirectoryEscrowStore)
+    case s3(S3EscrowStore)
 
-/// A walk through a store's object names: the next block in byte order; empty at the end.
-protocol StoreListing: Sendable {
-    func next() async throws -> [String]
-}
-
-extension DirectoryEscrowStore: AuditedStore {
-    var label: String { root.path }
-
-    func listing(under product: String?) -> any StoreListing { DirectoryListing(walk: objectWalk(under: product)) }
-
-    func sha256s(of paths: [String]) async -> [Result<String?, any Error>] {
-        await parallelMap(paths) { path in
-            do { return .success(try self.sha256(ofObjectAt: path)) } catch { return .failure(error) }
+    /// The store at `location` (a directory, file:///path or s3://bucket/prefix), as `EscrowStores` opens it.
+    static func open(_ location: String) throws -> AuditedStore {
+        switch try EscrowStores.open(location) {
+        case let s3 as S3EscrowStore: return .s3(s3)
+        case let directory as DirectoryEscrowStore: return .directory(DirectoryEscrowStore(root: directory.root.standardizedFileURL))
+        default: throw EscrowStoreError.invalidStore("\(location): keyline audit reads directory and s3:// stores")
         }
     }
 
-    func contents(of paths: [String]) async -> [Result<[UInt8]?, any Error>] {
-        let root = root
-        return await parallelMap(paths) { path in
-            .success(FileManager.default.contents(atPath: root.appendingPathComponent(path).path).map { Array($0) })
+    var storeURI: String {
+        switch self {
+        case .directory(let store): store.storeURI
+        case .s3(let store): store.storeURI
         }
     }
-}
 
-/// The directory walk, read a block at a time on a queue of its own (it blocks on the file system).
-private final class DirectoryListing: StoreListing, @unchecked Sendable {
-    private let walk: DirectoryObjectWalk
-    private let queue = DispatchQueue(label: "keyline.audit.walk")
-
-    init(walk: DirectoryObjectWalk) { self.walk = walk }
-
-    func next() async throws -> [String] {
-        let walk = walk
-        return try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try walk.next(4_096) }) }
+    /// For people: the folder, or the s3:// URI.
+    var name: String {
+        switch self {
+        case .directory(let store): store.root.path
+        case .s3(let store): store.storeURI
         }
     }
-}
 
-extension S3EscrowStore: AuditedStore {
-    var label: String { storeURI }
+    static let s3Concurrency = 16
 
-    func listing(under product: String?) -> any StoreListing { S3Listing(store: self, product: product) }
-
-    func sha256s(of paths: [String]) async -> [Result<String?, any Error>] {
-        await contents(of: paths).map { result in result.map { bytes in bytes.map { Age.sha256($0) } } }
-    }
-
-    /// GetObject, 16 at a time (the client keeps up to 32 connections; the bench measures 16).
-    func contents(of paths: [String]) async -> [Result<[UInt8]?, any Error>] {
-        var results = [Result<[UInt8]?, any Error>](repeating: .success(nil), count: paths.count)
-        await withTaskGroup(of: (Int, Result<[UInt8]?, any Error>).self) { group in
-            var next = 0
-            func start() {
-                let index = next
-                next += 1
-                group.addTask {
-                    do { return (index, .success(try await self.objectBytes(at: paths[index]))) } catch { return (index, .failure(error)) }
-                }
-            }
-            while next < min(16, paths.count) { start() }
-            while let done = await group.next() {
-                results[done.0] = done.1
-                if next < paths.count { start() }
+    /// The SHA-256 of each object (nil: no such object), in the order of `objectKeys`.
+    func sha256s(_ objectKeys: [String]) async -> [Result<String?, any Error>] {
+        switch self {
+        case .directory(let store):
+            return await parallelMap(objectKeys) { key in Result<String?, any Error> { try store.sha256(ofObjectAt: key) } }
+        case .s3(let store):
+            return await concurrentMap(objectKeys, width: Self.s3Concurrency) { key -> Result<String?, any Error> in
+                do { return .success(try await store.sha256(ofObjectAt: key)) } catch { return .failure(error) }
             }
         }
-        return results
+    }
+
+    /// The bytes of each object (nil: no such object), in the order of `objectKeys`.
+    func contents(_ objectKeys: [String]) async -> [Result<[UInt8]?, any Error>] {
+        switch self {
+        case .directory(let store):
+            return await parallelMap(objectKeys) { key in Result<[UInt8]?, any Error> { try store.contents(ofObjectAt: key) } }
+        case .s3(let store):
+            return await concurrentMap(objectKeys, width: Self.s3Concurrency) { key -> Result<[UInt8]?, any Error> in
+                do { return .success(try await store.contents(ofObjectAt: key)) } catch { return .failure(error) }
+            }
+        }
+    }
+
+    /// The store's objects a batch at a time (empty at the end), under `product` or all.
+    func listing(under product: String?) -> @Sendable () async throws -> [String] {
+        switch self {
+        case .directory(let store):
+            let walk = store.objectWalk(under: product)
+            return { try await offPool { try walk.next(2_048) } }
+        case .s3(let store):
+            let state = ListingState()
+            return {
+                guard !state.ended else { return [] }
+                let page = try await store.listObjects(under: product, continuationToken: state.token)
+                state.token = page.next
+                state.ended = page.next == nil
+                return page.keys
+            }
+        }
     }
 }
 
-/// ListObjectsV2 page by page (S3 lists in UTF-8 byte order, as the merge needs).
-private actor S3Listing: StoreListing {
-    let store: S3EscrowStore
-    let product: String?
-    private var continuation: String?
-    private var ended = false
+/// Where an S3 listing is; used by one caller at a time.
+private final class ListingState: @unchecked Sendable {
+    var token: String?
+    var ended = false
+}
 
-    init(store: S3EscrowStore, product: String?) {
-        self.store = store
-        self.product = product
+/// Blocking file-system work on a Dispatch thread, never on the cooperative pool.
+func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try work() }) }
     }
+}
 
-    func next() async throws -> [String] {
-        while !ended {
-            let page = try await store.listObjectNames(under: product, continuation: continuation)
-            continuation = page.continuation
-            ended = page.continuation == nil
-            if !page.names.isEmpty { return page.names }
+/// Runs `work` over `items` on Dispatch's worker threads (never Swift's cooperative pool, as the
+/// work blocks on files or burns CPU), all cores at once; results in the order of `items`.
+func parallelMap<T: Sendable, R: Sendable>(_ items: [T], _ work: @escaping @Sendable (T) -> R) async -> [R] {
+    guard !items.isEmpty else { return [] }
+    return await withCheckedContinuation { continuation in
+        DispatchQueue.global(qos: .userInitiated).async {
+            let results = ResultSlots<R>(count: items.count)
+            DispatchQueue.concurrentPerform(iterations: items.count) { index in results.set(index, work(items[index])) }
+            continuation.resume(returning: results.values())
         }
-        return []
     }
+}
+
+/// Runs async `work` (network requests) over `items`, at most `width` at once; results in order.
+func concurrentMap<T: Sendable, R: Sendable>(_ items: [T], width: Int, _ work: @escaping @Sendable (T) async -> R) async -> [R] {
+    await withTaskGroup(of: (Int, R).self) { group in
+        var results = [R?](repeating: nil, count: items.count)
+        var started = 0
+        while started < min(width, items.count) {
+            let index = started
+            group.addTask { (index, await work(items[index])) }
+            started += 1
+        }
+        while let done = await group.next() {
+            results[done.0] = done.1
+            if started < items.count {
+                let index = started
+                group.addTask { (index, await work(items[index])) }
+                started += 1
+            }
+        }
+        return results.map { $0! }
+    }
+}
+
+/// One slot per index, each written by one iteration of `concurrentPerform` and read after it
+/// returns: a buffer allocated once, so the writers never touch shared array bookkeeping.
+private final class ResultSlots<R>: @unchecked Sendable {
+    private let slots: UnsafeMutableBufferPointer<R?>
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: nil)
+    }
+    deinit {
+        slots.deinitialize()
+        slots.deallocate()
+    }
+    func set(_ index: Int, _ value: R) { slots[index] = value }
+    func values() -> [R] { slots.map { $0! } }
 }
