@@ -12,9 +12,14 @@ struct DatabaseLoginCLITests {
         let unbound = "kl_cli_unbound_" + suffix
         try await DatabaseCLITests.psql("CREATE ROLE \(login) LOGIN")
         try await DatabaseCLITests.psql("CREATE ROLE \(unbound) LOGIN IN ROLE keyline_rma")
-        defer {
-            Task { try? await DatabaseCLITests.psql("DROP ROLE IF EXISTS \(login); DROP ROLE IF EXISTS \(unbound)") }
-        }
+        var failure: (any Error)?
+        do { try await Self.grantListRevoke(login: login, unbound: unbound, suffix: suffix) } catch { failure = error }
+        // Roles are cluster-wide: dropped whatever happened (the test database is gone by now).
+        try? await DatabaseCLITests.psql("DROP ROLE IF EXISTS \(login); DROP ROLE IF EXISTS \(unbound)")
+        if let failure { throw failure }
+    }
+
+    static func grantListRevoke(login: String, unbound: String, suffix: String) async throws {
         try await DatabaseCLITests.withFreshDatabase { environment in
             #expect(try await KeylineBinary.run(["db", "migrate"], environment: environment).status == 0)
 
