@@ -16,7 +16,7 @@ struct DatabaseCommand: AsyncParsableCommand {
 
             \(DatabaseFailure.helpText)
             """,
-        subcommands: [Migrate.self, Status.self]
+        subcommands: [Migrate.self, Status.self, Grant.self, Revoke.self, Logins.self]
     )
 }
 

@@ -16,7 +16,7 @@ struct RoleTests {
             #expect(try who[0].decode("login", as: String.self) == user)
 
             // Allowed: jobs, job devices (insert and update), escrow objects, registrations, events.
-            let job = try await station.createJob(productID: "acme-sensor", station: "station-07", pipeline: "boron")
+            let job = try await station.createJob(productID: "acme-sensor", station: RegistryFixture.station, pipeline: "boron")
             let fixture = RegistryFixture(registry: station, productID: "acme-sensor", job: job)
             let device = randomDeviceID()
             let key = try await TestKey.random(using: station.connection)
@@ -24,7 +24,7 @@ struct RoleTests {
             let registration = try await station.registerKey(fixture.registration(deviceID: device, key: key,
                                                                                   escrowObjectID: object.id))
             let other = try await station.startJobDevice(jobID: job.id, deviceID: randomDeviceID(), platform: "boron",
-                                                         station: "station-07", portPath: "1-3")
+                                                         station: RegistryFixture.station, portPath: "1-3")
             let failedOther = try await station.failJobDevice(jobID: job.id, deviceID: other.deviceID, from: "detected",
                                                               reason: "no DFU device after 10 s")
             #expect(failedOther.state == "failed" && failedOther.lastGoodState == "detected")
@@ -51,14 +51,14 @@ struct RoleTests {
             await expectServerError("42501") { try await connection.execute("DELETE FROM job_devices") }
             await expectServerError("42501") { try await connection.execute("DELETE FROM escrow_objects") }
             await expectServerError("42501") {
-                _ = try await station.recordRestoration(registrationID: registration.id, station: "station-07", outcome: .restored)
+                _ = try await station.recordRestoration(registrationID: registration.id, station: RegistryFixture.station, outcome: .restored)
             }
             await expectServerError("42501") { _ = try await station.createProduct(id: "rogue", name: "Rogue") }
             await expectServerError("42501") {
                 try await connection.execute("UPDATE escrow_objects SET object_key = 'x' WHERE id = $1", [object.id])
             }
             await #expect {
-                _ = try await station.revokeKey(productID: "acme-sensor", deviceID: device, reason: "x", station: "station-07")
+                _ = try await station.revokeKey(productID: "acme-sensor", deviceID: device, reason: "x", station: RegistryFixture.station)
             } throws: { error in
                 guard case RegistryError.permissionDenied = error else { return false }
                 return "\(error)".contains("keyline_station")
@@ -73,12 +73,12 @@ struct RoleTests {
             let admin = try await database.registry()
             _ = try await admin.createProduct(id: "acme-sensor", name: "Acme sensor")
             let (_, station) = try await database.login(memberOf: "keyline_station")
-            let job = try await station.createJob(productID: "acme-sensor", station: "station-07", pipeline: "boron")
+            let job = try await station.createJob(productID: "acme-sensor", station: RegistryFixture.station, pipeline: "boron")
             let fixture = RegistryFixture(registry: station, productID: "acme-sensor", job: job)
             let device = randomDeviceID()
             let key = try await TestKey.random(using: station.connection)
             _ = try await station.startJobDevice(jobID: job.id, deviceID: device, platform: "boron",
-                                                 station: "station-07", portPath: "1-2")
+                                                 station: RegistryFixture.station, portPath: "1-2")
             try await station.advanceJobDevice(jobID: job.id, deviceID: device, from: "detected", to: "dfu", portPath: "1-3")
             try await station.failJobDevice(jobID: job.id, deviceID: device, from: "dfu", reason: "re-enumeration timed out")
             #expect(try await station.resumeJobDevice(jobID: job.id, deviceID: device).state == "dfu")
@@ -94,10 +94,10 @@ struct RoleTests {
             #expect(try await station.registerKey(registration) == registered)
             let done = try await station.advanceJobDevice(jobID: job.id, deviceID: device, from: "registered", to: "done")
             #expect(done.keyFingerprint == key.fingerprint && done.attempts == 2)
-            #expect(try await station.unfinishedJobs(station: "station-07").map(\.id) == [job.id])
+            #expect(try await station.unfinishedJobs(station: RegistryFixture.station).map(\.id) == [job.id])
             #expect(try await station.deviceRecords(deviceID: device) == [done])
             _ = try await station.finishJob(id: job.id, status: .completed)
-            #expect(try await station.unfinishedJobs(station: "station-07").isEmpty)
+            #expect(try await station.unfinishedJobs(station: RegistryFixture.station).isEmpty)
             // Still no way around the workflow: intents are never deleted.
             await expectServerError("42501") { try await station.connection.execute("DELETE FROM escrow_intents") }
         }
@@ -140,6 +140,7 @@ struct RoleTests {
             let otherKey = try await TestKey.random(using: admin.connection)
             var found = fixture.escrowObject(deviceID: device, key: otherKey)
             found.jobID = nil
+            found.station = "rma-bench"
             let foundObject = try await rma.recordEscrowObject(found)
             var inJob = fixture.escrowObject(deviceID: device, key: try await TestKey.random(using: admin.connection))
             inJob.jobID = fixture.job.id

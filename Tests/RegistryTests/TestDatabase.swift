@@ -63,12 +63,29 @@ final class TestDatabase: Sendable {
         RegistryDatabase(client: try await connect())
     }
 
-    /// A real login (not SET ROLE) that is a member of `role`; returns a registry connected as it.
-    func login(memberOf role: String) async throws -> (user: String, registry: RegistryDatabase) {
+    /// The station or bench a test login of `role` is bound to unless told otherwise.
+    static func defaultStation(for role: String) -> String? {
+        switch role {
+        case "keyline_station": RegistryFixture.station
+        case "keyline_rma": "rma-bench"
+        default: nil
+        }
+    }
+
+    /// A real login (not SET ROLE) that is a member of `role`, bound (table station_logins) to
+    /// `station` as the administrator binds a factory login; returns a registry connected as it.
+    func login(memberOf role: String, station: String? = nil, bound: Bool = true) async throws
+        -> (user: String, registry: RegistryDatabase) {
         let user = "kl_login_" + Self.randomSuffix()
         let password = Self.randomSuffix() + Self.randomSuffix()
         let admin = try await connect()
         try await admin.execute("CREATE ROLE \(user) LOGIN PASSWORD '\(password)' IN ROLE \(role)")
+        if bound, role.hasPrefix("keyline_") {
+            let kind = String(role.dropFirst("keyline_".count))
+            let boundStation: String? = kind == "auditor" ? nil : (station ?? Self.defaultStation(for: role))
+            try await admin.execute("INSERT INTO station_logins (login, role, station) VALUES ($1, $2, $3)",
+                                    [user, kind, boundStation])
+        }
         await admin.close()
         createdLogins.withValue { $0.append(user) }
         let connection = try await PostgresConnection.connect(settings.with(user: user, password: password),
