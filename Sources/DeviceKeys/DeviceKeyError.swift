@@ -76,7 +76,7 @@ public enum DeviceKeyError: Error, Sendable, Equatable, CustomStringConvertible 
         case let .keyTooLarge(bits, limit):
             "the RSA key has a \(bits)-bit modulus; keyline reads keys of at most \(limit) bits (devices use RSA-1024)"
         case let .fileTooLarge(size, limit):
-            "the file is \(size) bytes or more; a key file is at most \(limit) bytes: this is not a key"
+            "the file is \(size) bytes; a key file is at most \(limit) bytes: this is not a key"
         case let .severalKeysInPEM(count):
             "the PEM file holds \(count) keys; give a file with exactly one key"
         case let .tooLongForSlotDump(keyLength, fileLength, largestSlot):
