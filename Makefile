@@ -14,7 +14,7 @@ DEMO_DIR   := .demo
 APT_PACKAGES := libssl-dev libpq-dev libusb-1.0-0-dev postgresql dfu-util age openssl pkg-config gcc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo bench crash-bench clean standin s3-up s3-down s3-env
+.PHONY: deps build test demo bench crash-bench fuzz clean standin s3-up s3-down s3-env
 
 # The libusb stand-in (Sources/libusb-standin): a libusb-1.0.so.0 that forwards to the device
 # simulator, for dfu-util and keyline's USB code on machines without a USB bus. Not a SwiftPM
@@ -64,6 +64,31 @@ bench: deps standin db-up s3-up
 crash-bench: deps standin db-up
 	$(SWIFT) build --product keyline $(BUILD_FLAGS)
 	$(PG_ENV) KEYLINE=$$($(SWIFT) build --show-bin-path)/keyline bash Benchmarks/crash-bench.sh
+
+# By hand, not part of `make test`: libFuzzer targets (Tests/Fuzz/fuzz-*.swift) for what devices,
+# files and operators send — memory-layout strings and descriptors, DFU status replies, key files,
+# age files, backup documents, pipeline files. keyline's modules are rebuilt with
+# -sanitize=fuzzer (libFuzzer ships with the Swift toolchain); each target runs FUZZ_SECONDS from
+# the seeds in Tests/Fuzz/corpus (throwaway keys and identity, fuzzing only), growing its corpus
+# in .build/fuzz/corpus. A crash or a unit slower than FUZZ_TIMEOUT seconds is written to
+# .build/fuzz/crashes/TARGET/ and fails the run; each becomes a regression test.
+FUZZ_SECONDS ?= 30
+FUZZ_TIMEOUT ?= 10
+FUZZ_TARGETS ?= dfu-descriptors dfu-status keys age backup pipeline
+fuzz: deps
+	$(SWIFT) build $(BUILD_FLAGS)
+	python3 Tests/Fuzz/build.py
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build/fuzz/corpus/$$t .build/fuzz/crashes/$$t; \
+	  case $$t in keys) len=9000;; backup|age|pipeline) len=4096;; *) len=512;; esac; \
+	  .build/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) -max_len=$$len -print_final_stats=1 \
+	    -artifact_prefix=.build/fuzz/crashes/$$t/ .build/fuzz/corpus/$$t Tests/Fuzz/corpus/$$t > .build/fuzz/$$t.log 2>&1 \
+	    || failed="$$failed $$t"; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' .build/fuzz/$$t.log); \
+	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' .build/fuzz/$$t.log); \
+	  echo "fuzz-$$t: $$runs runs, $$rate exec/s, corpus $$(ls .build/fuzz/corpus/$$t | wc -l) units, findings: $$(ls .build/fuzz/crashes/$$t | wc -l)"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed (logs .build/fuzz/*.log, inputs .build/fuzz/crashes/)"; exit 1; fi
 
 # The main job on a fresh machine: a simulated line of 4 Photons and 4 Borons behind the libusb
 # stand-in (keyline's real USB code), with the realistic timing model, provisioned into the local

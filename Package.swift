@@ -33,7 +33,8 @@ let package = Package(
         .target(name: "USB", dependencies: ["CLibUSB", "DFU", "FailurePolicy"]),
         .target(name: "ParticleDevice", dependencies: ["DFU", "DeviceKeys", "FailurePolicy"]),
         .target(name: "Escrow", dependencies: [
-            "DeviceKeys", "FailurePolicy",
+            // ParticleDevice: the platform table, so a backup is validated the same way written and read.
+            "DeviceKeys", "ParticleDevice", "FailurePolicy",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),  // named only to pin its version
@@ -53,6 +54,7 @@ let package = Package(
         // Benchmarks are an executable, never timed assertions in tests (`make bench`).
         .executableTarget(name: "keyline-bench", dependencies: [
             "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Simulator", "Pipeline",
+            "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
         ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh"]),
 
         // Shared test code (child processes, scratch directories); Foundation only.

@@ -111,7 +111,7 @@ struct AuditCommand: AsyncParsableCommand {
 
     private func loadIdentities() throws -> [X25519Identity] {
         let path = identity!
-        let bytes = try CLI.readFile(path)
+        let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity file")
         do {
             return try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
         } catch {

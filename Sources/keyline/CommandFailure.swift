@@ -94,6 +94,14 @@ struct CommandFailure: ReportableError {
             context: ["file": path], exit: .noInput)
     }
 
+    static func cannotRead(_ path: String, errno code: Int32) -> CommandFailure {
+        if code == ENOENT {
+            return CommandFailure(kind: "fileNotFound", message: "\(path): no such file", context: ["file": path], exit: .noInput)
+        }
+        return CommandFailure(kind: "fileUnreadable", message: "\(path): cannot be read (\(String(cString: strerror(code))))",
+                              context: ["file": path], exit: .noInput)
+    }
+
     static func outputExists(_ path: String) -> CommandFailure {
         CommandFailure(kind: "outputExists", message: "\(path) already exists; keyline never overwrites it unless you pass --force",
                        context: ["file": path], exit: .cannotCreate)
@@ -154,9 +162,7 @@ enum CLI {
         } catch {
             let failure = error.reportable
             if json {
-                var object: [String: Any] = ["kind": failure.kind, "message": failure.message, "exitCode": Int(failure.exit.rawValue)]
-                if !failure.context.isEmpty { object["context"] = failure.context }
-                printJSON(["error": object])
+                printJSON(["error": errorJSON(failure)])
             } else {
                 FileHandle.standardError.write(Data("keyline: error: \(failure.message)\n".utf8))
             }
@@ -164,16 +170,49 @@ enum CLI {
         }
     }
 
+    /// The "error" object of a JSON document: kind, message, exit code and context.
+    static func errorJSON(_ failure: ReportableError) -> [String: Any] {
+        var object: [String: Any] = ["kind": failure.kind, "message": failure.message, "exitCode": Int(failure.exit.rawValue)]
+        if !failure.context.isEmpty { object["context"] = failure.context }
+        return object
+    }
+
     static func printJSON(_ object: Any) {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 
-    static func readFile(_ path: String) throws -> [UInt8] {
-        do {
-            return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw CommandFailure.cannotRead(path, error)
+    /// The contents of `path`, a regular file (or a pipe) of at most `limit` bytes, where `what`
+    /// names what it should be ("a key file"). A directory, a device such as /dev/urandom or a
+    /// larger file is refused with an error that says so, before more than `limit` + 1 bytes
+    /// are read.
+    static func readFile(_ path: String, limit: Int = 1 << 30, what: String = "an input file") throws -> [UInt8] {
+        // O_NONBLOCK: opening a FIFO without a writer must not hang; reads below block again.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw CommandFailure.cannotRead(path, errno: errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw CommandFailure.cannotRead(path, errno: errno) }
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFREG || type == S_IFIFO else {
+            throw CommandFailure(kind: "notARegularFile", message: "\(path): \(FileType.describe(type)), not a regular file; give \(what)",
+                                 context: ["file": path], exit: .noInput)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw CommandFailure.cannotRead(path, errno: errno)
+            }
+            if count == 0 { return bytes }
+            bytes.append(contentsOf: chunk[0..<count])
+            guard bytes.count <= limit else {
+                throw CommandFailure(kind: "fileTooLarge", message: "\(path): larger than \(limit) bytes, more than \(what) can be",
+                                     context: ["file": path, "limit": String(limit)], exit: .dataError)
+            }
         }
     }
 
@@ -197,5 +236,20 @@ enum CLI {
         let pending = try PendingOutputFile(path: path, force: force, mode: mode)
         try pending.write(bytes)
         try pending.commit()
+    }
+}
+
+/// What a file that is not a regular file is, for messages ("a directory").
+enum FileType {
+    static func describe(_ type: mode_t) -> String {
+        switch type {
+        case S_IFDIR: "a directory"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFLNK: "a symbolic link"
+        case S_IFIFO: "a pipe"
+        default: "not a regular file"
+        }
     }
 }

@@ -38,11 +38,16 @@ struct EscrowCommand: AsyncParsableCommand {
         (e.g. truncated, headerMACMismatch, noIdentityMatched) and the failure class.
         """
 
+    /// An escrow backup is one age header (about 100 bytes a recipient) and a document of at most
+    /// `EscrowBackup.maximumDocumentSize`; an identity or recipients file is a few lines.
+    static let backupFileLimit = 64 * 1024
+    static let identityFileLimit = 64 * 1024
+
     static func loadIdentities(_ paths: [String]) throws -> [X25519Identity] {
         guard !paths.isEmpty else { throw AgeError.noIdentities }
         var identities: [X25519Identity] = []
         for path in paths {
-            let bytes = try CLI.readFile(path)
+            let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity or recipients file")
             do {
                 identities += try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
             } catch {
@@ -57,7 +62,7 @@ struct EscrowCommand: AsyncParsableCommand {
     static func loadRecipients(_ texts: [String], files: [String]) throws -> [X25519Recipient] {
         var recipients = try texts.map { try X25519Recipient($0) }
         for path in files {
-            let bytes = try CLI.readFile(path)
+            let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity or recipients file")
             do {
                 recipients += try X25519Recipient.parseFile(String(decoding: bytes, as: UTF8.self))
             } catch {
@@ -170,7 +175,7 @@ extension EscrowCommand {
                                          context: ["deviceID": deviceID], exit: .usage)
                 }
                 let parsed: KeyFile
-                do { parsed = try KeyFile.parse(try CLI.readFile(key)) } catch { throw error.about(file: key) }
+                do { parsed = try KeyFile.parse(try CLI.readFile(key, limit: KeyFile.maximumFileSize, what: "a key file")) } catch { throw error.about(file: key) }
                 guard let privateKey = parsed.privateKey else { throw DeviceKeyError.notAPrivateKey.about(file: key) }
                 do { try target.checkDeviceKey(privateKey) } catch { throw error.about(file: key) }
                 let parsedRecipients = try EscrowCommand.loadRecipients(recipients, files: recipientFiles)
@@ -347,7 +352,7 @@ extension EscrowCommand {
         func run() async throws {
             try await CLI.run(json: options.json) {
                 let loaded = try EscrowCommand.loadIdentities(identities)
-                let file = try CLI.readFile(backup)
+                let file = try CLI.readFile(backup, limit: EscrowCommand.backupFileLimit, what: "an escrow backup")
                 let decoded: EscrowBackup
                 do { decoded = try EscrowBackup.decrypt(file, identities: loaded) } catch { throw error.about(file: backup) }
                 var fields: [String: Any] = decoded.metadata
@@ -400,7 +405,7 @@ extension EscrowCommand {
 
         func run() async throws {
             try await CLI.run(json: options.json) {
-                let file = try CLI.readFile(backup)
+                let file = try CLI.readFile(backup, limit: EscrowCommand.backupFileLimit, what: "an escrow backup")
                 let actual = Age.sha256(file)
                 guard actual == sha256.lowercased() else {
                     throw CommandFailure(kind: "checksumMismatch",

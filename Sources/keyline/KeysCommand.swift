@@ -109,10 +109,11 @@ extension KeysCommand {
         func run() async throws {
             try await CLI.run(json: output.json) {
                 let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
-                let bytes = try CLI.readFile(file)
+                let bytes = try CLI.readFile(file, limit: KeyFile.maximumFileSize, what: "a key file")
                 let parsed: KeyFile
                 do { parsed = try KeyFile.parse(bytes) } catch { throw error.about(file: file) }
                 let fits = SlotReport.all(for: parsed, platform: target)
+                let failure = target.flatMap { target in fits.first(where: { $0.platform == target.name })?.error?.about(file: file) }
                 if output.json {
                     var object: [String: Any] = [
                         "file": file, "container": parsed.container.rawValue, "encoding": parsed.encoding.rawValue,
@@ -124,13 +125,18 @@ extension KeysCommand {
                     object["curve"] = parsed.publicKey.curve
                     object["exponent"] = parsed.publicKey.rsaPublicExponent
                     object["deviceDERLength"] = parsed.privateKey?.der.count
+                    // One command, one JSON document: a key that does not fit is the inspection
+                    // with its error, not an inspection followed by a second error object.
+                    if let failure {
+                        object["error"] = CLI.errorJSON(failure)
+                        CLI.printJSON(object)
+                        throw ExitCode(failure.exit.rawValue)
+                    }
                     CLI.printJSON(object)
                 } else {
                     print(Self.describe(parsed, file: file, fits: fits))
                 }
-                if let target, let failure = fits.first(where: { $0.platform == target.name })?.error {
-                    throw failure.about(file: file)
-                }
+                if let failure { throw failure }
             }
         }
 
@@ -194,7 +200,7 @@ extension KeysCommand {
                 let address = try host.map { host throws(ServerAddressError) in try ServerAddress(host: host) }
                 let base: ServerKeyBlob.Base
                 if let key {
-                    let bytes = try CLI.readFile(key)
+                    let bytes = try CLI.readFile(key, limit: KeyFile.maximumFileSize, what: "a key file")
                     if bytes.count == target.serverKeySlot.slot.size {
                         base = .blob(bytes)
                     } else {

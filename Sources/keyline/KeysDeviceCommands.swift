@@ -114,7 +114,7 @@ extension KeysCommand {
                 try await target.withDevice { device in
                     let base = New.filenameWithoutExtension(name ?? device.deviceID)
                     let file = "\(base).der"
-                    let bytes = try CLI.readFile(file)
+                    let bytes = try CLI.readFile(file, limit: KeyFile.maximumFileSize, what: "a key file")
                     let key: DevicePrivateKey
                     do {
                         guard let parsed = try KeyFile.parse(bytes).privateKey else { throw DeviceKeyError.notAPrivateKey }

@@ -15,7 +15,7 @@ import TestSupport
     /// A backup document as the format documents it (built here, independently of Escrow).
     static func backupDocument(_ key: DevicePrivateKey, deviceID: String = "e00fce68a1b2c3d4e5f60718") throws -> [UInt8] {
         let document: [String: Any] = [
-            "format": "keyline-escrow-backup", "version": 1, "device_id": deviceID, "platform": "photon",
+            "format": "keyline-escrow-backup", "version": 1, "device_id": deviceID, "platform": key.algorithm == .rsa ? "photon" : "boron",
             "product": "12345", "algorithm": key.algorithm.rawValue, "private_key_der": Data(key.der).base64EncodedString(),
             "public_key_sha256": key.publicKey.fingerprint, "job": "job-7", "station": "line-1", "created_at": "2026-11-21T10:30:00Z",
         ]
