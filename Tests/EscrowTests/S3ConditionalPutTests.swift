@@ -35,10 +35,10 @@ import Testing
             for n in 0..<16 { group.addTask { _ = try await store.put(S3TestServer.bytes("\(n)"), at: try S3TestServer.key(100 + n)) } }
             try await group.waitForAll()
         }
-        let listing = try await store.listObjectNames()
-        #expect(listing.names.count == 16 && listing.continuation == nil)
-        #expect(!listing.names.contains(S3EscrowStore.probeName))
-        #expect(try await store.objectBytes(at: S3EscrowStore.probeName) == S3EscrowStore.probeBytes)
+        let listing = try await store.listObjects(under: nil, continuationToken: nil)
+        #expect(listing.keys.count == 16 && listing.next == nil)
+        #expect(!listing.keys.contains(S3EscrowStore.probeName))
+        #expect(try await store.contents(ofObjectAt: S3EscrowStore.probeName) == S3EscrowStore.probeBytes)
         // A second store value probes again and finds the probe in place: still fine.
         let again = try S3EscrowStore(uri: "s3://\(store.settings.bucket)/escrow", environment: S3TestServer.environment())
         _ = try await again.put(S3TestServer.bytes("late"), at: try S3TestServer.key(200))
@@ -56,9 +56,9 @@ import Testing
         var continuation: String?
         var pages = 0
         repeat {
-            let page = try await store.listObjectNames(continuation: continuation)
-            names += page.names
-            continuation = page.continuation
+            let page = try await store.listObjects(under: nil, continuationToken: continuation)
+            names += page.keys
+            continuation = page.next
             pages += 1
         } while continuation != nil
         #expect(pages == 2)
