@@ -14,7 +14,7 @@ struct AuditTests {
             for index in 1...4 { try fleet.add(.photon, at: ProvisionTests.port(1, index), mode: .dfu) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 4 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 4") { line.fleet.attachedDevices().count >= 4 }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
         let product = try ProvisionLine.productID(pipeline)
         try await line.keyline(["provision", pipeline, "--json"]).requireSuccess()

@@ -35,7 +35,7 @@ struct KeysBenchTests {
             try fleet.add(platform, at: Self.port(1, 1), mode: platform == .photon ? .dfu : .normal)
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "!line.fleet.attachedDevices().isEmpty") { !line.fleet.attachedDevices().isEmpty }
         let provisioned = try await line.keyline(["provision", ProvisionLine.pipeline("\(platform.name)-factory.yaml"), "--json"])
         #expect(provisioned.status == 0, "\(provisioned.stderr)\n\(provisioned.stdout.suffix(2000))")
         let product = try #require(ProvisionLine.summary(provisioned)?["product"] as? String)
@@ -117,7 +117,7 @@ struct KeysBenchTests {
             for index in 1...2 { try fleet.add(.photon, at: Self.port(1, index), mode: .dfu) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 2") { line.fleet.attachedDevices().count >= 2 }
         let provisioned = try await line.keyline(["provision", ProvisionLine.pipeline("photon-factory.yaml"), "--json"])
         #expect(provisioned.status == 0, "\(provisioned.stderr)")
         let product = try #require(ProvisionLine.summary(provisioned)?["product"] as? String)
@@ -173,7 +173,7 @@ struct KeysBenchTests {
 
         // doctor on a device the line never saw (blank slot, no registration): the product must be named.
         let stranger = try line.fleet.add(.photon, at: Self.port(2, 1), mode: .dfu)
-        while !stranger.isAttached { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "stranger.isAttached") { stranger.isAttached }
         try await refused(["keys", "doctor", stranger.deviceID], 64, "productNeeded")
         let doctored = try await keyline(["keys", "doctor", stranger.deviceID, "--product", product, "--json"])
         #expect(doctored.status == 0, "\(doctored.stderr)\n\(doctored.stdout)")

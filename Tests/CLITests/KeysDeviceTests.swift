@@ -26,14 +26,15 @@ struct KeysDeviceTests {
         func keyline(_ arguments: [String]) async throws -> ChildProcess.Result {
             try await ChildProcess.run(Subprocess.keyline, arguments, in: scratch.url, environment: environment, timeout: .seconds(120))
         }
-        while fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "!fleet.attachedDevices().isEmpty") { !fleet.attachedDevices().isEmpty }
         let id = device.deviceID
         // Device OS makes its key at its first start.
-        while (try? DevicePrivateKey(slot: device.privateKeySlot())) == nil {
+        try await waitUntil(poll: .milliseconds(50), "Device OS to make its key") {
+            if (try? DevicePrivateKey(slot: device.privateKeySlot())) != nil { return true }
             if device.statistics.keysGenerated == 0 && device.privateKeySlot().first == 0xFF { device.plugIn(mode: .normal) }
-            try await Task.sleep(for: .milliseconds(50))
+            return false
         }
-        while fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "!fleet.attachedDevices().isEmpty") { !fleet.attachedDevices().isEmpty }
         let original = try DevicePrivateKey(slot: device.privateKeySlot())
 
         // save: <id>.der is the whole slot, <id>.pub.pem its public key.
@@ -88,7 +89,7 @@ struct KeysDeviceTests {
             try await ChildProcess.run(Subprocess.keyline, arguments, in: scratch.url, environment: environment, timeout: .seconds(120))
         }
         func file(_ name: String) -> URL { scratch.url.appendingPathComponent(name) }
-        while fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "!fleet.attachedDevices().isEmpty") { !fleet.attachedDevices().isEmpty }
         let id = device.deviceID
         let dct = { try device.readMemory(alt: 1, address: 0, length: 16 * 1024) }
 
@@ -158,7 +159,7 @@ struct KeysDeviceTests {
         let server = StandInServer(socketPath: Subprocess.socketPath(), fleet: fleet)
         try server.start()
         defer { server.stop() }
-        while fleet.attachedDevices().count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "fleet.attachedDevices().count >= 2") { fleet.attachedDevices().count >= 2 }
         let result = try await ChildProcess.run(Subprocess.keyline, ["keys", "save"],
                                                 environment: try Subprocess.standInEnvironment(socket: server.socketPath),
                                                 timeout: .seconds(60))

@@ -108,7 +108,7 @@ struct ProvisionLifecycleTests {
             for index in 4...6 { try fleet.add(.photon, at: Self.port(1, index), mode: .normal) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 6 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 6") { line.fleet.attachedDevices().count >= 6 }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
 
         let run = try RunningKeyline(line, ["provision", pipeline, "--json", "--timeout", "10"], label: "outage")
@@ -140,7 +140,7 @@ struct ProvisionLifecycleTests {
             for index in 3...4 { try fleet.add(.photon, at: Self.port(1, index), mode: .normal) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 4 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 4") { line.fleet.attachedDevices().count >= 4 }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
 
         let run = try RunningKeyline(line, ["provision", pipeline, "--json", "--timeout", "10"], label: "interrupt")

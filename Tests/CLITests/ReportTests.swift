@@ -16,7 +16,7 @@ struct ReportTests {
         defer { Task { await line.stop() } }
         let victim = try #require(line.fleet.device(at: ProvisionTests.port(1, 1)))
         let unplugger = Task {
-            while victim.statistics.bytesProgrammed == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            try await waitUntil(poll: .milliseconds(5), "victim.statistics.bytesProgrammed > 0") { victim.statistics.bytesProgrammed > 0 }
             victim.unplug()
         }
         let run = try await line.keyline(["provision", ProvisionLine.pipeline("photon-factory.yaml"), "--json", "--timeout", "2"])

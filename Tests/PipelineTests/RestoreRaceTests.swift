@@ -47,7 +47,7 @@ struct RestoreRaceTests {
             _ = try await registry.createProduct(id: "race", name: "Restore race")
             let fleet = try SimulatedFleet(timeScale: 0, seed: 61)
             let device = try fleet.add(.photon, at: USBPortPath(bus: 1, ports: [1, 1]), mode: .dfu)
-            while fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+            try await waitUntil(poll: .milliseconds(10), "!fleet.attachedDevices().isEmpty") { !fleet.attachedDevices().isEmpty }
             let slot = Platform.photon.privateKeySlot
             let original = try DevicePrivateKey.generate(.rsa)
             try device.writeMemory(alt: 1, address: UInt32(slot.offset),

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Registry
+import TestSupport
 
 @Suite("Connection pool")
 struct PoolTests {
@@ -113,10 +114,10 @@ struct PoolTests {
             // The only connection, held until released.
             let holder = Task {
                 try await pool.withConnection { _ in
-                    while !release.withValue({ $0 }) { try? await Task.sleep(for: .milliseconds(10)) }
+                    try await waitUntil(poll: .milliseconds(10), "the test to release the connection") { release.withValue({ $0 }) }
                 }
             }
-            while await pool.openConnections == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            try await waitUntil(poll: .milliseconds(5), "await pool.openConnections > 0") { await pool.openConnections > 0 }
             let outcome = LockedBox<String?>(nil)
             let waiter = Task {
                 do {
