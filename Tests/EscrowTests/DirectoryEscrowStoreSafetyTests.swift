@@ -51,7 +51,7 @@ import TestSupport
         for (index, level) in levels.enumerated() {
             let root = scratch.file("store-\(index)")
             let link = root.path + level
-            try FileManager.default.createDirectory(atPath: (link as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+            try makePrivateFolders((link as NSString).deletingLastPathComponent)
             try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: outside.path)
             let store = DirectoryEscrowStore(root: root)
             let message = await Self.expectUnsafe(link) { _ = try await store.put(Self.bytes, at: Self.key) }
@@ -76,7 +76,7 @@ import TestSupport
             for mode: mode_t in [0o777, 0o770, 0o702] {
                 let root = scratch.file("store-\(index)-\(String(mode, radix: 8))")
                 let folder = root.path + level
-                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                try makePrivateFolders(folder)
                 chmod(folder, mode)
                 let store = DirectoryEscrowStore(root: root)
                 let message = await Self.expectUnsafe(folder) { _ = try await store.put(Self.bytes, at: Self.key) }
@@ -93,7 +93,7 @@ import TestSupport
     func fileInPlaceOfAFolder() async throws {
         let scratch = try ScratchDirectory(label: "escrow-safety")
         let root = scratch.file("store")
-        try FileManager.default.createDirectory(at: root, withIntermediateDirectories: true)
+        try makePrivateFolders(root.path)
         try Data("x".utf8).write(to: root.appendingPathComponent(Self.key.product))
         let store = DirectoryEscrowStore(root: root)
         let message = await Self.expectUnsafe(root.path + "/" + Self.key.product) { _ = try await store.put(Self.bytes, at: Self.key) }

@@ -43,7 +43,7 @@ import TestSupport
         let directory = "\(root)/12345/e00fce68a1b2c3d4e5f60718"
         let path = "\(directory)/\(String(repeating: "ab", count: 32)).age"
         let bytes = Array("ciphertext".utf8)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try makePrivateFolders(directory)
         try Data(bytes).write(to: URL(fileURLWithPath: path))
 
         let synced = SyncLog()
