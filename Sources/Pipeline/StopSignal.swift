@@ -21,8 +21,11 @@ public final class StopSignal: @unchecked Sendable {
     }
 
     /// Sleeps for `duration` or until a stop is requested, whichever comes first. Returns true if
-    /// a stop was requested. Used for retry back-off and while a device is held, so Ctrl-C never
-    /// waits out a back-off.
+    /// a stop was requested or the calling task was cancelled: either way the caller must stop
+    /// waiting. (A cancelled task's sleep returns at once; had it returned false, a loop that
+    /// sleeps until a stop — the runner's stop watcher once it was cancelled at the end of a run —
+    /// would spin on a cooperative thread forever.) Used for retry back-off and while a device is
+    /// held, so Ctrl-C never waits out a back-off.
     public func sleep(for duration: Duration) async -> Bool {
         let id = UUID()
         var timer: Task<Void, Never>?
@@ -49,7 +52,7 @@ public final class StopSignal: @unchecked Sendable {
             wake(id)
         }
         timer?.cancel()
-        return isStopRequested
+        return isStopRequested || Task.isCancelled
     }
 
     private func wake(_ id: UUID) {

@@ -164,4 +164,21 @@ struct RunnerInProcessTests {
         stop.requestStop()
         #expect(await stop.sleep(for: .seconds(3600)))
     }
+
+    /// The runner's stop watcher sleeps until a stop in a loop and is cancelled when the run ends:
+    /// a cancelled sleep that reported "no stop" sent that loop spinning on a cooperative thread
+    /// after every in-process run (two of them starve a 2-core station's whole pool).
+    @Test("a cancelled task's sleep ends at once and tells the caller to stop waiting", .timeLimit(.minutes(1)))
+    func cancelledSleepSaysStop() async {
+        let stop = StopSignal()
+        let sleeper = Task { await stop.sleep(for: .seconds(3600)) }
+        sleeper.cancel()
+        #expect(await sleeper.value)
+        let alreadyCancelled = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return await stop.sleep(for: .seconds(3600))
+        }
+        #expect(await alreadyCancelled.value)
+        #expect(!stop.isStopRequested)
+    }
 }
