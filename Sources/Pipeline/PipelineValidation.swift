@@ -75,13 +75,13 @@ extension PipelineReading {
         }
 
         let bytes: [UInt8]
-        do {
-            bytes = Array(try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            let missing = !FileManager.default.fileExists(atPath: path)
-            yaml.report(fileField.node, fileField.path, missing ? "\(path): no such file" : "\(path): cannot be read",
+        switch PipelineFiles.read(path, limit: PipelineFiles.firmwareLimit) {
+        case .success(let read): bytes = read
+        case .failure(let failure):
+            let missing = if case .missing = failure { true } else { false }
+            yaml.report(fileField.node, fileField.path, "\(path): \(failure.message)",
                         advice: missing ? "check the path (relative paths start at the pipeline's folder) and the variables in it"
-                                        : "check the file's permissions")
+                                        : "give a firmware image file (a module binary or a raw image)")
             return nil
         }
 
@@ -148,7 +148,8 @@ extension PipelineReading {
         if let f = keys["key"], let text = yaml.string(f), text != "particle" {
             keyNode = f.node
             let path = resolve(text)
-            if let bytes = try? Data(contentsOf: URL(fileURLWithPath: path)) {
+            switch PipelineFiles.read(path, limit: PipelineFiles.serverKeyLimit) {
+            case .success(let bytes):
                 if let platform, bytes.count == platform.serverKeySlot.slot.size {
                     base = .blob(Array(bytes))
                 } else {
@@ -158,9 +159,8 @@ extension PipelineReading {
                         ok = false
                     }
                 }
-            } else {
-                let missing = !FileManager.default.fileExists(atPath: path)
-                yaml.report(f.node, f.path, "\(path): \(missing ? "no such file" : "cannot be read")",
+            case .failure(let failure):
+                yaml.report(f.node, f.path, "\(path): \(failure.message)",
                             advice: "check the path, or write 'key: particle' for Particle's cloud key")
                 ok = false
             }
@@ -264,9 +264,11 @@ extension PipelineReading {
             node = field.node
             keyPath = field.path
         }
-        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path)) else {
-            let missing = !FileManager.default.fileExists(atPath: path)
-            yaml.report(node, keyPath, "\(path): \(missing ? "no such file" : "cannot be read")",
+        let data: [UInt8]
+        switch PipelineFiles.read(path, limit: PipelineFiles.recipientsLimit) {
+        case .success(let read): data = read
+        case .failure(let failure):
+            yaml.report(node, keyPath, "\(path): \(failure.message)",
                         advice: "check the path; the file holds age1… recipients, one per line")
             return nil
         }

@@ -90,6 +90,23 @@ import Testing
         #expect(problems.map(\.line) == problems.map(\.line).sorted())
     }
 
+    /// Issue 12: files a pipeline names are regular files of a bounded size; a device such as
+    /// /dev/urandom was read without end, a directory reported only as "cannot be read".
+    @Test func devicesAndDirectoriesAreNamedNotRead() throws {
+        let scratch = try PipelineScratch()
+        try FileManager.default.createDirectory(atPath: scratch.dir.path("firmware/folder.bin"), withIntermediateDirectories: true)
+        try scratch.dir.write("big.pem", [UInt8](repeating: 0x41, count: 9000))
+        var lines = validPhoton.map { $0.replacingOccurrences(of: "recipients.txt", with: "/dev/zero") }
+        lines.insert("  - file: firmware/folder.bin", at: 7)
+        lines += ["server:", "  key: /dev/urandom"]
+        let problems = scratch.problems(lines)
+        Self.expectProblem(problems, at: Self.line(lines, "folder.bin"), key: "firmware[1].file", "a directory, not a regular file")
+        Self.expectProblem(problems, at: Self.line(lines, "/dev/zero"), key: "escrow.recipients", "a character device, not a regular file")
+        Self.expectProblem(problems, at: Self.line(lines, "/dev/urandom"), key: "server.key", "a character device, not a regular file")
+        let big = validPhoton + ["server:", "  key: big.pem"]
+        Self.expectProblem(scratch.problems(big), at: Self.line(big, "big.pem"), key: "server.key", "larger than 8192 bytes")
+    }
+
     @Test func unknownPlatformSuggestsTheClosest() throws {
         let scratch = try PipelineScratch()
         let lines = validPhoton.map { $0.replacingOccurrences(of: "platform: photon", with: "platform: photn") }
