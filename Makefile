@@ -14,7 +14,7 @@ DEMO_DIR   := .demo
 APT_PACKAGES := libssl-dev libpq-dev libusb-1.0-0-dev postgresql dfu-util age openssl pkg-config gcc
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo bench crash-bench clean standin s3-up s3-down s3-env
+.PHONY: deps build test demo bench crash-bench fuzz clean standin s3-up s3-down s3-env
 
 # The libusb stand-in (Sources/libusb-standin): a libusb-1.0.so.0 that forwards to the device
 # simulator, for dfu-util and keyline's USB code on machines without a USB bus. Not a SwiftPM
@@ -25,7 +25,8 @@ STANDIN_SRC := $(wildcard Sources/libusb-standin/*.c)
 
 standin: $(STANDIN)
 
-$(STANDIN): $(STANDIN_SRC)
+# Order-only on deps: a fresh `make -j test` must not compile before the libusb headers exist.
+$(STANDIN): $(STANDIN_SRC) | deps
 	@mkdir -p $(STANDIN_DIR)
 	gcc -std=c11 -O2 -g -Wall -Wextra -Werror -fPIC -shared -fvisibility=hidden -pthread \
 	  $$(pkg-config --cflags libusb-1.0) -Wl,-soname,libusb-1.0.so.0 -o $@ $(STANDIN_SRC)
@@ -53,7 +54,7 @@ test: deps standin db-up s3-up
 bench: deps standin db-up s3-up
 	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
-	$(S3_ENV) $$($(SWIFT) build -c release --show-bin-path)/keyline-bench
+	$(PG_ENV) $(S3_ENV) $$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline \
 	  KEYLINE_BENCH=$$($(SWIFT) build -c release --show-bin-path)/keyline-bench bash Benchmarks/provision-bench.sh
 
@@ -63,6 +64,31 @@ bench: deps standin db-up s3-up
 crash-bench: deps standin db-up
 	$(SWIFT) build --product keyline $(BUILD_FLAGS)
 	$(PG_ENV) KEYLINE=$$($(SWIFT) build --show-bin-path)/keyline bash Benchmarks/crash-bench.sh
+
+# By hand, not part of `make test`: libFuzzer targets (Tests/Fuzz/fuzz-*.swift) for what devices,
+# files and operators send — memory-layout strings and descriptors, DFU status replies, key files,
+# age files, backup documents, pipeline files. keyline's modules are rebuilt with
+# -sanitize=fuzzer (libFuzzer ships with the Swift toolchain); each target runs FUZZ_SECONDS from
+# the seeds in Tests/Fuzz/corpus (throwaway keys and identity, fuzzing only), growing its corpus
+# in .build/fuzz/corpus. A crash or a unit slower than FUZZ_TIMEOUT seconds is written to
+# .build/fuzz/crashes/TARGET/ and fails the run; each becomes a regression test.
+FUZZ_SECONDS ?= 30
+FUZZ_TIMEOUT ?= 10
+FUZZ_TARGETS ?= dfu-descriptors dfu-status keys age backup pipeline
+fuzz: deps
+	$(SWIFT) build $(BUILD_FLAGS)
+	python3 Tests/Fuzz/build.py
+	@failed=""; for t in $(FUZZ_TARGETS); do \
+	  mkdir -p .build/fuzz/corpus/$$t .build/fuzz/crashes/$$t; \
+	  case $$t in keys) len=9000;; backup|age|pipeline) len=4096;; *) len=512;; esac; \
+	  .build/fuzz/fuzz-$$t -max_total_time=$(FUZZ_SECONDS) -timeout=$(FUZZ_TIMEOUT) -max_len=$$len -print_final_stats=1 \
+	    -artifact_prefix=.build/fuzz/crashes/$$t/ .build/fuzz/corpus/$$t Tests/Fuzz/corpus/$$t > .build/fuzz/$$t.log 2>&1 \
+	    || failed="$$failed $$t"; \
+	  runs=$$(sed -n 's/^stat::number_of_executed_units: *//p' .build/fuzz/$$t.log); \
+	  rate=$$(sed -n 's/^stat::average_exec_per_sec: *//p' .build/fuzz/$$t.log); \
+	  echo "fuzz-$$t: $$runs runs, $$rate exec/s, corpus $$(ls .build/fuzz/corpus/$$t | wc -l) units, findings: $$(ls .build/fuzz/crashes/$$t | wc -l)"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed (logs .build/fuzz/*.log, inputs .build/fuzz/crashes/)"; exit 1; fi
 
 # The main job on a fresh machine: a simulated line of 4 Photons and 4 Borons behind the libusb
 # stand-in (keyline's real USB code), with the realistic timing model, provisioned into the local
@@ -101,7 +127,9 @@ demo: build db-up standin
 	  age -d -i $(DEMO_DIR)/rma-identity.txt $$f | python3 -c 'import json,sys; d=json.load(sys.stdin); print("age -d: backup of", d["device_id"], d["platform"], "key", d["public_key_sha256"][:16] + "…")'
 	@echo "== per-device logs of each job: $(DEMO_DIR)/logs/"
 
-clean:
+# Stops the local PostgreSQL cluster and S3 server first: removing .build under a running cluster
+# leaves a server nobody can stop with `make db-down`.
+clean: db-down s3-down
 	rm -rf .build $(DEMO_DIR)
 
 # --- Local PostgreSQL (Registry) -------------------------------------------------------------
@@ -116,10 +144,13 @@ clean:
 PG_DIR     := $(CURDIR)/.pgdata
 PG_AS      := $(if $(filter 0,$(shell id -u)),runuser -u postgres --,)
 # Connection settings for the tests and the demo (the socket folder with symlinks resolved).
-PG_ENV      = $(if $(strip $(DATABASE_URL)),,PGHOST="$$(readlink -f $(PG_DIR))/socket" PGPORT=5432 PGUSER=keyline PGDATABASE=keyline)
+# make's targets (test, bench, demo) never use the server DATABASE_URL names: they create databases
+# and roles. KEYLINE_TEST_DATABASE_URL asks for another server by name; otherwise the local cluster,
+# with DATABASE_URL blanked so a value from the shell never reaches the tests or their children.
+PG_ENV      = $(if $(strip $(KEYLINE_TEST_DATABASE_URL)),DATABASE_URL="$(KEYLINE_TEST_DATABASE_URL)",DATABASE_URL= PGHOST="$$(readlink -f $(PG_DIR))/socket" PGPORT=5432 PGUSER=keyline PGDATABASE=keyline)
 
 db-up: deps
-	@if [ -n "$(strip $(DATABASE_URL))" ]; then echo "db-up: DATABASE_URL is set; not starting the local cluster"; exit 0; fi; \
+	@if [ -n "$(strip $(KEYLINE_TEST_DATABASE_URL))" ]; then echo "db-up: KEYLINE_TEST_DATABASE_URL is set; not starting the local cluster"; exit 0; fi; \
 	set -e; \
 	bindir=$$(pg_config --bindir 2>/dev/null || true); \
 	if [ ! -x "$$bindir/initdb" ]; then bindir=$$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1); fi; \

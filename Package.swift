@@ -12,10 +12,13 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
-        .package(url: "https://github.com/apple/swift-crypto", from: "4.0.0"),
+        // Cryptographic dependencies pinned exactly (Package.resolved cannot be committed here): an
+        // upgrade of what encrypts escrow backups and verifies the store's TLS is a reviewed change.
+        .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         // HTTP for the S3 escrow store (non-blocking NIO, TLS via swift-nio-ssl, verification on).
-        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
     ],
     targets: [
         // System libraries, found with pkg-config.
@@ -30,9 +33,11 @@ let package = Package(
         .target(name: "USB", dependencies: ["CLibUSB", "DFU", "FailurePolicy"]),
         .target(name: "ParticleDevice", dependencies: ["DFU", "DeviceKeys", "FailurePolicy"]),
         .target(name: "Escrow", dependencies: [
-            "DeviceKeys", "FailurePolicy",
+            // ParticleDevice: the platform table, so a backup is validated the same way written and read.
+            "DeviceKeys", "ParticleDevice", "FailurePolicy",
             .product(name: "Crypto", package: "swift-crypto"),
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),  // named only to pin its version
         ]),
         .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy"]),
         .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy"]),
@@ -49,10 +54,11 @@ let package = Package(
         // Benchmarks are an executable, never timed assertions in tests (`make bench`).
         .executableTarget(name: "keyline-bench", dependencies: [
             "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Simulator", "Pipeline",
+            "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
         ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh"]),
 
         // Shared test code (child processes, scratch directories); Foundation only.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Registry"], path: "Tests/TestSupport"),
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "TestSupport"]),
         .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DFUTests", dependencies: ["DFU"]),

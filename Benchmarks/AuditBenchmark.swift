@@ -5,7 +5,8 @@ import Registry
 /// overrides, e.g. `10000,100000`). A fresh database in the cluster `PG*`/`make db-up` points at
 /// is filled by set-based SQL (generate_series) with synthetic jobs, job devices, escrow objects
 /// and registrations, then the release `keyline audit` (next to keyline-bench) runs on it as a
-/// child process, CSV to /dev/null; its peak RSS comes from wait4(2).
+/// child process, CSV to /dev/null; its peak RSS comes from wait4(2). KEYLINE_AUDIT_BENCH_BASELINE
+/// names another keyline binary to audit the same data in the same run (a before/after ratio).
 func auditBenchmark() async throws {
     let sizes = (ProcessInfo.processInfo.environment["KEYLINE_AUDIT_BENCH_SIZES"] ?? "100000,1000000")
         .split(separator: ",").compactMap { Int($0) }.sorted()
@@ -19,16 +20,25 @@ func auditBenchmark() async throws {
     try await connection.execute("INSERT INTO products (id, name) VALUES ('bench', 'Audit benchmark')")
     let keyline = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
         .appendingPathComponent("keyline").path
+    // KEYLINE_AUDIT_BENCH_BASELINE: another keyline binary (e.g. an earlier release) audited on
+    // the same data in the same run, for a before/after ratio.
+    let baseline = ProcessInfo.processInfo.environment["KEYLINE_AUDIT_BENCH_BASELINE"].flatMap { $0.isEmpty ? nil : $0 }
     var generated = 0
     for size in sizes where size > generated {
         let started = ContinuousClock.now
         try await AuditBenchmarkData.generate(connection, from: generated + 1, to: size)
         generated = size
         let generation = ContinuousClock.now - started
+        print(String(format: "  %8d registrations generated in %.1f s",
+                     size, Double(generation.components.seconds) + Double(generation.components.attoseconds) / 1e18))
         let (seconds, peakKB, status) = try AuditBenchmarkData.runAudit(keyline, database: name)
-        print(String(format: "  %8d registrations: audit %.2f s (%.0f rows/s), peak RSS %.1f MB, exit %d (generated in %.1f s)",
-                     size, seconds, Double(size) / seconds, Double(peakKB) / 1024, status,
-                     Double(generation.components.seconds) + Double(generation.components.attoseconds) / 1e18))
+        print(String(format: "  %8d registrations: audit %.2f s (%.0f rows/s), peak RSS %.1f MB, exit %d",
+                     size, seconds, Double(size) / seconds, Double(peakKB) / 1024, status))
+        if let baseline {
+            let (before, beforeKB, beforeStatus) = try AuditBenchmarkData.runAudit(baseline, database: name)
+            print(String(format: "  %8d registrations: baseline %.2f s, peak RSS %.1f MB, exit %d; this keyline takes %.2f× the baseline's time",
+                         size, before, Double(beforeKB) / 1024, beforeStatus, seconds / before))
+        }
     }
     await connection.close()
 }
@@ -72,7 +82,9 @@ enum AuditBenchmarkData {
                 FROM gen
                 """)
         }
-        try await connection.execute("ANALYZE")
+        // VACUUM as autovacuum would after a bulk load: statistics, and the visibility map that
+        // lets the audit's covering indexes answer without heap fetches.
+        try await connection.execute("VACUUM ANALYZE")
     }
 
     /// Runs `keyline audit --product bench --format csv` to /dev/null; wall seconds, peak RSS (KiB), exit status.

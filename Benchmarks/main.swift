@@ -10,6 +10,7 @@ struct Benchmark {
 let benchmarks: [Benchmark] = [
     // one line per concern:
     Benchmark(name: "device-keys", run: deviceKeysBenchmark),
+    Benchmark(name: "hostile-inputs", run: hostileInputBenchmark),
     Benchmark(name: "escrow", run: EscrowBenchmark.run),
     Benchmark(name: "escrow-store", run: EscrowStoreBenchmark.run),
     Benchmark(name: "registry", run: registryBenchmark),

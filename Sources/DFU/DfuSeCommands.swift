@@ -145,7 +145,9 @@ extension DFUSession {
 
     /// Leave DFU mode: zero-length DNLOAD, then GETSTATUS, which makes the device manifest (reference
     /// §2.2). Gen2 Particle answers dfuDNLOAD-IDLE, Gen3 dfuMANIFEST; a device that drops off the bus
-    /// before answering has also left, so a disconnect there is success.
+    /// before answering has also left, so a disconnect there is success. Any other failure of that
+    /// GETSTATUS (an I/O error, a timeout) is not: both bootloaders reset only after the status
+    /// reply is sent (§2.2), so the device may still be in DFU mode, and the caller must know.
     public func leave() throws(DFUError.Reason) {
         do {
             try download(block: DfuSeBlock.firstData, [])
@@ -156,8 +158,6 @@ extension DFUSession {
         do {
             status = try getStatus()
         } catch .transfer(.disconnected, _) {
-            return
-        } catch .transfer(.io, _) {
             return
         }
         try status.requireNoError()

@@ -77,7 +77,7 @@ public struct DfuSeMemoryLayout: Sendable, Hashable, CustomStringConvertible {
                     throw fail("bad segment \"\(text)\"")
                 }
                 let rest = text[text.index(after: star)...]
-                let digits = rest.prefix(while: \.isNumber)
+                let digits = rest.prefix(while: { $0.isASCII && $0.isNumber })
                 guard let size = UInt64(digits), size > 0 else { throw fail("bad sector size in \"\(text)\"") }
                 var tail = rest.dropFirst(digits.count)
                 var multiplier: UInt64 = 1
@@ -90,13 +90,15 @@ public struct DfuSeMemoryLayout: Sendable, Hashable, CustomStringConvertible {
                 guard tail.count == 1, let type = tail.first?.asciiValue else {
                     throw fail("segment \"\(text)\" has no single type letter")
                 }
-                let sectorSize = size * multiplier
-                guard sectorSize <= UInt64(UInt32.max), address + sectorSize * UInt64(count) <= 1 << 32 else {
+                // The string comes from a device: counts and sizes of any length must not trap.
+                let (sectorSize, sizeOverflow) = size.multipliedReportingOverflow(by: multiplier)
+                let (length, lengthOverflow) = sectorSize.multipliedReportingOverflow(by: UInt64(count))
+                guard !sizeOverflow, !lengthOverflow, sectorSize <= UInt64(UInt32.max), length <= (1 << 32) - address else {
                     throw fail("segment \"\(text)\" runs past 4 GiB")
                 }
                 segments.append(Segment(start: UInt32(address), sectorSize: UInt32(sectorSize), sectorCount: count,
                                         attributes: Attributes(rawValue: type & 7)))
-                address += sectorSize * UInt64(count)
+                address += length
             }
         }
         guard !segments.isEmpty else { throw fail("has no segments") }

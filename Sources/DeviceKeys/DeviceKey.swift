@@ -110,7 +110,18 @@ public struct DevicePrivateKey: Sendable, CustomStringConvertible, CustomDebugSt
 
     init(_ key: OpenSSLKey) throws(DeviceKeyError) {
         let publicKey = try DevicePublicKey(key)
-        guard key.isPairwiseConsistent else { throw .inconsistentKeyPair(algorithm: publicKey.algorithm) }
+        // Sizes and arithmetic before OpenSSL's pairwise check, whose primality tests a crafted
+        // key can make cost minutes (RSAKeyBounds).
+        var primalityChecked = true
+        if publicKey.algorithm == .rsa {
+            switch RSAKeyBounds.check(key) {
+            case .consistent: primalityChecked = publicKey.bits <= RSAKeyBounds.primalityCheckedModulusBits
+            case .tooLarge(let bits): throw .keyTooLarge(bits: bits, limit: RSAKeyBounds.largestModulusBits)
+            case .multiPrime: throw .unsupportedAlgorithm("multi-prime RSA (more than two primes)")
+            case .inconsistent: throw .inconsistentKeyPair(algorithm: .rsa)
+            }
+        }
+        if primalityChecked, !key.isPairwiseConsistent { throw .inconsistentKeyPair(algorithm: publicKey.algorithm) }
         guard let der = key.typeSpecificPrivateDER() else {
             throw .malformedDER(encoding: publicKey.algorithm == .rsa ? .pkcs1 : .sec1, reason: OpenSSLKey.lastError())
         }

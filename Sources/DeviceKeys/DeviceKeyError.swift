@@ -32,6 +32,14 @@ public enum DeviceKeyError: Error, Sendable, Equatable, CustomStringConvertible 
     case generationFailed(algorithm: KeyAlgorithm, reason: String)
     /// The private key's parts do not belong together (damaged bytes inside a well-formed DER).
     case inconsistentKeyPair(algorithm: KeyAlgorithm)
+    /// An RSA modulus larger than any key keyline handles; refused before any expensive check.
+    case keyTooLarge(bits: Int, limit: Int)
+    /// More bytes than any key file can legitimately hold; refused before parsing.
+    case fileTooLarge(size: Int, limit: Int)
+    /// A PEM file with more than one key: which one is meant cannot be guessed.
+    case severalKeysInPEM(count: Int)
+    /// A key followed by more bytes than the largest device key slot holds: not a slot dump.
+    case tooLongForSlotDump(keyLength: Int, fileLength: Int, largestSlot: Int)
 
     public var description: String {
         switch self {
@@ -65,6 +73,14 @@ public enum DeviceKeyError: Error, Sendable, Equatable, CustomStringConvertible 
             "the slot holds a \(keyLength)-byte PKCS#8 key cut to \(slotSize) bytes: it was written in OpenSSL 3's default format, which does not fit. The device cannot use it; write a PKCS#1 key (keyline converts automatically)"
         case let .inconsistentKeyPair(algorithm):
             "the \(algorithm.displayName) private key is damaged: its private and public parts do not match; it cannot be used or escrowed"
+        case let .keyTooLarge(bits, limit):
+            "the RSA key has a \(bits)-bit modulus; keyline reads keys of at most \(limit) bits (devices use RSA-1024)"
+        case let .fileTooLarge(size, limit):
+            "the file is \(size) bytes; a key file is at most \(limit) bytes: this is not a key"
+        case let .severalKeysInPEM(count):
+            "the PEM file holds \(count) keys; give a file with exactly one key"
+        case let .tooLongForSlotDump(keyLength, fileLength, largestSlot):
+            "the file has \(fileLength - keyLength) bytes after the \(keyLength)-byte key, \(fileLength) in all: more than the largest device key slot (\(largestSlot) bytes), so it is not a slot dump"
         case let .generationFailed(algorithm, reason):
             "could not generate an \(algorithm.displayName) key: \(reason)"
         }
@@ -81,7 +97,8 @@ extension DeviceKeyError: ClassifiedError {
         // OpenSSL could not make a key on this host: nothing about a device or a file.
         case .generationFailed: .needsOperator
         case .empty, .notAKey, .truncated, .malformedDER, .malformedPEM, .noKeyInPEM, .encryptedPEM,
-             .unsupportedAlgorithm, .unsupportedCurve, .notAPrivateKey, .trailingBytes, .inconsistentKeyPair: .badInput
+             .unsupportedAlgorithm, .unsupportedCurve, .notAPrivateKey, .trailingBytes, .inconsistentKeyPair,
+             .keyTooLarge, .fileTooLarge, .severalKeysInPEM, .tooLongForSlotDump: .badInput
         }
     }
 }

@@ -30,10 +30,20 @@ public struct KeyFile: Sendable {
         if case .privateKey(let key) = material { key } else { nil }
     }
 
+    /// The largest key file keyline reads: an RSA-4096 PKCS#8 PEM (the largest key it describes) is
+    /// 3.3 KB. Anything larger is refused before it is parsed, so a huge or endless input costs
+    /// nothing (a 16 MB random file took 15 s to refuse before this bound).
+    public static let maximumFileSize = 8 * 1024
+    /// The largest device private-key slot (the Core's 1024 bytes in external flash; every later
+    /// platform's is 612 or 192, ParticleDeviceTests checks the platform table against it): a
+    /// slot dump is never longer.
+    public static let largestSlotDump = 1024
+
     /// Parses file contents. DER followed by extra bytes is read as a slot dump, as `keys save`
-    /// writes the whole 612- or 192-byte segment.
+    /// writes the whole 612- or 192-byte segment; longer than any slot, it is refused.
     public static func parse(_ bytes: [UInt8]) throws(DeviceKeyError) -> KeyFile {
         guard !bytes.isEmpty else { throw .empty }
+        guard bytes.count <= maximumFileSize else { throw .fileTooLarge(size: bytes.count, limit: maximumFileSize) }
         if PEMArmor.looksLikePEM(bytes) { return try parsePEM(bytes) }
         if bytes[0] == 0xFF, bytes.allSatisfy({ $0 == 0xFF }) { throw .blankSlot(slotSize: bytes.count) }
         return try parseDER(bytes, allowTrailing: true)
@@ -45,9 +55,10 @@ public struct KeyFile: Sendable {
         }
         // `openssl ecparam -genkey` writes an EC PARAMETERS block before the key; skip such blocks.
         let keyLabels: Set = ["RSA PRIVATE KEY", "EC PRIVATE KEY", "PRIVATE KEY", "PUBLIC KEY", "RSA PUBLIC KEY", "ENCRYPTED PRIVATE KEY"]
-        guard let block = blocks.first(where: { keyLabels.contains($0.label) }) else {
-            throw .noKeyInPEM(labels: blocks.map(\.label))
-        }
+        let keyBlocks = blocks.filter { keyLabels.contains($0.label) }
+        guard let block = keyBlocks.first else { throw .noKeyInPEM(labels: blocks.map(\.label)) }
+        // Using the first of several would silently pick a key the operator may not have meant.
+        guard keyBlocks.count == 1 else { throw .severalKeysInPEM(count: keyBlocks.count) }
         guard !block.encrypted else { throw .encryptedPEM }
         let expected: KeyEncoding = switch block.label {
         case "RSA PRIVATE KEY": .pkcs1
@@ -73,6 +84,9 @@ public struct KeyFile: Sendable {
         guard let encoding else { throw .notAKey }
         if header.totalLength < bytes.count, !allowTrailing {
             throw .trailingBytes(keyLength: header.totalLength, fileLength: bytes.count)
+        }
+        if header.totalLength < bytes.count, bytes.count > largestSlotDump {
+            throw .tooLongForSlotDump(keyLength: header.totalLength, fileLength: bytes.count, largestSlot: largestSlotDump)
         }
         let der = Array(bytes.prefix(header.totalLength))
         let container: Container = header.totalLength < bytes.count ? .slotDump : .der

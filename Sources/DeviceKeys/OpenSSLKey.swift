@@ -135,6 +135,8 @@ final class OpenSSLKey {
         guard write(bio) == 1 else { return nil }
         let pending = Int(BIO_ctrl_pending(bio))
         var text = [UInt8](repeating: 0, count: pending)
+        // The PEM of a private key: the staging copy is zeroed, whatever happens to the result.
+        defer { text.withUnsafeMutableBytes { OPENSSL_cleanse($0.baseAddress, $0.count) } }
         guard BIO_read(bio, &text, Int32(pending)) == Int32(pending) else { return nil }
         return String(decoding: text, as: UTF8.self)
     }
@@ -181,7 +183,9 @@ enum PEMArmor {
             defer {
                 CRYPTO_free(name, #fileID, #line)
                 CRYPTO_free(header, #fileID, #line)
-                CRYPTO_free(data, #fileID, #line)
+                // The body is a private key's DER when the block is one: overwritten before it
+                // goes back to the heap (OPENSSL_clear_free), like every other copy of key bytes.
+                CRYPTO_clear_free(data, length, #fileID, #line)
             }
             let label = name.map { String(cString: $0) } ?? ""
             let headers = header.map { String(cString: $0) } ?? ""

@@ -8,7 +8,7 @@ import Darwin
 
 /// An `EscrowStore` in a local (or mounted) directory: `<root>/<product>/<device-id>/<spki-sha256>.age`.
 ///
-/// Each put writes a temporary file in the object's directory (ciphertext only, mode 0600),
+/// Each put writes a temporary file in the object's directory (ciphertext only, mode 0400),
 /// fsyncs it, publishes it with link(2) — a rename that fails instead of replacing an existing
 /// name, so two writers can never overwrite each other — and fsyncs the directory, so the object
 /// survives a power cut once `put` returns. New directories are fsynced into their parents too.
@@ -17,6 +17,9 @@ import Darwin
 /// crashed before its own directory fsync. `adopt` does the same for an object whose bytes match
 /// a recorded hash (a redone escrow cannot reproduce age's random output), and
 /// `sweepStaleTemporaryFiles` removes what a killed put left (`.<spki-sha256>.age.<UUID>.tmp`).
+///
+/// Symlinked or group/world-writable store folders are refused, the root carries a marker file,
+/// and objects are read-only: see DirectoryEscrowStore+Safety.swift.
 ///
 /// All file I/O (fsync in particular can block for seconds) runs on a dedicated dispatch queue,
 /// never on Swift's cooperative pool.
@@ -84,7 +87,11 @@ public struct DirectoryEscrowStore: EscrowStore {
 
     public func get(_ key: EscrowObjectKey, expectedSHA256: String) async throws -> [UInt8] {
         let path = url(for: key).path
-        let bytes = try await offPool { () throws -> [UInt8]? in try Self.readIfExists(path) }
+        let root = root.path
+        let bytes = try await offPool { () throws -> [UInt8]? in
+            try Self.checkFolders(root: root, components: [key.product, key.deviceID])
+            return try Self.readIfExists(path)
+        }
         guard let bytes else { throw EscrowStoreError.notFound(key) }
         let actual = sha256Hex(bytes)
         guard actual == expectedSHA256.lowercased() else {
@@ -95,7 +102,9 @@ public struct DirectoryEscrowStore: EscrowStore {
 
     public func contains(_ key: EscrowObjectKey) async throws -> Bool {
         let path = url(for: key).path
+        let root = root.path
         return try await offPool {
+            try Self.checkFolders(root: root, components: [key.product, key.deviceID])
             var info = stat()
             if stat(path, &info) == 0 { return true }
             if errno == ENOENT { return false }
@@ -113,6 +122,7 @@ public struct DirectoryEscrowStore: EscrowStore {
         return try await offPool {
             let components = [key.product, key.deviceID]
             let path = "\(root)/\(key.path)"
+            try Self.checkFolders(root: root, components: components)
             guard let existing = try Self.readIfExists(path) else { return false }
             let actual = sha256Hex(existing)
             guard actual == expected else { throw EscrowStoreError.checksumMismatch(key, expected: expected, actual: actual) }
@@ -152,7 +162,7 @@ public struct DirectoryEscrowStore: EscrowStore {
         }
 
         let temporary = "\(directory)/.\(key.publicKeySHA256).age.\(UUID().uuidString).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, objectMode)
         guard fd >= 0 else { throw EscrowStoreError.io(operation: "create", path: temporary, errno: errno) }
         var published = false
         defer { if !published { unlink(temporary) } }
@@ -251,7 +261,9 @@ public struct DirectoryEscrowStore: EscrowStore {
         return stored
     }
 
-    /// Creates missing directories (mode 0700) under `root`, fsyncing each parent whose entries changed.
+    /// Creates missing directories (mode 0700) under `root`, fsyncing each parent whose entries
+    /// changed, and checks each level before going below it (a symlinked product folder must be
+    /// refused before a device folder is made through it); marks the root as a store.
     static func makeDirectories(root: String, components: [String], sync: Sync) throws {
         var path = root
         if mkdir(root, 0o700) == 0 {
@@ -259,6 +271,8 @@ public struct DirectoryEscrowStore: EscrowStore {
         } else if errno != EEXIST {
             throw EscrowStoreError.io(operation: "mkdir", path: root, errno: errno)
         }
+        try checkFolder(root)
+        try ensureMarker(root: root)
         for component in components {
             let parent = path
             path += "/\(component)"
@@ -267,6 +281,7 @@ public struct DirectoryEscrowStore: EscrowStore {
             } else if errno != EEXIST {
                 throw EscrowStoreError.io(operation: "mkdir", path: path, errno: errno)
             }
+            try checkFolder(path)
         }
     }
 

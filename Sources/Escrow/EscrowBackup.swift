@@ -2,6 +2,7 @@ import Crypto
 import DeviceKeys
 import FailurePolicy
 import Foundation
+import ParticleDevice
 
 /// The plaintext inside an escrow backup: a versioned JSON document naming the device and the
 /// key (design.md, "Escrow format"). Field names are stable; version 1 has exactly these keys:
@@ -31,10 +32,20 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
     public var publicKeySHA256: String { privateKey.publicKey.fingerprint }
 
     /// Validates every field; `deviceID` may be given in either case and is stored lowercase.
+    /// The one validation of a backup: `decode` ends here too, so a document `escrow show` accepts
+    /// is one `escrow backup` could have written — a platform in the platform table, a device ID
+    /// of that platform, a key that platform's slot holds.
     public init(deviceID: String, platform: String, product: String, privateKey: DevicePrivateKey,
                 job: String, station: String, createdAt: Date = Date()) throws(EscrowBackupError) {
         self.deviceID = try Self.checkDeviceID(deviceID.lowercased())
         self.platform = try Self.checkPlatform(platform)
+        let target = try Self.platformEntry(self.platform)
+        guard target.isValidDeviceID(self.deviceID) else {
+            throw .invalidField("device_id", reason: "not a \(target.name) device ID (it must start with \(target.deviceIDPrefix ?? "its MCU's prefix"))")
+        }
+        do { try target.checkDeviceKey(privateKey) } catch {
+            throw .invalidField("private_key_der", reason: "not a key a \(target.name) device holds: \(error)")
+        }
         self.product = try Self.checkProduct(product)
         self.job = try Self.checkLabel(job, field: "job")
         self.station = try Self.checkLabel(station, field: "station")
@@ -79,10 +90,21 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
     static let fields: Set<String> = ["format", "version", "device_id", "platform", "product", "algorithm",
                                       "private_key_der", "public_key_sha256", "job", "station", "created_at"]
 
-    /// Parses and validates a decrypted document.
+    /// The largest document `decode` reads: the fields of a version 1 backup with an RSA-1024 key
+    /// take under 3 KB even with 200-character job and station labels.
+    public static let maximumDocumentSize = 8 * 1024
+
+    /// Parses and validates a decrypted document: size first, then JSON (no key twice), then each
+    /// field, then everything `init` checks.
     public static func decode(_ json: [UInt8]) throws(EscrowBackupError) -> EscrowBackup {
+        guard json.count <= maximumDocumentSize else {
+            throw .malformedDocument("\(json.count) bytes, more than a backup document's \(maximumDocumentSize)")
+        }
         guard let object = try? JSONSerialization.jsonObject(with: Data(json)), let document = object as? [String: Any] else {
             throw .malformedDocument("not a JSON object")
+        }
+        if let duplicate = StrictJSON.duplicateKey(in: json) {
+            throw .malformedDocument("the field \"\(duplicate)\" appears more than once")
         }
         func string(_ field: String) throws(EscrowBackupError) -> String {
             guard let value = document[field] else { throw .missingField(field) }
@@ -108,6 +130,10 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
         }
         guard let der = Data(base64Encoded: try string("private_key_der")), !der.isEmpty else {
             throw .invalidField("private_key_der", reason: "must be base64")
+        }
+        // Bounded before OpenSSL sees it: no device slot holds more.
+        guard der.count <= KeyFile.largestSlotDump else {
+            throw .invalidField("private_key_der", reason: "\(der.count) bytes, more than any device key slot holds")
         }
         let key: DevicePrivateKey
         do { key = try DevicePrivateKey(der: Array(der)) } catch {
@@ -184,6 +210,14 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
             throw .invalidField("platform", reason: "must be a platform name like \"boron\" (lowercase letters, digits, - or _)")
         }
         return name
+    }
+
+    /// The platform table's row for a well-formed name.
+    static func platformEntry(_ name: String) throws(EscrowBackupError) -> Platform {
+        guard let platform = Platform.all.first(where: { $0.name == name }) else {
+            throw .invalidField("platform", reason: "\"\(name)\" is not a platform keyline knows (\(Platform.all.map(\.name).joined(separator: ", ")))")
+        }
+        return platform
     }
 
     static func checkProduct(_ product: String) throws(EscrowBackupError) -> String {

@@ -84,6 +84,9 @@ public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertibl
     case notFound(EscrowObjectKey)
     case checksumMismatch(EscrowObjectKey, expected: String, actual: String)
     case io(operation: String, path: String, errno: Int32)
+    /// A store folder that would let objects escape or be replaced (a symlink, a group/world-
+    /// writable folder), or a file keyline was asked to write inside a store: a person must fix it.
+    case unsafeStore(path: String, problem: String)
 
     public var description: String {
         switch self {
@@ -99,20 +102,22 @@ public enum EscrowStoreError: Error, Equatable, Sendable, CustomStringConvertibl
             "escrow object \(key) has SHA-256 \(actual), not the recorded \(expected): it was modified or damaged; do not use it"
         case .io(let operation, let path, let code):
             "escrow store: \(operation) \(path) failed: \(String(cString: strerror(code))); check the store's disk and permissions"
+        case .unsafeStore(let path, let problem):
+            "unsafe escrow store: \(path) \(problem)"
         }
     }
 }
 
 extension EscrowStoreError: ClassifiedError {
     /// Nothing here clears up by retrying. A bad key is the caller's input. The store itself
-    /// failing (disk full, permissions, I/O) needs a person, and work waits for it. A conflicting,
+    /// failing (disk full, permissions, I/O) or unsafe (a symlinked or world-writable folder) needs a person, and work waits for it. A conflicting,
     /// missing or damaged object concerns one device's backup: that device fails with the
     /// message (someone must look at that object) while the others go on.
     public var failureClass: FailureClass {
         switch self {
         case .invalidKey, .invalidStore: .badInput
         case .objectExists, .notFound, .checksumMismatch: .badDevice
-        case .io: .needsOperator
+        case .io, .unsafeStore: .needsOperator
         }
     }
 }

@@ -40,41 +40,40 @@ public struct ConnectionSettings: Sendable, CustomStringConvertible {
     public static let localClusterFolder = ".pgdata"
 
     /// Resolves the settings the way every keyline command does: `DATABASE_URL` if set; otherwise
-    /// libpq's `PGHOST`, `PGHOSTADDR` or `PGSERVICE` if one is set; otherwise the private cluster
-    /// of `make db-up` if its socket exists in `directory` or a parent; otherwise libpq's defaults.
+    /// libpq's own `PG*` variables and defaults.
+    ///
+    /// The private cluster of `make db-up` is never found on its own (it once was, by walking up
+    /// from the working directory): a station run from inside a checkout would quietly have used
+    /// the development superuser cluster. `make demo`, `make test` and the benchmarks ask for it
+    /// explicitly, with `PGHOST` (`make db-env`) or `localCluster(in:)`.
     public static func fromEnvironment(
-        _ environment: [String: String] = ProcessInfo.processInfo.environment,
-        searchingFrom directory: String = FileManager.default.currentDirectoryPath
+        _ environment: [String: String] = ProcessInfo.processInfo.environment
     ) -> ConnectionSettings {
         if let url = environment["DATABASE_URL"], !url.isEmpty {
             return ConnectionSettings(connectionString: url, source: .databaseURL)
         }
-        let libpqHostVariables = ["PGHOST", "PGHOSTADDR", "PGSERVICE"]
-        if libpqHostVariables.contains(where: { !(environment[$0] ?? "").isEmpty }) {
-            return ConnectionSettings(source: .libpqEnvironment)
-        }
-        if let socketDirectory = localClusterSocket(searchingFrom: directory) {
-            var overrides: [(keyword: String, value: String)] = [("host", socketDirectory), ("port", "5432")]
-            if (environment["PGUSER"] ?? "").isEmpty { overrides.append(("user", localClusterUser)) }
-            if (environment["PGDATABASE"] ?? "").isEmpty { overrides.append(("dbname", localClusterDatabase)) }
-            return ConnectionSettings(overrides: overrides, source: .localCluster(socketDirectory: socketDirectory))
-        }
         return ConnectionSettings(source: .libpqEnvironment)
     }
 
-    /// The socket folder of a running private cluster in `directory` or one of its parents,
-    /// with symbolic links resolved (the folder may live in /tmp when the project path is long
-    /// or not readable by the `postgres` user, and socket paths are limited to 107 bytes).
-    public static func localClusterSocket(searchingFrom directory: String) -> String? {
-        var url = URL(fileURLWithPath: directory, isDirectory: true).standardizedFileURL
-        while true {
-            let socket = url.appendingPathComponent(localClusterFolder).appendingPathComponent("socket")
-            let resolved = socket.resolvingSymlinksInPath().path
-            if FileManager.default.fileExists(atPath: resolved + "/.s.PGSQL.5432") { return resolved }
-            let parent = url.deletingLastPathComponent()
-            if parent.path == url.path { return nil }
-            url = parent
-        }
+    /// The private cluster `make db-up` runs in `projectDirectory/.pgdata` (exactly there, never a
+    /// parent), as its superuser and database, or nil when its socket does not exist. For the
+    /// tests and benchmarks of a checkout, which name the cluster they started.
+    public static func localCluster(in projectDirectory: String) -> ConnectionSettings? {
+        guard let socketDirectory = localClusterSocket(in: projectDirectory) else { return nil }
+        return ConnectionSettings(
+            overrides: [("host", socketDirectory), ("port", "5432"),
+                        ("user", localClusterUser), ("dbname", localClusterDatabase)],
+            source: .localCluster(socketDirectory: socketDirectory))
+    }
+
+    /// The socket folder of a running private cluster in `projectDirectory`, with symbolic links
+    /// resolved (the folder may live in /tmp when the project path is long or not readable by the
+    /// `postgres` user, and socket paths are limited to 107 bytes).
+    public static func localClusterSocket(in projectDirectory: String) -> String? {
+        let socket = URL(fileURLWithPath: projectDirectory, isDirectory: true).standardizedFileURL
+            .appendingPathComponent(localClusterFolder).appendingPathComponent("socket")
+        let resolved = socket.resolvingSymlinksInPath().path
+        return FileManager.default.fileExists(atPath: resolved + "/.s.PGSQL.5432") ? resolved : nil
     }
 
     /// A copy that connects as another login or to another database (tests, benchmarks, CLI).

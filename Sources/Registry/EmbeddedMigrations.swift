@@ -535,6 +535,29 @@ CREATE TRIGGER escrow_objects_insert BEFORE INSERT ON escrow_objects
     FOR EACH ROW EXECUTE FUNCTION keyline_escrow_object_insert();
 
 """#),
+        Migration(version: 6, name: "bench_registrations", sql: #"""
+-- `keyline keys send` and `keyline keys doctor` (issue 10): an engineer fixing one device at a
+-- bench leaves the same records as the line — an escrow object (with a `key.escrowed` event), a
+-- registration and its `key.registered` event, and `key.superseded` for the key it replaces.
+-- The RMA role may now register keys: active ones, outside jobs only (a job's registrations are
+-- the stations' evidence). Superseding stays limited to active -> superseded (0002).
+GRANT INSERT ON key_registrations TO keyline_rma;
+CREATE POLICY key_registrations_rma_insert ON key_registrations FOR INSERT
+    TO keyline_rma WITH CHECK (status = 'active' AND job_id IS NULL);
+
+"""#),
+        Migration(version: 7, name: "audit_covering_indexes", sql: #"""
+-- `keyline audit` at a million registrations (issue 11): the listing joins each registration to
+-- its job device only for the platform; with the platform in the index, that join is an
+-- index-only probe instead of a heap fetch per row.
+CREATE INDEX job_devices_platform ON job_devices (job_id, device_id) INCLUDE (platform);
+
+-- --check-store no longer merges a sorted listing of the store with the records (it looks paths
+-- up by the store's unique key instead, in constant memory), so the C-collation order index of
+-- 0004 only costs every escrow write.
+DROP INDEX escrow_objects_store_key;
+
+"""#),
         Migration(version: 8, name: "login_bindings", sql: #"""
 -- The audit trail's who, where and when come from the database, not from the client (issue 12).
 -- The administrator binds each login to its role and its station or bench (`keyline db grant`);

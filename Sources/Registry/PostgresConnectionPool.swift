@@ -17,7 +17,8 @@ public actor PostgresConnectionPool: PostgresClient {
     public let size: Int
     private var idle: [PostgresConnection] = []
     private var opened = 0
-    private var waiters: [CheckedContinuation<Handover, Never>] = []
+    private var waiters: [(id: UInt64, continuation: CheckedContinuation<Handover, Never>)] = []
+    private var lastWaiterID: UInt64 = 0
 
     /// What a waiting task is woken with.
     private enum Handover: Sendable {
@@ -26,6 +27,9 @@ public actor PostgresConnectionPool: PostgresClient {
         /// A slot came free because opening a connection failed: try opening one yourself.
         case retry
         case closed
+        /// The waiting task was cancelled: it stops waiting at once (a device whose run ends
+        /// must not hold its place in the queue until a connection comes back).
+        case cancelled
     }
     private var closed = false
 
@@ -74,7 +78,7 @@ public actor PostgresConnectionPool: PostgresClient {
         let connections = idle
         idle.removeAll()
         opened -= connections.count
-        for waiter in waiters { waiter.resume(returning: .closed) }
+        for waiter in waiters { waiter.continuation.resume(returning: .closed) }
         waiters.removeAll()
         for connection in connections { await connection.close() }
     }
@@ -91,14 +95,25 @@ public actor PostgresConnectionPool: PostgresClient {
                     opened -= 1
                     // The slot is free again, and no connection will come back for it: wake the
                     // first waiter to open one itself (or fail the same way and wake the next).
-                    if !waiters.isEmpty { waiters.removeFirst().resume(returning: .retry) }
+                    if !waiters.isEmpty { waiters.removeFirst().continuation.resume(returning: .retry) }
                     throw error
                 }
             }
-            switch await withCheckedContinuation({ waiters.append($0) }) {
+            try Task.checkCancellation()
+            lastWaiterID &+= 1
+            let id = lastWaiterID
+            // The handler hops onto the actor, which runs it only after this task has suspended
+            // with its continuation appended: a cancellation cannot slip between the two.
+            let handover = await withTaskCancellationHandler {
+                await withCheckedContinuation { waiters.append((id, $0)) }
+            } onCancel: {
+                Task { await self.cancelWaiter(id) }
+            }
+            switch handover {
             case .connection(let connection): return connection
             case .retry: continue
             case .closed: throw Self.closedError
+            case .cancelled: throw CancellationError()
             }
         }
     }
@@ -108,10 +123,15 @@ public actor PostgresConnectionPool: PostgresClient {
             opened -= 1
             Task { await connection.close() }
         } else if !waiters.isEmpty {
-            waiters.removeFirst().resume(returning: .connection(connection))
+            waiters.removeFirst().continuation.resume(returning: .connection(connection))
         } else {
             idle.append(connection)
         }
+    }
+
+    private func cancelWaiter(_ id: UInt64) {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return }  // already woken
+        waiters.remove(at: index).continuation.resume(returning: .cancelled)
     }
 
     private static let closedError = PostgresError(kind: .connectionFailed, message: "the connection pool is closed")

@@ -24,8 +24,10 @@ public final class PostgresSnapshot: Sendable {
     }
 
     /// Streams the rows of `sql` in batches of at most `batchSize`, calling `body` with each batch
-    /// in order. Memory is one batch, whatever the row count. The cursor is closed afterwards,
-    /// also when `body` throws.
+    /// in order. The next batch is fetched while `body` works on the current one (the server
+    /// produces rows while the client formats them), so memory is two batches, whatever the row
+    /// count. The cursor is closed afterwards, also when `body` throws. `body` may query the
+    /// snapshot: its statements queue behind the fetch in flight on the connection's queue.
     public func forEachBatch(_ sql: String, _ parameters: [any PostgresEncodable] = [], batchSize: Int = 2_000,
                              _ body: ([PostgresRow]) async throws -> Void) async throws {
         precondition(batchSize > 0, "a cursor batch holds at least one row")
@@ -33,14 +35,20 @@ public final class PostgresSnapshot: Sendable {
         let values = parameters.map(\.postgresValue)
         let connection = connection
         try await connection.onQueue { _ = try connection.run("DECLARE \(name) NO SCROLL CURSOR FOR \(sql)", values) }
+        @Sendable func fetch() -> Task<[PostgresRow], any Error> {
+            Task { try await connection.onQueue { try connection.run("FETCH \(batchSize) FROM \(name)", []).rows } }
+        }
+        var next = fetch()
         do {
             while true {
-                let rows = try await connection.onQueue { try connection.run("FETCH \(batchSize) FROM \(name)", []).rows }
-                if rows.isEmpty { break }
-                try await body(rows)
-                if rows.count < batchSize { break }
+                let rows = try await next.value
+                let last = rows.count < batchSize
+                if !last { next = fetch() }
+                if !rows.isEmpty { try await body(rows) }
+                if last { break }
             }
         } catch {
+            _ = await next.result  // the fetch in flight, if any, before the cursor goes
             _ = try? await connection.onQueue { _ = try connection.run("CLOSE \(name)", []) }
             throw error
         }

@@ -6,8 +6,10 @@ import Foundation
 /// row and the move to `escrowed` in one transaction. A crash anywhere in between is redone.
 extension RegistryDatabase {
 
-    /// Records an escrow object after it was written durably (design.md, workflow step 5).
-    public func recordEscrowObject(_ object: NewEscrowObject) async throws -> EscrowObject {
+    /// Records an escrow object after it was written durably (design.md, workflow step 5). With
+    /// `eventReason` (a bench escrow outside a job: a key found on a returned device, a key made
+    /// by `keys doctor`), a `key.escrowed` event naming it is appended in the same transaction.
+    public func recordEscrowObject(_ object: NewEscrowObject, eventReason: String? = nil) async throws -> EscrowObject {
         try await run("record escrow objects") { transaction in
             let row = try transaction.queryOne("""
                 INSERT INTO escrow_objects (product_id, device_id, public_key_sha256, store_uri, object_key,
@@ -16,7 +18,15 @@ extension RegistryDatabase {
                 RETURNING \(Self.escrowColumns(prefix: ""))
                 """, [object.productID, object.deviceID, object.publicKeySHA256, object.storeURI, object.objectKey,
                       object.ciphertextSHA256, object.sizeBytes, object.recipients, object.jobID, object.station])
-            return try Self.escrowObject(row!, prefix: "")
+            let recorded = try Self.escrowObject(row!, prefix: "")
+            if let eventReason {
+                try Self.appendEvent(kind: "key.escrowed", station: object.station, productID: object.productID,
+                                     deviceID: object.deviceID, jobID: object.jobID,
+                                     detail: ["fingerprint": object.publicKeySHA256, "escrow_object_id": String(recorded.id),
+                                              "object_key": object.objectKey, "reason": eventReason],
+                                     in: transaction)
+            }
+            return recorded
         } mapping: { error in
             if error.isUniqueViolation { return .escrowObjectExists(storeURI: object.storeURI, objectKey: object.objectKey) }
             if error.sqlState == "23503" {

@@ -110,7 +110,9 @@ public final class USBContext: @unchecked Sendable {
     public func devices() async throws(USBError) -> [USBDeviceInfo] {
         try await worker.perform { () throws(USBError) -> [USBDeviceInfo] in
             guard let handle = self.initializedHandle() else { return [] }
-            let infos = try Self.enumerate(handle).map(\.info).sorted { $0.portPath < $1.portPath }
+            let listed = try Self.enumerate(handle)
+            defer { listed.forEach { libusb_unref_device($0.device) } }
+            let infos = listed.map(\.info).sorted { $0.portPath < $1.portPath }
             // A full listing read every serial already: `enumerate()` need not read them again.
             for info in infos where info.serialNumber != nil { self.serials[Attachment(info)] = .some(info.serialNumber) }
             return infos
@@ -158,6 +160,8 @@ public final class USBContext: @unchecked Sendable {
     // MARK: enumeration (runs on the context's thread)
 
     struct Enumerated {
+        /// Referenced (libusb_ref_device): valid after the device list is freed, until the
+        /// caller unrefs it.
         var device: OpaquePointer
         var info: USBDeviceInfo
         /// iSerialNumber, to read the serial later without reading every string.
@@ -175,9 +179,9 @@ public final class USBContext: @unchecked Sendable {
         }
     }
 
-    /// Lists Particle devices (those `include` accepts). With `readStrings`, opens each to read
-    /// its strings and releases the libusb devices; without, returns them referenced (the caller
-    /// unrefs them).
+    /// Lists Particle devices (those `include` accepts); with `readStrings`, opens each to read
+    /// its strings. Every returned device holds a reference of its own, on both paths, because
+    /// the list (and the reference it holds) is freed on return: the caller unrefs each.
     static func enumerate(_ context: OpaquePointer, readStrings: Bool = true,
                                   include: (USBDeviceInfo) -> Bool = { _ in true }) throws(USBError) -> [Enumerated] {
         var list: UnsafeMutablePointer<OpaquePointer?>?
@@ -231,10 +235,8 @@ public final class USBContext: @unchecked Sendable {
                     info.alternateSettings = alternates.map { USBAlternateSetting(number: $0.number, name: nil) }
                     info.openError = USBError.from(code, operation: "open", port: portPath)
                 }
-                result.append(Enumerated(device: device, info: info, serialIndex: descriptor.iSerialNumber))
-            } else {
-                result.append(Enumerated(device: libusb_ref_device(device), info: info, serialIndex: descriptor.iSerialNumber))
             }
+            result.append(Enumerated(device: libusb_ref_device(device), info: info, serialIndex: descriptor.iSerialNumber))
         }
         return result
     }

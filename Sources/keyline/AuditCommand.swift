@@ -1,6 +1,7 @@
 import ArgumentParser
 import Escrow
 import Foundation
+import Pipeline
 import Registry
 
 /// `keyline audit`: which keys are registered, and does every one have an intact backup.
@@ -27,16 +28,23 @@ struct AuditCommand: AsyncParsableCommand {
             cursor: memory does not grow with the number of registrations. Run it with a login that \
             is a member of keyline_auditor (read-only); keyline says so when the login may write. \
             --check-store covers the escrow objects of the product (or of all products) in the store \
-            given by --store or KEYLINE_ESCROW_STORE, whatever --since and --job say.
+            given by --store or KEYLINE_ESCROW_STORE, whatever --since and --job say, in two streaming \
+            passes (memory does not grow with the store): every recorded object is read and hashed \
+            (a directory on every core; s3://bucket/prefix 16 requests at a time), then the store is \
+            listed (a directory walk, or ListObjectsV2) for orphans. Progress goes to standard error \
+            when it is a terminal.
 
             EXIT CODES
               0   no finding is an error (warnings and notes may be listed)
               2   at least one finding is an error
               64  usage error
               66  identity file missing
+              74  the output or the temporary findings file cannot be written (full disk: \
+                  free space or set TMPDIR)
               75  registry unreachable
               77  permission denied (the login cannot read the registry)
-              78  database settings invalid
+              78  database settings invalid, or the registry's schema is older than this keyline \
+                  (`keyline db migrate`)
             """)
 
     @Option(help: "Only this product's keys.")
@@ -60,7 +68,7 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "The RMA escrow identity file (AGE-SECRET-KEY-1…), for --decrypt.")
     var identity: String?
 
-    @Option(help: "The escrow store directory (default: KEYLINE_ESCROW_STORE).")
+    @Option(help: "The escrow store: a directory or s3://bucket/prefix (default: KEYLINE_ESCROW_STORE).")
     var store: String?
 
     func validate() throws {
@@ -71,7 +79,7 @@ struct AuditCommand: AsyncParsableCommand {
             throw ValidationError("--since must be a date (2026-11-21) or an ISO 8601 time (2026-11-21T10:30:00Z)")
         }
         if (checkStore || decrypt) && storeDirectory == nil {
-            throw ValidationError("--check-store and --decrypt need the escrow store: --store DIR or KEYLINE_ESCROW_STORE")
+            throw ValidationError("--check-store and --decrypt need the escrow store: --store DIR|s3://bucket/prefix or KEYLINE_ESCROW_STORE")
         }
     }
 
@@ -91,7 +99,7 @@ struct AuditCommand: AsyncParsableCommand {
         try await CLI.run(json: format == .json) {
             let identities = try decrypt ? loadIdentities() : []
             let scope = AuditScope(productID: product, since: since.flatMap(Self.parseTime), jobID: job)
-            let store = storeDirectory.map { DirectoryEscrowStore(root: URL(fileURLWithPath: $0).standardizedFileURL) }
+            let store = try storeDirectory.map(AuditedStore.open)
             let errors = try await RegistryDatabase.audit(scope: scope) { audit in
                 try await Self.audit(audit, format: format, store: checkStore ? store : nil,
                                      decrypt: decrypt ? store.map { BackupDecryptCheck(store: $0, identities: identities,
@@ -103,7 +111,7 @@ struct AuditCommand: AsyncParsableCommand {
 
     private func loadIdentities() throws -> [X25519Identity] {
         let path = identity!
-        let bytes = try CLI.readFile(path)
+        let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity file")
         do {
             return try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
         } catch {
@@ -112,8 +120,14 @@ struct AuditCommand: AsyncParsableCommand {
     }
 
     /// The whole audit in the snapshot; returns the number of error findings.
-    static func audit(_ audit: RegistryAudit, format: AuditFormat, store: DirectoryEscrowStore?,
+    static func audit(_ audit: RegistryAudit, format: AuditFormat, store: AuditedStore?,
                       decrypt: BackupDecryptCheck?) async throws -> Int {
+        // An older schema lacks what the audit reads (step timings, the audit's indexes): refused
+        // with the fix, not left to fail on a missing table halfway through a listing.
+        let version = try await audit.schemaVersion()
+        guard let version, version >= RegistryDatabase.requiredSchemaVersion else {
+            throw ProvisioningError.schemaBehind(have: version, need: RegistryDatabase.requiredSchemaVersion)
+        }
         let login = try await audit.privileges()
         if !login.unreadable.isEmpty {
             throw CommandFailure(kind: "databasePermissionDenied",
@@ -127,34 +141,34 @@ struct AuditCommand: AsyncParsableCommand {
         }
         let spool = try FindingSpool()
         var writer = AuditWriter(format: format, out: StreamingOutput())
-        writer.begin(login: login)
+        try writer.begin(login: login)
         var registrations = 0
         var statuses: [String: Int] = [:]
         try await audit.forEachKey { keys in
             for key in keys {
                 registrations += 1
                 statuses[key.status, default: 0] += 1
-                writer.key(key)
+                try writer.key(key)
                 if key.objectKey == nil {
-                    spool.add(AuditFinding(.error, "no_escrow_object", productID: key.productID, deviceID: key.deviceID,
+                    try spool.add(AuditFinding(.error, "no_escrow_object", productID: key.productID, deviceID: key.deviceID,
                                            fingerprint: key.fingerprint, jobID: key.jobID,
                                            message: "key \(key.fingerprint) of device \(key.deviceID) is registered but escrow object \(key.escrowObjectID) does not exist: no backup"))
                 }
                 if key.status != "active" {
-                    spool.add(AuditFinding(.info, "key_\(key.status)", productID: key.productID, deviceID: key.deviceID,
+                    try spool.add(AuditFinding(.info, "key_\(key.status)", productID: key.productID, deviceID: key.deviceID,
                                            fingerprint: key.fingerprint, jobID: key.jobID,
                                            message: "key \(key.fingerprint) of device \(key.deviceID) is \(key.status)" + (key.statusReason.map { ": \($0)" } ?? "")))
                 }
             }
             if let decrypt {
-                for finding in await decrypt.check(keys) { spool.add(finding) }
+                for finding in await decrypt.check(keys) { try spool.add(finding) }
             }
         }
-        try await audit.forEachCrossCheckFinding { spool.add($0) }
+        try await audit.forEachCrossCheckFinding { try spool.add($0) }
         if let store {
-            try await StoreCheck(store: store, audit: audit, report: { spool.add($0) }).run()
+            try await StoreCheck(store: store, audit: audit, report: { try spool.add($0) }).run()
         }
-        writer.finish(findings: spool, registrations: registrations, statuses: statuses)
+        try writer.finish(findings: spool, registrations: registrations, statuses: statuses)
         return spool.counts[.error] ?? 0
     }
 }

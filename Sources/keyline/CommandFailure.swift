@@ -18,6 +18,7 @@ enum KeylineExit: Int32, CaseIterable {
     case restorePlatformMismatch = 14
     case restoreDeviceProtected = 15
     case restoreDeviceNotAttached = 16
+    case restoreRegistrationChanged = 17
     case usage = 64
     /// Bad input data: malformed or wrong key, blob, backup or pipeline.
     case dataError = 65
@@ -35,6 +36,8 @@ enum KeylineExit: Int32, CaseIterable {
     case protocolError = 76
     case noPermission = 77
     case configuration = 78
+    /// The escrow directory store has a symlinked or group/world-writable folder: fix the folder.
+    case unsafeEscrowStore = 79
     /// Stopped by Ctrl-C (128 + SIGINT, as shells report it).
     case interrupted = 130
 
@@ -44,7 +47,7 @@ enum KeylineExit: Int32, CaseIterable {
           1   failure not listed below
           2   audit: at least one finding is an error
           3   provision, restore --batch: some devices failed, the others are done
-          10–16 restore refusals (see `keyline restore --help`); nothing was written to the device
+          10–17 restore refusals (see `keyline restore --help`); nothing was written to the device
           64  usage error (bad option or argument)
           65  bad input data (malformed or unsuitable key, blob, backup, pipeline)
           66  input file missing or unreadable
@@ -55,6 +58,8 @@ enum KeylineExit: Int32, CaseIterable {
           76  protocol error from a device or peer (DFU status)
           77  permission denied
           78  configuration error
+          79  unsafe escrow store: a symlink, or a group/world-writable folder, where the store's
+              folders should be (the message names it and how to fix it); nothing was written
           130 interrupted (Ctrl-C); `provision --resume JOB` continues
         With --json, results and errors are JSON objects on standard output.
         """
@@ -89,9 +94,25 @@ struct CommandFailure: ReportableError {
             context: ["file": path], exit: .noInput)
     }
 
+    static func cannotRead(_ path: String, errno code: Int32) -> CommandFailure {
+        if code == ENOENT {
+            return CommandFailure(kind: "fileNotFound", message: "\(path): no such file", context: ["file": path], exit: .noInput)
+        }
+        return CommandFailure(kind: "fileUnreadable", message: "\(path): cannot be read (\(String(cString: strerror(code))))",
+                              context: ["file": path], exit: .noInput)
+    }
+
     static func outputExists(_ path: String) -> CommandFailure {
         CommandFailure(kind: "outputExists", message: "\(path) already exists; keyline never overwrites it unless you pass --force",
                        context: ["file": path], exit: .cannotCreate)
+    }
+
+    /// A file keyline was asked to write lies inside an escrow store: only the store writes
+    /// there, and only new objects (even --force never replaces one).
+    static func insideEscrowStore(_ path: String, store: String) -> CommandFailure {
+        CommandFailure(kind: "outputInEscrowStore",
+                       message: "\(path) is inside the escrow store \(store); keyline never writes or replaces a file there (not even with --force). Choose an output outside the store",
+                       context: ["file": path, "store": store], exit: .cannotCreate)
     }
 
     static func cannotWrite(_ path: String, errno code: Int32) -> CommandFailure {
@@ -141,9 +162,7 @@ enum CLI {
         } catch {
             let failure = error.reportable
             if json {
-                var object: [String: Any] = ["kind": failure.kind, "message": failure.message, "exitCode": Int(failure.exit.rawValue)]
-                if !failure.context.isEmpty { object["context"] = failure.context }
-                printJSON(["error": object])
+                printJSON(["error": errorJSON(failure)])
             } else {
                 FileHandle.standardError.write(Data("keyline: error: \(failure.message)\n".utf8))
             }
@@ -151,16 +170,49 @@ enum CLI {
         }
     }
 
+    /// The "error" object of a JSON document: kind, message, exit code and context.
+    static func errorJSON(_ failure: ReportableError) -> [String: Any] {
+        var object: [String: Any] = ["kind": failure.kind, "message": failure.message, "exitCode": Int(failure.exit.rawValue)]
+        if !failure.context.isEmpty { object["context"] = failure.context }
+        return object
+    }
+
     static func printJSON(_ object: Any) {
         guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return }
         FileHandle.standardOutput.write(data + Data("\n".utf8))
     }
 
-    static func readFile(_ path: String) throws -> [UInt8] {
-        do {
-            return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
-        } catch {
-            throw CommandFailure.cannotRead(path, error)
+    /// The contents of `path`, a regular file (or a pipe) of at most `limit` bytes, where `what`
+    /// names what it should be ("a key file"). A directory, a device such as /dev/urandom or a
+    /// larger file is refused with an error that says so, before more than `limit` + 1 bytes
+    /// are read.
+    static func readFile(_ path: String, limit: Int = 1 << 30, what: String = "an input file") throws -> [UInt8] {
+        // O_NONBLOCK: opening a FIFO without a writer must not hang; reads below block again.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { throw CommandFailure.cannotRead(path, errno: errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw CommandFailure.cannotRead(path, errno: errno) }
+        let type = info.st_mode & S_IFMT
+        guard type == S_IFREG || type == S_IFIFO else {
+            throw CommandFailure(kind: "notARegularFile", message: "\(path): \(FileType.describe(type)), not a regular file; give \(what)",
+                                 context: ["file": path], exit: .noInput)
+        }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+            if count < 0 {
+                if errno == EINTR || errno == EAGAIN { continue }
+                throw CommandFailure.cannotRead(path, errno: errno)
+            }
+            if count == 0 { return bytes }
+            bytes.append(contentsOf: chunk[0..<count])
+            guard bytes.count <= limit else {
+                throw CommandFailure(kind: "fileTooLarge", message: "\(path): larger than \(limit) bytes, more than \(what) can be",
+                                     context: ["file": path, "limit": String(limit)], exit: .dataError)
+            }
         }
     }
 
@@ -184,5 +236,20 @@ enum CLI {
         let pending = try PendingOutputFile(path: path, force: force, mode: mode)
         try pending.write(bytes)
         try pending.commit()
+    }
+}
+
+/// What a file that is not a regular file is, for messages ("a directory").
+enum FileType {
+    static func describe(_ type: mode_t) -> String {
+        switch type {
+        case S_IFDIR: "a directory"
+        case S_IFCHR: "a character device"
+        case S_IFBLK: "a block device"
+        case S_IFSOCK: "a socket"
+        case S_IFLNK: "a symbolic link"
+        case S_IFIFO: "a pipe"
+        default: "not a regular file"
+        }
     }
 }

@@ -29,18 +29,25 @@ struct EscrowCommand: AsyncParsableCommand {
         authentication failed (modified or damaged), truncated, invalid backup document, SHA-256 \
         mismatch (verify)
           66  input file missing or unreadable
-          73  output exists (never overwritten without --force) or cannot be created
+          73  output exists (never overwritten without --force) or cannot be created, or it is
+              inside an escrow store (a store's files are never written or replaced, even with --force)
           74  I/O error while streaming a file
           77  no identity matches: the file was encrypted to other recipients
+          79  unsafe escrow store: a symlink or a group/world-writable folder in the store (backup)
         With --json, results and errors are JSON objects on standard output; errors carry "kind" \
         (e.g. truncated, headerMACMismatch, noIdentityMatched) and the failure class.
         """
+
+    /// An escrow backup is one age header (about 100 bytes a recipient) and a document of at most
+    /// `EscrowBackup.maximumDocumentSize`; an identity or recipients file is a few lines.
+    static let backupFileLimit = 64 * 1024
+    static let identityFileLimit = 64 * 1024
 
     static func loadIdentities(_ paths: [String]) throws -> [X25519Identity] {
         guard !paths.isEmpty else { throw AgeError.noIdentities }
         var identities: [X25519Identity] = []
         for path in paths {
-            let bytes = try CLI.readFile(path)
+            let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity or recipients file")
             do {
                 identities += try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
             } catch {
@@ -55,7 +62,7 @@ struct EscrowCommand: AsyncParsableCommand {
     static func loadRecipients(_ texts: [String], files: [String]) throws -> [X25519Recipient] {
         var recipients = try texts.map { try X25519Recipient($0) }
         for path in files {
-            let bytes = try CLI.readFile(path)
+            let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity or recipients file")
             do {
                 recipients += try X25519Recipient.parseFile(String(decoding: bytes, as: UTF8.self))
             } catch {
@@ -168,7 +175,7 @@ extension EscrowCommand {
                                          context: ["deviceID": deviceID], exit: .usage)
                 }
                 let parsed: KeyFile
-                do { parsed = try KeyFile.parse(try CLI.readFile(key)) } catch { throw error.about(file: key) }
+                do { parsed = try KeyFile.parse(try CLI.readFile(key, limit: KeyFile.maximumFileSize, what: "a key file")) } catch { throw error.about(file: key) }
                 guard let privateKey = parsed.privateKey else { throw DeviceKeyError.notAPrivateKey.about(file: key) }
                 do { try target.checkDeviceKey(privateKey) } catch { throw error.about(file: key) }
                 let parsedRecipients = try EscrowCommand.loadRecipients(recipients, files: recipientFiles)
@@ -345,7 +352,7 @@ extension EscrowCommand {
         func run() async throws {
             try await CLI.run(json: options.json) {
                 let loaded = try EscrowCommand.loadIdentities(identities)
-                let file = try CLI.readFile(backup)
+                let file = try CLI.readFile(backup, limit: EscrowCommand.backupFileLimit, what: "an escrow backup")
                 let decoded: EscrowBackup
                 do { decoded = try EscrowBackup.decrypt(file, identities: loaded) } catch { throw error.about(file: backup) }
                 var fields: [String: Any] = decoded.metadata
@@ -398,7 +405,7 @@ extension EscrowCommand {
 
         func run() async throws {
             try await CLI.run(json: options.json) {
-                let file = try CLI.readFile(backup)
+                let file = try CLI.readFile(backup, limit: EscrowCommand.backupFileLimit, what: "an escrow backup")
                 let actual = Age.sha256(file)
                 guard actual == sha256.lowercased() else {
                     throw CommandFailure(kind: "checksumMismatch",

@@ -41,6 +41,7 @@ extension EscrowStoreError: ReportableError {
         case .notFound: .noInput
         case .checksumMismatch: .dataError
         case .io: .ioError
+        case .unsafeStore: .unsafeEscrowStore
         }
     }
 }

@@ -23,7 +23,7 @@ enum EscrowFiles {
 /// rename(2), which replaces it atomically); then the directory is fsynced so the name survives
 /// a power cut. Until `commit`, nothing is visible under the real name: a crash, a full disk or
 /// a failed decryption leaves no truncated file there to block the retry, and `discard` (also
-/// run on deinit) removes the temporary file.
+/// run on deinit) removes the temporary file. A path inside an escrow store is always refused.
 final class PendingOutputFile {
     let path: String
     let force: Bool
@@ -34,6 +34,8 @@ final class PendingOutputFile {
     init(path: String, force: Bool, mode: mode_t = 0o600) throws {
         self.path = path
         self.force = force
+        // Checked before anything else, --force or not: an escrow object is never replaced.
+        if let store = DirectoryEscrowStore.enclosingStore(of: path) { throw CommandFailure.insideEscrowStore(path, store: store) }
         if try CLI.existsAsReplaceableFile(path), !force { throw CommandFailure.outputExists(path) }
         let url = URL(fileURLWithPath: path)
         temporary = url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(UUID().uuidString).tmp").path

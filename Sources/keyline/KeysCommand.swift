@@ -9,7 +9,7 @@ struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Make, inspect and format device and server keys.",
-        subcommands: [New.self, Save.self, Load.self, Inspect.self, ServerBlob.self, Address.self]
+        subcommands: [New.self, Save.self, Load.self, Server.self, Address.self, Send.self, Doctor.self, Inspect.self, ServerBlob.self]
     )
 }
 
@@ -21,14 +21,20 @@ extension KeysCommand {
                 The key suits the platform's slot: RSA-1024 as PKCS#1 DER (at most 612 bytes) for TCP \
                 platforms (core, photon, p1), EC P-256 as SEC1 DER (121 bytes) for UDP platforms (every \
                 other). NAME.der is what goes into the device; NAME.pub.pem is what the cloud registers. \
-                Nothing is written to a device. Private key files are created with mode 0600, and no \
-                existing file is overwritten unless --force is given.
+                Without --platform, as `particle keys new`, the platform is learned from the device \
+                (--device ID, or the only device attached; several attached is an error listing them) \
+                and NAME defaults to its device ID; with no device attached and no --device, the key is \
+                EC (every current platform) named device_ec. Nothing is written to a device. Private \
+                key files are created with mode 0600, and no existing file is overwritten unless \
+                --force is given.
 
                 \(KeylineExit.helpText)
                 """)
 
-        @Option(help: "Platform the key is for (photon, boron, …); decides RSA or EC. Default: EC (every current platform).")
+        @Option(help: "Platform the key is for (photon, boron, …); decides RSA or EC. Default: the attached device's.")
         var platform: String?
+
+        @OptionGroup var target: DeviceOptions
 
         @Flag(help: "Replace existing NAME.pem / NAME.pub.pem / NAME.der.")
         var force = false
@@ -40,9 +46,13 @@ extension KeysCommand {
 
         func run() async throws {
             try await CLI.run(json: output.json) {
-                let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
+                var target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
+                var deviceID: String?
+                if target == nil, let learned = try await self.target.chooseAttached() {
+                    (deviceID, target) = (learned.deviceID, learned.platform)
+                }
                 let algorithm = target?.keyAlgorithm ?? .ec
-                let base = Self.filenameWithoutExtension(name ?? "device_\(algorithm.rawValue)")
+                let base = Self.filenameWithoutExtension(name ?? deviceID ?? "device_\(algorithm.rawValue)")
                 let key = try DevicePrivateKey.generate(algorithm)
                 if let target { try target.checkDeviceKey(key) }
                 let files = ["\(base).pem", "\(base).pub.pem", "\(base).der"]
@@ -56,9 +66,11 @@ extension KeysCommand {
                     CLI.printJSON([
                         "files": files, "algorithm": algorithm.rawValue, "derLength": key.der.count,
                         "fingerprint": key.publicKey.fingerprint, "platform": target?.name ?? NSNull(),
+                        "deviceID": deviceID ?? NSNull(),
                     ])
                 } else {
-                    print("New key \(files[2]) created (\(key.publicKey.bits == 256 ? "EC P-256, SEC1" : "RSA-1024, PKCS#1"), \(key.der.count) bytes)")
+                    print("New key \(files[2]) created" + (deviceID.map { " for device \($0)" } ?? "")
+                          + " (\(key.publicKey.bits == 256 ? "EC P-256, SEC1" : "RSA-1024, PKCS#1"), \(key.der.count) bytes)")
                     print("fingerprint \(key.publicKey.fingerprint)")
                 }
             }
@@ -97,10 +109,11 @@ extension KeysCommand {
         func run() async throws {
             try await CLI.run(json: output.json) {
                 let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
-                let bytes = try CLI.readFile(file)
+                let bytes = try CLI.readFile(file, limit: KeyFile.maximumFileSize, what: "a key file")
                 let parsed: KeyFile
                 do { parsed = try KeyFile.parse(bytes) } catch { throw error.about(file: file) }
                 let fits = SlotReport.all(for: parsed, platform: target)
+                let failure = target.flatMap { target in fits.first(where: { $0.platform == target.name })?.error?.about(file: file) }
                 if output.json {
                     var object: [String: Any] = [
                         "file": file, "container": parsed.container.rawValue, "encoding": parsed.encoding.rawValue,
@@ -112,13 +125,18 @@ extension KeysCommand {
                     object["curve"] = parsed.publicKey.curve
                     object["exponent"] = parsed.publicKey.rsaPublicExponent
                     object["deviceDERLength"] = parsed.privateKey?.der.count
+                    // One command, one JSON document: a key that does not fit is the inspection
+                    // with its error, not an inspection followed by a second error object.
+                    if let failure {
+                        object["error"] = CLI.errorJSON(failure)
+                        CLI.printJSON(object)
+                        throw ExitCode(failure.exit.rawValue)
+                    }
                     CLI.printJSON(object)
                 } else {
                     print(Self.describe(parsed, file: file, fits: fits))
                 }
-                if let target, let failure = fits.first(where: { $0.platform == target.name })?.error {
-                    throw failure.about(file: file)
-                }
+                if let failure { throw failure }
             }
         }
 
@@ -182,7 +200,7 @@ extension KeysCommand {
                 let address = try host.map { host throws(ServerAddressError) in try ServerAddress(host: host) }
                 let base: ServerKeyBlob.Base
                 if let key {
-                    let bytes = try CLI.readFile(key)
+                    let bytes = try CLI.readFile(key, limit: KeyFile.maximumFileSize, what: "a key file")
                     if bytes.count == target.serverKeySlot.slot.size {
                         base = .blob(bytes)
                     } else {
@@ -211,8 +229,9 @@ extension KeysCommand {
         static let configuration = CommandConfiguration(
             abstract: "Show the server address in a server key blob or a DCT dump.",
             discussion: """
-                FILE is a server key blob (512 bytes TCP, 320 UDP, 2048 Core) or a dump of the 16 KB DCT \
-                (DFU alt 1 from address 0). For a DCT dump without --platform, both the TCP and the UDP \
+                Without FILE, as `particle keys address`: reads the server key slot of the device \
+                (--device ID, or the only one attached) and prints its URL. FILE is a server key blob \
+                (512 bytes TCP, 320 UDP, 2048 Core) or a dump of the 16 KB DCT (DFU alt 1 from address 0). For a DCT dump without --platform, both the TCP and the UDP \
                 server slots are shown. Prints URLs as `particle keys address` does, e.g. \
                 udp://$id.udp.particle.io:5684.
 
@@ -224,11 +243,22 @@ extension KeysCommand {
 
         @OptionGroup var output: OutputOptions
 
-        @Argument(help: "Blob or DCT dump.")
-        var file: String
+        @OptionGroup var device: DeviceOptions
+
+        @Argument(help: "Blob or DCT dump. Default: the attached device's server key slot.")
+        var file: String?
 
         func run() async throws {
             try await CLI.run(json: output.json) {
+                guard let file else {
+                    let report = try await device.withDevice { device in try await Self.read(device) }
+                    if output.json {
+                        CLI.printJSON(["deviceID": report.deviceID, "addresses": [report.address.json]])
+                    } else {
+                        print(report.address.blob?.url ?? report.address.line)
+                    }
+                    return
+                }
                 let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
                 let bytes = try CLI.readFile(file)
                 var reports: [AddressReport] = []

@@ -5,7 +5,7 @@ import ParticleDevice
 import Pipeline
 import USB
 
-/// The device options of `keyline keys save|load` (particle-cli's `executeWithUsbDevice`).
+/// The device options of `keyline keys` device commands (particle-cli's `executeWithUsbDevice`).
 struct DeviceOptions: ParsableArguments {
     @Option(help: "Device ID; default: the only device attached (several attached is an error listing them).")
     var device: String?
@@ -13,11 +13,28 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "Seconds to wait for the device to come back in DFU mode.")
     var timeout: Double = 20
 
-    /// Chooses the device, opens it in DFU mode and runs `body` with it; the handle is given back after.
-    func withDevice<T>(_ body: (ParticleDFUDevice) async throws -> T) async throws -> T {
-        let bench = BenchDevices(bus: await USBContext.make(), timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
+    /// The station's bus, with this command's timeout.
+    func bench() async -> BenchDevices {
+        BenchDevices(bus: await USBContext.make(), timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
+    }
+
+    /// The chosen device's ID and platform (from its USB ID), without opening it; nil when no
+    /// --device was given and nothing is attached.
+    func chooseAttached(_ positional: String? = nil) async throws -> (deviceID: String, platform: Platform)? {
+        let bench = await bench()
         defer { bench.stop() }
-        let (id, _) = try await bench.choose(device)
+        do {
+            return try await bench.choose(positional ?? device)
+        } catch BenchError.noDevices {
+            return nil
+        }
+    }
+
+    /// Chooses the device, opens it in DFU mode and runs `body` with it; the handle is given back after.
+    func withDevice<T>(_ positional: String? = nil, _ body: (ParticleDFUDevice) async throws -> T) async throws -> T {
+        let bench = await bench()
+        defer { bench.stop() }
+        let (id, _) = try await bench.choose(positional ?? device)
         let opened = try await bench.openDFU(id)
         do {
             let result = try await body(opened)
@@ -97,7 +114,7 @@ extension KeysCommand {
                 try await target.withDevice { device in
                     let base = New.filenameWithoutExtension(name ?? device.deviceID)
                     let file = "\(base).der"
-                    let bytes = try CLI.readFile(file)
+                    let bytes = try CLI.readFile(file, limit: KeyFile.maximumFileSize, what: "a key file")
                     let key: DevicePrivateKey
                     do {
                         guard let parsed = try KeyFile.parse(bytes).privateKey else { throw DeviceKeyError.notAPrivateKey }

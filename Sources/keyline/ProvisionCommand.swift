@@ -40,6 +40,8 @@ struct ProvisionCommand: AsyncParsableCommand {
                    keyline process right now
               77   permission denied (database role, store directory)
               78   database settings invalid
+              79   unsafe escrow store directory (a symlink or a group/world-writable folder at
+                   its root); nothing was touched. The message says what to fix
               130  interrupted (Ctrl-C): --resume JOB continues
             """)
 
@@ -185,6 +187,9 @@ struct ProvisionCommand: AsyncParsableCommand {
             throw CommandFailure(kind: "escrowStoreUnavailable", message: "escrow store \(path) is not a directory",
                                  context: ["store": path], exit: .configuration)
         }
+        // A symlinked or world-writable root is refused before any device is touched (exit 79);
+        // product and device folders are checked by each put.
+        try DirectoryEscrowStore(root: URL(fileURLWithPath: path)).checkRootIsSafe()
         guard access(path, W_OK | X_OK) == 0 else {
             throw CommandFailure(kind: "escrowStoreUnavailable",
                                  message: "escrow store \(path) cannot be written by this user; fix its permissions or mount",

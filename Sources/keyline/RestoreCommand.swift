@@ -33,9 +33,10 @@ struct RestoreCommand: AsyncParsableCommand {
               14  the attached device is another platform than the backup's
               15  the device is protected (Device Protection)
               16  the device is not attached
+              17  the registration was superseded or revoked while the restore ran
               64  usage error; 66 identity or CSV file missing; 75 registry or store unreachable
               69/76 USB or DFU failure while writing (see the message)
-            Every refusal (10–16) is decided before anything is written to the device.
+            Every refusal (10–17) is decided before anything is written to the device.
             """)
 
     @Argument(help: "Device ID (24 hex digits). Not with --batch.")
@@ -203,7 +204,7 @@ extension RestoreError: ReportableError {
         switch self {
         case .noRegistration(let id, _), .severalRegistrations(let id, _), .backupUnavailable(let id, _, _),
              .cannotDecrypt(let id, _, _), .backupMismatch(let id, _, _, _), .platformMismatch(let id, _, _),
-             .deviceProtected(let id), .readBackDiffers(let id):
+             .deviceProtected(let id), .readBackDiffers(let id), .registrationChanged(let id, _):
             ["device": id]
         }
     }
@@ -217,6 +218,7 @@ extension RestoreError: ReportableError {
         case .platformMismatch: .restorePlatformMismatch
         case .deviceProtected: .restoreDeviceProtected
         case .readBackDiffers: .protocolError
+        case .registrationChanged: .restoreRegistrationChanged
         }
     }
 }

@@ -244,12 +244,14 @@ enum SimulatorFleetSpec {
                 text = text[text.index(after: at)...]
             }
             let pair = text.split(separator: "=", maxSplits: 1).map(String.init)
+            // "1-2.1@" has a port and no fault: the item is empty, not index 0 of nothing.
+            guard let name = pair.first else { throw specError("--faults item \"\(item)\" names no fault after the port") }
             var faults = port.flatMap { plan.byPort[$0] } ?? plan.everywhere
             func number<T: LosslessStringConvertible>(_ type: T.Type) throws -> T {
                 guard pair.count == 2, let value = T(pair[1]) else { throw specError("--faults item \"\(item)\" needs a number") }
                 return value
             }
-            switch pair[0] {
+            switch name {
             case "disconnect-after": faults.disconnectAfterTransfers = try number(Int.self)
             case "stall": faults.stallTransfer = try number(Int.self)
             case "slowdown":
@@ -269,7 +271,7 @@ enum SimulatorFleetSpec {
                 plan.randomSeed = try number(UInt64.self)
                 continue
             default:
-                throw specError("unknown fault \"\(pair[0])\" (disconnect-after, stall, fail-op, slowdown, no-reenumerate, random)")
+                throw specError("unknown fault \"\(name)\" (disconnect-after, stall, fail-op, slowdown, no-reenumerate, random)")
             }
             if let port { plan.byPort[port] = faults } else { plan.everywhere = faults }
         }

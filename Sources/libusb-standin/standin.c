@@ -76,9 +76,16 @@ struct libusb_context {
     pthread_mutex_t lock;
 };
 
+/* Set while a device is referenced; cleared just before it is freed. Every entry point taking a
+ * libusb_device checks it and aborts on a freed one: real libusb would read freed memory
+ * silently, the stand-in makes a use after libusb_unref_device/libusb_free_device_list fail the
+ * test that does it. (Not the first field: malloc reuses those of a freed block.) */
+#define DEVICE_LIVE 0x4b4c5553u
+
 struct libusb_device {
     libusb_context *ctx;
     atomic_int refcount;
+    uint32_t live;
     uint32_t id;
     uint8_t bus, address, port_count, ports[MAX_PORTS];
     struct libusb_device_descriptor descriptor;
@@ -273,14 +280,24 @@ EXPORT const char *libusb_error_name(int code) {
 
 /* ---------- device list ---------- */
 
+static void require_live(const libusb_device *dev, const char *function) {
+    if (dev && dev->live == DEVICE_LIVE) return;
+    fprintf(stderr, "libusb stand-in: %s called with a libusb_device that was already freed "
+                    "(used after libusb_unref_device or libusb_free_device_list)\n", function);
+    abort();
+}
+
 EXPORT libusb_device *libusb_ref_device(libusb_device *dev) {
+    require_live(dev, __func__);
     atomic_fetch_add(&dev->refcount, 1);
     return dev;
 }
 
 EXPORT void libusb_unref_device(libusb_device *dev) {
     if (!dev) return;
+    require_live(dev, __func__);
     if (atomic_fetch_sub(&dev->refcount, 1) == 1) {
+        dev->live = 0;
         free(dev->config);
         free(dev);
     }
@@ -296,6 +313,7 @@ static size_t parse_list_entry(libusb_context *ctx, const unsigned char *p, cons
     if (!d) return 0;
     d->ctx = ctx;
     atomic_init(&d->refcount, 1);
+    d->live = DEVICE_LIVE;
     d->id = get32(p);
     d->bus = p[4];
     d->address = p[5];
@@ -376,17 +394,20 @@ EXPORT void libusb_free_device_list(libusb_device **list, int unref_devices) {
 }
 
 EXPORT int libusb_get_device_descriptor(libusb_device *dev, struct libusb_device_descriptor *desc) {
+    require_live(dev, __func__);
     *desc = dev->descriptor;
     return LIBUSB_SUCCESS;
 }
 
-EXPORT uint8_t libusb_get_bus_number(libusb_device *dev) { return dev->bus; }
-EXPORT uint8_t libusb_get_device_address(libusb_device *dev) { return dev->address; }
+EXPORT uint8_t libusb_get_bus_number(libusb_device *dev) { require_live(dev, __func__); return dev->bus; }
+EXPORT uint8_t libusb_get_device_address(libusb_device *dev) { require_live(dev, __func__); return dev->address; }
 EXPORT uint8_t libusb_get_port_number(libusb_device *dev) {
+    require_live(dev, __func__);
     return dev->port_count ? dev->ports[dev->port_count - 1] : 0;
 }
 
 EXPORT int libusb_get_port_numbers(libusb_device *dev, uint8_t *port_numbers, int port_numbers_len) {
+    require_live(dev, __func__);
     if (port_numbers_len <= 0) return LIBUSB_ERROR_INVALID_PARAM;
     if (dev->port_count > port_numbers_len) return LIBUSB_ERROR_OVERFLOW;
     memcpy(port_numbers, dev->ports, dev->port_count);
@@ -502,6 +523,7 @@ static int parse_config(const unsigned char *raw, int length, struct libusb_conf
 }
 
 EXPORT int libusb_get_config_descriptor(libusb_device *dev, uint8_t config_index, struct libusb_config_descriptor **config) {
+    require_live(dev, __func__);
     if (config_index >= dev->descriptor.bNumConfigurations || config_index > 0 || dev->config_length == 0)
         return LIBUSB_ERROR_NOT_FOUND;
     return parse_config(dev->config, dev->config_length, config);
@@ -514,6 +536,7 @@ EXPORT int libusb_get_active_config_descriptor(libusb_device *dev, struct libusb
 /* ---------- device handles ---------- */
 
 EXPORT int libusb_open(libusb_device *dev, libusb_device_handle **dev_handle) {
+    require_live(dev, __func__);
     libusb_device_handle *h = calloc(1, sizeof *h);
     if (!h) return LIBUSB_ERROR_NO_MEM;
     h->dev = dev;

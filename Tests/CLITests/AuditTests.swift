@@ -14,7 +14,7 @@ struct AuditTests {
             for index in 1...4 { try fleet.add(.photon, at: ProvisionTests.port(1, index), mode: .dfu) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 4 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 4") { line.fleet.attachedDevices().count >= 4 }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
         let product = try ProvisionLine.productID(pipeline)
         try await line.keyline(["provision", pipeline, "--json"]).requireSuccess()
@@ -143,6 +143,74 @@ struct AuditTests {
         #expect(table.stdout.contains("FINDINGS"))
         #expect(table.stdout.contains("ERROR"))
         #expect(table.status == 2)
+
+        // Progress on a terminal only: none on the pipes above, a line per pass on a pty.
+        #expect(!broken.stderr.contains("checking"), "\(broken.stderr)")
+        let command = ([Subprocess.keyline] + full + ["--format", "csv"]).map { "'\($0)'" }.joined(separator: " ") + " >/dev/null"
+        let pty = try await ChildProcess.run("script", ["-q", "-e", "-c", command, "/dev/null"],
+                                             environment: line.environment.merging(auditor.environment) { $1 }, timeout: .seconds(300))
+        #expect(pty.status == 2, "\(pty.stdout)")
+        #expect(pty.stdout.contains("checking \(line.store.path)"), "\(pty.stdout)")
+        #expect(pty.stdout.contains("looking for orphans in \(line.store.path)"), "\(pty.stdout)")
+
+        // The findings' temporary file cannot be written (a full disk; here a file size limit,
+        // which fails the same write(2) with EFBIG, with SIGXFSZ ignored so the write returns):
+        // a clear error and exit 74, not a short audit that looks clean.
+        let limited = try await ChildProcess.run("/bin/sh", ["-c", "trap '' XFSZ; ulimit -f 1; exec \"$0\" \"$@\"", Subprocess.keyline]
+                                                 + full + ["--format", "csv"],
+                                                 environment: line.environment.merging(auditor.environment) { $1 }, timeout: .seconds(300))
+        #expect(limited.status == 74, "\(limited.stderr)")
+        #expect(limited.stderr.contains("cannot write the audit's temporary findings file"), "\(limited.stderr)")
+        #expect(!CSV.parse(limited.stdout).contains { $0.first == "finding" })
+
+        // A registry whose schema is older than this keyline is refused with the fix (exit 78).
+        try await line.sql("DELETE FROM schema_migrations WHERE version = (SELECT max(version) FROM schema_migrations)")
+        let behind = try await line.keyline(["audit", "--product", product], environment: auditor.environment)
+        #expect(behind.status == 78, "\(behind.stderr)")
+        #expect(behind.stderr.contains("keyline db migrate"), "\(behind.stderr)")
+        #expect(behind.stdout.isEmpty)
+    }
+
+    @Test("--check-store over an S3 store: modified, missing and orphan objects found through ListObjectsV2")
+    func s3Store() async throws {
+        let endpoint = try EscrowS3CLITests.endpoint()
+        let line = try await ProvisionLine(seed: 33) { _ in }
+        defer { Task { await line.stop() } }
+        let aws = ["AWS_ACCESS_KEY_ID": "keyline-test", "AWS_SECRET_ACCESS_KEY": "keyline-test-secret-never-printed",
+                   "AWS_SESSION_TOKEN": "", "AWS_PROFILE": "", "AWS_REGION": "us-east-1",
+                   "AWS_ENDPOINT_URL": endpoint, "AWS_ENDPOINT_URL_S3": endpoint]
+        let bucket = "kl-audit-" + UUID().uuidString.prefix(12).lowercased()
+        try await S3EscrowStore(uri: "s3://\(bucket)", environment: aws).createBucket()
+        let location = "s3://\(bucket)/line-1?endpoint=\(endpoint)"
+        let store = try S3EscrowStore(uri: location, environment: aws)
+        func key(_ n: Int) throws -> EscrowObjectKey {
+            try EscrowObjectKey(product: "acme-audit", deviceID: String(format: "e00fce68%016x", n),
+                                publicKeySHA256: Age.sha256(Array("key-\(n)".utf8)))
+        }
+        // 1 intact, 2 modified (recorded with another hash), 3 an orphan (no record), 4 missing (no object).
+        var rows: [String] = []
+        for n in 1...4 {
+            let bytes = Array("ciphertext \(n)".utf8)
+            if n != 4 { _ = try await store.put(bytes, at: try key(n)) }
+            guard n != 3 else { continue }
+            let recorded = n == 2 ? String(repeating: "0", count: 64) : Age.sha256(bytes)
+            let k = try key(n)
+            rows.append("('acme-audit', '\(k.deviceID)', '\(k.publicKeySHA256)', '\(store.storeURI)', '\(k.path)', '\(recorded)', \(bytes.count), ARRAY['age1x'], 'x')")
+        }
+        try await line.sql("""
+            INSERT INTO products (id, name) VALUES ('acme-audit', 'Audit');
+            INSERT INTO escrow_objects (product_id, device_id, public_key_sha256, store_uri, object_key, ciphertext_sha256,
+                                        size_bytes, recipients, station) VALUES \(rows.joined(separator: ", "));
+            """)
+        let result = try await line.keyline(["audit", "--product", "acme-audit", "--check-store", "--store", location,
+                                             "--format", "json"], environment: aws)
+        #expect(result.status == 2, "\(result.stderr)\n\(result.stdout)")
+        let found = try AuditTests.findings(result)
+        #expect(found.map(\.code).sorted() == ["escrow_object_missing", "escrow_object_modified", "orphan_object"], "\(found)")
+        #expect(found.first { $0.code == "escrow_object_modified" }?.objectKey == (try key(2)).path)
+        #expect(found.first { $0.code == "orphan_object" }?.objectKey == (try key(3)).path)
+        #expect(found.first { $0.code == "escrow_object_missing" }?.objectKey == (try key(4)).path)
+        #expect(!(result.stdout + result.stderr).contains("keyline-test-secret"))
     }
 
     static func document(_ result: ChildProcess.Result) throws -> [String: Any] {

@@ -7,27 +7,13 @@ import TestSupport
 struct DatabaseCLITests {
     /// Environment that points libpq (psql and keyline) at the test cluster's database `name`.
     static func environment(database name: String) throws -> [String: String] {
-        let environment = ProcessInfo.processInfo.environment
-        if let url = environment["DATABASE_URL"], !url.isEmpty {
-            return ["DATABASE_URL": url + (url.contains("?") ? "&" : "?") + "dbname=\(name)"]
-        }
-        if let host = environment["PGHOST"], !host.isEmpty { return ["PGDATABASE": name] }
-        // `swift test` without make: the private cluster of `make db-up`.
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent()
-        let socket = root.appendingPathComponent(".pgdata/socket").resolvingSymlinksInPath().path
-        guard FileManager.default.fileExists(atPath: socket + "/.s.PGSQL.5432") else {
-            throw CLITestFailure("no PostgreSQL: set DATABASE_URL or PGHOST, or run `make db-up`")
-        }
-        return ["PGHOST": socket, "PGPORT": "5432", "PGUSER": "keyline", "PGDATABASE": name]
+        try TestPostgres.environment(database: name)
     }
 
     static func psql(_ sql: String) async throws {
         let environment = try Self.environment(database: "keyline")
         var arguments = ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql]
-        if let url = environment["DATABASE_URL"], !url.isEmpty {
-            arguments.insert(ProcessInfo.processInfo.environment["DATABASE_URL"]!, at: 0)
-        }
+        if let url = environment["DATABASE_URL"], !url.isEmpty { arguments.insert(url, at: 0) }
         let result = try await ChildProcess.run("psql", arguments, environment: environment, timeout: .seconds(120))
         guard result.status == 0 else { throw CLITestFailure("psql failed: \(sql)\n\(result.stderr)") }
     }
@@ -134,7 +120,7 @@ struct DatabaseCLITests {
         #expect((noDatabaseError?["context"] as? [String: Any])?["sqlState"] as? String == "3D000")
 
         var unknownLogin = try Self.environment(database: "keyline")
-        if let url = unknownLogin["DATABASE_URL"] {
+        if let url = unknownLogin["DATABASE_URL"], !url.isEmpty {
             unknownLogin["DATABASE_URL"] = url + "&user=kl_cli_no_such_role&password=role-pw-secret"
         } else {
             unknownLogin["DATABASE_URL"] = ""

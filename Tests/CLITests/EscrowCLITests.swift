@@ -15,7 +15,7 @@ import TestSupport
     /// A backup document as the format documents it (built here, independently of Escrow).
     static func backupDocument(_ key: DevicePrivateKey, deviceID: String = "e00fce68a1b2c3d4e5f60718") throws -> [UInt8] {
         let document: [String: Any] = [
-            "format": "keyline-escrow-backup", "version": 1, "device_id": deviceID, "platform": "photon",
+            "format": "keyline-escrow-backup", "version": 1, "device_id": deviceID, "platform": key.algorithm == .rsa ? "photon" : "boron",
             "product": "12345", "algorithm": key.algorithm.rawValue, "private_key_der": Data(key.der).base64EncodedString(),
             "public_key_sha256": key.publicKey.fingerprint, "job": "job-7", "station": "line-1", "created_at": "2026-11-21T10:30:00Z",
         ]
@@ -183,7 +183,7 @@ import TestSupport
         let json = try first.json()
         let objectKey = "acme-sensor/e00fce68a1b2c3d4e5f60718/\(key.publicKey.fingerprint).age"
         #expect(json["object_key"] as? String == objectKey)
-        #expect(try dir.mode("escrow/\(objectKey)") == 0o600)
+        #expect(try dir.mode("escrow/\(objectKey)") == 0o400)  // owner-only and read-only
         let digest = try #require(json["sha256"] as? String)
         #expect(try await dir.shell("sha256sum escrow/\(objectKey)").hasPrefix(digest))
 

@@ -84,6 +84,20 @@ import TestSupport
         Case(name: "blank slot dump", make: { dir in
             try dir.write("f", [UInt8](repeating: 0xFF, count: 192))
         }, arguments: [], kind: "blankSlot", phrase: "blank"),
+        // Issue 12: crafted keys that took 21 s to refuse are refused by size, before any check.
+        Case(name: "32 KB crafted RSA key", make: { dir in
+            try dir.write("f", HostileKeys.craftedRSA(modulusBytes: 8192, primeBytes: 4096))
+        }, arguments: ["--platform", "photon"], kind: "fileTooLarge", phrase: "larger than 8192 bytes"),
+        Case(name: "crafted RSA key with a 5600-bit modulus", make: { dir in
+            try dir.write("f", HostileKeys.craftedRSA(modulusBytes: 700, primeBytes: 350))
+        }, arguments: [], kind: "keyTooLarge", phrase: "5600-bit modulus"),
+        Case(name: "PEM with two keys", make: { dir in
+            let pems = try [DevicePrivateKey.generate(.ec).pem(), DevicePrivateKey.generate(.ec).pem()]
+            try dir.write("f", Array(pems.joined().utf8))
+        }, arguments: [], kind: "severalKeysInPEM", phrase: "holds 2 keys"),
+        Case(name: "a key followed by more than a slot", make: { dir in
+            try dir.write("f", try DevicePrivateKey.generate(.ec).der + [UInt8](repeating: 0xFF, count: 1100))
+        }, arguments: [], kind: "tooLongForSlotDump", phrase: "not a slot dump"),
     ]
 
     @Test(arguments: badInputs)
@@ -104,6 +118,37 @@ import TestSupport
 
     @Test func badInputsAreDistinct() {
         #expect(Set(Self.badInputs.map(\.kind)).count == Self.badInputs.count)
+    }
+
+    /// Issue 12: /dev/urandom was reported as a permission problem (and read without end), a
+    /// directory as "NSCocoaErrorDomain error 256"; each error names what the path is.
+    @Test func deviceAndDirectoryAreNamed() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        for (path, what) in [("/dev/urandom", "a character device"), (dir.path(""), "a directory")] {
+            let result = try await KeylineBinary.run(["keys", "inspect", path, "--json"])
+            #expect(result.status == 66)
+            let error = try #require(try result.json()["error"] as? [String: Any])
+            #expect(error["kind"] as? String == "notARegularFile")
+            #expect((error["message"] as? String)?.contains("\(path): \(what), not a regular file") == true, "\(error)")
+            let human = try await KeylineBinary.run(["escrow", "show", "-i", path, "x.age"])
+            #expect(human.status == 66)
+            #expect(human.stderr.contains("\(path): \(what)"), "\(human.stderr)")
+        }
+    }
+
+    /// Issue 12: a key that does not fit the slot printed the inspection and then an error object;
+    /// stdout must be exactly one JSON document, the inspection with its error.
+    @Test func notFittingPrintsOneJSONDocument() async throws {
+        let dir = try TemporaryDirectory()
+        defer { dir.remove() }
+        try dir.write("k.der", try DevicePrivateKey.generate(.ec).der)
+        let result = try await KeylineBinary.run(["keys", "inspect", "k.der", "--platform", "photon", "--json"], in: dir.url)
+        #expect(result.status == 65)
+        let document = try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]
+        #expect(document?["algorithm"] as? String == "ec")
+        #expect((document?["error"] as? [String: Any])?["kind"] as? String == "wrongAlgorithm")
+        #expect(result.stderr.isEmpty)
     }
 
     @Test func missingFile() async throws {

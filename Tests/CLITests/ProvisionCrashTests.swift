@@ -54,7 +54,7 @@ struct ProvisionCrashTests {
             for index in 4...6 { try fleet.add(.photon, at: ProvisionTests.port(1, index), mode: .normal) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 6 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 6") { line.fleet.attachedDevices().count >= 6 }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
         let registry = try await line.registry()
 

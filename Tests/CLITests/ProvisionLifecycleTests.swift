@@ -18,8 +18,8 @@ final class RunningKeyline: @unchecked Sendable {
     init(_ line: ProvisionLine, _ arguments: [String], label: String) throws {
         stdoutFile = line.scratch.url.appendingPathComponent("\(label).stdout")
         stderrFile = line.scratch.url.appendingPathComponent("\(label).stderr")
-        FileManager.default.createFile(atPath: stdoutFile.path, contents: nil)
-        FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stdoutFile.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: stderrFile.path, contents: nil)
         process.executableURL = URL(fileURLWithPath: Subprocess.keyline)
         process.arguments = arguments
         process.environment = ProcessInfo.processInfo.environment.merging(line.environment) { _, new in new }
@@ -108,7 +108,7 @@ struct ProvisionLifecycleTests {
             for index in 4...6 { try fleet.add(.photon, at: Self.port(1, index), mode: .normal) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 6 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 6") { line.fleet.attachedDevices().count >= 6 }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
 
         let run = try RunningKeyline(line, ["provision", pipeline, "--json", "--timeout", "10"], label: "outage")
@@ -140,7 +140,7 @@ struct ProvisionLifecycleTests {
             for index in 3...4 { try fleet.add(.photon, at: Self.port(1, index), mode: .normal) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 4 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 4") { line.fleet.attachedDevices().count >= 4 }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
 
         let run = try RunningKeyline(line, ["provision", pipeline, "--json", "--timeout", "10"], label: "interrupt")

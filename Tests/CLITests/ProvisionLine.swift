@@ -23,6 +23,8 @@ final class ProvisionLine: @unchecked Sendable {
     var identity: URL { scratch.url.appendingPathComponent("rma-identity.txt") }
     var store: URL { scratch.url.appendingPathComponent("escrow") }
     var logs: URL { scratch.url.appendingPathComponent("logs") }
+    /// The escrow store the line writes to when it is not the directory `store` (an S3 store).
+    var objectStore: (any EscrowStore)?
 
     init(timeScale: Double = 0, seed: UInt64 = 1, _ build: (SimulatedFleet) throws -> Void) async throws {
         fleet = try SimulatedFleet(timeScale: timeScale, seed: seed)
@@ -73,7 +75,7 @@ final class ProvisionLine: @unchecked Sendable {
 
     func registry() async throws -> RegistryDatabase {
         // libpq reads PG* from this process's own environment, so the database is named explicitly.
-        try await RegistryDatabase.connect(ConnectionSettings.fromEnvironment(searchingFrom: Self.packageRoot.path)
+        try await RegistryDatabase.connect(TestPostgres.settings
             .with(database: database))
     }
 
@@ -90,7 +92,7 @@ final class ProvisionLine: @unchecked Sendable {
     func checkInvariants(product: String, devices: [SimulatedDevice]) async throws {
         let registry = try await registry()
         let identities = try X25519Identity.parseFile(String(contentsOf: identity, encoding: .utf8))
-        let directory = DirectoryEscrowStore(root: store)
+        let directory: any EscrowStore = objectStore ?? DirectoryEscrowStore(root: store)
         let registrations = try await registry.registrations(productID: product)
         for device in devices {
             let active = registrations.filter { $0.registration.deviceID == device.deviceID && $0.registration.status == .active }
@@ -99,6 +101,7 @@ final class ProvisionLine: @unchecked Sendable {
             let object = audited.escrowObject
             let key = try EscrowObjectKey(product: product, deviceID: device.deviceID, publicKeySHA256: object.publicKeySHA256)
             #expect(object.objectKey == key.path)
+            #expect(object.storeURI == directory.storeURI)
             let ciphertext = try await directory.get(key, expectedSHA256: object.ciphertextSHA256)
             let backup = try EscrowBackup.decrypt(ciphertext, identities: identities)
             #expect(backup.deviceID == device.deviceID)

@@ -21,7 +21,7 @@ struct ProvisionTests {
             for index in 1...3 { try fleet.add(.boron, at: Self.port(2, index), mode: .normal) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 6 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= 6") { line.fleet.attachedDevices().count >= 6 }
 
         let photons = try await line.keyline(["provision", ProvisionLine.pipeline("photon-factory.yaml"), "--json"])
         #expect(photons.status == 0, "\(photons.stderr)\n\(photons.stdout.suffix(3000))")
@@ -67,7 +67,7 @@ struct ProvisionTests {
         let victim = try #require(line.fleet.device(at: Self.port(1, 1)))
         // Unplug the first device once its flash has started.
         let unplugger = Task {
-            while victim.statistics.bytesProgrammed == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            try await waitUntil(poll: .milliseconds(5), "victim.statistics.bytesProgrammed > 0") { victim.statistics.bytesProgrammed > 0 }
             victim.unplug()
         }
         let first = try await line.keyline(["provision", ProvisionLine.pipeline("photon-factory.yaml"), "--json", "--timeout", "2"])

@@ -16,7 +16,7 @@ struct ReportTests {
         defer { Task { await line.stop() } }
         let victim = try #require(line.fleet.device(at: ProvisionTests.port(1, 1)))
         let unplugger = Task {
-            while victim.statistics.bytesProgrammed == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            try await waitUntil(poll: .milliseconds(5), "victim.statistics.bytesProgrammed > 0") { victim.statistics.bytesProgrammed > 0 }
             victim.unplug()
         }
         let run = try await line.keyline(["provision", ProvisionLine.pipeline("photon-factory.yaml"), "--json", "--timeout", "2"])
@@ -75,15 +75,26 @@ struct ReportTests {
         #expect(!text.contains("https://"))
         #expect(!text.contains("@import") && !text.contains("url("))
 
-        // Rendered by a headless browser where one is installed.
+        // Rendered by a headless browser where one is installed (skipped cleanly where not): on a
+        // desktop window and a phone-sized one, and printed to PDF. No network is allowed, so a
+        // page that needed anything outside itself would render without it.
         if let chromium = ["/usr/bin/chromium", "/usr/bin/chromium-browser"].first(where: FileManager.default.isExecutableFile) {
-            let png = line.scratch.url.appendingPathComponent("report.png")
-            let render = try await ChildProcess.run(chromium, ["--headless", "--no-sandbox", "--disable-gpu",
-                                                               "--screenshot=\(png.path)", "--window-size=1200,1600",
-                                                               "file://\(page.path)"], timeout: .seconds(120))
-            #expect(render.status == 0, "\(render.stderr)")
-            let bytes = try Data(contentsOf: png)
-            #expect(bytes.starts(with: [0x89, 0x50, 0x4e, 0x47]))
+            let isolated = ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--proxy-server=127.0.0.1:9",
+                            "--user-data-dir=\(line.scratch.url.appendingPathComponent("chromium").path)"]
+            for (name, size) in [("desktop", "1200,1600"), ("phone", "390,844")] {
+                let png = line.scratch.url.appendingPathComponent("report-\(name).png")
+                let render = try await ChildProcess.run(chromium, isolated + ["--screenshot=\(png.path)", "--window-size=\(size)",
+                                                                              "file://\(page.path)"], timeout: .seconds(120))
+                #expect(render.status == 0, "\(name): \(render.stderr)")
+                let bytes = try Data(contentsOf: png)
+                #expect(bytes.starts(with: [0x89, 0x50, 0x4e, 0x47]), "\(name)")
+                #expect(bytes.count > 10_000, "\(name): \(bytes.count) bytes is a blank page")
+            }
+            let pdf = line.scratch.url.appendingPathComponent("report.pdf")
+            let printed = try await ChildProcess.run(chromium, isolated + ["--print-to-pdf=\(pdf.path)", "--no-pdf-header-footer",
+                                                                           "file://\(page.path)"], timeout: .seconds(120))
+            #expect(printed.status == 0, "\(printed.stderr)")
+            #expect(try Data(contentsOf: pdf).starts(with: Array("%PDF".utf8)))
         }
     }
 }

@@ -36,7 +36,7 @@ struct RestoreTests {
     }
 
     static func provision(_ line: ProvisionLine, count: Int) async throws -> (String, ChildProcess.Result) {
-        while line.fleet.attachedDevices().count < count { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "line.fleet.attachedDevices().count >= count") { line.fleet.attachedDevices().count >= count }
         let result = try await line.keyline(["provision", ProvisionLine.pipeline("photon-factory.yaml"), "--json"])
         #expect(result.status == 0, "\(result.stderr)\n\(result.stdout.suffix(2000))")
         let summary = try #require(ProvisionLine.summary(result))
@@ -183,7 +183,7 @@ struct RestoreTests {
             try fleet.add(.boron, at: Self.port(1, 1), mode: .normal)
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "!line.fleet.attachedDevices().isEmpty") { !line.fleet.attachedDevices().isEmpty }
         let provisioned = try await line.keyline(["provision", ProvisionLine.pipeline("boron-factory.yaml"), "--json"])
         #expect(provisioned.status == 0, "\(provisioned.stderr)")
         let device = line.fleet.allDevices[0].device

@@ -74,7 +74,11 @@ enum Subprocess {
         @discardableResult
         func stop() async -> Int32 {
             if process.isRunning { process.terminate() }
-            while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+            // A child that ignores SIGTERM is killed rather than waited for forever.
+            if (try? await waitUntil(deadline: .seconds(30), "the child to exit after SIGTERM") { !process.isRunning }) == nil {
+                kill(process.processIdentifier, SIGKILL)
+                process.waitUntilExit()
+            }
             try? FileManager.default.removeItem(at: log)
             return process.terminationStatus
         }

@@ -55,7 +55,7 @@ import TestSupport
         }
         defer { served.stop() }
         // Normal-mode devices come up after their simulated boot; wait for all five on the bus.
-        while served.fleet.attachedDevices().count < 5 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "served.fleet.attachedDevices().count >= 5") { served.fleet.attachedDevices().count >= 5 }
 
         let result = try await served.keyline(["devices", "--json"])
         #expect(result.status == 0, "\(result.stderr)")
@@ -124,7 +124,7 @@ import TestSupport
         let served = try Served { try $0.add(.boron, at: port, mode: .normal) }
         defer { served.stop() }
         let boron = try #require(served.fleet.device(at: port))
-        while served.fleet.attachedDevices().isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "!served.fleet.attachedDevices().isEmpty") { !served.fleet.attachedDevices().isEmpty }
 
         let before = try Self.rows(try await served.keyline(["devices", "--json"]))
         #expect(before == [Row(port: "2-3", mode: "normal", platform: "boron", deviceID: boron.deviceID, vendorID: "2b04", productID: "c00d")])
@@ -162,7 +162,7 @@ import TestSupport
         try server.start()
         defer { server.stop() }
         let environment = try Subprocess.standInEnvironment(socket: server.socketPath)
-        while fleet.attachedDevices().count < 4 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil(poll: .milliseconds(10), "fleet.attachedDevices().count >= 4") { fleet.attachedDevices().count >= 4 }
         func photonTransfers() -> Int { photons.reduce(0) { $0 + $1.statistics.controlTransfers } }
 
         // What one full listing (strings of every device) costs the photons, once the server

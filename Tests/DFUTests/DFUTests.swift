@@ -59,6 +59,15 @@ import Testing
         #expect(throws: DfuSeMemoryLayout.ParseError.self) { try DfuSeMemoryLayout(parsing: string) }
     }
 
+    /// Issue 12: a device's layout string with huge counts or sizes trapped on overflow; each is
+    /// a parse error instead.
+    @Test(arguments: ["@X/0x0/9999999999999999999*4Kg", "@X/0x0/9223372036854775807*4Kg", "@X/0x0/1*18446744073709551615Mg",
+                      "@X/0x0/2*9999999999999999Mg", "@X/0x0/1*4294967296Bg", "@X/0xFFFFFFFF/1*2Bg", "@X/0x0/1*\u{0663}Kg",
+                      "@X/0x0/4611686018427387904*4Bg"])
+    func hugeCountsAndSizesAreErrorsNotTraps(_ string: String) {
+        #expect(throws: DfuSeMemoryLayout.ParseError.self) { try DfuSeMemoryLayout(parsing: string) }
+    }
+
     @Test func canonicalStringParsesBack() throws {
         let layout = try DfuSeMemoryLayout(parsing: "@Internal Flash   /0x08000000/03*016Ka,01*016Kg,01*064Kg,07*128Kg")
         #expect(try DfuSeMemoryLayout(parsing: layout.layoutString) == layout)
@@ -251,12 +260,21 @@ func status(_ state: DFUState, _ code: DFUStatusCode = .ok, poll: UInt32 = 0) ->
         await #expect(throws: DFUError.Reason.notInDFUMode(.appIdle)) { _ = try await DFUInterface(transport: transport).ensureIdle() }
     }
 
-    @Test(arguments: [USBTransferError.disconnected, .io("LIBUSB_ERROR_IO")])
-    func leaveToleratesADeviceThatResetsBeforeAnswering(error: USBTransferError) async throws {
-        let transport = ScriptedTransport([.data([]), .fail(error)])
+    @Test func leaveToleratesADeviceThatResetsBeforeAnswering() async throws {
+        let transport = ScriptedTransport([.data([]), .fail(.disconnected)])
         try await DFUInterface(transport: transport).leave()
         #expect(transport.sent.map(\.request) == [1, 3])
         #expect(transport.sent[0].length == 0 && transport.sent[0].value == 2)
+    }
+
+    /// Both bootloaders reset only after the final status reply (reference §2.2): an I/O error or
+    /// a timeout there is not proof the device left, and must not be reported as success.
+    @Test(arguments: [USBTransferError.io("LIBUSB_ERROR_IO"), .timeout])
+    func leaveReportsAFinalStatusThatFailedOtherwise(error: USBTransferError) async throws {
+        let transport = ScriptedTransport([.data([]), .fail(error)])
+        await #expect(throws: DFUError.Reason.transfer(error, request: .getStatus)) {
+            try await DFUInterface(transport: transport).leave()
+        }
     }
 
     @Test func leaveAcceptsGen2AndGen3Answers() async throws {

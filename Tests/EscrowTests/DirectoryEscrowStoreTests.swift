@@ -21,7 +21,7 @@ import TestSupport
         #expect(digest == "305531dcc50ebca31cf1d5b31e9fc76ed51f66b3b6dd5a030c6539ae6532f979") // sha256sum of "ciphertext"
         let path = scratch.file("escrow/12345/e00fce68a1b2c3d4e5f60718/\(String(repeating: "ab", count: 32)).age").path
         #expect(FileManager.default.contents(atPath: path) == Data(bytes))
-        #expect(try Self.mode(path) == 0o600)
+        #expect(try Self.mode(path) == 0o400)  // read-only (DirectoryEscrowStore+Safety.swift)
         #expect(try Self.mode(scratch.file("escrow/12345").path) == 0o700)
         #expect(try FileManager.default.contentsOfDirectory(atPath: (path as NSString).deletingLastPathComponent).count == 1)
         #expect(try await store.get(Self.key, expectedSHA256: digest) == bytes)
@@ -43,7 +43,7 @@ import TestSupport
         let directory = "\(root)/12345/e00fce68a1b2c3d4e5f60718"
         let path = "\(directory)/\(String(repeating: "ab", count: 32)).age"
         let bytes = Array("ciphertext".utf8)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try makePrivateFolders(directory)
         try Data(bytes).write(to: URL(fileURLWithPath: path))
 
         let synced = SyncLog()

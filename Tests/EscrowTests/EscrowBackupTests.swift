@@ -163,3 +163,69 @@ import TestSupport
         #expect(decoded.privateKey.der == original.privateKey.der)
     }
 }
+
+/// Issue 12: `escrow show` accepted documents `escrow backup` refuses. Decoding ends in the same
+/// validation as writing, so each of these is refused both ways.
+@Suite struct OneBackupValidation {
+    static func fieldError(_ error: any Error) -> String? {
+        if case EscrowBackupError.invalidField(let field, _) = error { return field }
+        if case EscrowBackupError.malformedDocument(let reason) = error { return "document: \(reason)" }
+        return nil
+    }
+
+    @Test func documentsWritingWouldRefuseAreRefusedWhenRead() throws {
+        let ec = try EscrowBackupTests.backup(.ec)  // a boron backup
+        let rsa = try DevicePrivateKey.generate(.rsa)
+        let good = try EscrowBackupTests.document(ec)
+        let cases: [(String, (inout [String: Any]) -> Void, String)] = [
+            ("unknown platform", { $0["platform"] = "toaster" }, "platform"),
+            ("EC key labelled photon", { $0["platform"] = "photon" }, "private_key_der"),
+            ("a P2 device ID labelled boron", { $0["device_id"] = "0a10aced2021aabbccddeeff" }, "device_id"),
+            ("an RSA key labelled boron", { document in
+                document["algorithm"] = "rsa"
+                document["private_key_der"] = Data(rsa.der).base64EncodedString()
+                document["public_key_sha256"] = rsa.publicKey.fingerprint
+            }, "private_key_der"),
+        ]
+        for (name, mutate, field) in cases {
+            var document = good
+            mutate(&document)
+            #expect("\(name)", performing: { try EscrowBackup.decode(try EscrowBackupTests.json(document)) },
+                    throws: { Self.fieldError($0) == field })
+        }
+        // The same combinations are refused when a backup is made.
+        #expect(throws: EscrowBackupError.self) {
+            try EscrowBackup(deviceID: ec.deviceID, platform: "photon", product: "p", privateKey: ec.privateKey, job: "j", station: "s")
+        }
+        #expect(throws: EscrowBackupError.self) {
+            try EscrowBackup(deviceID: "0a10aced2021aabbccddeeff", platform: "boron", product: "p", privateKey: ec.privateKey, job: "j", station: "s")
+        }
+        #expect(throws: EscrowBackupError.self) {
+            try EscrowBackup(deviceID: ec.deviceID, platform: "toaster", product: "p", privateKey: ec.privateKey, job: "j", station: "s")
+        }
+    }
+
+    /// JSONSerialization keeps the last of two equal keys; a document that says two things is refused.
+    @Test func duplicateKeysAreRefused() throws {
+        let text = String(decoding: try EscrowBackupTests.backup(.ec).encoded(), as: UTF8.self)
+        let twice = text.replacingOccurrences(of: "\"platform\":\"boron\"", with: "\"platform\":\"boron\",\"platform\":\"xenon\"")
+        #expect(twice != text)
+        #expect(throws: EscrowBackupError.malformedDocument("the field \"platform\" appears more than once")) {
+            try EscrowBackup.decode(Array(twice.utf8))
+        }
+        // Also when spelled with an escape.
+        let escaped = text.replacingOccurrences(of: "\"station\":", with: "\"st\\u0061tion\":\"x\",\"station\":")
+        #expect(throws: EscrowBackupError.malformedDocument("the field \"station\" appears more than once")) {
+            try EscrowBackup.decode(Array(escaped.utf8))
+        }
+        // Equal keys in different objects, or a key's text as a value, are no duplicates.
+        #expect(StrictJSON.duplicateKey(in: Array(#"{"a":{"a":1},"b":"a","c":["a","a"]}"#.utf8)) == nil)
+    }
+
+    @Test func oversizedDocumentIsRefusedBeforeParsing() throws {
+        var document = try EscrowBackupTests.document(try EscrowBackupTests.backup(.ec))
+        document["station"] = String(repeating: "x", count: EscrowBackup.maximumDocumentSize)
+        #expect(performing: { try EscrowBackup.decode(try EscrowBackupTests.json(document)) },
+                throws: { Self.fieldError($0)?.hasPrefix("document: ") == true })
+    }
+}

@@ -18,7 +18,7 @@ import TestSupport
         let path = "\(directory)/\(Self.fingerprint).age"
         // As a run that died after link(2), before its directory fsync, left it.
         let bytes = Array("ciphertext of a killed run".utf8)
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try makePrivateFolders(directory)
         try Data(bytes).write(to: URL(fileURLWithPath: path))
 
         let synced = SyncLog()

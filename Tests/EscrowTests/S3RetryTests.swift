@@ -2,6 +2,7 @@ import FailurePolicy
 import Foundation
 import Testing
 @testable import Escrow
+import TestSupport
 
 /// Throttling, dropped connections, lost replies and a server restart, through the fault proxy
 /// (Fixtures/s3-fault-proxy.py) in front of the local S3 server.
@@ -72,7 +73,7 @@ import Testing
         let keys = try (0..<24).map { try S3TestServer.key(200 + $0) }
         let progress = Counter()
         let restart = Task {
-            while progress.value < 6 { try await Task.sleep(for: .milliseconds(10)) }
+            try await waitUntil(poll: .milliseconds(10), "progress.value >= 6") { progress.value >= 6 }
             try await proxy.stop()
             try await Task.sleep(for: .seconds(1))
             try proxy.start(port: port)

@@ -66,6 +66,12 @@ func fixture(_ name: String) throws -> [UInt8] {
         #expect(!Platform.photon.isValidDeviceID("3c002a000d4734343231303"))
     }
 
+    /// KeyFile refuses a "slot dump" longer than the largest slot (issue 12); that bound must
+    /// follow the platform table.
+    @Test func slotDumpBoundIsTheLargestKeySlot() {
+        #expect(Platform.all.map(\.privateKeySlot.size).max() == KeyFile.largestSlotDump)
+    }
+
     @Test func deviceKeysFitTheirSlots() throws {
         let rsa = try DevicePrivateKey.generate(.rsa)
         let ec = try DevicePrivateKey.generate(.ec)

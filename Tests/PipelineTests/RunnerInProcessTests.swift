@@ -58,7 +58,7 @@ struct RunnerInProcessTests {
     /// A migrated database of its own, created and dropped with psql (as the CLI tests do).
     static func withDatabase(_ body: (RegistryDatabase) async throws -> Void) async throws {
         let name = "kl_pipe_" + String((0..<10).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
-        let settings = ConnectionSettings.fromEnvironment(searchingFrom: packageRoot.path)
+        let settings = TestPostgres.settings
         let admin = try await PostgresConnection.connect(settings)
         try await admin.execute("CREATE DATABASE \(name)")
         await admin.close()

@@ -128,8 +128,8 @@ struct ConnectionFailureTests {
 
     @Test("the local cluster's socket is reachable by its owner only (trust authentication)")
     func localClusterSocketIsPrivate() async throws {
-        guard let socketDirectory = ConnectionSettings.localClusterSocket(searchingFrom: TestCluster.packageRoot.path) else {
-            return  // DATABASE_URL or PGHOST elsewhere: no local cluster to check
+        guard let socketDirectory = ConnectionSettings.localClusterSocket(in: TestCluster.packageRoot.path) else {
+            return  // KEYLINE_TEST_DATABASE_URL: no local cluster to check
         }
         let folderMode = try #require(try FileManager.default.attributesOfItem(atPath: socketDirectory)[.posixPermissions] as? Int)
         let socketMode = try #require(try FileManager.default.attributesOfItem(

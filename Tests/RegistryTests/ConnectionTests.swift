@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Registry
+import TestSupport
 
 @Suite("Connection")
 struct ConnectionTests {
@@ -229,7 +230,7 @@ struct ConnectionTests {
         #expect(settings.description.contains("user=keyline"))
     }
 
-    @Test("DATABASE_URL wins, then libpq's PG* host variables, then the local cluster")
+    @Test("DATABASE_URL wins, then libpq's own PG* variables; a checkout's cluster only when asked for by name")
     func settingsResolution() throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kl-settings-" + TestDatabase.randomSuffix())
         let socket = directory.appendingPathComponent(".pgdata/socket")
@@ -237,17 +238,39 @@ struct ConnectionTests {
         defer { try? FileManager.default.removeItem(at: directory) }
         let nested = directory.appendingPathComponent("Sources/keyline")
         try FileManager.default.createDirectory(at: nested, withIntermediateDirectories: true)
-
-        let url = ConnectionSettings.fromEnvironment(["DATABASE_URL": "postgresql:///x", "PGHOST": "/h"], searchingFrom: nested.path)
-        #expect(url.source == .databaseURL && url.connectionString == "postgresql:///x")
-        let libpq = ConnectionSettings.fromEnvironment(["PGHOST": "/h"], searchingFrom: nested.path)
-        #expect(libpq.source == .libpqEnvironment && libpq.connectionString.isEmpty && libpq.overrides.isEmpty)
-        // No socket yet: libpq's defaults.
-        #expect(ConnectionSettings.fromEnvironment([:], searchingFrom: nested.path).source == .libpqEnvironment)
         _ = FileManager.default.createFile(atPath: socket.appendingPathComponent(".s.PGSQL.5432").path, contents: Data())
-        let local = ConnectionSettings.fromEnvironment(["PGUSER": "me"], searchingFrom: nested.path)
+
+        let url = ConnectionSettings.fromEnvironment(["DATABASE_URL": "postgresql:///x", "PGHOST": "/h"])
+        #expect(url.source == .databaseURL && url.connectionString == "postgresql:///x")
+        let libpq = ConnectionSettings.fromEnvironment(["PGHOST": "/h"])
+        #expect(libpq.source == .libpqEnvironment && libpq.connectionString.isEmpty && libpq.overrides.isEmpty)
+        // A station started from inside a checkout must not pick up the development cluster's
+        // superuser socket (fromEnvironment no longer looks at folders): libpq's own defaults.
+        let nothingSet = ConnectionSettings.fromEnvironment([:])
+        #expect(nothingSet.source == .libpqEnvironment && nothingSet.overrides.isEmpty)
+        // Asked for by its folder, and only that folder: not from a subfolder.
+        #expect(ConnectionSettings.localCluster(in: nested.path) == nil)
+        let local = try #require(ConnectionSettings.localCluster(in: directory.path))
         #expect(local.source == .localCluster(socketDirectory: socket.resolvingSymlinksInPath().path))
-        #expect(local.overrides.map(\.keyword) == ["host", "port", "dbname"])
+        #expect(local.overrides.map(\.keyword) == ["host", "port", "user", "dbname"])
+    }
+
+    @Test("the tests use their own cluster or KEYLINE_TEST_DATABASE_URL, never DATABASE_URL or PGHOST")
+    func testsNeverUseTheShellsServer() throws {
+        let foreign = ["DATABASE_URL": "postgresql://prod.example/keyline", "PGHOST": "prod.example"]
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("kl-testpg-" + TestDatabase.randomSuffix())
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        #expect(throws: TestPostgresUnavailable.self) { try TestPostgres.server(environment: foreign, packageRoot: directory) }
+        let explicit = foreign.merging([TestPostgres.urlVariable: "postgresql://test.example/t"]) { _, new in new }
+        #expect(try TestPostgres.server(environment: explicit, packageRoot: directory) == .url("postgresql://test.example/t"))
+        let child = try TestPostgres.environment(database: "kl_x", environment: explicit)
+        #expect(child["DATABASE_URL"] == "postgresql://test.example/t?dbname=kl_x")
+        if case .localCluster? = try? TestPostgres.server(environment: foreign) {
+            // make test's own cluster: the child's DATABASE_URL is blanked, not inherited.
+            let local = try TestPostgres.environment(database: "kl_y", environment: foreign)
+            #expect(local["DATABASE_URL"] == "" && local["PGHOST"] != "prod.example" && local["PGDATABASE"] == "kl_y")
+        }
     }
 
     @Test("a URI and a conninfo string both connect")

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import Registry
+import TestSupport
 
 @Suite("Connection pool")
 struct PoolTests {
@@ -103,5 +104,44 @@ struct PoolTests {
         #expect(finished.allSatisfy { $0 })
         #expect(await pool.openConnections == 0)
         if finished.count == tasks.count { for task in tasks { await task.value } }
+    }
+
+    @Test("a task cancelled while it waits for a connection stops waiting at once; the pool keeps serving")
+    func cancelledWaiter() async throws {
+        try await withTestDatabase(migrated: false) { database in
+            let pool = PostgresConnectionPool(settings: database.settings, size: 1)
+            let release = LockedBox(false)
+            // The only connection, held until released.
+            let holder = Task {
+                try await pool.withConnection { _ in
+                    try await waitUntil(poll: .milliseconds(10), "the test to release the connection") { release.withValue({ $0 }) }
+                }
+            }
+            try await waitUntil(poll: .milliseconds(5), "await pool.openConnections > 0") { await pool.openConnections > 0 }
+            let outcome = LockedBox<String?>(nil)
+            let waiter = Task {
+                do {
+                    _ = try await pool.query("SELECT 1", [])
+                    outcome.withValue { $0 = "connection" }
+                } catch is CancellationError {
+                    outcome.withValue { $0 = "cancelled" }
+                } catch {
+                    outcome.withValue { $0 = "\(error)" }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(100))  // let it queue
+            waiter.cancel()
+            // Without cancellation support the waiter sleeps until the holder lets go: a deadline
+            // (generous, it is a hang check, not a timing) turns that into a failure, not a hang.
+            let deadline = Date().addingTimeInterval(30)
+            while outcome.withValue({ $0 }) == nil, Date() < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            #expect(outcome.withValue { $0 } == "cancelled")
+            release.withValue { $0 = true }
+            try await holder.value
+            await waiter.value
+            // The cancelled waiter left no stale place in the queue: the next query is served.
+            #expect(try await pool.query("SELECT 1 AS one", [])[0].decode("one", as: Int.self) == 1)
+            await pool.close()
+        }
     }
 }

@@ -103,7 +103,7 @@ struct RoleTests {
         }
     }
 
-    @Test("keyline_rma records restorations and supersedes a key, and nothing more")
+    @Test("keyline_rma records restorations, supersedes and registers keys outside jobs, and nothing more")
     func rma() async throws {
         try await withTestDatabase { database in
             let admin = try await database.registry()
@@ -136,23 +136,30 @@ struct RoleTests {
                 _ = try await rma.createJob(productID: fixture.productID, station: "rma-bench", pipeline: "p")
             }
             // Since 0005 the bench escrows a key it finds on a returned device (a superseded key),
-            // outside any job; it may not name a job's escrow object, nor register keys.
+            // outside any job; it may not name a job's escrow object.
             let otherKey = try await TestKey.random(using: admin.connection)
             var found = fixture.escrowObject(deviceID: device, key: otherKey)
             found.jobID = nil
             found.station = "rma-bench"
-            _ = try await rma.recordEscrowObject(found)
+            let foundObject = try await rma.recordEscrowObject(found)
             var inJob = fixture.escrowObject(deviceID: device, key: try await TestKey.random(using: admin.connection))
             inJob.jobID = fixture.job.id
             await #expect(throws: RegistryError.self) { _ = try await rma.recordEscrowObject(inJob) }
-            await expectServerError("42501") {
+            // Since 0006 it registers keys outside jobs (`keys send`, `keys doctor`): active ones only,
+            // never in a job. A copy of the active key passes the grant and meets the constraints.
+            await expectServerError("23505") {
                 try await rma.connection.execute(
                     "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station FROM key_registrations WHERE id = $1",
                     [registration.id])
             }
             await expectServerError("42501") {
                 try await rma.connection.execute(
-                    "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, job_id, station, status) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, job_id, station, 'superseded' FROM key_registrations WHERE id = $1",
+                    "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, job_id, station) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, job_id, station FROM key_registrations WHERE id = $1",
+                    [registration.id])
+            }
+            await expectServerError("42501") {
+                try await rma.connection.execute(
+                    "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station, status) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station, 'superseded' FROM key_registrations WHERE id = $1",
                     [registration.id])
             }
             await expectServerError("42501") {
@@ -164,6 +171,17 @@ struct RoleTests {
             #expect(superseded.status == .superseded)
             let kinds = try await admin.events(deviceID: device).map(\.kind)
             #expect(kinds == ["key.registered", "key.restored", "key.superseded"])
+
+            // A bench re-key (`keys doctor`): the found key registered outside any job, superseding
+            // nothing now; the same key again is a replay, not a second registration.
+            let rekey = NewKeyRegistration(productID: fixture.productID, deviceID: device, algorithm: .ec,
+                                           spkiDER: otherKey.spkiDER, fingerprint: otherKey.fingerprint,
+                                           escrowObjectID: foundObject.id, jobID: nil, station: "rma-bench")
+            let (registered, replaced) = try await rma.registerKey(rekey, superseding: true, reason: "keys doctor")
+            #expect(registered.status == .active && replaced == nil)
+            #expect(try await rma.registerKey(rekey, superseding: true, reason: "keys doctor").registered.id == registered.id)
+            #expect(try await admin.events(deviceID: device).map(\.kind)
+                    == ["key.registered", "key.restored", "key.superseded", "key.registered"])
         }
     }
 

@@ -1,17 +1,15 @@
 import Foundation
 import Testing
 @testable import Registry
+import TestSupport
 
-/// The cluster the tests use: `DATABASE_URL`, libpq's `PG*` variables, or `make db-up`'s private
-/// cluster (found from this file's location when `swift test` runs without make). The login must
-/// be able to create databases and roles (the local cluster's `keyline` is a superuser).
+/// The cluster the tests use (`TestPostgres`: this checkout's `make db-up` cluster, or
+/// `KEYLINE_TEST_DATABASE_URL`). The login must be able to create databases and roles (the local
+/// cluster's `keyline` is a superuser).
 enum TestCluster {
-    static let packageRoot = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let packageRoot = TestPostgres.packageRoot
 
-    static var settings: ConnectionSettings {
-        ConnectionSettings.fromEnvironment(searchingFrom: packageRoot.path)
-    }
+    static var settings: ConnectionSettings { TestPostgres.settings }
 }
 
 /// A lock-protected value shared between concurrent test code.

@@ -4,6 +4,7 @@ import Foundation
 import ParticleDevice
 import Simulator
 import Testing
+import TestSupport
 
 /// A bus that counts its enumerations, to see how often the station lists the bus.
 final class CountingBus: DeviceBus, @unchecked Sendable {
@@ -47,7 +48,7 @@ final class CountingBus: DeviceBus, @unchecked Sendable {
             }
             // Let the waiters wait through a few listings of a bus without them (a fixed sleep is
             // not enough on a loaded machine: the waiting tasks may not even have started).
-            while bus.enumerations < 4 { try await Task.sleep(for: .milliseconds(10)) }
+            try await waitUntil(poll: .milliseconds(10), "bus.enumerations >= 4") { bus.enumerations >= 4 }
             for (index, device) in devices.enumerated() {
                 try fleet.insert(device, at: USBPortPath(bus: 1, ports: [UInt8(index + 1)]))
             }

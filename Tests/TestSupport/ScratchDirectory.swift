@@ -8,7 +8,8 @@ public final class ScratchDirectory: Sendable {
     /// `label` names the directory (`keyline-<label>-<UUID>`), so a leftover says which tests made it.
     public init(label: String = "test") throws {
         url = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-\(label)-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        // 0700 whatever the umask: tests use scratch folders as escrow store roots, which refuse group write.
+        try makePrivateFolders(url.path)
     }
 
     public func file(_ name: String) -> URL { url.appendingPathComponent(name) }

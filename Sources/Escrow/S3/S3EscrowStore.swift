@@ -12,7 +12,8 @@ import NIOHTTP1
 /// of the bytes it received. A refused put (412 Precondition Failed) reads the stored object:
 /// identical bytes (SHA-256 compared) count as written — a retried put whose first reply was lost,
 /// or a resumed job — other bytes are the same `.objectExists` refusal as the directory store's.
-/// With `retention` set, each object is put under Object Lock (`COMPLIANCE` or `GOVERNANCE`)
+/// A server that ignores If-None-Match is detected before the first put and refused
+/// (S3EscrowStore+ConditionalPut.swift). With `retention` set, each object is put under Object Lock (`COMPLIANCE` or `GOVERNANCE`)
 /// until now + the retention period. A put that returned 200 is durable (S3's contract).
 ///
 /// S3 puts are atomic: an interrupted put leaves no partial object and no temporary name, so
@@ -22,6 +23,8 @@ import NIOHTTP1
 public struct S3EscrowStore: EscrowStore {
     public let settings: S3StoreSettings
     let client: S3Client
+    /// The check that the server honours If-None-Match (S3EscrowStore+ConditionalPut.swift), once.
+    let conditionalPutCheck = OnceCheck()
 
     public init(settings: S3StoreSettings, credentials: AWSCredentials, retry: S3RetryPolicy = S3RetryPolicy()) {
         self.settings = settings
@@ -38,6 +41,7 @@ public struct S3EscrowStore: EscrowStore {
     public var storeURI: String { settings.storeURI }
 
     public func put(_ ciphertext: [UInt8], at key: EscrowObjectKey) async throws -> String {
+        try await requireConditionalPuts()
         let name = settings.objectName(key)
         let digest = SHA256.hash(data: ciphertext)
         let hex = lowercaseHex(digest)

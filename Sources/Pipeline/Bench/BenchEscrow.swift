@@ -25,9 +25,10 @@ public struct BenchEscrow: Sendable {
         self.station = station
     }
 
-    /// Escrows `key` for the device and records the object (no job). Returns the recorded object.
+    /// Escrows `key` for the device and records the object (no job) with a `key.escrowed` event
+    /// naming `reason`. Returns the recorded object.
     public func escrow(_ key: DevicePrivateKey, deviceID: String, platform: String, product: String,
-                       label: String) async throws -> EscrowObject {
+                       label: String, reason: String) async throws -> EscrowObject {
         let objectKey = try EscrowObjectKey(product: product, deviceID: deviceID, publicKeySHA256: key.publicKey.fingerprint)
         let storeURI = store.storeURI
         if let recorded = try await registry.escrowObject(storeURI: storeURI, objectKey: objectKey.path) {
@@ -48,7 +49,7 @@ public struct BenchEscrow: Sendable {
         return try await registry.recordEscrowObject(NewEscrowObject(
             productID: product, deviceID: deviceID, publicKeySHA256: key.publicKey.fingerprint, storeURI: storeURI,
             objectKey: objectKey.path, ciphertextSHA256: sha256, sizeBytes: Int64(ciphertext.count),
-            recipients: recipients.map(\.description), jobID: nil, station: station))
+            recipients: recipients.map(\.description), jobID: nil, station: station), eventReason: reason)
     }
 
     /// An object already at `objectKey` but not recorded: its bytes, if the identity shows it is

@@ -123,7 +123,8 @@ public struct KeyRestore: Sendable {
                                      recipients: try object.recipients.map { try X25519Recipient($0) },
                                      identities: identities, station: station)
             let saved = try await escrow.escrow(other, deviceID: id, platform: attachedPlatform.name,
-                                                product: registration.productID, label: "rma")
+                                                product: registration.productID, label: "rma",
+                                                reason: "found on the device by a restore; superseded")
             superseded = (other.publicKey.fingerprint, saved)
             expected = .fingerprint(other.publicKey.fingerprint)
         case .blank:
@@ -134,6 +135,12 @@ public struct KeyRestore: Sendable {
             expected = .slotBytes(sha256: DeviceKeySlotContent.slotSHA256(slot))
         }
 
+        // The registration may have been superseded or revoked since it was read (another bench,
+        // `keys doctor`, an officer): read again right before the write, so a key the registry no
+        // longer trusts is never put back.
+        guard try await registry.activeRegistrations(deviceID: id).contains(where: { $0.id == registration.id }) else {
+            throw RestoreError.registrationChanged(deviceID: id, registrationID: registration.id)
+        }
         try await device.writePrivateKey(original, replacing: expected)
         let padded = original.der + [UInt8](repeating: 0xFF, count: attachedPlatform.privateKeySlot.size - original.der.count)
         let readBack = try await device.readPrivateKeySlot()

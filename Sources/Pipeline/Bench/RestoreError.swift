@@ -19,6 +19,8 @@ public enum RestoreError: Error, Sendable, Hashable, CustomStringConvertible, Cl
     case deviceProtected(deviceID: String)
     /// After the write, the slot does not hold the original key byte for byte.
     case readBackDiffers(deviceID: String)
+    /// The registration was superseded or revoked while the restore ran (read again before the write).
+    case registrationChanged(deviceID: String, registrationID: Int64)
 
     public var description: String {
         switch self {
@@ -45,13 +47,17 @@ public enum RestoreError: Error, Sendable, Hashable, CustomStringConvertible, Cl
         case .readBackDiffers(let id):
             "device \(id): the key slot read back after the restore differs from the escrowed key; "
                 + "the device is left in DFU mode — run the restore again"
+        case .registrationChanged(let id, let registration):
+            "the registration \(registration) of device \(id) was superseded or revoked while the restore ran; "
+                + "its key is no longer the one the cloud trusts, so it was not written back (nothing was written). "
+                + "Check the device's registrations before running again"
         }
     }
 
     public var failureClass: FailureClass {
         switch self {
         case .severalRegistrations: .badInput
-        case .backupUnavailable: .needsOperator
+        case .backupUnavailable, .registrationChanged: .needsOperator
         case .noRegistration, .cannotDecrypt, .backupMismatch: .badInput
         case .platformMismatch, .deviceProtected, .readBackDiffers: .badDevice
         }
@@ -68,6 +74,7 @@ public enum RestoreError: Error, Sendable, Hashable, CustomStringConvertible, Cl
         case .platformMismatch: "platformMismatch"
         case .deviceProtected: "deviceProtected"
         case .readBackDiffers: "readBackDiffers"
+        case .registrationChanged: "registrationChanged"
         }
     }
 }

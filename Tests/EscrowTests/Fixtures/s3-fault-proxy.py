@@ -5,7 +5,14 @@ to --upstream, except:
   --slowdown N   the first N requests get 503 SlowDown (S3's throttling reply), not forwarded;
   --reset N      the next N requests after those have their connection closed without a reply;
   --lose-reply N the next N after those are forwarded, then their connection is closed without
-                 the reply (the store did the work; the client never hears of it).
+                 the reply (the store did the work; the client never hears of it);
+  --down-after-lose  once the lost replies are used up, every later request has its connection
+                 closed too (the store went away right after doing the work: a crash window that
+                 stays open until the test acts).
+  --strip-if-none-match  forwards PUTs without their If-None-Match header: a server that does
+                 not honour conditional writes (moto does not check signatures).
+Requests for the conditional-put probe (.keyline-conditional-put-probe) are never faulted, so
+the counts above apply to the requests a test makes.
 Prints "listening PORT" once it accepts, and one line per injected fault.
 """
 import argparse
@@ -26,10 +33,13 @@ parser.add_argument("--upstream", required=True)  # host:port
 parser.add_argument("--slowdown", type=int, default=0)
 parser.add_argument("--reset", type=int, default=0)
 parser.add_argument("--lose-reply", type=int, default=0)
+parser.add_argument("--down-after-lose", action="store_true")
+parser.add_argument("--strip-if-none-match", action="store_true")
 args = parser.parse_args()
 host, port = args.upstream.rsplit(":", 1)
 lock = threading.Lock()
 budget = {"slowdown": args.slowdown, "reset": args.reset, "lose": args.lose_reply}
+down = {"now": False}
 
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
             b'<Message>Please reduce your request rate.</Message><RequestId>fault-proxy</RequestId></Error>')
@@ -52,6 +62,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def handle_any(self):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
+        headers = dict(self.headers.items())
+        if args.strip_if_none_match:
+            headers = {k: v for k, v in headers.items() if k.lower() != "if-none-match"}
+        if ".keyline-conditional-put-probe" in self.path:
+            self.forward(body, headers)
+            return
         if take("slowdown"):
             print("fault slowdown", self.command, self.path, flush=True)
             self.send_response(503)
@@ -61,16 +77,24 @@ class Handler(http.server.BaseHTTPRequestHandler):
             if self.command != "HEAD":
                 self.wfile.write(SLOWDOWN)
             return
-        if take("reset"):
+        with lock:
+            is_down = down["now"]
+        if take("reset") or is_down:
             print("fault reset", self.command, self.path, flush=True)
             self.close_connection = True
             self.connection.shutdown(2)
             return
+        self.forward(body, headers, faults=True)
+
+    def forward(self, body, headers, faults=False):
         upstream = http.client.HTTPConnection(host, int(port), timeout=30)
-        upstream.request(self.command, self.path, body=body, headers=dict(self.headers.items()))
+        upstream.request(self.command, self.path, body=body, headers=headers)
         reply = upstream.getresponse()
         data = reply.read()
-        if take("lose"):
+        if faults and take("lose"):
+            with lock:
+                if args.down_after_lose and budget["lose"] == 0:
+                    down["now"] = True
             print("fault lose-reply", self.command, self.path, reply.status, flush=True)
             self.close_connection = True
             self.connection.shutdown(2)

@@ -1,0 +1,85 @@
+import DFU
+import DeviceKeys
+import Escrow
+import Foundation
+import ParticleDevice
+import Pipeline
+import Registry
+import Simulator
+import Testing
+import TestSupport
+
+/// A restore whose registration changes while it runs: the registry is read again right before
+/// the write, so a key superseded meanwhile is never written back.
+@Suite("Restore against a changing registry", .serialized)
+struct RestoreRaceTests {
+    /// The fleet, but the first time a device is opened (after the restore read the registration
+    /// and checked the backup, before it writes) `onOpen` runs: another bench superseding the key.
+    final class InterleavingBus: DeviceBus, @unchecked Sendable {
+        let fleet: SimulatedFleet
+        let onOpen: @Sendable () async throws -> Void
+        private let lock = NSLock()
+        private var opened = false
+
+        init(fleet: SimulatedFleet, onOpen: @escaping @Sendable () async throws -> Void) {
+            self.fleet = fleet
+            self.onOpen = onOpen
+        }
+
+        func enumerate() async throws -> [BusDevice] { try await fleet.enumerate() }
+
+        func open(_ device: BusDevice) async throws -> any ClosableControlTransport {
+            let first = lock.withLock { () -> Bool in
+                defer { opened = true }
+                return !opened
+            }
+            if first { try await onOpen() }
+            return try await fleet.open(device)
+        }
+    }
+
+    @Test("a registration superseded after the restore read it is refused, and the DCT is unchanged",
+          .timeLimit(.minutes(2)))
+    func supersededDuringRestore() async throws {
+        try await RunnerInProcessTests.withDatabase { registry in
+            let scratch = try ScratchDirectory(label: "restore-race")
+            defer { scratch.remove() }
+            _ = try await registry.createProduct(id: "race", name: "Restore race")
+            let fleet = try SimulatedFleet(timeScale: 0, seed: 61)
+            let device = try fleet.add(.photon, at: USBPortPath(bus: 1, ports: [1, 1]), mode: .dfu)
+            try await waitUntil(poll: .milliseconds(10), "!fleet.attachedDevices().isEmpty") { !fleet.attachedDevices().isEmpty }
+            let slot = Platform.photon.privateKeySlot
+            let original = try DevicePrivateKey.generate(.rsa)
+            try device.writeMemory(alt: 1, address: UInt32(slot.offset),
+                                   bytes: original.der + [UInt8](repeating: 0xFF, count: slot.size - original.der.count))
+
+            // Escrowed and registered as a bench does it (keys send), then the slot is damaged.
+            let identity = X25519Identity.generate()
+            let escrow = BenchEscrow(registry: registry, store: DirectoryEscrowStore(root: scratch.file("store")),
+                                     recipients: [identity.recipient], station: "bench")
+            let object = try await escrow.escrow(original, deviceID: device.deviceID, platform: "photon", product: "race",
+                                                 label: "test", reason: "test")
+            let registration = try await BenchKeyRegistration(registry: registry, station: "bench").register(
+                original.publicKey, deviceID: device.deviceID, product: "race", backup: object, supersede: false, reason: "test")
+            #expect(registration.superseded == nil)
+            device.corruptKeySlot(seed: 3)
+            let dct = try device.readMemory(alt: 1, address: 0, length: 16 * 1024)
+
+            let deviceID = device.deviceID
+            let bus = InterleavingBus(fleet: fleet) {
+                _ = try await registry.supersedeKey(productID: "race", deviceID: deviceID, reason: "re-keyed at another bench",
+                                                    station: "other-bench")
+            }
+            let bench = BenchDevices(bus: bus, timeout: .seconds(10))
+            defer { bench.stop() }
+            let restorer = KeyRestore(registry: registry, identities: [identity], devices: bench, station: "rma")
+            await #expect(throws: RestoreError.registrationChanged(deviceID: deviceID, registrationID: registration.registered.id)) {
+                _ = try await restorer.restore(RestoreRequest(deviceID: deviceID))
+            }
+            #expect(try device.readMemory(alt: 1, address: 0, length: 16 * 1024) == dct)
+            let restorations = try await registry.restorations(productID: "race", deviceID: deviceID)
+            #expect(restorations.map(\.outcome) == [.failed])
+            #expect(restorations.first?.detail == "registrationChanged")
+        }
+    }
+}
