@@ -36,7 +36,7 @@ struct AuditTrailTests {
                                               "events", "job_device_steps"]
             return [
                 ("station", station.user, station.registry, RegistryFixture.station, stationTables),
-                ("rma", rma.user, rma.registry, "rma-bench", ["escrow_objects", "restorations", "events"]),
+                ("rma", rma.user, rma.registry, "rma-bench", ["escrow_objects", "key_registrations", "restorations", "events"]),
                 ("auditor", auditor.user, auditor.registry, "audit", []),
                 ("unbound station", unboundStation.user, unboundStation.registry, RegistryFixture.station, []),
                 ("unbound rma", unboundRMA.user, unboundRMA.registry, "rma-bench", []),

@@ -146,10 +146,10 @@ struct RoleTests {
             inJob.jobID = fixture.job.id
             await #expect(throws: RegistryError.self) { _ = try await rma.recordEscrowObject(inJob) }
             // Since 0006 it registers keys outside jobs (`keys send`, `keys doctor`): active ones only,
-            // never in a job. A copy of the active key passes the grant and meets the constraints.
+            // never in a job. A copy of the active key (as the bench: 0008) passes the grant and meets the constraints.
             await expectServerError("23505") {
                 try await rma.connection.execute(
-                    "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station FROM key_registrations WHERE id = $1",
+                    "INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station) SELECT product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, 'rma-bench' FROM key_registrations WHERE id = $1",
                     [registration.id])
             }
             await expectServerError("42501") {
