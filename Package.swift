@@ -59,7 +59,7 @@ let package = Package(
 
         // Shared test code (child processes, scratch directories); Foundation only.
         .target(name: "TestSupport", dependencies: ["Registry"], path: "Tests/TestSupport"),
-        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "TestSupport"]),
+        .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "COpenSSL", "TestSupport"]),
         .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
         .testTarget(name: "DFUTests", dependencies: ["DFU"]),
         .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy", "TestSupport"]),
