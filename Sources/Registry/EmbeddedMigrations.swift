@@ -588,9 +588,16 @@ CREATE FUNCTION keyline_session_trusted(relation oid) RETURNS boolean
         OR pg_has_role(session_user, (SELECT relowner FROM pg_class WHERE oid = relation), 'MEMBER')
 $$;
 
+-- The function below runs as the schema owner with `public` on its search_path (the keyline tables
+-- live there). On PostgreSQL 14 and older every login may create objects in `public`, so a station
+-- login could plant a better-matching `public.format(...)` and have it run with the owner's rights.
+-- PostgreSQL 15's default, made explicit for every server (a warning, not an error, where the
+-- migrating login does not own the schema).
+REVOKE CREATE ON SCHEMA public FROM PUBLIC;
+
 -- Who, where and when for a row a bound login writes. SECURITY DEFINER: it reads the bindings, the
--- jobs and the identity sequences whatever the login may read; the fixed search_path keeps a
--- login's own objects out of it.
+-- jobs and the identity sequences whatever the login may read; the fixed search_path, with nobody
+-- but the owner able to create in it, keeps a login's own objects out of it.
 CREATE FUNCTION keyline_who_where_when() RETURNS trigger
     LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
 DECLARE

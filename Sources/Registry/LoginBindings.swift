@@ -119,6 +119,32 @@ extension RegistryDatabase {
         }
     }
 
+    /// Refuses, before anything is touched, a session that the 0008 trigger would refuse at its
+    /// first row as `station`: a login bound to another station, or a role member bound to none.
+    /// Provision writes its job row first; restore and the bench commands write a device before
+    /// their first row, and must not leave a device changed with nothing recorded.
+    /// Trusted sessions (superuser, the schema owner's members) pass, as in the trigger.
+    public func requireBoundStation(_ station: String, action: String) async throws {
+        let rows = try await run("read the login's binding") { transaction in
+            try transaction.query("""
+                SELECT session_user::text AS login, keyline_session_trusted('events'::regclass) AS trusted,
+                       (SELECT s.station FROM station_logins s WHERE s.login = session_user) AS bound,
+                       EXISTS (SELECT 1 FROM station_logins s WHERE s.login = session_user) AS has_binding
+                """)
+        }
+        guard let row = rows.first, try !row.decode("trusted", as: Bool.self) else { return }
+        let login: String = try row.decode("login")
+        let bound: String? = try row.decode("bound")
+        if let bound, bound == station { return }
+        let message = try row.decode("has_binding", as: Bool.self)
+            ? "login \(login) is bound to station \(bound ?? "none (auditor)"); it cannot \(action) as station \(station)"
+            : "login \(login) is not bound to a station or bench; it cannot \(action)"
+        let hint = bound.map { "Run keyline with --station \($0), or have an administrator rebind the login (`keyline db grant`)." }
+            ?? "An administrator runs `keyline db grant \(login) --role station|rma --station NAME`."
+        throw RegistryError.permissionDenied(action: action, PostgresError(
+            kind: .server, sqlState: "42501", message: message, hint: hint))
+    }
+
     /// Every binding (by login), and the logins that are members of a keyline role without one.
     public func loginBindings() async throws -> (bound: [LoginBinding], unbound: [UnboundLogin]) {
         try await run("read station_logins") { transaction in

@@ -39,9 +39,13 @@ struct BenchEscrowOptions: ParsableArguments {
                            station: stationName)
     }
 
-    static func connect() async throws -> RegistryDatabase {
+    /// The registry, checked before anything is escrowed or written: current schema, and a login
+    /// bound to this bench (an object escrowed for a row the database then refuses would stay in
+    /// a write-once store for good).
+    func connect(action: String) async throws -> RegistryDatabase {
         let registry = try await RegistryDatabase.connect(.fromEnvironment())
         try await ProvisioningError.requireCurrentSchema(registry)
+        try await registry.requireBoundStation(stationName, action: action)
         return registry
     }
 }
@@ -103,7 +107,7 @@ extension KeysCommand {
                     path = New.filenameWithoutExtension(path) + ".pub.pem"
                 }
                 let parsed: KeyFile
-                do { parsed = try KeyFile.parse(try CLI.readFile(path)) } catch { throw error.about(file: path) }
+                do { parsed = try KeyFile.parse(try CLI.readFile(path, limit: KeyFile.maximumFileSize, what: "a key file")) } catch { throw error.about(file: path) }
                 if let chosenPlatform {
                     do {
                         if let key = parsed.privateKey { try chosenPlatform.checkDeviceKey(key) } else { try chosenPlatform.checkAlgorithm(parsed.publicKey) }
@@ -111,7 +115,7 @@ extension KeysCommand {
                         throw BenchKeyError.wrongAlgorithm(deviceID: id, platform: chosenPlatform.name, detail: "\(error)")
                     }
                 }
-                let registry = try await BenchEscrowOptions.connect()
+                let registry = try await escrowOptions.connect(action: "register keys")
                 let bench = BenchKeyRegistration(registry: registry, station: escrowOptions.stationName)
                 try await bench.requireUnclaimed(parsed.publicKey, deviceID: id)
                 var backup = try await bench.recordedBackup(of: parsed.publicKey, deviceID: id, product: product)
@@ -179,7 +183,7 @@ extension KeysCommand {
                 guard let (id, platform) = try await target.chooseAttached(deviceID) else { throw BenchError.noDevices }
                 let publicFile = "\(id)_\(platform.keyAlgorithm.rawValue)_new.pub.pem"
                 if !force, try CLI.existsAsReplaceableFile(publicFile) { throw CommandFailure.outputExists(publicFile) }
-                let registry = try await BenchEscrowOptions.connect()
+                let registry = try await escrowOptions.connect(action: "re-key devices")
                 let escrow = try escrowOptions.escrow(registry)
                 let doctor = KeyDoctor(devices: await target.bench(), escrow: escrow)
                 defer { doctor.devices.stop() }

@@ -42,7 +42,7 @@ extension KeysCommand {
         func run() async throws {
             try await CLI.run(json: output.json) {
                 let address = try host.map { host throws(ServerAddressError) in try ServerAddress(host: host) }
-                let keyBytes = try file.map { try CLI.readFile($0) }
+                let keyBytes = try file.map { try CLI.readFile($0, limit: KeyFile.maximumFileSize, what: "a server key file") }
                 if let outputFile, !force, try CLI.existsAsReplaceableFile(outputFile) {
                     throw CommandFailure.outputExists(outputFile)
                 }

@@ -92,11 +92,14 @@ struct RestoreCommand: AsyncParsableCommand {
             let registry = try await RegistryDatabase.connect(.fromEnvironment(), connections: min(max(concurrency, 1), 8))
             // Before any device is touched: an older schema cannot record what a restore records.
             try await ProvisioningError.requireCurrentSchema(registry)
+            let benchName = station ?? environment["KEYLINE_STATION"] ?? ProcessInfo.processInfo.hostName
+            // A login bound to another bench would have its restoration row refused after the
+            // device was written: refuse before any device is touched.
+            try await registry.requireBoundStation(benchName, action: "restore keys")
             let bench = BenchDevices(bus: await USBContext.make(), timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
             defer { bench.stop() }
             let restorer = KeyRestore(registry: registry, identities: identities, devices: bench,
-                                      station: station ?? environment["KEYLINE_STATION"] ?? ProcessInfo.processInfo.hostName,
-                                      storeOverride: store)
+                                      station: benchName, storeOverride: store)
             if batch == nil {
                 let report = try await restorer.restore(requests[0])
                 printReport(report)

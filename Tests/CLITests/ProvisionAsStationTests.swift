@@ -21,7 +21,7 @@ struct ProvisionAsStationTests {
             for index in 1...2 { try fleet.add(.photon, at: USBPortPath(bus: 1, ports: [1, UInt8(index)]), mode: .dfu) }
         }
         defer { Task { await line.stop() } }
-        while line.fleet.attachedDevices().count < 2 { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil("two devices attached") { line.fleet.attachedDevices().count >= 2 }
         let login = "kl_prov_station_" + String((0..<8).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
         try await DatabaseCLITests.psql("CREATE ROLE \(login) LOGIN")
         var failure: (any Error)?
@@ -59,6 +59,26 @@ struct ProvisionAsStationTests {
             #expect(try rows[0].decode("jobs", as: String.self) == "test-station")
             #expect(try rows[0].decode("registrations", as: String.self) == "test-station")
             #expect(try rows[0].decode("registered", as: Int.self) == 2)
+
+            // An RMA login bound to one bench, run as another: the restoration row would be
+            // refused after the device was written, so the restore is refused before it.
+            let rma = login + "_rma"
+            try await DatabaseCLITests.psql("CREATE ROLE \(rma) LOGIN")
+            try await line.keyline(["db", "grant", rma, "--role", "rma", "--station", "rma-bench"]).requireSuccess()
+            var asBench = line.environment
+            asBench["PGUSER"] = rma
+            asBench["KEYLINE_STATION"] = "rma-elsewhere"
+            let device = line.fleet.allDevices[0].device
+            device.corruptKeySlot(seed: 5)
+            let slotBefore = device.privateKeySlot()
+            let wrongBench = try await ChildProcess.run(
+                Subprocess.keyline, ["restore", device.deviceID, "--identity", line.identity.path, "--json"],
+                environment: asBench, timeout: .seconds(300))
+            #expect(wrongBench.status == 77, "\(wrongBench.stderr)\n\(wrongBench.stdout.suffix(2000))")
+            #expect(wrongBench.stdout.contains("bound to station rma-bench"), "\(wrongBench.stdout.suffix(2000))")
+            let slotUnchanged = device.privateKeySlot() == slotBefore  // a Bool: no key bytes in the failure text
+            #expect(slotUnchanged, "the refused restore wrote the device")
+            try? await DatabaseCLITests.psql("DROP ROLE IF EXISTS \(rma)")
         } catch {
             failure = error
         }

@@ -43,7 +43,7 @@ struct ProvisionS3Tests {
     }
 
     static func waitForDevices(_ line: ProvisionLine, _ count: Int) async throws {
-        while line.fleet.attachedDevices().count < count { try await Task.sleep(for: .milliseconds(10)) }
+        try await waitUntil("\(count) devices attached") { line.fleet.attachedDevices().count >= count }
     }
 
     @Test("4 Photons provisioned into S3: the aws CLI reads each backup, Debian's age decrypts it; a rerun skips them",
