@@ -201,11 +201,16 @@ extension KeysCommand {
                     object["supersededRegistrationID"] = report.supersededRegistrationID
                     object["previousFingerprint"] = report.previousFingerprint
                     object["previousEscrowObjectID"] = report.previousEscrowObjectID
+                    object["leaveFailure"] = report.leaveFailure
                     CLI.printJSON(object)
                 } else {
                     print("New key \(report.publicKey.fingerprint) escrowed, loaded and registered in product \(report.product)"
                           + (report.previousFingerprint.map { "; the key it replaced (\($0)) is escrowed" } ?? ""))
-                    print("Okay!  New keys in place, your device should restart.")
+                    if let failure = report.leaveFailure {
+                        print("Warning: the device did not leave DFU mode (\(failure)); reset it by hand to start with its new key.")
+                    } else {
+                        print("Okay!  New keys in place, your device should restart.")
+                    }
                 }
             }
         }

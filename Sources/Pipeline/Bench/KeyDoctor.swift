@@ -19,6 +19,9 @@ public struct DoctorReport: Sendable, Hashable {
     /// Set once the new key is registered.
     public var registrationID: Int64?
     public var supersededRegistrationID: Int64?
+    /// Why the device did not leave DFU mode, when it did not: the key is loaded and read back all
+    /// the same, and still registered, so the engineer only has to reset the device.
+    public var leaveFailure: String?
 }
 
 /// `keyline keys doctor` (particle-cli-keys.md §1): a new key for the device, in this order —
@@ -72,8 +75,15 @@ public struct KeyDoctor: Sendable {
                                                         product: product, label: "keys-doctor",
                                                         reason: "made by keys doctor").id
         try await DeviceKeySlotIO.load(key, into: device, replacing: DeviceKeySlotIO.expectation(slot))
-        try await BenchDevices.leave(device)
-        left = true
+        // The new key is in the slot and read back: a device that then fails to leave DFU (an I/O
+        // error on the final GETSTATUS is not proof it left) must still have its key registered,
+        // or it would hold an escrowed key the cloud never learns. Reported, not thrown.
+        do {
+            try await BenchDevices.leave(device)
+            left = true
+        } catch {
+            report.leaveFailure = "\(error)"
+        }
         return (report, key.publicKey)
     }
 
