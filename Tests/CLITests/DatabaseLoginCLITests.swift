@@ -11,7 +11,6 @@ struct DatabaseLoginCLITests {
         let login = "kl_cli_station_" + suffix
         let unbound = "kl_cli_unbound_" + suffix
         try await DatabaseCLITests.psql("CREATE ROLE \(login) LOGIN")
-        try await DatabaseCLITests.psql("CREATE ROLE \(unbound) LOGIN IN ROLE keyline_rma")
         var failure: (any Error)?
         do { try await Self.grantListRevoke(login: login, unbound: unbound, suffix: suffix) } catch { failure = error }
         // Roles are cluster-wide: dropped whatever happened (the test database is gone by now).
@@ -22,6 +21,8 @@ struct DatabaseLoginCLITests {
     static func grantListRevoke(login: String, unbound: String, suffix: String) async throws {
         try await DatabaseCLITests.withFreshDatabase { environment in
             #expect(try await KeylineBinary.run(["db", "migrate"], environment: environment).status == 0)
+            // keyline_rma exists once a migration made it (on a fresh cluster, this one).
+            try await DatabaseCLITests.psql("CREATE ROLE \(unbound) LOGIN IN ROLE keyline_rma")
 
             let granted = try await KeylineBinary.run(["db", "grant", login, "--role", "station", "--station", "station-07", "--json"],
                                                       environment: environment)
