@@ -208,7 +208,7 @@ public struct ProvisioningRunner: Sendable {
             }
         }
         let stopWatch = Task {
-            while !stop.isStopRequested && !Task.isCancelled { if await stop.sleep(for: .seconds(3600)) { break } }
+            while !stop.isStopRequested { if await stop.sleep(for: .seconds(3600)) { break } }
             queue.finish()
         }
         defer {
