@@ -94,8 +94,7 @@ final class StandInConnection: @unchecked Sendable {
     }
 
     private func list() -> (Int32, [UInt8]) {
-        let fleet = self.fleet
-        let entries = registry.update(with: waitFor { await fleet.currentEnumerations() })
+        let entries = registry.update(with: fleet.currentEnumerations())
         var writer = WireWriter()
         var count: Int32 = 0
         for var entry in entries {

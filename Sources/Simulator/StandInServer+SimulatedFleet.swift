@@ -6,7 +6,7 @@ import DFU
 extension SimulatedTransport: BlockingControlTransport {}
 
 extension SimulatedFleet: StandInFleet {
-    public func currentEnumerations() async -> [StandInAttachedDevice] {
+    public func currentEnumerations() -> [StandInAttachedDevice] {
         attachedDevices().map { attachment in
             // The session counts enumerations of one device; mixing in the device's identity keeps
             // a different device later plugged into the same port from looking like the old one.

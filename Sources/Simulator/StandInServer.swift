@@ -45,7 +45,11 @@ import Darwin
 /// it: the server reads them from each device with GET_DESCRIPTOR, as a USB host does.
 public protocol StandInFleet: Sendable {
     /// The device enumerations on the bus at this moment, in any order.
-    func currentEnumerations() async -> [StandInAttachedDevice]
+    ///
+    /// Synchronous on purpose: the server's connection threads call it, and a thread that waited
+    /// for a task on the cooperative pool would stall (dfu-util blocked in its probe) whenever
+    /// the pool's few threads are busy — as they are on a 2-core station or a loaded test host.
+    func currentEnumerations() -> [StandInAttachedDevice]
 }
 
 /// One enumeration of one attached device.
@@ -195,8 +199,12 @@ public final class StandInServer: @unchecked Sendable {
         while true {
             let fd = accept(listenFD, nil, nil)
             if fd < 0 {
-                if errno == EINTR { continue }
-                return  // shut down by stop()
+                let code = errno
+                if lock.withLock({ stopped }) { return }  // shut down by stop()
+                // A client that hung up before it was accepted, or a process out of descriptors
+                // for a moment, must not end the server for every other client: try again.
+                if code != EINTR && code != ECONNABORTED { Thread.sleep(forTimeInterval: 0.01) }
+                continue
             }
             let connection = StandInConnection(fd: fd, fleet: fleet, registry: registry, accessDenied: accessDenied)
             let accepted = lock.withLock { () -> Bool in

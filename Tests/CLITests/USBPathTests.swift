@@ -223,7 +223,7 @@ import TestSupport
         let holder = try Subprocess.Background("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", "0x80000000", "-D", image.path],
                                                environment: environment)
         // Wait until dfu-util is past probing and erasing (it has claimed the interface by then).
-        let deadline = ContinuousClock.now + .seconds(20)
+        let deadline = ContinuousClock.now + .seconds(60)
         while boron.statistics.sectorsErased == 0 && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
         #expect(boron.statistics.sectorsErased > 0, "dfu-util never started erasing: \(holder.output)")
 

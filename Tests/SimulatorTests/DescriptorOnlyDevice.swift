@@ -75,7 +75,7 @@ final class ScriptedFleet: StandInFleet, @unchecked Sendable {
 
     init(_ devices: [StandInAttachedDevice]) { self.devices = devices }
 
-    func currentEnumerations() async -> [StandInAttachedDevice] { lock.withLock { devices } }
+    func currentEnumerations() -> [StandInAttachedDevice] { lock.withLock { devices } }
 
     func set(_ devices: [StandInAttachedDevice]) { lock.withLock { self.devices = devices } }
 }

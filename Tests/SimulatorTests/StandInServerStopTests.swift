@@ -13,7 +13,7 @@ import Glibc
 /// stop() that shuts down numbers copied earlier would cut one of those pairs.
 @Suite struct StandInServerStopTests {
     struct NoDevices: StandInFleet {
-        func currentEnumerations() async -> [StandInAttachedDevice] { [] }
+        func currentEnumerations() -> [StandInAttachedDevice] { [] }
     }
 
     static let connectionsPerRound = 100
@@ -104,6 +104,9 @@ import Glibc
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
         guard connected == 0 else { close(fd); throw SocketFailure(description: "connect \(path): errno \(errno)") }
+        // A server that never answers fails the test instead of hanging it.
+        var limit = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, socklen_t(MemoryLayout<timeval>.size))
         // Frame: u32 length 5, then op 1 (LIST) and device id 0 (StandInServer.swift).
         let request: [UInt8] = [5, 0, 0, 0, 1, 0, 0, 0, 0]
         guard send(fd, request, request.count, Int32(MSG_NOSIGNAL)) == request.count else {
