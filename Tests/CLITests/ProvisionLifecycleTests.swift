@@ -87,13 +87,14 @@ struct ProvisionLifecycleTests {
 
     /// Makes only this line's database unreachable (the shared cluster keeps running for the
     /// other tests): new connections are refused and the open ones are terminated, as a server
-    /// restart would do, for `outage`; then it is let back in.
-    static func databaseOutage(_ line: ProvisionLine, for outage: Duration) async throws {
+    /// restart would do, until `over` returns (it waits for what the test needs to see while the
+    /// database is away, not a fixed time a loaded host may spend elsewhere); then it is let back in.
+    static func databaseOutage(_ line: ProvisionLine, until over: () async throws -> Void) async throws {
         try await DatabaseCLITests.psql("ALTER DATABASE \(line.database) ALLOW_CONNECTIONS false")
         do {
             try await DatabaseCLITests.psql(
                 "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = '\(line.database)'")
-            try await Task.sleep(for: outage)
+            try await over()
         } catch {
             try? await DatabaseCLITests.psql("ALTER DATABASE \(line.database) ALLOW_CONNECTIONS true")
             throw error
@@ -116,7 +117,14 @@ struct ProvisionLifecycleTests {
         let midBatch = try await run.waitForEvents(within: .seconds(60)) { Self.states($0).contains("dfu") }
         #expect(midBatch, "no device reached DFU mode\n\(run.stderr)\n\(run.stdout.suffix(2000))")
         let finishedBefore = Self.states(run.events).filter { $0 == "done" }.count
-        try await Self.databaseOutage(line, for: .seconds(2))
+        // The database stays away until a device says it is held (every device still has to
+        // register, so one will), and a moment longer so the others meet the outage too.
+        var heldWhileAway = false
+        try await Self.databaseOutage(line) {
+            heldWhileAway = try await run.waitForEvents(within: .seconds(60)) { $0.contains { $0["type"] as? String == "held" } }
+            try await Task.sleep(for: .milliseconds(500))
+        }
+        #expect(heldWhileAway, "no device was held while the database was away\n\(run.stderr)\n\(run.stdout.suffix(2000))")
 
         let result = try await run.finish(within: .seconds(180))
         #expect(finishedBefore < 6, "the batch finished before the outage: the test proves nothing")

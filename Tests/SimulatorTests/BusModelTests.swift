@@ -27,8 +27,9 @@ import Testing
 
     /// Every device reads 16 KiB (4 × 4096-byte UPLOADs) at once. Single-TT: N devices take about
     /// N times the wire time of one; multi-TT: about the same as one. At time scale 100 a transfer's
-    /// wire slot is a third of a second, so the four tasks overlap even on a loaded 2-core host
-    /// where they may start a hundred milliseconds apart (at 10 they once did not).
+    /// wire slot is a third of a second, and the tasks wait for each other at a start line before
+    /// their first transfer: on a loaded 2-core host tasks of one group once started far enough
+    /// apart to share the bus less than the bounds below ask.
     @Test(arguments: [HubKind.single, .multi])
     func devicesShareTheBusBehindASingleTTHub(kind: HubKind) async throws {
         let hub = USBPortPath(bus: 1, ports: [1])
@@ -37,9 +38,11 @@ import Testing
         let devices = try (1...count).map { try fleet.add(.photon, at: port($0), mode: .dfu) }
         #expect(fleet.hubKind(at: hub) == kind)
         try await withThrowingTaskGroup(of: Void.self) { group in
+            let start = StartLine(runners: count)
             for device in devices {
                 let transport = try #require(device.transport)
                 group.addTask {
+                    await start.arrive()
                     for block in 2..<6 {
                         let setup = ControlSetup(requestType: 0xA1, request: 2, value: UInt16(block), index: 0, length: 4096)
                         _ = try await transport.control(setup, data: [], timeout: .seconds(30))
@@ -81,5 +84,22 @@ import Testing
             try await group.waitForAll()
         }
         #expect(a.statistics.busWait == .zero && b.statistics.busWait == .zero)
+    }
+}
+
+/// Holds tasks until `runners` of them have arrived, then lets them all go at once.
+private actor StartLine {
+    private let runners: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(runners: Int) { self.runners = runners }
+
+    func arrive() async {
+        if waiting.count + 1 >= runners {
+            for runner in waiting { runner.resume() }
+            waiting = []
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
     }
 }
