@@ -297,17 +297,17 @@ enum SignalWait {
         await withCheckedContinuation { continuation in
             let queue = DispatchQueue(label: "keyline.signals")
             let once = Once()
-            var sources: [DispatchSourceSignal] = []
-            for number in signals {
+            // Every source exists before the first can fire: a handler cancels them all, so the
+            // array it reads must not still be growing on this thread.
+            let sources = signals.map { DispatchSource.makeSignalSource(signal: $0, queue: queue) }
+            for (number, source) in zip(signals, sources) {
                 Foundation.signal(number, SIG_IGN)
-                let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
                 source.setEventHandler {
                     if once.first() {
                         sources.forEach { $0.cancel() }
                         continuation.resume(returning: number)
                     }
                 }
-                sources.append(source)
                 source.resume()
             }
         }

@@ -24,13 +24,7 @@ struct ProvisionCrashTests {
         try process.run()
         try await Task.sleep(for: delay)
         let killed = process.isRunning && kill(process.processIdentifier, SIGKILL) == 0
-        // Waited for on a thread of its own: waitUntilExit blocks.
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread {
-                process.waitUntilExit()
-                continuation.resume()
-            }
-        }
+        await process.exited()
         return killed && process.terminationReason == .uncaughtSignal
     }
 

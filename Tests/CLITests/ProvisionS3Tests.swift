@@ -123,12 +123,7 @@ struct ProvisionS3Tests {
         try process.run()
         let lost = try await proxy.lostReply(within: .seconds(120))
         kill(process.processIdentifier, SIGKILL)
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            Thread.detachNewThread {
-                process.waitUntilExit()
-                continuation.resume()
-            }
-        }
+        await process.exited()
         // "PUT /bucket/line-1/<product>/<device-id>/<spki-sha256>.age 200"
         let words = lost.split(separator: " ")
         #expect(words.first == "PUT" && words.last == "200", "\(lost)")

@@ -124,7 +124,8 @@ public enum ChildProcess {
             }
         }
         // waitUntilExit (not a terminationHandler) is what reliably returns on Linux; this runs on
-        // the caller's thread, which `run` makes a dedicated one.
+        // the caller's thread, which `run` makes a dedicated one, and on the thread that called
+        // run(): only there is it safe (see Process.exited in ProcessExit.swift).
         process.waitUntilExit()
         let command = ([url.path] + arguments).joined(separator: " ")
         if watchdog.fired, let timeout {
