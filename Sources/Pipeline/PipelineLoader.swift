@@ -84,7 +84,7 @@ struct PipelineReading {
         let concurrency = readConcurrency(top["concurrency"])
         let retries = readRetries(top["retries"])
         let selection = readSelection(top["devices"], platform: platform)
-        let station = overrides.station ?? top["station"].flatMap { yaml.string($0) } ?? Self.hostName()
+        let station = overrides.station ?? top["station"].flatMap { yaml.string($0) } ?? StationName.hostName()
         let database = overrides.database ?? top["database"].flatMap { yaml.string($0) }
 
         guard let product, let platform, let images, let serverKey, let keyMode, let escrow, let concurrency,
@@ -93,13 +93,6 @@ struct PipelineReading {
             name: name, sourcePath: yaml.file, product: product, platform: platform, images: images, serverKey: serverKey,
             keyMode: keyMode, escrow: escrow, concurrency: concurrency, retries: retries, selection: selection,
             station: station, database: database)
-    }
-
-    /// gethostname(2): no DNS lookup, unlike ProcessInfo.hostName.
-    static func hostName() -> String {
-        var buffer = [CChar](repeating: 0, count: 256)
-        guard gethostname(&buffer, buffer.count - 1) == 0 else { return "station" }
-        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// A path from the file, made absolute against the pipeline's folder.

@@ -20,7 +20,7 @@ struct BenchEscrowOptions: ParsableArguments {
     var station: String?
 
     var stationName: String {
-        station ?? ProcessInfo.processInfo.environment["KEYLINE_STATION"] ?? ProcessInfo.processInfo.hostName
+        StationName.resolve(station)
     }
 
     func escrow(_ registry: RegistryDatabase) throws -> BenchEscrow {

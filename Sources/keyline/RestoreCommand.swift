@@ -88,11 +88,10 @@ struct RestoreCommand: AsyncParsableCommand {
                     RestoreRequest(deviceID: $0.deviceID, productID: product, reason: $0.reason, ticket: $0.ticket)
                 }
             } ?? [RestoreRequest(deviceID: deviceID!, productID: product, reason: reason, ticket: ticket)]
-            let environment = ProcessInfo.processInfo.environment
             let registry = try await RegistryDatabase.connect(.fromEnvironment(), connections: min(max(concurrency, 1), 8))
             // Before any device is touched: an older schema cannot record what a restore records.
             try await ProvisioningError.requireCurrentSchema(registry)
-            let benchName = station ?? environment["KEYLINE_STATION"] ?? ProcessInfo.processInfo.hostName
+            let benchName = StationName.resolve(station)
             // A login bound to another bench would have its restoration row refused after the
             // device was written: refuse before any device is touched.
             try await registry.requireBoundStation(benchName, action: "restore keys")
