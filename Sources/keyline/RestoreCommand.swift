@@ -138,11 +138,15 @@ struct RestoreCommand: AsyncParsableCommand {
             ]
             object["supersededFingerprint"] = report.supersededFingerprint
             object["supersededEscrowObjectID"] = report.supersededEscrowObjectID
+            object["leaveFailure"] = report.leaveFailure
             CLI.printJSON(object)
         } else {
             var line = "restored \(report.deviceID) (\(report.platform), product \(report.productID)): key \(report.fingerprint); slot held \(report.foundKey)"
             if let other = report.supersededFingerprint { line += " \(other), escrowed as superseded" }
             print(line + String(format: " (%.1f s)", report.seconds))
+            if let failure = report.leaveFailure {
+                print("Warning: \(report.deviceID) did not leave DFU mode (\(failure)); reset it by hand to start with its key.")
+            }
         }
     }
 

@@ -33,6 +33,9 @@ public struct RestoreReport: Sendable, Hashable, Codable {
     public var supersededEscrowObjectID: Int64?
     public var restorationID: Int64
     public var seconds: Double
+    /// Why the device did not leave DFU mode, when it did not: the key was written and read back
+    /// all the same, so the restore is recorded as done; the bench resets the device by hand.
+    public var leaveFailure: String? = nil
 }
 
 /// RMA restore (design.md, "Who uses it"): the device's original key back from escrow, so the
@@ -149,19 +152,29 @@ public struct KeyRestore: Sendable {
               foundKey == "original" || readBack == padded else {
             throw RestoreError.readBackDiffers(deviceID: id)
         }
-        try await BenchDevices.leave(device)
-        left = true
+        // The original key is in the slot and read back: a device that then fails to leave DFU
+        // (an I/O error on the final GETSTATUS is not proof it left) is restored all the same,
+        // and recorded so; the failure is reported, as `keys doctor` does, not thrown.
+        var leaveFailure: String?
+        do {
+            try await BenchDevices.leave(device)
+        } catch {
+            leaveFailure = "\(error)"
+        }
+        left = true  // leave closed the device either way
 
+        let details = [superseded.map { "the device held key \($0.fingerprint): escrowed as superseded" },
+                       leaveFailure.map { "the device did not leave DFU mode: \($0)" }].compactMap { $0 }
         let restoration = try await registry.recordRestoration(NewRestoration(
             registrationID: registration.id, station: station, outcome: .restored,
-            detail: superseded.map { "the device held key \($0.fingerprint): escrowed as superseded" },
+            detail: details.isEmpty ? nil : details.joined(separator: "; "),
             reason: request.reason, ticket: request.ticket, durationMilliseconds: Self.milliseconds(since: started),
             foundKey: foundKey, supersededEscrowObjectID: superseded?.object.id))
         return RestoreReport(deviceID: id, productID: registration.productID, platform: attachedPlatform.name,
                              fingerprint: registration.fingerprint, registrationID: registration.id, foundKey: foundKey,
                              supersededFingerprint: superseded?.fingerprint, supersededEscrowObjectID: superseded?.object.id,
                              restorationID: restoration.id,
-                             seconds: DeviceWorkflow.seconds(ContinuousClock.now - started))
+                             seconds: DeviceWorkflow.seconds(ContinuousClock.now - started), leaveFailure: leaveFailure)
     }
 
     /// The registration's backup, fetched, hash-checked, decrypted and checked against the
