@@ -57,7 +57,7 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Option(help: "Continue job JOB after a crash or a power cut: every unfinished device goes on from its last recorded state.")
     var resume: Int64?
 
-    @Option(help: "This station's name (default: the pipeline's, KEYLINE_STATION, or the host name).")
+    @Option(help: "This station's name (default: KEYLINE_STATION, the pipeline's `station:`, or the host name).")
     var station: String?
 
     @Option(help: "Escrow store: a directory or s3://bucket/prefix (default: the pipeline's or KEYLINE_ESCROW_STORE).")
@@ -95,7 +95,8 @@ struct ProvisionCommand: AsyncParsableCommand {
             let definition = try PipelineLoader.load(
                 path: pipeline, environment: environment,
                 overrides: PipelineOverrides(database: database, store: store, recipientsFile: recipients,
-                                             station: station ?? environment["KEYLINE_STATION"], concurrency: concurrency))
+                                             station: station ?? environment["KEYLINE_STATION"].flatMap { $0.isEmpty ? nil : $0 },
+                                             concurrency: concurrency))
             let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
                 ?? ConnectionSettings.fromEnvironment()
             let registry = try await RegistryDatabase.connect(settings, connections: min(max(definition.concurrency, 2), 16))
