@@ -26,7 +26,8 @@ let onRequest: [Benchmark] = [
 ]
 
 let wanted = Set(CommandLine.arguments.dropFirst())
-for benchmark in benchmarks + onRequest where wanted.isEmpty ? !onRequest.contains { $0.name == benchmark.name } : wanted.contains(benchmark.name) {
+for benchmark in benchmarks + onRequest
+where wanted.isEmpty ? !onRequest.contains(where: { $0.name == benchmark.name }) : wanted.contains(benchmark.name) {
     if wanted.isEmpty { print("== \(benchmark.name)") }
     do { try await benchmark.run() } catch { print("benchmark \(benchmark.name) failed: \(error)") }
 }

@@ -36,7 +36,7 @@ extension RegistryDatabase {
     /// Appends the timing of one step (one INSERT, its own implicit transaction).
     public func recordStep(_ record: StepRecord) async throws {
         do {
-            try await client.execute("""
+            _ = try await client.execute("""
                 INSERT INTO job_device_steps (job_id, device_id, step, started_at, seconds, attempts, outcome, reason,
                                               port_path, station)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)

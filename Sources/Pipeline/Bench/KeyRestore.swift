@@ -92,7 +92,7 @@ public struct KeyRestore: Sendable {
     private func restore(_ request: RestoreRequest, registration: KeyRegistration,
                          started: ContinuousClock.Instant) async throws -> RestoreReport {
         let id = request.deviceID
-        let (backup, object, store) = try await verifiedBackup(registration)
+        let (backup, object) = try await verifiedBackup(registration)
         let original = backup.privateKey
 
         // The device: attached, the backup's platform, not protected.
@@ -179,8 +179,7 @@ public struct KeyRestore: Sendable {
 
     /// The registration's backup, fetched, hash-checked, decrypted and checked against the
     /// registry: the file alone is trusted for nothing.
-    private func verifiedBackup(_ registration: KeyRegistration) async throws
-        -> (EscrowBackup, EscrowObject, any EscrowStore) {
+    private func verifiedBackup(_ registration: KeyRegistration) async throws -> (EscrowBackup, EscrowObject) {
         let id = registration.deviceID
         guard let object = try await registry.escrowObject(id: registration.escrowObjectID) else {
             throw RestoreError.backupUnavailable(deviceID: id, objectKey: "escrow object \(registration.escrowObjectID)",
@@ -222,7 +221,7 @@ public struct KeyRestore: Sendable {
         for (field, registered, inBackup) in checks where registered != inBackup {
             throw RestoreError.backupMismatch(deviceID: id, field: field, registered: registered, backup: inBackup)
         }
-        return (backup, object, store)
+        return (backup, object)
     }
 
     static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
