@@ -213,7 +213,8 @@ schema-embed:
 
 # --- Local S3 server (S3EscrowStore tests and bench) ------------------------------------------
 # moto's server mode (PyPI `moto[server]`, installed by `make deps`) on 127.0.0.1 only, on a free
-# port, state in .s3/ (pid, endpoint, server.log). In-memory: a restart empties it. The tests and
+# port, state in .s3/ (pid, endpoint, server.log). In-memory: a restart empties it. Started through
+# Tests/EscrowTests/Fixtures/s3-server.py, which makes moto's conditional writes atomic as S3's are. The tests and
 # the bench read the endpoint from KEYLINE_TEST_S3_ENDPOINT (S3_ENV) or, without make, .s3/endpoint.
 S3_DIR := $(CURDIR)/.s3
 S3_ENV  = KEYLINE_TEST_S3_ENDPOINT="$$(cat $(S3_DIR)/endpoint)"
@@ -224,7 +225,7 @@ s3-up: deps
 	   && python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + '/moto-api/data.json', timeout=2)" "$$(cat $(S3_DIR)/endpoint)" 2>/dev/null; then \
 	  echo "s3-up: moto already on $$(cat $(S3_DIR)/endpoint)"; exit 0; fi; \
 	port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
-	setsid python3 -m moto.server -H 127.0.0.1 -p $$port >$(S3_DIR)/server.log 2>&1 < /dev/null & echo $$! > $(S3_DIR)/pid; \
+	setsid python3 Tests/EscrowTests/Fixtures/s3-server.py -H 127.0.0.1 -p $$port >$(S3_DIR)/server.log 2>&1 < /dev/null & echo $$! > $(S3_DIR)/pid; \
 	for i in $$(seq 150); do \
 	  python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$$port/moto-api/data.json" 2>/dev/null && break; \
 	  kill -0 "$$(cat $(S3_DIR)/pid)" 2>/dev/null || { cat $(S3_DIR)/server.log; echo "s3-up: moto did not start"; exit 1; }; \
