@@ -1,7 +1,8 @@
 import COpenSSL
 
 /// An owned `EVP_PKEY`. Internal: the public types hold plain bytes, so nothing outside this file
-/// manages OpenSSL memory. OpenSSL's error queue is thread-local; every entry point clears it first.
+/// manages OpenSSL memory. OpenSSL's error queue is thread-local; every entry point clears it first,
+/// through `OpenSSLRuntime.enter()`.
 final class OpenSSLKey {
     let pkey: OpaquePointer
 
@@ -13,7 +14,7 @@ final class OpenSSLKey {
     /// RSA-1024, e = 65537 (OpenSSL's default exponent), as Device OS `gen_rsa_key()` makes
     /// (device-os-keys.md §1.3); or a P-256 key as `gen_ec_key()` makes.
     static func generate(_ algorithm: KeyAlgorithm) throws(DeviceKeyError) -> OpenSSLKey {
-        ERR_clear_error()
+        OpenSSLRuntime.enter()
         let name = algorithm == .rsa ? "RSA" : "EC"
         guard let ctx = EVP_PKEY_CTX_new_from_name(nil, name, nil) else {
             throw .generationFailed(algorithm: algorithm, reason: OpenSSLKey.lastError())
@@ -35,7 +36,7 @@ final class OpenSSLKey {
     // MARK: decoding (each consumes exactly `der`)
 
     static func decodePrivate(_ der: [UInt8], as encoding: KeyEncoding) -> OpenSSLKey? {
-        ERR_clear_error()
+        OpenSSLRuntime.enter()
         return der.withUnsafeBufferPointer { buffer -> OpenSSLKey? in
             var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
             let pkey: OpaquePointer? = switch encoding {
@@ -51,7 +52,7 @@ final class OpenSSLKey {
     }
 
     static func decodePublic(_ der: [UInt8], as encoding: KeyEncoding) -> OpenSSLKey? {
-        ERR_clear_error()
+        OpenSSLRuntime.enter()
         return der.withUnsafeBufferPointer { buffer -> OpenSSLKey? in
             var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
             let pkey: OpaquePointer? = switch encoding {
@@ -170,7 +171,7 @@ enum PEMArmor {
 
     /// nil when no block could be read (bad base64, missing END line, …).
     static func blocks(_ bytes: [UInt8]) -> [Block]? {
-        ERR_clear_error()
+        OpenSSLRuntime.enter()
         guard let bio = bytes.withUnsafeBytes({ BIO_new_mem_buf($0.baseAddress, Int32($0.count)) }) else { return nil }
         defer { BIO_free(bio) }
         var blocks: [Block] = []
@@ -199,6 +200,7 @@ enum PEMArmor {
 
 enum Digest {
     static func sha256Hex(_ bytes: [UInt8]) -> String {
+        OpenSSLRuntime.prepare()
         var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
         _ = bytes.withUnsafeBytes { EVP_Digest($0.baseAddress, $0.count, &md, &length, EVP_sha256(), nil) }
