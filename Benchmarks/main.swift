@@ -2,6 +2,8 @@
 // (these machines are noisy). Run with `make bench`; `keyline-bench NAME…` runs only some.
 // Each concern adds its own file with one `Benchmark` entry below.
 
+import DeviceKeys
+
 struct Benchmark {
     let name: String
     let run: () async throws -> Void
@@ -25,6 +27,8 @@ let onRequest: [Benchmark] = [
     Benchmark(name: "keygen-readback", run: keygenReadbackBenchmark),
 ]
 
+// OpenSSL without its exit-time cleanup before libpq can initialise it (OpenSSLRuntime).
+OpenSSLRuntime.prepare()
 let wanted = Set(CommandLine.arguments.dropFirst())
 for benchmark in benchmarks + onRequest
 where wanted.isEmpty ? !onRequest.contains(where: { $0.name == benchmark.name }) : wanted.contains(benchmark.name) {

@@ -200,14 +200,11 @@ enum PEMArmor {
 
 enum Digest {
     static func sha256Hex(_ bytes: [UInt8]) -> String {
-        OpenSSLRuntime.prepare()
-        var md = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        _ = bytes.withUnsafeBytes { EVP_Digest($0.baseAddress, $0.count, &md, &length, EVP_sha256(), nil) }
+        let digest = OpenSSLDigest.sha256(bytes)
         let hex = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
-        out.reserveCapacity(Int(length) * 2)
-        for byte in md.prefix(Int(length)) { out.append(hex[Int(byte >> 4)]); out.append(hex[Int(byte & 0xF)]) }
+        out.reserveCapacity(digest.count * 2)
+        for byte in digest { out.append(hex[Int(byte >> 4)]); out.append(hex[Int(byte & 0xF)]) }
         return String(decoding: out, as: UTF8.self)
     }
 }

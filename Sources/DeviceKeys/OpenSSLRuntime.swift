@@ -8,7 +8,9 @@ import COpenSSL
 /// device tasks still running (a second Ctrl-C exits at once), and the test process, whose
 /// simulated devices make keys on their own queues, crashed that way at exit on CI. Only the first
 /// OpenSSL initialisation in a process decides, so every entry point of this module comes here
-/// first and `keyline` calls `prepare()` before anything else. The OS reclaims the memory.
+/// first, and `keyline` and `keyline-bench` call `prepare()` before anything else: libpq, which
+/// uses OpenSSL for TLS and SCRAM logins, would otherwise decide when it connects first. The OS
+/// reclaims the memory.
 public enum OpenSSLRuntime {
     private static let initialised: Bool = OPENSSL_init_crypto(UInt64(OPENSSL_INIT_NO_ATEXIT), nil) == 1
 

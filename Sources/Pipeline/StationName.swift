@@ -1,14 +1,18 @@
 import Foundation
 
 /// The name a station or bench records itself under: given on the command line, else
-/// KEYLINE_STATION, else the host name. One rule for provision, restore and the `keys` bench
-/// commands, so one machine never records itself under two names.
+/// KEYLINE_STATION, else the host name (gethostname), for provision, restore and the `keys` bench
+/// commands alike, so one machine never records itself under two names. provision alone also
+/// reads a pipeline file's `station:`, after KEYLINE_STATION and before the host name.
 public enum StationName {
     /// `given`, else a non-empty KEYLINE_STATION from `environment`, else the host name.
     public static func resolve(_ given: String?, environment: [String: String] = ProcessInfo.processInfo.environment) -> String {
-        if let given { return given }
-        if let named = environment["KEYLINE_STATION"], !named.isEmpty { return named }
-        return hostName()
+        given ?? named(in: environment) ?? hostName()
+    }
+
+    /// A non-empty KEYLINE_STATION (an empty one, a blanked variable in a unit file, is no name).
+    public static func named(in environment: [String: String]) -> String? {
+        environment["KEYLINE_STATION"].flatMap { $0.isEmpty ? nil : $0 }
     }
 
     /// gethostname(2): no DNS lookup, unlike ProcessInfo.hostName, which can stall a station

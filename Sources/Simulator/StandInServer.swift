@@ -201,10 +201,14 @@ public final class StandInServer: @unchecked Sendable {
             if fd < 0 {
                 let code = errno
                 if lock.withLock({ stopped }) { return }  // shut down by stop()
-                // A client that hung up before it was accepted, or a process out of descriptors
-                // for a moment, must not end the server for every other client: try again.
-                if code != EINTR && code != ECONNABORTED { Thread.sleep(forTimeInterval: 0.01) }
-                continue
+                // A client that hung up before it was accepted, or a process out of descriptors or
+                // memory for a moment, must not end the server for every other client: try again.
+                // Anything else (a bad listener) would fail forever: the loop ends.
+                switch code {
+                case EINTR, ECONNABORTED, EPROTO: continue
+                case EMFILE, ENFILE, ENOBUFS, ENOMEM: Thread.sleep(forTimeInterval: 0.01); continue
+                default: return
+                }
             }
             let connection = StandInConnection(fd: fd, fleet: fleet, registry: registry, accessDenied: accessDenied)
             let accepted = lock.withLock { () -> Bool in

@@ -95,7 +95,7 @@ struct ProvisionCommand: AsyncParsableCommand {
             let definition = try PipelineLoader.load(
                 path: pipeline, environment: environment,
                 overrides: PipelineOverrides(database: database, store: store, recipientsFile: recipients,
-                                             station: station ?? environment["KEYLINE_STATION"].flatMap { $0.isEmpty ? nil : $0 },
+                                             station: station ?? StationName.named(in: environment),
                                              concurrency: concurrency))
             let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
                 ?? ConnectionSettings.fromEnvironment()

@@ -16,9 +16,9 @@ struct RestoreCommand: AsyncParsableCommand {
             device ID, product and public key against the registration (the file alone is trusted for \
             nothing). Then, on the attached device (normal or DFU mode): a different valid key found in \
             the slot is escrowed first (recorded as a superseded key: no key is ever lost), the original \
-            key is written, read back and compared byte for byte, and the device leaves DFU mode. A \
-            restoration and an event are recorded (operator = the database login). Decrypted key bytes \
-            live only in memory.
+            key is written, read back and compared byte for byte, and the device leaves DFU mode (a device \
+            that does not is still restored: a warning says to reset it by hand). A restoration and an \
+            event are recorded (operator = the database login). Decrypted key bytes live only in memory.
 
             --batch FILE.csv restores a tray: one row per device (device ID, reason, ticket; a header \
             row is allowed), --concurrency at a time.

@@ -24,7 +24,7 @@ struct ProvisionCrashTests {
         try process.run()
         try await Task.sleep(for: delay)
         let killed = process.isRunning && kill(process.processIdentifier, SIGKILL) == 0
-        await process.exited()
+        await process.waitForExit()
         return killed && process.terminationReason == .uncaughtSignal
     }
 

@@ -59,10 +59,10 @@ final class RunningKeyline: @unchecked Sendable {
         while process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
-            await process.exited()
+            await process.waitForExit()
             throw CLITestFailure("keyline \(process.arguments ?? []) did not finish within \(limit)\nstderr: \(stderr)\nstdout: \(stdout.suffix(3000))")
         }
-        await process.exited()
+        await process.waitForExit()
         return ChildProcess.Result(command: "keyline " + (process.arguments ?? []).joined(separator: " "),
                                    status: process.terminationStatus,
                                    terminatedBySignal: process.terminationReason == .uncaughtSignal,
@@ -110,7 +110,7 @@ struct ProvisionLifecycleTests {
         let run = try RunningKeyline(line, ["provision", pipeline, "--wait", "--devices", "6", "--json", "--timeout", "10"],
                                      label: "outage")
         let started = try await run.waitForEvents(within: .seconds(60)) { $0.contains { $0["type"] as? String == "job_started" } }
-        #expect(started, "\(run.stderr)\n\(run.stdout.suffix(2000))")
+        try #require(started, "\(run.stderr)\n\(run.stdout.suffix(2000))")
         // The database stays away until a device says it is held (every device has to register,
         // so one will), and a moment longer so the others meet the outage too.
         var heldWhileAway = false

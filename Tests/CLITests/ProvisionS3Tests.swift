@@ -123,7 +123,7 @@ struct ProvisionS3Tests {
         try process.run()
         let lost = try await proxy.lostReply(within: .seconds(120))
         kill(process.processIdentifier, SIGKILL)
-        await process.exited()
+        await process.waitForExit()
         // "PUT /bucket/line-1/<product>/<device-id>/<spki-sha256>.age 200"
         let words = lost.split(separator: " ")
         #expect(words.first == "PUT" && words.last == "200", "\(lost)")

@@ -77,7 +77,7 @@ enum Subprocess {
             // A child that ignores SIGTERM is killed rather than waited for forever.
             if (try? await waitUntil(deadline: .seconds(30), "the child to exit after SIGTERM") { !process.isRunning }) == nil {
                 kill(process.processIdentifier, SIGKILL)
-                await process.exited()
+                await process.waitForExit()
             }
             try? FileManager.default.removeItem(at: log)
             return process.terminationStatus

@@ -123,9 +123,9 @@ public enum ChildProcess {
                 }
             }
         }
-        // waitUntilExit (not a terminationHandler) is what reliably returns on Linux; this runs on
-        // the caller's thread, which `run` makes a dedicated one, and on the thread that called
-        // run(): only there is it safe (see Process.exited in ProcessExit.swift).
+        // waitUntilExit (not a terminationHandler) is what reliably returns on Linux. It is safe
+        // only on the thread that called run(), as here (a dedicated one when `run` is the caller;
+        // see Process.waitForExit in ProcessExit.swift).
         process.waitUntilExit()
         let command = ([url.path] + arguments).joined(separator: " ")
         if watchdog.fired, let timeout {

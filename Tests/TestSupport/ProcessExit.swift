@@ -11,7 +11,7 @@ extension Process {
     /// than `run()`'s can release the old run loop under the manager's feet, and the test process
     /// aborted that way on a loaded CI host. `isRunning` turns false after the exit status is set.
     /// Sleeps through cancellation (the child is usually being killed), so it never spins.
-    public func exited(polling interval: Duration = .milliseconds(10)) async {
+    public func waitForExit(polling interval: Duration = .milliseconds(10)) async {
         while isRunning {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 DispatchQueue.global().asyncAfter(deadline: .now() + interval.dispatchInterval) { continuation.resume() }

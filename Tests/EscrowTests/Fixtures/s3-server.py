@@ -30,8 +30,13 @@ def main() -> None:
     def one_write_at_a_time(environ, start_response):
         if environ.get("REQUEST_METHOD") in ("PUT", "POST", "DELETE"):
             with writes:
-                # The whole response is produced under the lock: WSGI bodies may be lazy.
-                return list(app(environ, start_response))
+                # The whole response is produced under the lock: WSGI bodies may be lazy. The
+                # iterable's close() is called here, as PEP 3333 asks of whoever consumes it.
+                body = app(environ, start_response)
+                try:
+                    return list(body)
+                finally:
+                    getattr(body, "close", lambda: None)()
         return app(environ, start_response)
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
