@@ -50,19 +50,9 @@ struct RestoreLeaveTests {
         try await RunnerInProcessTests.withDatabase { registry in
             let scratch = try ScratchDirectory(label: "restore-leave")
             defer { scratch.remove() }
-            _ = try await registry.createProduct(id: "leave", name: "Restore without leaving")
-            let fleet = try SimulatedFleet(timeScale: 0, seed: 62)
-            let device = try fleet.add(.photon, at: USBPortPath(bus: 1, ports: [1, 1]), mode: .dfu)
-            try await waitUntil(poll: .milliseconds(10), "!fleet.attachedDevices().isEmpty") { !fleet.attachedDevices().isEmpty }
+            let photon = try await RegisteredPhoton(registry, scratch: scratch, product: "leave", seed: 62)
+            let (fleet, device, identity) = (photon.fleet, photon.device, photon.identity)
             let slot = Platform.photon.privateKeySlot
-            let original = try DevicePrivateKey.generate(.rsa)
-            let identity = X25519Identity.generate()
-            let escrow = BenchEscrow(registry: registry, store: DirectoryEscrowStore(root: scratch.file("store")),
-                                     recipients: [identity.recipient], station: "bench")
-            let object = try await escrow.escrow(original, deviceID: device.deviceID, platform: "photon", product: "leave",
-                                                 label: "test", reason: "test")
-            let registration = try await BenchKeyRegistration(registry: registry, station: "bench").register(
-                original.publicKey, deviceID: device.deviceID, product: "leave", backup: object, supersede: false, reason: "test")
             // The slot is blank: the restore writes the original key into it.
             #expect(try device.readMemory(alt: 1, address: UInt32(slot.offset), length: slot.size) == [UInt8](repeating: 0xFF, count: slot.size))
 
@@ -75,11 +65,11 @@ struct RestoreLeaveTests {
             let failure = try #require(report.leaveFailure)
             #expect(failure.contains("LIBUSB_ERROR_IO"), "\(failure)")
             let written = try device.readMemory(alt: 1, address: UInt32(slot.offset), length: slot.size)
-            #expect(written == original.der + [UInt8](repeating: 0xFF, count: slot.size - original.der.count))
+            #expect(written == photon.paddedSlot)
             #expect(device.currentMode == .dfu)
             let restorations = try await registry.restorations(productID: "leave", deviceID: device.deviceID)
             #expect(restorations.map(\.outcome) == [.restored])
-            #expect(restorations.first?.registrationID == registration.registered.id)
+            #expect(restorations.first?.registrationID == photon.registrationID)
             #expect(restorations.first?.detail?.contains("did not leave DFU mode") == true, "\(restorations)")
         }
     }

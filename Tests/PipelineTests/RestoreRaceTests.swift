@@ -44,24 +44,10 @@ struct RestoreRaceTests {
         try await RunnerInProcessTests.withDatabase { registry in
             let scratch = try ScratchDirectory(label: "restore-race")
             defer { scratch.remove() }
-            _ = try await registry.createProduct(id: "race", name: "Restore race")
-            let fleet = try SimulatedFleet(timeScale: 0, seed: 61)
-            let device = try fleet.add(.photon, at: USBPortPath(bus: 1, ports: [1, 1]), mode: .dfu)
-            try await waitUntil(poll: .milliseconds(10), "!fleet.attachedDevices().isEmpty") { !fleet.attachedDevices().isEmpty }
-            let slot = Platform.photon.privateKeySlot
-            let original = try DevicePrivateKey.generate(.rsa)
-            try device.writeMemory(alt: 1, address: UInt32(slot.offset),
-                                   bytes: original.der + [UInt8](repeating: 0xFF, count: slot.size - original.der.count))
-
-            // Escrowed and registered as a bench does it (keys send), then the slot is damaged.
-            let identity = X25519Identity.generate()
-            let escrow = BenchEscrow(registry: registry, store: DirectoryEscrowStore(root: scratch.file("store")),
-                                     recipients: [identity.recipient], station: "bench")
-            let object = try await escrow.escrow(original, deviceID: device.deviceID, platform: "photon", product: "race",
-                                                 label: "test", reason: "test")
-            let registration = try await BenchKeyRegistration(registry: registry, station: "bench").register(
-                original.publicKey, deviceID: device.deviceID, product: "race", backup: object, supersede: false, reason: "test")
-            #expect(registration.superseded == nil)
+            // Escrowed and registered as a bench does it (keys send), held by the device, then the slot is damaged.
+            let photon = try await RegisteredPhoton(registry, scratch: scratch, product: "race", seed: 61)
+            let (fleet, device, identity) = (photon.fleet, photon.device, photon.identity)
+            try device.writeMemory(alt: 1, address: UInt32(Platform.photon.privateKeySlot.offset), bytes: photon.paddedSlot)
             device.corruptKeySlot(seed: 3)
             let dct = try device.readMemory(alt: 1, address: 0, length: 16 * 1024)
 
@@ -73,7 +59,7 @@ struct RestoreRaceTests {
             let bench = BenchDevices(bus: bus, timeout: .seconds(10))
             defer { bench.stop() }
             let restorer = KeyRestore(registry: registry, identities: [identity], devices: bench, station: "rma")
-            await #expect(throws: RestoreError.registrationChanged(deviceID: deviceID, registrationID: registration.registered.id)) {
+            await #expect(throws: RestoreError.registrationChanged(deviceID: deviceID, registrationID: photon.registrationID)) {
                 _ = try await restorer.restore(RestoreRequest(deviceID: deviceID))
             }
             #expect(try device.readMemory(alt: 1, address: 0, length: 16 * 1024) == dct)
