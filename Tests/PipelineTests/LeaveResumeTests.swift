@@ -9,8 +9,9 @@ import Testing
 @Suite struct LeaveResumeTests {
     @Test(arguments: [Platform.photon, .boron])
     func aDeviceAlreadyLeavingCountsAsLeft(platform: Platform) async throws {
-        // A long time scale keeps the device in its manifestation state while the test looks.
-        let fleet = try SimulatedFleet(timeScale: 20, seed: 3)
+        // A long time scale keeps the device in its manifestation state while the test looks: its
+        // 500 ms leave delay becomes 50 s (at 20, a loaded host once took longer than the 10 s).
+        let fleet = try SimulatedFleet(timeScale: 100, seed: 3)
         let port = USBPortPath(bus: 1, ports: [1, 1])
         let device = try fleet.add(platform, at: port, mode: .dfu)
         let first = try await ParticleDFUDevice.open(try #require(device.transport), port: port)
