@@ -217,11 +217,13 @@ import TestSupport
         try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
         let image = scratch.appendingPathComponent("image.bin")
-        // 1 MiB: dfu-util holds the interface for seconds, even on a loaded host where keyline starts slowly.
-        try Data(repeating: 0x5A, count: 1024 * 1024).write(to: image)
+        // 3 MiB of the Boron's 4 MiB external flash: dfu-util holds the interface for about 35 s of
+        // erasing and writing (4 KB sectors, 45 ms each), even on a loaded host where keyline
+        // starts slowly (with 1 MiB, dfu-util once finished first). It is stopped after the read.
+        try Data(repeating: 0x5A, count: 3 * 1024 * 1024).write(to: image)
 
-        // A read that got the device proves nothing when dfu-util had already ended (on a loaded
-        // host it once gave up early): then the whole exchange is tried again, at most three times.
+        // A read that got the device proves nothing when dfu-util had already ended: then the whole
+        // exchange is tried again, at most three times.
         for attempt in 1...3 {
             let erasedBefore = boron.statistics.sectorsErased
             let holder = try Subprocess.Background("/usr/bin/dfu-util", ["-S", boron.deviceID, "-a", "2", "-s", "0x80000000", "-D", image.path],
@@ -234,12 +236,17 @@ import TestSupport
             #expect(boron.statistics.sectorsErased > erasedBefore, "dfu-util never started erasing: \(holder.output)")
 
             let read = try await Subprocess.run(Subprocess.keyline, ["dfu", "read", "--serial", boron.deviceID, "--alt", "1",
-                                                                         "--address", "0", "--length", "16", "-o", scratch.appendingPathComponent("x").path],
+                                                                         "--address", "0", "--length", "16", "-o", scratch.appendingPathComponent("read-\(attempt)").path],
                                                      environment: environment)
             let holderEndedFirst = read.status == 0 && !holder.process.isRunning
             let holderOutput = holder.output
+            // SIGKILL: dfu-util does not stop for SIGTERM until its transfer is done.
+            if holder.process.isRunning { kill(holder.process.processIdentifier, SIGKILL) }
             await holder.stop()
-            if holderEndedFirst && attempt < 3 { continue }
+            if holderEndedFirst && attempt < 3 {
+                print("dfu-util ended before keyline opened the device (try \(attempt)):\n\(holderOutput.suffix(1500))")
+                continue
+            }
             #expect(read.status == 69, "\(read.stdout)\n\(read.stderr)\ndfu-util: \(holderOutput)")
             #expect(read.stderr.contains("in use by another program"), "\(read.stderr)")
             break
