@@ -214,8 +214,9 @@ schema-embed:
 # --- Local S3 server (S3EscrowStore tests and bench) ------------------------------------------
 # moto's server mode (PyPI `moto[server]`, installed by `make deps`) on 127.0.0.1 only, on a free
 # port, state in .s3/ (pid, endpoint, server.log). In-memory: a restart empties it. Started through
-# Tests/EscrowTests/Fixtures/s3-server.py, which makes moto's conditional writes atomic as S3's are. The tests and
-# the bench read the endpoint from KEYLINE_TEST_S3_ENDPOINT (S3_ENV) or, without make, .s3/endpoint.
+# Tests/EscrowTests/Fixtures/s3-server.py, which makes moto's conditional writes atomic as S3's
+# are. The tests and the bench read the endpoint from KEYLINE_TEST_S3_ENDPOINT (S3_ENV) or,
+# without make, .s3/endpoint.
 S3_DIR := $(CURDIR)/.s3
 S3_ENV  = KEYLINE_TEST_S3_ENDPOINT="$$(cat $(S3_DIR)/endpoint)"
 

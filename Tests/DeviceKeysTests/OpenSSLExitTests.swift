@@ -26,12 +26,12 @@ import TestSupport
     /// and the process exits under them.
     @Test(.enabled(if: ProcessInfo.processInfo.environment[childVariable] != nil))
     func inTheChild() throws {
-        let made = KeyCount()
+        let made = LockedCounter()
         for _ in 0..<2 {
             Thread.detachNewThread {
                 while true {
                     _ = try? DevicePrivateKey.generate(.ec)
-                    made.add()
+                    made.increment()
                 }
             }
         }
@@ -41,11 +41,4 @@ import TestSupport
         _ = line.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
         exit(0)
     }
-}
-
-private final class KeyCount: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    func add() { lock.withLock { count += 1 } }
-    var value: Int { lock.withLock { count } }
 }

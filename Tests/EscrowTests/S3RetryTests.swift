@@ -71,7 +71,7 @@ import TestSupport
         let store = try await S3TestServer.store(endpoint: proxy.endpoint,
                                                  retry: S3RetryPolicy(attempts: 10, initialBackoff: .milliseconds(100), maxBackoff: .seconds(1)))
         let keys = try (0..<24).map { try S3TestServer.key(200 + $0) }
-        let progress = Counter()
+        let progress = LockedCounter()
         let restart = Task {
             try await waitUntil(poll: .milliseconds(10), "progress.value >= 6") { progress.value >= 6 }
             try await proxy.stop()
@@ -117,11 +117,4 @@ import TestSupport
         #expect(S3StoreError.transport(operation: "PutObject", bucket: "b", key: "k", reason: "timed out").failureClass == .retryable)
         #expect(http(403, "AccessDenied").description.contains("permission"))
     }
-}
-
-final class Counter: @unchecked Sendable {
-    private let lock = NSLock()
-    private var count = 0
-    var value: Int { lock.withLock { count } }
-    func increment() { lock.withLock { count += 1 } }
 }

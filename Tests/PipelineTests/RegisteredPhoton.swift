@@ -6,6 +6,7 @@ import ParticleDevice
 import Pipeline
 import Registry
 import Simulator
+import Testing
 import TestSupport
 
 /// A Photon in DFU mode on a fresh fleet whose key `original` is escrowed to a directory store in
@@ -33,7 +34,7 @@ struct RegisteredPhoton {
                                              label: "test", reason: "test")
         let registration = try await BenchKeyRegistration(registry: registry, station: "bench").register(
             original.publicKey, deviceID: device.deviceID, product: product, backup: object, supersede: false, reason: "test")
-        guard registration.superseded == nil else { throw TestSetupFailure("\(device.deviceID) was already registered") }
+        #expect(registration.superseded == nil)
         registrationID = registration.registered.id
     }
 
@@ -42,9 +43,4 @@ struct RegisteredPhoton {
         let slot = Platform.photon.privateKeySlot
         return original.der + [UInt8](repeating: 0xFF, count: slot.size - original.der.count)
     }
-}
-
-struct TestSetupFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
 }

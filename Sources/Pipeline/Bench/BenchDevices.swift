@@ -94,9 +94,16 @@ public final class BenchDevices: Sendable {
 
     /// Leaves DFU mode (a device already leaving counts as left) and gives the handle back.
     public static func leave(_ device: ParticleDFUDevice) async throws {
+        if let failure = await leaveReportingFailure(device) { throw failure }
+    }
+
+    /// `leave` for a device whose key is already written and read back: it must be recorded
+    /// whatever happens next (an I/O error on the final GETSTATUS is not proof it left), so the
+    /// failure is returned for a warning, not thrown. The handle is given back either way.
+    public static func leaveReportingFailure(_ device: ParticleDFUDevice) async -> ParticleDeviceError? {
         let failure = await DeviceWorkflow.leaveDFU(device)
         await close(device)
-        if let failure { throw failure }
+        return failure
     }
 
     public static func close(_ device: ParticleDFUDevice) async {

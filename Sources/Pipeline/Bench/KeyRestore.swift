@@ -153,15 +153,9 @@ public struct KeyRestore: Sendable {
             throw RestoreError.readBackDiffers(deviceID: id)
         }
         // The original key is in the slot and read back: a device that then fails to leave DFU
-        // (an I/O error on the final GETSTATUS is not proof it left) is restored all the same,
-        // and recorded so; the failure is reported, as `keys doctor` does, not thrown.
-        var leaveFailure: String?
-        do {
-            try await BenchDevices.leave(device)
-        } catch {
-            leaveFailure = "\(error)"
-        }
-        left = true  // leave closed the device either way
+        // is restored all the same, and recorded so, as `keys doctor` does.
+        let leaveFailure = await BenchDevices.leaveReportingFailure(device).map { "\($0)" }
+        left = true
 
         let details = [superseded.map { "the device held key \($0.fingerprint): escrowed as superseded" },
                        leaveFailure.map { "the device did not leave DFU mode: \($0)" }].compactMap { $0 }
