@@ -8,6 +8,7 @@ CONFIG     ?= debug
 BUILD_FLAGS ?=
 BIN         = $(shell $(SWIFT) build -c $(CONFIG) --show-bin-path)
 KEYLINE     = $(BIN)/keyline
+KEYLINE_SIM = $(BIN)/keyline-sim
 DEMO_DIR   := .demo
 
 # Debian packages the build, the tests and the demo need.
@@ -18,7 +19,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 # The libusb stand-in (Sources/libusb-standin): a libusb-1.0.so.0 that forwards to the device
 # simulator, for dfu-util and keyline's USB code on machines without a USB bus. Not a SwiftPM
-# target; tests and `keyline sim serve` users load it with LD_LIBRARY_PATH=$(STANDIN_DIR).
+# target; tests and `keyline-sim serve` users load it with LD_LIBRARY_PATH=$(STANDIN_DIR).
 STANDIN_DIR := .build/standin
 STANDIN     := $(STANDIN_DIR)/libusb-1.0.so.0
 STANDIN_SRC := $(wildcard Sources/libusb-standin/*.c)
@@ -48,14 +49,17 @@ build: deps
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
 
 test: deps standin db-up s3-up
+	python3 Tests/Layout/check-imports.py --self-test
+	python3 Tests/Layout/check-imports.py
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
 	$(PG_ENV) $(S3_ENV) $(SWIFT) test --skip-build $(BUILD_FLAGS)
 
 bench: deps standin db-up s3-up
 	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
+	$(SWIFT) build -c release --product keyline-sim $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)
 	$(PG_ENV) $(S3_ENV) $$($(SWIFT) build -c release --show-bin-path)/keyline-bench
-	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline \
+	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline KEYLINE_SIM=$$($(SWIFT) build -c release --show-bin-path)/keyline-sim \
 	  KEYLINE_BENCH=$$($(SWIFT) build -c release --show-bin-path)/keyline-bench bash Benchmarks/provision-bench.sh
 
 # By hand, not part of `make test`: keyline provision killed with SIGKILL at 50+ random points of
@@ -63,7 +67,8 @@ bench: deps standin db-up s3-up
 # (decrypting) and the devices' key slots. KILLS=N, DEVICES=N, TIME_SCALE=X override the defaults.
 crash-bench: deps standin db-up
 	$(SWIFT) build --product keyline $(BUILD_FLAGS)
-	$(PG_ENV) KEYLINE=$$($(SWIFT) build --show-bin-path)/keyline bash Benchmarks/crash-bench.sh
+	$(SWIFT) build --product keyline-sim $(BUILD_FLAGS)
+	$(PG_ENV) KEYLINE=$$($(SWIFT) build --show-bin-path)/keyline KEYLINE_SIM=$$($(SWIFT) build --show-bin-path)/keyline-sim bash Benchmarks/crash-bench.sh
 
 # By hand, not part of `make test`: libFuzzer targets (Tests/Fuzz/fuzz-*.swift) for what devices,
 # files and operators send — memory-layout strings and descriptors, DFU status replies, key files,
@@ -102,14 +107,14 @@ demo: build db-up standin
 	@echo "== the RMA bench's escrow identity; stations get only its public recipient"
 	$(KEYLINE) escrow keygen -o $(DEMO_DIR)/rma-identity.txt > $(DEMO_DIR)/recipients.txt
 	@echo "== synthetic firmware (valid module header, CRC-32; real Particle binaries cannot ship here)"
-	$(KEYLINE) sim make-firmware --platform photon --function user --index 1 -o $(DEMO_DIR)/firmware/photon-user.bin
-	$(KEYLINE) sim make-firmware --platform boron --function user --index 1 -o $(DEMO_DIR)/firmware/boron-user.bin
+	$(KEYLINE_SIM) make-firmware --platform photon --function user --index 1 -o $(DEMO_DIR)/firmware/photon-user.bin
+	$(KEYLINE_SIM) make-firmware --platform boron --function user --index 1 -o $(DEMO_DIR)/firmware/boron-user.bin
 	@echo "== a simulated line ($(DEMO_FLEET), DFU mode, time scale $(DEMO_TIME_SCALE)) behind the libusb stand-in"
 	@set -e; sock=$(CURDIR)/$(DEMO_DIR)/sim.sock; \
 	  export $(PG_ENV) KEYLINE_SIM_SOCKET=$$sock LD_LIBRARY_PATH=$(CURDIR)/$(STANDIN_DIR) \
 	    KEYLINE_FIRMWARE=$(CURDIR)/$(DEMO_DIR)/firmware KEYLINE_RECIPIENTS=$(CURDIR)/$(DEMO_DIR)/recipients.txt \
 	    KEYLINE_ESCROW_STORE=$(CURDIR)/$(DEMO_DIR)/escrow KEYLINE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/logs KEYLINE_STATION=demo-station; \
-	  $(KEYLINE) sim serve --socket $$sock --fleet $(DEMO_FLEET) --mode dfu --time-scale $(DEMO_TIME_SCALE) \
+	  $(KEYLINE_SIM) serve --socket $$sock --fleet $(DEMO_FLEET) --mode dfu --time-scale $(DEMO_TIME_SCALE) \
 	    --seed $$(date +%s) > $(DEMO_DIR)/sim.log 2>&1 & \
 	  sim=$$!; trap "kill $$sim 2>/dev/null" EXIT; \
 	  for i in $$(seq 100); do grep -qs '^serving' $(DEMO_DIR)/sim.log && break; sleep 0.1; done; \
@@ -214,7 +219,7 @@ schema-embed:
 # --- Local S3 server (S3EscrowStore tests and bench) ------------------------------------------
 # moto's server mode (PyPI `moto[server]`, installed by `make deps`) on 127.0.0.1 only, on a free
 # port, state in .s3/ (pid, endpoint, server.log). In-memory: a restart empties it. Started through
-# Tests/EscrowTests/Fixtures/s3-server.py, which makes moto's conditional writes atomic as S3's
+# Tests/EscrowS3Tests/Fixtures/s3-server.py, which makes moto's conditional writes atomic as S3's
 # are. The tests and the bench read the endpoint from KEYLINE_TEST_S3_ENDPOINT (S3_ENV) or,
 # without make, .s3/endpoint.
 S3_DIR := $(CURDIR)/.s3
@@ -226,7 +231,7 @@ s3-up: deps
 	   && python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1] + '/moto-api/data.json', timeout=2)" "$$(cat $(S3_DIR)/endpoint)" 2>/dev/null; then \
 	  echo "s3-up: moto already on $$(cat $(S3_DIR)/endpoint)"; exit 0; fi; \
 	port=$$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'); \
-	setsid python3 Tests/EscrowTests/Fixtures/s3-server.py -H 127.0.0.1 -p $$port >$(S3_DIR)/server.log 2>&1 < /dev/null & echo $$! > $(S3_DIR)/pid; \
+	setsid python3 Tests/EscrowS3Tests/Fixtures/s3-server.py -H 127.0.0.1 -p $$port >$(S3_DIR)/server.log 2>&1 < /dev/null & echo $$! > $(S3_DIR)/pid; \
 	for i in $$(seq 150); do \
 	  python3 -c "import sys,urllib.request; urllib.request.urlopen(sys.argv[1], timeout=1)" "http://127.0.0.1:$$port/moto-api/data.json" 2>/dev/null && break; \
 	  kill -0 "$$(cat $(S3_DIR)/pid)" 2>/dev/null || { cat $(S3_DIR)/server.log; echo "s3-up: moto did not start"; exit 1; }; \

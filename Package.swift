@@ -1,21 +1,26 @@
 // swift-tools-version: 6.1
 // keyline — factory provisioning and key escrow for Particle devices.
-// One target per concern (see ../shared/docs/design.md); a lower layer never imports a higher one.
+// One target per concern, lowest layer first (the table in ../shared/docs/design.md, "Layout");
+// a target imports only targets listed before it and declares exactly what it imports.
+// `make test` checks both (Tests/Layout/check-imports.py and its allowed graph, layers.txt).
 import PackageDescription
+
+let crypto = Target.Dependency.product(name: "Crypto", package: "swift-crypto")
 
 let package = Package(
     name: "keyline",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "keyline", targets: ["keyline"]),
+        .executable(name: "keyline-sim", targets: ["keyline-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
-        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
         // Cryptographic dependencies pinned exactly (Package.resolved cannot be committed here): an
         // upgrade of what encrypts escrow backups and verifies the store's TLS is a reviewed change.
         .package(url: "https://github.com/apple/swift-crypto", exact: "4.5.2"),
         .package(url: "https://github.com/apple/swift-nio-ssl", exact: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.80.0"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         // HTTP for the S3 escrow store (non-blocking NIO, TLS via swift-nio-ssl, verification on).
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
@@ -26,50 +31,98 @@ let package = Package(
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
         .systemLibrary(name: "CLibUSB", pkgConfig: "libusb-1.0", providers: [.apt(["libusb-1.0-0-dev"])]),
 
-        // Layers, lowest first. FailurePolicy: the failure classes every layer's errors report.
+        // Vocabulary every layer shares: failure classes, and the one hex encoding.
         .target(name: "FailurePolicy"),
-        .target(name: "DeviceKeys", dependencies: ["COpenSSL", "FailurePolicy"]),
-        .target(name: "DFU", dependencies: ["FailurePolicy"]),
-        .target(name: "USB", dependencies: ["CLibUSB", "DFU", "FailurePolicy"]),
-        .target(name: "ParticleDevice", dependencies: ["DFU", "DeviceKeys", "FailurePolicy"]),
-        .target(name: "Escrow", dependencies: [
-            // ParticleDevice: the platform table, so a backup is validated the same way written and read.
-            "DeviceKeys", "ParticleDevice", "FailurePolicy",
-            .product(name: "Crypto", package: "swift-crypto"),
+        .target(name: "HexEncoding"),
+
+        // Keys and the Particle platform table (data and formats, no I/O).
+        .target(name: "DeviceKeys", dependencies: ["COpenSSL", "FailurePolicy", "HexEncoding"]),
+        .target(name: "ParticlePlatform", dependencies: ["DeviceKeys", "FailurePolicy"]),
+
+        // Hardware: the device-bus seam, libusb behind it, DFU over it, a Particle device over DFU.
+        .target(name: "DeviceBus", dependencies: ["FailurePolicy", "HexEncoding"]),
+        .target(name: "USB", dependencies: ["CLibUSB", "DeviceBus", "FailurePolicy", "HexEncoding"]),
+        .target(name: "DFU", dependencies: ["DeviceBus", "FailurePolicy", "HexEncoding"]),
+        .target(name: "ParticleDevice", dependencies: [
+            "DeviceBus", "DFU", "ParticlePlatform", "DeviceKeys", "FailurePolicy", "HexEncoding",
+        ]),
+
+        // Escrow: the age format alone, backups and stores, the S3 store apart (only its users link HTTP).
+        .target(name: "Age", dependencies: ["FailurePolicy", crypto]),
+        .target(name: "Escrow", dependencies: ["Age", "DeviceKeys", "ParticlePlatform", "FailurePolicy", "HexEncoding"]),
+        .target(name: "EscrowS3", dependencies: [
+            "Escrow", "DeviceKeys", "FailurePolicy", "HexEncoding", crypto,
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),  // named only to pin its version
         ]),
+
+        // The registry (PostgreSQL through libpq).
         .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy"]),
-        .target(name: "Simulator", dependencies: ["DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy"]),
-        .target(name: "Pipeline", dependencies: [
-            "DFU", "USB", "ParticleDevice", "DeviceKeys", "Escrow", "Registry", "FailurePolicy",
-            .product(name: "Yams", package: "Yams"),
-            .product(name: "Logging", package: "swift-log"),
+
+        // What stations, benches and auditors do.
+        .target(name: "Provisioning", dependencies: [
+            "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry",
+            "FailurePolicy", .product(name: "Yams", package: "Yams"),
+        ]),
+        .target(name: "RMABench", dependencies: [
+            "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
+            "HexEncoding",
+        ]),
+
+        // Simulated devices and the libusb stand-in's server (never linked into `keyline`).
+        .target(name: "Simulator", dependencies: [
+            "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "FailurePolicy", "HexEncoding",
+        ]),
+
+        // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
+        .target(name: "CommandReporting", dependencies: [
+            "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
+            "Provisioning",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [
-            "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Pipeline", "Simulator", "FailurePolicy",
+            "CommandReporting", "HexEncoding", "DeviceKeys", "ParticlePlatform", "DeviceBus", "USB", "DFU", "ParticleDevice", "Age", "Escrow",
+            "EscrowS3", "Registry", "Provisioning", "RMABench", "FailurePolicy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
-            .product(name: "Logging", package: "swift-log"),
+        ]),
+        .executableTarget(name: "keyline-sim", dependencies: [
+            "CommandReporting", "Simulator", "ParticlePlatform", "DeviceBus", "DFU", "DeviceKeys",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks are an executable, never timed assertions in tests (`make bench`).
         .executableTarget(name: "keyline-bench", dependencies: [
-            "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Registry", "Simulator", "Pipeline",
+            "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "EscrowS3", "Registry", "Simulator",
             "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
-        ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh"]),
+        ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh", "baseline-keyline.sh"]),
 
         // Shared test code (child processes, scratch directories); Foundation only.
         .target(name: "TestSupport", dependencies: ["Registry"], path: "Tests/TestSupport"),
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "COpenSSL", "TestSupport"]),
-        .testTarget(name: "ParticleDeviceTests", dependencies: ["ParticleDevice", "DeviceKeys", "TestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "DFUTests", dependencies: ["DFU"]),
-        .testTarget(name: "SimulatorTests", dependencies: ["Simulator", "DFU", "ParticleDevice", "DeviceKeys", "FailurePolicy", "TestSupport"]),
-        .testTarget(name: "EscrowTests", dependencies: ["Escrow", "DeviceKeys", "FailurePolicy", "TestSupport"], resources: [.copy("Fixtures")]),
-        .testTarget(name: "RegistryTests", dependencies: ["Registry", "TestSupport"]),
-        .testTarget(name: "PipelineTests", dependencies: [
-            "Pipeline", "Registry", "DeviceKeys", "ParticleDevice", "DFU", "USB", "Escrow", "Simulator", "FailurePolicy", "TestSupport",
+        .testTarget(name: "ParticleDeviceTests", dependencies: [
+            "ParticleDevice", "ParticlePlatform", "DeviceBus", "DFU", "DeviceKeys", "FailurePolicy", "TestSupport",
+        ], resources: [.copy("Fixtures")]),
+        .testTarget(name: "DFUTests", dependencies: ["DFU", "DeviceBus"]),
+        .testTarget(name: "SimulatorTests", dependencies: [
+            "Simulator", "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "FailurePolicy", "TestSupport",
+        ]),
+        .testTarget(name: "AgeTests", dependencies: ["Age", "TestSupport", crypto], resources: [.copy("Fixtures")]),
+        .testTarget(name: "EscrowTests", dependencies: ["Escrow", "Age", "DeviceKeys", "FailurePolicy", "TestSupport"]),
+        .testTarget(name: "EscrowS3Tests", dependencies: [
+            "EscrowS3", "Escrow", "Age", "DeviceKeys", "FailurePolicy", "TestSupport",
+        ], resources: [.copy("Fixtures")]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "FailurePolicy", "TestSupport"]),
+        .testTarget(name: "ProvisioningTests", dependencies: [
+            "Provisioning", "Registry", "DeviceKeys", "ParticleDevice", "ParticlePlatform", "DeviceBus", "Age", "Escrow",
+            "Simulator", "FailurePolicy", "TestSupport",
+        ]),
+        .testTarget(name: "RMABenchTests", dependencies: [
+            "RMABench", "Registry", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "Simulator", "TestSupport",
         ]),
         .testTarget(name: "CLITests", dependencies: [
-            "keyline", "DeviceKeys", "DFU", "USB", "ParticleDevice", "Simulator", "Escrow", "Registry", "Pipeline", "TestSupport",
+            "keyline", "keyline-sim", "CommandReporting", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "CLibUSB", "ParticleDevice",
+            "Simulator", "Age", "Escrow", "EscrowS3", "Registry", "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

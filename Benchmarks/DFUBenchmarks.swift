@@ -3,8 +3,9 @@
 //    (scaled); the ratio shows whether devices really progress in parallel (ideal ≈ 1.0).
 // 2. Host CPU per MiB written and read through the in-process transport at zero latency.
 import DFU
+import DeviceBus
+import ParticlePlatform
 import Foundation
-import ParticleDevice
 import Simulator
 
 enum DFUBenchmarks {

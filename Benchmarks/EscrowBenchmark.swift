@@ -1,5 +1,6 @@
 import DeviceKeys
 import Escrow
+import Age
 import Foundation
 
 /// Escrow throughput: backups per second for an RSA-1024 key (the 612-byte TCP slot size), and

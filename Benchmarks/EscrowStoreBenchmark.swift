@@ -1,5 +1,7 @@
 import DeviceKeys
 import Escrow
+import Age
+import EscrowS3
 import Foundation
 
 /// Escrow store throughput: sealed backups (RSA-1024, one recipient) written per second, 1 and 16

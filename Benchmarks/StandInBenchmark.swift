@@ -1,6 +1,5 @@
-import DFU
+import DeviceBus
 import Foundation
-import ParticleDevice
 import Simulator
 
 /// keyline vs Debian's dfu-util on the same simulated device, the long way for both: each runs as

@@ -6,7 +6,7 @@
 #     key recorded at key_ready is the registered one (no key replaced), no job left unfinished;
 #   - the escrow store: each registered object's bytes have the recorded SHA-256, and
 #     `keyline escrow show -i IDENTITY` decrypts it to the device's key with the registered fingerprint;
-#   - the devices: the simulator keeps each batch's devices in a state folder (`sim serve --state`);
+#   - the devices: the simulator keeps each batch's devices in a state folder (`keyline-sim serve --state`);
 #     served again afterwards, each device's key slot is read (`keyline dfu enter` + `keyline dfu read`)
 #     and `keyline keys inspect` must give the registered fingerprint (no key lost, none replaced).
 # Each batch is a fresh simulated line of Photons, half in DFU mode (keyline generates their keys),
@@ -18,6 +18,7 @@
 set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 K=${KEYLINE:-$root/.build/debug/keyline}
+S=${KEYLINE_SIM:-$root/.build/debug/keyline-sim}
 KILLS=${KILLS:-50}
 DEVICES=${DEVICES:-6}
 TIME_SCALE=${TIME_SCALE:-0.05}
@@ -49,7 +50,7 @@ sql() { psql ${DATABASE_URL:+"$DATABASE_URL"} -XAtq -v ON_ERROR_STOP=1 -c "$1"; 
 
 mkdir -p "$w/firmware"
 "$K" escrow keygen -o "$w/identity.txt" >"$w/recipients.txt"
-"$K" sim make-firmware --platform photon --function user --index 1 -o "$w/firmware/photon-user.bin" >/dev/null
+"$S" make-firmware --platform photon --function user --index 1 -o "$w/firmware/photon-user.bin" >/dev/null
 export KEYLINE_FIRMWARE=$w/firmware KEYLINE_RECIPIENTS=$w/recipients.txt KEYLINE_ESCROW_STORE=$w/escrow \
   KEYLINE_STATION=crash-bench KEYLINE_LOG_DIR=$w/logs
 
@@ -58,7 +59,7 @@ export KEYLINE_FIRMWARE=$w/firmware KEYLINE_RECIPIENTS=$w/recipients.txt KEYLINE
 start_sim() {
   local n=$1; shift
   rm -f "$w/sim-$n.sock"
-  "$K" sim serve --socket "$w/sim-$n.sock" --state "$w/sim-$n" --seed $((1000 + n)) \
+  "$S" serve --socket "$w/sim-$n.sock" --state "$w/sim-$n" --seed $((1000 + n)) \
     --fleet "photon:$((DEVICES / 2)):dfu,photon:$((DEVICES - DEVICES / 2)):normal" --time-scale "$TIME_SCALE" "$@" \
     >"$w/sim-$n.log" 2>&1 &
   sim=$!

@@ -10,6 +10,7 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 K=${KEYLINE:-$root/.build/release/keyline}
+S=${KEYLINE_SIM:-$root/.build/release/keyline-sim}
 B=${KEYLINE_BENCH:-$root/.build/release/keyline-bench}
 baseline=$root/../shared/bench/baseline-batch.sh
 export LD_LIBRARY_PATH=$root/.build/standin
@@ -32,18 +33,18 @@ if [ -n "${DATABASE_URL:-}" ]; then export DATABASE_URL="${DATABASE_URL%/*}/$db"
 mkdir -p "$w/firmware"
 "$K" escrow keygen -o "$w/identity.txt" >"$w/recipients.txt"
 for platform in photon boron; do
-  "$K" sim make-firmware --platform $platform --function user --index 1 --size 65536 -o "$w/firmware/$platform-user.bin" >/dev/null
+  "$S" make-firmware --platform $platform --function user --index 1 --size 65536 -o "$w/firmware/$platform-user.bin" >/dev/null
 done
 export KEYLINE_FIRMWARE=$w/firmware KEYLINE_RECIPIENTS=$w/recipients.txt KEYLINE_STATION=bench KEYLINE_LOG_DIR=$w/logs
 
 # keyline provision over N fresh Photons in DFU mode at time scale TS, N at a time, on 16-port
-# hubs of kind HUB (multi by default; see `keyline sim serve --help`).
+# hubs of kind HUB (multi by default; see `keyline-sim serve --help`).
 # Sets wall, cpu (user + system of keyline), slowest (the slowest device's own run time) and
 # limit (the simulator's device-bound limit: the slowest device's modelled time, bus included).
 provision() {
   local n=$1 ts=$2 platform=${3:-photon} hub=${4:-multi} sock=$w/sim.sock
   rm -f "$sock"
-  "$K" sim serve --socket "$sock" --fleet "$platform:$n@hub=$hub/16" --mode dfu --time-scale "$ts" --seed "$(date +%s%N)" >"$w/sim.log" 2>&1 &
+  "$S" serve --socket "$sock" --fleet "$platform:$n@hub=$hub/16" --mode dfu --time-scale "$ts" --seed "$(date +%s%N)" >"$w/sim.log" 2>&1 &
   sim=$!
   for _ in $(seq 100); do grep -qs '^serving' "$w/sim.log" && break; sleep 0.1; done
   KEYLINE_SIM_SOCKET=$sock KEYLINE_ESCROW_STORE=$w/store \
@@ -83,7 +84,7 @@ compare() {
   echo "  keyline: 64 ${platform}s in $(printf '%.2f' "$kw") s (done $kd)"
   local best=
   for p in "$@"; do
-    out=$(KEYLINE=$K STANDIN=$root/.build/standin bash "$baseline" "$platform" 64 "$p" 0 2>&1 | tail -n 1)
+    out=$(KEYLINE=$root/Benchmarks/baseline-keyline.sh KEYLINE_SIM=$S STANDIN=$root/.build/standin bash "$baseline" "$platform" 64 "$p" 0 2>&1 | tail -n 1)
     bw=$(sed -n 's/.* wall=\([0-9.]*\)s.*/\1/p' <<<"$out")
     echo "  baseline P=$p: $out"
     if [ -n "$bw" ]; then

@@ -1,4 +1,5 @@
 import FailurePolicy
+import DeviceBus
 
 /// What the DFU client was doing when something failed; names the step in error messages.
 public enum DFUOperation: String, Sendable, Hashable, Codable {

@@ -1,3 +1,5 @@
+import DeviceBus
+
 /// Upload (read), download (write with erase), verify and leave loops over DfuSe — the layer
 /// dfu-util keeps in `dfu_load.c` / `dfuse_dnload_element` (reference dfu-protocol.md §2.4, §3.3, §3.4).
 ///

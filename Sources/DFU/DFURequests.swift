@@ -1,3 +1,6 @@
+import DeviceBus
+import HexEncoding
+
 /// DFU 1.1 class requests (DFU 1.1 §3, ../shared/docs/reference/dfu-protocol.md §1.2–§1.5), the
 /// layer dfu-util keeps in `dfu.c`: one control transfer each, no policy.
 
@@ -254,7 +257,7 @@ public struct DFUSession {
     public func getStatus() throws(DFUError.Reason) -> DFUStatus {
         let reply = try transfer(.getStatus, length: 6, input: true)
         guard let status = DFUStatus(bytes: reply) else {
-            throw .malformedReply("GETSTATUS returned \(reply.count) bytes \(hex(reply)), expected 6 with a known status and state")
+            throw .malformedReply("GETSTATUS returned \(reply.count) bytes \(Hex.dump(reply)), expected 6 with a known status and state")
         }
         return status
     }
@@ -275,7 +278,7 @@ public struct DFUSession {
     public func getState() throws(DFUError.Reason) -> DFUState {
         let reply = try transfer(.getState, length: 1, input: true)
         guard reply.count == 1, let state = DFUState(rawValue: reply[0]) else {
-            throw .malformedReply("GETSTATE returned \(hex(reply)), expected one known state byte")
+            throw .malformedReply("GETSTATE returned \(Hex.dump(reply)), expected one known state byte")
         }
         return state
     }
@@ -308,10 +311,6 @@ public struct DFUSession {
     }
 }
 
-func hex(_ bytes: [UInt8], limit: Int = 16) -> String {
-    let shown = bytes.prefix(limit).map { b in (b < 16 ? "0" : "") + String(b, radix: 16) }.joined(separator: " ")
-    return bytes.count > limit ? shown + " …" : shown
-}
 
 func hex32(_ value: UInt32) -> String {
     let digits = String(value, radix: 16)

@@ -1,3 +1,5 @@
+import DeviceBus
+
 /// An opened DfuSe device: its descriptors, alternate settings and memory layouts, read once
 /// through standard GET_DESCRIPTOR requests. Operations live in DFULoad.swift.
 

@@ -1,3 +1,5 @@
+import HexEncoding
+
 /// ST DfuSe `.dfu` files (UM0391, as dfu-util's `dfuse.c` and `dfuse-pack.py` handle them;
 /// dfu-protocol.md §1.7): an 11-byte prefix, targets (one per alt) of address/data elements,
 /// and the 16-byte DFU suffix with bcdDFU 0x011A.
@@ -42,7 +44,7 @@ public struct DfuSeFile: Sendable, Hashable {
 
     public init(bytes: [UInt8]) throws(FormatError) {
         guard let suffix = DFUFileSuffix(file: bytes) else { throw FormatError(detail: "no valid DFU suffix (signature, length or CRC)") }
-        guard suffix.dfuVersion == 0x011A else { throw FormatError(detail: "suffix bcdDFU is \(hex4(suffix.dfuVersion)), not 011a") }
+        guard suffix.dfuVersion == 0x011A else { throw FormatError(detail: "suffix bcdDFU is \(Hex.word(suffix.dfuVersion)), not 011a") }
         let body = Array(bytes.dropLast(DFUFileSuffix.length))
         guard body.count >= Self.prefixLength, Array(body.prefix(5)) == Array("DfuSe".utf8) else {
             throw FormatError(detail: "missing the \"DfuSe\" prefix")

@@ -1,3 +1,6 @@
+import DeviceBus
+import HexEncoding
+
 /// Standard USB descriptors (USB 2.0 §9.6) and the DFU functional descriptor (DFU 1.1 §4.1.3),
 /// parsed from raw bytes and read with GET_DESCRIPTOR through a `ControlTransport`, the way
 /// particle-usb does (reference dfu-protocol.md §4.2: config first 9 bytes for wTotalLength, then all).
@@ -45,7 +48,7 @@ public struct USBDeviceDescriptor: Sendable, Hashable {
 
     public init(bytes b: [UInt8]) throws(DFUError.Reason) {
         guard b.count >= 18, b[0] >= 18, b[1] == USBDescriptorType.device.rawValue else {
-            throw .descriptor("device descriptor is \(b.count) bytes \(hex(b)), expected 18 bytes of type 1")
+            throw .descriptor("device descriptor is \(b.count) bytes \(Hex.dump(b)), expected 18 bytes of type 1")
         }
         usbVersion = le16(b, 2)
         deviceClass = b[4]
@@ -132,7 +135,7 @@ public struct DFUFunctionalDescriptor: Sendable, Hashable {
 
     public init(bytes b: [UInt8]) throws(DFUError.Reason) {
         guard b.count >= 7, b[1] == USBDescriptorType.dfuFunctional.rawValue, b[0] == 7 || b[0] >= 9 else {
-            throw .descriptor("DFU functional descriptor \(hex(b)) is not 7 or 9 bytes of type 0x21")
+            throw .descriptor("DFU functional descriptor \(Hex.dump(b)) is not 7 or 9 bytes of type 0x21")
         }
         attributes = Attributes(rawValue: b[2])
         detachTimeoutMilliseconds = le16(b, 3)
@@ -170,7 +173,7 @@ public struct USBConfiguration: Sendable, Hashable {
 
     public init(bytes b: [UInt8]) throws(DFUError.Reason) {
         guard b.count >= 9, b[1] == USBDescriptorType.configuration.rawValue else {
-            throw .descriptor("configuration descriptor \(hex(b)) is not of type 2")
+            throw .descriptor("configuration descriptor \(Hex.dump(b)) is not of type 2")
         }
         let total = Int(le16(b, 2))
         guard total <= b.count else {
@@ -228,7 +231,7 @@ public enum USBStringDescriptor {
     /// Decodes what came, tolerating a bLength larger than the bytes received (dfu-util does too).
     public static func decode(_ b: [UInt8]) throws(DFUError.Reason) -> String {
         guard b.count >= 2, b[1] == USBDescriptorType.string.rawValue else {
-            throw .descriptor("string descriptor \(hex(b)) is not of type 3")
+            throw .descriptor("string descriptor \(Hex.dump(b)) is not of type 3")
         }
         let end = min(Int(b[0]), b.count)
         var units: [UInt16] = []

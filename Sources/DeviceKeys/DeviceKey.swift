@@ -44,7 +44,7 @@ public struct DevicePublicKey: Sendable, Hashable, CustomStringConvertible {
         self.rsaPublicExponent = algorithm == .rsa ? key.rsaPublicExponent : nil
         self.spkiDER = spki
         self.pem = pem
-        self.fingerprint = Digest.sha256Hex(spki)
+        self.fingerprint = SHA256Digest.hex(spki)
     }
 
     public var description: String {

@@ -198,17 +198,6 @@ enum PEMArmor {
     }
 }
 
-enum Digest {
-    static func sha256Hex(_ bytes: [UInt8]) -> String {
-        let digest = OpenSSLDigest.sha256(bytes)
-        let hex = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(digest.count * 2)
-        for byte in digest { out.append(hex[Int(byte >> 4)]); out.append(hex[Int(byte & 0xF)]) }
-        return String(decoding: out, as: UTF8.self)
-    }
-}
-
 let EVP_PKEY_RSA_ID: Int32 = EVP_PKEY_RSA
 let EVP_PKEY_RSA_PSS_ID: Int32 = EVP_PKEY_RSA_PSS
 let EVP_PKEY_EC_ID: Int32 = EVP_PKEY_EC

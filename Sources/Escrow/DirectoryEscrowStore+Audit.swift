@@ -1,5 +1,6 @@
-import Crypto
 import Foundation
+import DeviceKeys
+import HexEncoding
 
 /// What an audit needs from a directory store: every object in a stable order, and the SHA-256 of
 /// an object's bytes as they are now.
@@ -45,7 +46,7 @@ extension DirectoryEscrowStore {
             throw .io(operation: "open", path: path, errno: errno)
         }
         defer { close(fd) }
-        var hasher = SHA256()
+        let hasher = SHA256Digest()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -54,9 +55,9 @@ extension DirectoryEscrowStore {
                 throw .io(operation: "read", path: path, errno: errno)
             }
             if count == 0 { break }
-            hasher.update(data: buffer[0..<count])
+            buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
         }
-        return lowercaseHex(hasher.finalize())
+        return Hex.encode(hasher.finalize())
     }
 }
 

@@ -1,3 +1,4 @@
+import DeviceKeys
 import Dispatch
 import Foundation
 #if canImport(Glibc)
@@ -93,7 +94,7 @@ public struct DirectoryEscrowStore: EscrowStore {
             return try Self.readIfExists(path)
         }
         guard let bytes else { throw EscrowStoreError.notFound(key) }
-        let actual = sha256Hex(bytes)
+        let actual = SHA256Digest.hex(bytes)
         guard actual == expectedSHA256.lowercased() else {
             throw EscrowStoreError.checksumMismatch(key, expected: expectedSHA256.lowercased(), actual: actual)
         }
@@ -124,7 +125,7 @@ public struct DirectoryEscrowStore: EscrowStore {
             let path = "\(root)/\(key.path)"
             try Self.checkFolders(root: root, components: components)
             guard let existing = try Self.readIfExists(path) else { return false }
-            let actual = sha256Hex(existing)
+            let actual = SHA256Digest.hex(existing)
             guard actual == expected else { throw EscrowStoreError.checksumMismatch(key, expected: expected, actual: actual) }
             try sync.existing(path, root: root, components: components)
             return true
@@ -149,7 +150,7 @@ public struct DirectoryEscrowStore: EscrowStore {
     // MARK: - Blocking file system work (dispatch queue only)
 
     static func putBlocking(_ ciphertext: [UInt8], key: EscrowObjectKey, root: String, sync: Sync) throws -> String {
-        let digest = sha256Hex(ciphertext)
+        let digest = SHA256Digest.hex(ciphertext)
         let components = [key.product, key.deviceID]
         let directory = "\(root)/\(key.product)/\(key.deviceID)"
         let final = "\(directory)/\(key.publicKeySHA256).age"
@@ -254,7 +255,7 @@ public struct DirectoryEscrowStore: EscrowStore {
     }
 
     private static func idempotent(existing: [UInt8], key: EscrowObjectKey, newSHA256: String) throws -> String {
-        let stored = sha256Hex(existing)
+        let stored = SHA256Digest.hex(existing)
         guard stored == newSHA256 else {
             throw EscrowStoreError.objectExists(key, storedSHA256: stored, newSHA256: newSHA256)
         }

@@ -1,8 +1,8 @@
-import Crypto
 import DeviceKeys
 import FailurePolicy
 import Foundation
-import ParticleDevice
+import ParticlePlatform
+import Age
 
 /// The plaintext inside an escrow backup: a versioned JSON document naming the device and the
 /// key (design.md, "Escrow format"). Field names are stable; version 1 has exactly these keys:

@@ -1,6 +1,8 @@
-import Crypto
 import FailurePolicy
 import Foundation
+import Age
+import DeviceKeys
+import HexEncoding
 
 /// Where a backup lives in a store: `<product>/<device-id>/<spki-sha256>.age` (design.md,
 /// "Escrow format"). One object per key a device ever had, so a re-keyed device never
@@ -29,17 +31,15 @@ public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
 
     /// A Particle device ID as keyline stores it: 12 bytes written as 24 lowercase hex digits.
     /// The one definition; backup documents use it too.
-    static func isDeviceID(_ text: String) -> Bool { isLowerHex(text, digits: 24) }
+    public static func isDeviceID(_ text: String) -> Bool { isLowerHex(text, digits: 24) }
 
     /// A SHA-256 as the registry records it: 64 lowercase hex digits (ASCII only).
-    static func isSHA256Hex(_ text: String) -> Bool { isLowerHex(text, digits: 64) }
+    public static func isSHA256Hex(_ text: String) -> Bool { isLowerHex(text, digits: 64) }
 
-    static func isLowerHex(_ text: String, digits: Int) -> Bool {
-        text.utf8.count == digits && text.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
-    }
+    static func isLowerHex(_ text: String, digits: Int) -> Bool { Hex.isLowercase(text, digits: digits) }
 
     /// A name safe as one path component anywhere: no separators, no "." or "..", no hidden files.
-    static func isPathSegment(_ text: String) -> Bool {
+    public static func isPathSegment(_ text: String) -> Bool {
         (1...64).contains(text.utf8.count) && text.utf8.first != UInt8(ascii: ".")
             && text.utf8.allSatisfy { (48...57).contains($0) || (65...90).contains($0) || (97...122).contains($0) || $0 == 45 || $0 == 46 || $0 == 95 }
     }
@@ -122,22 +122,7 @@ extension EscrowStoreError: ClassifiedError {
     }
 }
 
-func sha256Hex<D: DataProtocol>(_ data: D) -> String {
-    lowercaseHex(SHA256.hash(data: data))
-}
-
-func lowercaseHex<S: Sequence>(_ bytes: S) -> String where S.Element == UInt8 {
-    let hex = Array("0123456789abcdef".utf8)
-    var out: [UInt8] = []
-    out.reserveCapacity(64)
-    for byte in bytes {
-        out.append(hex[Int(byte >> 4)])
-        out.append(hex[Int(byte & 0x0f)])
-    }
-    return String(decoding: out, as: UTF8.self)
-}
-
 extension Age {
     /// Lowercase hex SHA-256 of an escrow object, as the registry records it.
-    public static func sha256(_ bytes: [UInt8]) -> String { sha256Hex(bytes) }
+    public static func sha256(_ bytes: [UInt8]) -> String { SHA256Digest.hex(bytes) }
 }

@@ -1,5 +1,7 @@
 import DFU
+import DeviceBus
 import DeviceKeys
+import ParticlePlatform
 
 /// A Particle device in DFU mode: its platform and device ID, key slots and server-key blob on
 /// alt 1 (the DCT, device-os-keys.md §2), firmware on alt 0. Gen3/rtl872x keys are reachable only

@@ -1,6 +1,9 @@
 import DFU
+import DeviceBus
 import DeviceKeys
 import FailurePolicy
+import ParticlePlatform
+import HexEncoding
 
 /// A failure talking to a Particle device, with the device, port and step it concerned.
 /// Never carries key bytes.
@@ -67,7 +70,7 @@ public struct ParticleDeviceError: Error, Sendable, CustomStringConvertible {
         case .key(let error): why = "\(error)"
         case .keySlot(let error): why = error.description
         case .unknownDevice(let vid, let pid):
-            why = "USB ID \(hex4(vid)):\(hex4(pid)) is not a known Particle device"
+            why = "USB ID \(Hex.word(vid)):\(Hex.word(pid)) is not a known Particle device"
         case .platformMismatch(let expected, let found):
             why = "expected a \(expected) but the device is a \(found)"
         case .invalidDeviceID(let id):
@@ -115,7 +118,3 @@ extension ParticleDeviceError: ClassifiedError {
     }
 }
 
-func hex4(_ v: UInt16) -> String {
-    let s = String(v, radix: 16)
-    return String(repeating: "0", count: max(0, 4 - s.count)) + s
-}

@@ -1,5 +1,6 @@
 import DFU
-import ParticleDevice
+import DeviceBus
+import ParticlePlatform
 
 /// The normal-mode (Device OS application) side of a simulated device: USB control requests of
 /// `usb_control_request_channel.cpp` as particle-usb speaks them (device-os-keys.md §4).

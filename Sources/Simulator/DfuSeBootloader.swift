@@ -1,4 +1,5 @@
 import DFU
+import DeviceBus
 
 /// The DfuSe state machine of a Particle bootloader (DFU 1.1 §6.1 and ST AN3156 as Particle
 /// implements them: Gen2 `usbd_dfu_core.c`, Gen3 `usbd_dfu.cpp`; dfu-protocol.md §1.4, §2).

@@ -1,4 +1,4 @@
-import DFU
+import DeviceBus
 import Foundation
 
 /// How a USB 2.0 hub carries full-speed devices to a high-speed host: through transaction

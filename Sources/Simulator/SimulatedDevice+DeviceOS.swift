@@ -1,7 +1,8 @@
 import DeviceKeys
 import Dispatch
 import Foundation
-import ParticleDevice
+import ParticlePlatform
+import HexEncoding
 
 /// When the simulated Device OS makes its key (device-os-keys.md §1.6, "Callers"):
 /// - Gen2 at boot: `application_start()` → `generate_key()` with a blank slot; "**The device
@@ -88,7 +89,7 @@ extension SimulatedDevice {
         lock.withLock {
             let field = DCTLayout.deviceID
             if memories[1].read(UInt32(field.offset), length: 1) == [0xFF] {
-                memories[1].overwrite(UInt32(field.offset), hexBytes(deviceID))
+                memories[1].overwrite(UInt32(field.offset), (Hex.decode(deviceID) ?? []))
             }
         }
     }
@@ -140,12 +141,3 @@ extension SimulatedDevice {
     }
 }
 
-func hexBytes(_ hex: String) -> [UInt8] {
-    var out: [UInt8] = []
-    var index = hex.startIndex
-    while index < hex.endIndex, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) {
-        out.append(UInt8(hex[index..<next], radix: 16) ?? 0)
-        index = next
-    }
-    return out
-}

@@ -1,6 +1,6 @@
-import DFU
+import DeviceBus
+import ParticlePlatform
 import Foundation
-import ParticleDevice
 
 extension SimulatedDevice {
     // MARK: - Persistence

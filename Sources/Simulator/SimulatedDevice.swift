@@ -1,9 +1,12 @@
+import ParticleDevice
 import DFU
+import DeviceBus
+import ParticlePlatform
 import DeviceKeys
 import Dispatch
 import FailurePolicy
 import Foundation
-import ParticleDevice
+import HexEncoding
 
 /// Why the simulator could not do what was asked.
 public enum SimulatorError: Error, Sendable, Hashable, CustomStringConvertible, ClassifiedError {
@@ -140,7 +143,7 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         var id = prefix
         while id.count < 24 {
             let byte = UInt8(truncatingIfNeeded: rng.next())
-            id += (byte < 16 ? "0" : "") + String(byte, radix: 16)
+            id += Hex.encode([byte])
         }
         return String(id.prefix(24))
     }

@@ -1,7 +1,7 @@
-import DFU
-import Foundation
 import ParticleDevice
-
+import DeviceBus
+import ParticlePlatform
+import Foundation
 /// A device as the fleet's bus shows it right now: one enumeration of a simulated device at a port.
 public struct SimulatedAttachment: Sendable, Hashable, CustomStringConvertible {
     public let port: USBPortPath

@@ -1,5 +1,4 @@
-import DFU
-import ParticleDevice
+import ParticlePlatform
 
 /// Per-MCU facts the simulator needs beyond the platform table: DfuSe alt strings, bootloader
 /// quirks and a flash/USB timing model. Layout strings are copied character for character from

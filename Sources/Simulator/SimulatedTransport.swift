@@ -1,4 +1,4 @@
-import DFU
+import DeviceBus
 import Foundation
 
 /// A `ControlTransport` to one enumeration (USB session) of a simulated device, like an open

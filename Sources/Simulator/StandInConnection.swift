@@ -1,6 +1,6 @@
 // One client connection of the stand-in server (StandInServer.swift has the wire protocol).
 
-import DFU
+import DeviceBus
 import Dispatch
 import Foundation
 #if canImport(Glibc)

@@ -1,7 +1,7 @@
 // The stand-in server's view of the bus: ids, addresses, descriptors and interface claims
 // (see the wire protocol at the top of StandInServer.swift).
 
-import DFU
+import DeviceBus
 import Foundation
 
 // MARK: - libusb error codes (libusb.h 1.0.26, enum libusb_error)

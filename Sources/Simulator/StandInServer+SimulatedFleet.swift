@@ -1,4 +1,3 @@
-import DFU
 
 // The thin conformance between the device simulator (SimulatedFleet, SimulatedTransport) and the
 // stand-in server's view of a bus.

@@ -32,7 +32,7 @@
 // leaving DFU, reset) the same physical device gets a new id and the old id answers
 // LIBUSB_ERROR_NO_DEVICE.
 
-import DFU
+import DeviceBus
 import Dispatch
 import Foundation
 #if canImport(Glibc)
@@ -88,7 +88,7 @@ public struct StandInServerError: Error, Sendable, CustomStringConvertible {
 
     public var description: String {
         "cannot \(operation) the simulator socket \(socketPath): \(String(cString: strerror(errno)))"
-            + (errno == EADDRINUSE ? " (another `keyline sim serve` is serving it: stop it or choose another --socket)" : "")
+            + (errno == EADDRINUSE ? " (another `keyline-sim serve` is serving it: stop it or choose another --socket)" : "")
     }
 }
 

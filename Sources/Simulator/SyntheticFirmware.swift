@@ -1,5 +1,5 @@
 import DeviceKeys
-import ParticleDevice
+import ParticlePlatform
 
 /// Firmware images for the demo and the tests: real Particle binaries cannot ship with keyline,
 /// so these carry a valid module prefix, suffix, SHA-256 and CRC-32 at the real addresses and
@@ -88,7 +88,7 @@ public enum SyntheticFirmware {
             break
         }
         // SHA-256 of [0, len − 38), then the CRC-32 of [0, len − 4), big-endian (§1.6).
-        let sha = OpenSSLDigest.sha256(Array(bytes[0..<(length - 38)]))
+        let sha = SHA256Digest.hash(Array(bytes[0..<(length - 38)]))
         bytes.replaceSubrange((crcAt - 34)..<(crcAt - 2), with: sha)
         let crc = bytes.withUnsafeBufferPointer { CRC32.zlib(UnsafeBufferPointer(rebasing: $0[0..<crcAt])) }
         bytes[crcAt] = UInt8(crc >> 24)

@@ -1,5 +1,5 @@
 import CLibUSB
-import DFU
+import DeviceBus
 
 /// The libusb side of the device-bus seam. Enumeration lists without opening, then reads the
 /// serial only of attachments (port + bus address) not seen before.

@@ -1,5 +1,5 @@
 import CLibUSB
-import DFU
+import DeviceBus
 
 /// Namespace for facts about Particle's USB identities.
 public enum USB {
@@ -15,11 +15,6 @@ public enum USB {
         vendorID == particleVendorID || (vendorID == coreVendorID && coreProductIDs.contains(productID))
     }
 
-    /// A vendor or product ID as four lowercase hex digits, as lsusb prints it ("2b04").
-    public static func hexID(_ value: UInt16) -> String {
-        let digits = String(value, radix: 16)
-        return String(repeating: "0", count: 4 - digits.count) + digits
-    }
 }
 
 /// A libusb context: enumerates attached Particle devices and opens them. libusb calls run on

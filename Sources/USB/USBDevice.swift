@@ -1,5 +1,5 @@
 import CLibUSB
-import DFU
+import DeviceBus
 
 /// An opened device: a `ControlTransport` over libusb's synchronous control transfers, run on
 /// this device's own thread so a long transfer (a sector erase) blocks nothing else. DFU

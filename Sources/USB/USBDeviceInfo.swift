@@ -1,4 +1,5 @@
-import DFU
+import DeviceBus
+import HexEncoding
 
 /// The device bus seam's mode (DFU's `USBMode`), under the name this target has always used.
 public typealias USBDeviceMode = USBMode
@@ -38,6 +39,6 @@ public struct USBDeviceInfo: Sendable, Hashable, CustomStringConvertible {
     public var openError: USBError?
 
     public var description: String {
-        "\(USB.hexID(vendorID)):\(USB.hexID(productID)) \(mode) on \(portPath)" + (serialNumber.map { " serial \($0)" } ?? "")
+        "\(Hex.word(vendorID)):\(Hex.word(productID)) \(mode) on \(portPath)" + (serialNumber.map { " serial \($0)" } ?? "")
     }
 }

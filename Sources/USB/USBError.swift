@@ -1,5 +1,5 @@
 import CLibUSB
-import DFU
+import DeviceBus
 
 /// Why a USB operation failed, with the device it concerns.
 public enum USBError: Error, Sendable, Hashable, CustomStringConvertible {

@@ -1,8 +1,9 @@
 import ArgumentParser
-import Escrow
+import Age
+import Provisioning
 import Foundation
-import Pipeline
 import Registry
+import CommandReporting
 
 /// `keyline audit`: which keys are registered, and does every one have an intact backup.
 struct AuditCommand: AsyncParsableCommand {

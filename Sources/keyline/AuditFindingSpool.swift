@@ -1,5 +1,6 @@
 import Foundation
 import Registry
+import CommandReporting
 
 /// Findings kept on disk while the listing streams, so they can be printed after it without
 /// holding them in memory (a broken product can have a finding per registration); counted by

@@ -1,5 +1,6 @@
 import Foundation
 import Registry
+import CommandReporting
 
 /// `keyline audit --format`.
 enum AuditFormat: String, CaseIterable, Sendable {

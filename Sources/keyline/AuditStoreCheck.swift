@@ -1,5 +1,6 @@
 import Dispatch
 import Escrow
+import Age
 import Foundation
 import Registry
 

@@ -1,5 +1,6 @@
 import Dispatch
 import Escrow
+import EscrowS3
 import Foundation
 
 /// The escrow store an audit checks: a directory (files read and hashed on Dispatch threads, all

@@ -1,8 +1,10 @@
 import ArgumentParser
 import DFU
+import DeviceBus
 import Foundation
 import ParticleDevice
 import USB
+import CommandReporting
 
 /// `keyline dfu …`: direct DfuSe access to one device over USB, for the bench and for debugging
 /// (what dfu-util does, with Particle's identity checks and typed errors).

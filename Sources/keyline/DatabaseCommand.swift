@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Registry
+import CommandReporting
 
 /// `keyline db …`: the registry's PostgreSQL schema.
 struct DatabaseCommand: AsyncParsableCommand {
@@ -165,7 +166,7 @@ struct DatabaseFailure: ReportableError {
         self.error = error
     }
 
-    var kind: String {
+    public var kind: String {
         switch error.kind {
         case .invalidSettings: "databaseSettingsInvalid"
         case .connectionFailed:
@@ -179,9 +180,9 @@ struct DatabaseFailure: ReportableError {
         }
     }
 
-    var message: String { error.description }
+    public var message: String { error.description }
 
-    var context: [String: String] {
+    public var context: [String: String] {
         var context: [String: String] = [:]
         if let sqlState = error.sqlState { context["sqlState"] = sqlState }
         if let constraint = error.constraint { context["constraint"] = constraint }
@@ -189,7 +190,7 @@ struct DatabaseFailure: ReportableError {
         return context
     }
 
-    var exit: KeylineExit {
+    public var exit: KeylineExit {
         if error.isConfigurationError { return .configuration }
         if error.isConnectionLoss || error.kind == .commitOutcomeUnknown { return .tempFail }
         if error.isInsufficientPrivilege { return .noPermission }
@@ -224,7 +225,7 @@ extension DatabaseCommand {
 }
 
 extension MigrationError: ReportableError {
-    var kind: String {
+    public var kind: String {
         switch self {
         case .unreadableDirectory, .unreadableFile: "schemaUnreadable"
         case .badFileName, .duplicateVersion: "schemaMalformed"
@@ -234,9 +235,9 @@ extension MigrationError: ReportableError {
         }
     }
 
-    var message: String { description }
+    public var message: String { description }
 
-    var context: [String: String] {
+    public var context: [String: String] {
         switch self {
         case .unreadableDirectory(let directory), .badFileName(_, let directory): ["file": directory]
         case .unreadableFile(let path): ["file": path]
@@ -248,7 +249,7 @@ extension MigrationError: ReportableError {
         }
     }
 
-    var exit: KeylineExit {
+    public var exit: KeylineExit {
         switch self {
         case .unreadableDirectory, .unreadableFile: .noInput
         case .badFileName, .duplicateVersion: .dataError
@@ -260,7 +261,7 @@ extension MigrationError: ReportableError {
 }
 
 extension RegistryError: ReportableError {
-    var kind: String {
+    public var kind: String {
         switch self {
         case .activeKeyConflict: "activeKeyConflict"
         case .fingerprintConflict: "fingerprintConflict"
@@ -284,9 +285,9 @@ extension RegistryError: ReportableError {
         }
     }
 
-    var message: String { description }
+    public var message: String { description }
 
-    var context: [String: String] {
+    public var context: [String: String] {
         switch self {
         case .activeKeyConflict(let product, let device, _, let fingerprint):
             ["product": product, "device": device, "fingerprint": fingerprint]
@@ -309,7 +310,7 @@ extension RegistryError: ReportableError {
         }
     }
 
-    var exit: KeylineExit {
+    public var exit: KeylineExit {
         switch self {
         // Decided by committed rows (also when another station won a race for the same device or
         // object): running the same statement again fails the same way, so not "retry" (75).

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Registry
+import CommandReporting
 
 /// `keyline db grant|revoke|logins`: which login is which station, bench or auditor. The database
 /// takes who, which station and when from these bindings, never from what a client sends.
@@ -149,7 +150,7 @@ extension LoginBinding {
 }
 
 extension LoginBindingError: ReportableError {
-    var kind: String {
+    public var kind: String {
         switch self {
         case .unknownLogin: "unknownLogin"
         case .stationRequired: "stationRequired"
@@ -158,9 +159,9 @@ extension LoginBindingError: ReportableError {
         }
     }
 
-    var message: String { description }
+    public var message: String { description }
 
-    var context: [String: String] {
+    public var context: [String: String] {
         switch self {
         case .unknownLogin(let login), .notBound(let login): ["login": login]
         case .stationRequired(let login, let role), .stationNotAllowed(let login, let role):
@@ -168,7 +169,7 @@ extension LoginBindingError: ReportableError {
         }
     }
 
-    var exit: KeylineExit {
+    public var exit: KeylineExit {
         switch self {
         case .stationRequired, .stationNotAllowed: .usage
         case .unknownLogin, .notBound: .dataError

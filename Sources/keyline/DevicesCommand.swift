@@ -1,8 +1,10 @@
+import HexEncoding
 import ArgumentParser
 import DFU
+import ParticlePlatform
 import Foundation
-import ParticleDevice
 import USB
+import CommandReporting
 
 /// `keyline devices`: what is plugged into this station right now.
 struct DevicesCommand: AsyncParsableCommand {
@@ -82,8 +84,8 @@ struct DeviceRow: Codable, Equatable {
         platform = match?.platform.name
         platformID = match?.platform.id
         deviceID = device.serialNumber?.lowercased()
-        vendorID = USB.hexID(device.vendorID)
-        productID = USB.hexID(device.productID)
+        vendorID = Hex.word(device.vendorID)
+        productID = Hex.word(device.productID)
         address = device.address
         error = device.openError?.description
     }

@@ -1,8 +1,11 @@
 import ArgumentParser
 import DeviceKeys
 import Escrow
+import Age
+import ParticlePlatform
 import Foundation
-import ParticleDevice
+import CommandReporting
+import EscrowS3
 
 /// `keyline escrow …`: age v1 files and key backups, interoperable with `age` and `age-keygen`.
 struct EscrowCommand: AsyncParsableCommand {

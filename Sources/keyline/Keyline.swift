@@ -1,5 +1,6 @@
 import ArgumentParser
 import DeviceKeys
+import CommandReporting
 
 @main
 struct Keyline: AsyncParsableCommand {
@@ -20,7 +21,6 @@ struct Keyline: AsyncParsableCommand {
             KeysCommand.self,
             DevicesCommand.self,
             DFUCommand.self,
-            SimCommand.self,
             EscrowCommand.self,
             DatabaseCommand.self,
             AuditCommand.self,

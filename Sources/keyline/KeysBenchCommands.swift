@@ -1,10 +1,13 @@
 import ArgumentParser
 import DeviceKeys
 import Escrow
+import ParticlePlatform
+import Provisioning
+import RMABench
 import Foundation
-import ParticleDevice
-import Pipeline
 import Registry
+import CommandReporting
+import EscrowS3
 
 /// Where a bench escrows keys and what it records them as: the line's store and recipients
 /// (`KEYLINE_ESCROW_STORE`, `KEYLINE_RECIPIENTS`) unless given, and this bench's name.
@@ -218,21 +221,21 @@ extension KeysCommand {
 }
 
 extension BenchKeyError: ReportableError {
-    var kind: String {
+    public var kind: String {
         switch self {
         case .noBackup: "noBackup"
         case .productNeeded: "productNeeded"
         case .wrongAlgorithm: "wrongAlgorithm"
         }
     }
-    var message: String { description }
-    var context: [String: String] {
+    public var message: String { description }
+    public var context: [String: String] {
         switch self {
         case .noBackup(let id, let product, let fingerprint): ["device": id, "product": product, "fingerprint": fingerprint]
         case .productNeeded(let id, _), .wrongAlgorithm(let id, _, _): ["device": id]
         }
     }
-    var exit: KeylineExit {
+    public var exit: KeylineExit {
         switch self {
         case .noBackup, .wrongAlgorithm: .dataError
         case .productNeeded: .usage

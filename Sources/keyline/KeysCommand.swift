@@ -1,7 +1,8 @@
 import ArgumentParser
 import DeviceKeys
 import Foundation
-import ParticleDevice
+import ParticlePlatform
+import CommandReporting
 
 /// `keyline keys …`: the same files and names as `particle keys` (particle-cli-keys.md §1), made
 /// with OpenSSL's library instead of the `openssl` binary.

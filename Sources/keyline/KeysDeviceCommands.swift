@@ -2,8 +2,10 @@ import ArgumentParser
 import DeviceKeys
 import Foundation
 import ParticleDevice
-import Pipeline
+import ParticlePlatform
+import RMABench
 import USB
+import CommandReporting
 
 /// The device options of `keyline keys` device commands (particle-cli's `executeWithUsbDevice`).
 struct DeviceOptions: ParsableArguments {
@@ -144,15 +146,15 @@ extension KeysCommand {
 }
 
 extension DeviceKeyCommandError: ReportableError {
-    var kind: String {
+    public var kind: String {
         switch self {
         case .noKey: "noKeyOnDevice"
         case .protected: "deviceProtected"
         case .readBackDiffers: "readBackDiffers"
         }
     }
-    var message: String { description }
-    var exit: KeylineExit {
+    public var message: String { description }
+    public var exit: KeylineExit {
         switch self {
         case .noKey: .dataError
         case .protected: .unavailable

@@ -2,7 +2,9 @@ import ArgumentParser
 import DeviceKeys
 import Foundation
 import ParticleDevice
-import Pipeline
+import ParticlePlatform
+import RMABench
+import CommandReporting
 
 extension KeysCommand {
     struct Server: AsyncParsableCommand {

@@ -1,11 +1,12 @@
 import ArgumentParser
-import DFU
+import Provisioning
 import Escrow
 import FailurePolicy
 import Foundation
-import Pipeline
 import Registry
 import USB
+import CommandReporting
+import EscrowS3
 
 /// `keyline provision PIPELINE`: the factory line.
 struct ProvisionCommand: AsyncParsableCommand {

@@ -1,5 +1,5 @@
 import Foundation
-import Pipeline
+import Provisioning
 
 /// How `keyline provision` shows a run: a live table that updates in place on a terminal, JSON
 /// lines with `--json`, plain lines (state changes only) when the output is a file or a pipe.

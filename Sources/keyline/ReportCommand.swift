@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Registry
+import CommandReporting
 
 /// `keyline report JOB`: how a batch went.
 struct ReportCommand: AsyncParsableCommand {

@@ -1,9 +1,12 @@
 import ArgumentParser
 import Escrow
+import Age
+import Provisioning
+import RMABench
 import Foundation
-import Pipeline
 import Registry
 import USB
+import CommandReporting
 
 /// `keyline restore DEVICE_ID`: the RMA bench puts a returned device's original key back.
 struct RestoreCommand: AsyncParsableCommand {
@@ -205,8 +208,8 @@ struct RestoreCommand: AsyncParsableCommand {
 }
 
 extension RestoreError: ReportableError {
-    var message: String { description }
-    var context: [String: String] {
+    public var message: String { description }
+    public var context: [String: String] {
         switch self {
         case .noRegistration(let id, _), .severalRegistrations(let id, _), .backupUnavailable(let id, _, _),
              .cannotDecrypt(let id, _, _), .backupMismatch(let id, _, _, _), .platformMismatch(let id, _, _),
@@ -214,7 +217,7 @@ extension RestoreError: ReportableError {
             ["device": id]
         }
     }
-    var exit: KeylineExit {
+    public var exit: KeylineExit {
         switch self {
         case .noRegistration: .restoreNoRegistration
         case .severalRegistrations: .usage
@@ -230,15 +233,15 @@ extension RestoreError: ReportableError {
 }
 
 extension BenchError: ReportableError {
-    var kind: String {
+    public var kind: String {
         switch self {
         case .notAttached: "deviceNotAttached"
         case .noDevices: "noDevices"
         case .severalDevices: "severalDevices"
         }
     }
-    var message: String { description }
-    var exit: KeylineExit {
+    public var message: String { description }
+    public var exit: KeylineExit {
         switch self {
         case .notAttached: .restoreDeviceNotAttached
         case .noDevices: .unavailable

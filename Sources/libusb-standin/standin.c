@@ -4,7 +4,7 @@
  * keyline's `USB` target) run against simulated Particle devices on machines with no USB bus.
  *
  * Load it with LD_LIBRARY_PATH=<dir holding this libusb-1.0.so.0> and point it at a simulator
- * (`keyline sim serve --socket PATH`) with KEYLINE_SIM_SOCKET=PATH. Without that variable it
+ * (`keyline-sim serve --socket PATH`) with KEYLINE_SIM_SOCKET=PATH. Without that variable it
  * behaves like libusb on a machine with no USB devices: init succeeds, every list is empty.
  * KEYLINE_STANDIN_DEBUG=1 logs each call to stderr.
  *

@@ -1,4 +1,6 @@
 import Escrow
+import Age
+import EscrowS3
 import Foundation
 import Registry
 import Testing

@@ -3,7 +3,7 @@ import Simulator
 import Testing
 import TestSupport
 @testable import USB
-import DFU
+import DeviceBus
 
 /// Options that would trap if converted unchecked (a Duration from inf, nan or 1e300 seconds)
 /// are usage errors, and the USB context keeps libusb off the caller's thread.
@@ -21,7 +21,7 @@ import DFU
                       ["--faults", "slowdown=inf"], ["--faults", "slowdown=1e300"], ["--faults", "slowdown=0"]])
     func simServeRejectsUnboundedFactors(options: [String]) async throws {
         let socket = Subprocess.socketPath()
-        let serve = try Subprocess.Background(Subprocess.keyline, ["sim", "serve", "--socket", socket, "--fleet", "photon:1"] + options)
+        let serve = try Subprocess.Background(Subprocess.keylineSim, ["serve", "--socket", socket, "--fleet", "photon:1"] + options)
         let deadline = ContinuousClock.now + .seconds(60)
         while serve.process.isRunning && ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
         let running = serve.process.isRunning

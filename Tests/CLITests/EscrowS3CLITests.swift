@@ -1,5 +1,6 @@
 import DeviceKeys
 import Escrow
+import EscrowS3
 import Foundation
 import Testing
 import TestSupport

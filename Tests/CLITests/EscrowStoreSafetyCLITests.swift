@@ -38,10 +38,12 @@ import TestSupport
             ["escrow", "encrypt", "-r", recipient, "-o", "escrow/acme/new.age", "plain.txt"],
             ["escrow", "decrypt", "-i", "identity.txt", "-o", object, "--force", object],
             ["keys", "new", "--platform", "boron", "--force", "escrow/acme/e00fce68a1b2c3d4e5f60718/k"],
-            ["sim", "make-firmware", "--platform", "photon", "--function", "user", "--index", "1", "--force", "-o", object],
+            ["make-firmware", "--platform", "photon", "--function", "user", "--index", "1", "--force", "-o", object],
         ]
         for arguments in attempts {
-            let result = try await KeylineBinary.run(arguments + ["--json"], in: dir.url)
+            let result = arguments[0] == "make-firmware"
+                ? try await KeylineSimBinary.run(arguments + ["--json"], in: dir.url)
+                : try await KeylineBinary.run(arguments + ["--json"], in: dir.url)
             let label = arguments.joined(separator: " ")
             #expect(result.status == 73, "\(label): \(result.stdout) \(result.stderr)")
             let error = try result.json()["error"] as? [String: Any]

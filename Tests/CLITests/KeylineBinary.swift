@@ -29,6 +29,16 @@ extension ChildProcess.Result {
     }
 }
 
+/// Runs the built `keyline-sim` executable (the simulator's own command line), next to `keyline`.
+enum KeylineSimBinary {
+    static let url: URL = KeylineBinary.url.deletingLastPathComponent().appendingPathComponent("keyline-sim")
+
+    @discardableResult
+    static func run(_ arguments: [String], in directory: URL? = nil, environment: [String: String] = [:]) async throws -> ChildProcess.Result {
+        try await ChildProcess.run(url.path, arguments, in: directory, environment: environment, timeout: .seconds(300))
+    }
+}
+
 struct CLITestFailure: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }

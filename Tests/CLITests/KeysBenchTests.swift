@@ -1,8 +1,9 @@
-import DFU
+import Age
+import DeviceBus
+import ParticlePlatform
 import DeviceKeys
 import Escrow
 import Foundation
-import ParticleDevice
 import Registry
 import Simulator
 import Testing

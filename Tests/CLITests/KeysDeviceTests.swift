@@ -1,7 +1,7 @@
-import DFU
+import DeviceBus
+import ParticlePlatform
 import DeviceKeys
 import Foundation
-import ParticleDevice
 import Simulator
 import Testing
 import TestSupport

@@ -1,5 +1,5 @@
 import Foundation
-import DFU
+import DeviceBus
 import Registry
 import Simulator
 import Testing

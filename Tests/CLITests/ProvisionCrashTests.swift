@@ -1,7 +1,6 @@
-import DFU
+import DeviceBus
 import DeviceKeys
 import Foundation
-import ParticleDevice
 import Registry
 import Simulator
 import Testing

@@ -1,7 +1,7 @@
 import DFU
+import DeviceBus
 import DeviceKeys
 import Foundation
-import ParticleDevice
 import Registry
 import Simulator
 import Testing

@@ -1,8 +1,7 @@
-import DFU
+import Age
 import DeviceKeys
 import Escrow
 import Foundation
-import ParticleDevice
 import Registry
 import Simulator
 import Testing
@@ -49,7 +48,7 @@ final class ProvisionLine: @unchecked Sendable {
         let keygen = try await keyline(["escrow", "keygen", "-o", identity.path]).requireSuccess()
         try keygen.stdout.write(toFile: environment["KEYLINE_RECIPIENTS"]!, atomically: true, encoding: .utf8)
         for platform in ["photon", "boron"] {
-            try await keyline(["sim", "make-firmware", "--platform", platform, "--function", "user", "--index", "1",
+            try await keylineSim(["make-firmware", "--platform", platform, "--function", "user", "--index", "1",
                                "-o", firmware.appendingPathComponent("\(platform)-user.bin").path]).requireSuccess()
         }
     }
@@ -71,6 +70,11 @@ final class ProvisionLine: @unchecked Sendable {
     @discardableResult
     func keyline(_ arguments: [String], timeout: Duration = .seconds(300)) async throws -> ChildProcess.Result {
         try await ChildProcess.run(Subprocess.keyline, arguments, environment: environment, timeout: timeout)
+    }
+
+    @discardableResult
+    func keylineSim(_ arguments: [String], timeout: Duration = .seconds(300)) async throws -> ChildProcess.Result {
+        try await ChildProcess.run(Subprocess.keylineSim, arguments, environment: environment, timeout: timeout)
     }
 
     func registry() async throws -> RegistryDatabase {

@@ -1,4 +1,5 @@
-import DFU
+import Age
+import EscrowS3
 import DeviceKeys
 import Escrow
 import Foundation
@@ -236,7 +237,7 @@ struct ProvisionS3Tests {
     }
 }
 
-/// The fault proxy of the S3 tests (Tests/EscrowTests/Fixtures/s3-fault-proxy.py) in front of the
+/// The fault proxy of the S3 tests (Tests/EscrowS3Tests/Fixtures/s3-fault-proxy.py) in front of the
 /// server: one lost reply, then down (`--lose-reply 1 --down-after-lose`).
 final class LostReplyProxy: @unchecked Sendable {
     private let process = Process()
@@ -245,7 +246,7 @@ final class LostReplyProxy: @unchecked Sendable {
     private(set) var endpoint = ""
 
     init(upstream: String) throws {
-        let script = ProvisionLine.packageRoot.appendingPathComponent("Tests/EscrowTests/Fixtures/s3-fault-proxy.py").path
+        let script = ProvisionLine.packageRoot.appendingPathComponent("Tests/EscrowS3Tests/Fixtures/s3-fault-proxy.py").path
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", script, "--port", "0", "--upstream", upstream.replacingOccurrences(of: "http://", with: ""),
                              "--lose-reply", "1", "--down-after-lose"]

@@ -1,7 +1,8 @@
 import DFU
+import DeviceBus
+import ParticlePlatform
 import DeviceKeys
 import Foundation
-import ParticleDevice
 import Registry
 import Simulator
 import Testing

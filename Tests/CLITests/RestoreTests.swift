@@ -1,8 +1,8 @@
-import DFU
+import Age
+import DeviceBus
 import DeviceKeys
 import Escrow
 import Foundation
-import ParticleDevice
 import Registry
 import Simulator
 import Testing

@@ -1,5 +1,6 @@
 import Testing
-@testable import keyline
+import CommandReporting
+@testable import keyline_sim
 
 /// Issue 12: `sim serve --faults "1-2.1@"` crashed on an index out of range.
 @Suite struct SimulatorFaultSpecs {

@@ -1,5 +1,5 @@
 import Foundation
-import ParticleDevice
+import ParticlePlatform
 import Testing
 import TestSupport
 
@@ -7,7 +7,7 @@ import TestSupport
     @Test func writesAValidModuleAndNeverOverwrites() async throws {
         let dir = try TemporaryDirectory()
         defer { dir.remove() }
-        let result = try await KeylineBinary.run(["sim", "make-firmware", "--platform", "boron", "--function", "user", "--index", "2",
+        let result = try await KeylineSimBinary.run(["make-firmware", "--platform", "boron", "--function", "user", "--index", "2",
                                                   "-o", "boron-user.bin", "--json"], in: dir.url)
         #expect(result.status == 0, "\(result.stderr)")
         let json = try result.json()
@@ -17,12 +17,12 @@ import TestSupport
         #expect(module.platformID == Platform.boron.id && module.function == .userPart && module.index == 2)
         #expect(json["size"] as? Int == bytes.count)
 
-        let again = try await KeylineBinary.run(["sim", "make-firmware", "--platform", "boron", "--function", "system", "--index", "1",
+        let again = try await KeylineSimBinary.run(["make-firmware", "--platform", "boron", "--function", "system", "--index", "1",
                                                  "-o", "boron-user.bin"], in: dir.url)
         #expect(again.status == 73)
         #expect(again.stderr.contains("already exists"))
         #expect(try dir.read("boron-user.bin") == bytes)
-        let forced = try await KeylineBinary.run(["sim", "make-firmware", "--platform", "boron", "--function", "system", "--index", "1",
+        let forced = try await KeylineSimBinary.run(["make-firmware", "--platform", "boron", "--function", "system", "--index", "1",
                                                   "--size", "300000", "-o", "boron-user.bin", "--force"], in: dir.url)
         #expect(forced.status == 0, "\(forced.stderr)")
         #expect(try FirmwareModule.parse(try dir.read("boron-user.bin")).length == 300_000)
@@ -35,7 +35,7 @@ import TestSupport
                           ["--platform", "photon", "--function", "toaster", "--index", "1"],
                           ["--platform", "toaster", "--function", "user", "--index", "1"],
                           ["--platform", "photon", "--function", "user", "--index", "1", "--size", "999999"]] {
-            let result = try await KeylineBinary.run(["sim", "make-firmware"] + arguments + ["-o", "x.bin", "--json"], in: dir.url)
+            let result = try await KeylineSimBinary.run(["make-firmware"] + arguments + ["-o", "x.bin", "--json"], in: dir.url)
             #expect(result.status == 64, "\(arguments): \(result.stdout)")
             #expect(((try result.json())["error"] as? [String: Any])?["kind"] as? String != nil)
             #expect(!FileManager.default.fileExists(atPath: dir.path("x.bin")))

@@ -2,13 +2,16 @@ import Foundation
 import TestSupport
 
 /// Runs keyline (and dfu-util) as child processes, the way a station operator or script does:
-/// to completion through TestSupport's `ChildProcess`, or in the background (`sim serve`).
+/// to completion through TestSupport's `ChildProcess`, or in the background (`keyline-sim serve`).
 enum Subprocess {
     /// The package root, from this file's location (Tests/CLITests/…).
     static let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
     /// The `keyline` executable built next to this test bundle.
     static var keyline: String { KeylineBinary.url.path }
+
+    /// The `keyline-sim` executable built next to it.
+    static var keylineSim: String { KeylineSimBinary.url.path }
 
     /// The folder holding the libusb stand-in, built with `make standin` if missing.
     static func standInDirectory() throws -> String {
@@ -40,7 +43,7 @@ enum Subprocess {
         var description: String { "\(command) stopped early\noutput: \(output)" }
     }
 
-    /// A long-running child (`keyline sim serve`), stopped with SIGTERM.
+    /// A long-running child (`keyline-sim serve`), stopped with SIGTERM.
     final class Background: @unchecked Sendable {
         let process = Process()
         let log: URL
@@ -64,7 +67,7 @@ enum Subprocess {
             let deadline = ContinuousClock.now + timeout
             while !FileManager.default.fileExists(atPath: path) {
                 guard process.isRunning, ContinuousClock.now < deadline else {
-                    throw Failure(command: "keyline sim serve (exit \(process.isRunning ? -1 : process.terminationStatus))", output: output)
+                    throw Failure(command: "keyline-sim serve (exit \(process.isRunning ? -1 : process.terminationStatus))", output: output)
                 }
                 try await Task.sleep(for: .milliseconds(20))
             }

@@ -1,6 +1,6 @@
 import DFU
+import DeviceBus
 import Foundation
-import ParticleDevice
 import Simulator
 import Testing
 import TestSupport

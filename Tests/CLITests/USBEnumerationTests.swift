@@ -1,5 +1,5 @@
 import CLibUSB
-import DFU
+import DeviceBus
 import Foundation
 import Simulator
 import Testing

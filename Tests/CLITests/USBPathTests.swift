@@ -1,4 +1,5 @@
-import DFU
+import DeviceBus
+import ParticlePlatform
 import Foundation
 import ParticleDevice
 import Simulator
@@ -185,7 +186,7 @@ import TestSupport
         let socket = Subprocess.socketPath()
         let state = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-sim-state-\(UUID().uuidString)")
         defer { try? FileManager.default.removeItem(at: state) }
-        let serve = try Subprocess.Background(Subprocess.keyline, ["sim", "serve", "--socket", socket, "--fleet", "photon:2,boron:1",
+        let serve = try Subprocess.Background(Subprocess.keylineSim, ["serve", "--socket", socket, "--fleet", "photon:2,boron:1",
                                                                    "--mode", "dfu", "--time-scale", "0", "--state", state.path])
         try await serve.waitForSocket(socket)
         let environment = try Subprocess.standInEnvironment(socket: socket)
@@ -196,7 +197,7 @@ import TestSupport
         #expect(await serve.stop() == 0)
 
         // The saved state brings the same devices back.
-        let again = try Subprocess.Background(Subprocess.keyline, ["sim", "serve", "--socket", socket, "--fleet", "argon:5",
+        let again = try Subprocess.Background(Subprocess.keylineSim, ["serve", "--socket", socket, "--fleet", "argon:5",
                                                                    "--time-scale", "0", "--state", state.path])
         try await again.waitForSocket(socket)
         let relisted = try Self.rows(try await Subprocess.run(Subprocess.keyline, ["devices", "--json"], environment: environment))
@@ -301,11 +302,11 @@ import TestSupport
     }
 
     @Test func simServeRejectsABadSpecWithAUsageError() async throws {
-        let bad = try await Subprocess.run(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(),
+        let bad = try await Subprocess.run(Subprocess.keylineSim, ["serve", "--socket", Subprocess.socketPath(),
                                                                     "--fleet", "photon:2", "--faults", "1-1.1@explode=3"])
         #expect(bad.status == 64, "\(bad.stderr)")
         #expect(bad.stderr.contains("unknown fault \"explode\""), "\(bad.stderr)")
-        let core = try await Subprocess.run(Subprocess.keyline, ["sim", "serve", "--socket", Subprocess.socketPath(), "--fleet", "core:1"])
+        let core = try await Subprocess.run(Subprocess.keylineSim, ["serve", "--socket", Subprocess.socketPath(), "--fleet", "core:1"])
         #expect(core.status == 64, "\(core.stderr)")
         #expect(core.stderr.contains("the Core is not simulated"), "\(core.stderr)")
     }

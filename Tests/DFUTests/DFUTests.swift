@@ -1,4 +1,5 @@
 import DFU
+import DeviceBus
 import Foundation
 import Testing
 

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Escrow
+@testable import Age
 
 /// The directory store under a careless operator (issue 12): symlinks and group/world-writable
 /// folders where the store's folders should be are refused with a message that says what to fix,

@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Escrow
+@testable import Age
 
 @Suite struct DirectoryEscrowStoreTests {
     static let key = try! EscrowObjectKey(product: "12345", deviceID: "e00fce68a1b2c3d4e5f60718",

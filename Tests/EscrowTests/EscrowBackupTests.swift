@@ -3,6 +3,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Escrow
+@testable import Age
 
 @Suite struct EscrowBackupTests {
     static func backup(_ algorithm: KeyAlgorithm, key: DevicePrivateKey? = nil) throws -> EscrowBackup {

@@ -4,6 +4,7 @@ import Foundation
 import Testing
 import TestSupport
 @testable import Escrow
+@testable import Age
 
 /// Escrow can be redone after a crash: the store adopts an object whose bytes match the hash the
 /// registry recorded before the write, and stale temporary files of killed puts are swept.

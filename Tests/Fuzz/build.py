@@ -9,7 +9,8 @@ Usage: build.py [BUILD_DIR]   (run after `swift build`)"""
 import glob, json, os, re, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIRST_PARTY = ["FailurePolicy", "DeviceKeys", "DFU", "USB", "ParticleDevice", "Escrow", "Registry", "Pipeline"]
+FIRST_PARTY = ["FailurePolicy", "HexEncoding", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "ParticleDevice",
+               "Age", "Escrow", "EscrowS3", "Registry", "Provisioning", "RMABench", "CommandReporting"]
 OUT = os.path.join(ROOT, ".build", "fuzz")
 DROP_WITH_VALUE = {"-output-file-map", "-index-store-path", "-emit-module-path", "-module-cache-path", "-emit-objc-header-path"}
 DROP = {"-emit-dependencies", "-incremental", "-c", "-serialize-diagnostics", "-enable-batch-mode", "-Onone", "-g",
@@ -58,7 +59,7 @@ def main():
         clang_flags = [f for f in flags if f != "-module-name" and f != module and not f.startswith("@")]
     link = entries[f"C.keyline-{triple}-debug.exe"]
     objects_list = next(a[1:] for a in link if a.startswith("@"))
-    first_party_dirs = tuple(f"/{m}.build/" for m in FIRST_PARTY + ["keyline", "Simulator"])
+    first_party_dirs = tuple(f"/{m}.build/" for m in FIRST_PARTY + ["keyline", "keyline_sim", "Simulator"])
     objects = [o.strip() for o in open(objects_list) if not any(d in o for d in first_party_dirs)]
     third_party = os.path.join(OUT, "third-party.LinkFileList")
     with open(third_party, "w") as f: f.write("\n".join(objects) + "\n")

@@ -1,7 +1,7 @@
 // libFuzzer target: age files as `escrow show|verify|decrypt` read them — the header, the ASCII
 // armor, and decryption with a fixed identity (a file for another identity must fail cleanly) —
 // and identity and recipient files.
-import Escrow
+import Age
 
 let identity = try! X25519Identity.parseFile("AGE-SECRET-KEY-1GXX0AZR8655SR77WPLMJW70XGRUAP4RH0NNL7VJMA70V9NSSGHSQWWSV8X").first!
 

@@ -2,7 +2,7 @@
 // DER, any structure, slot dumps), and a device's slot bytes; every key that parses is checked
 // against every platform's slot.
 @testable import DeviceKeys
-import ParticleDevice
+import ParticlePlatform
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -1,6 +1,6 @@
 // libFuzzer target: pipeline files as `keyline provision` validates them (YAML, `${NAME}`
 // substitution, every field), with no environment.
-@testable import Pipeline
+@testable import Provisioning
 
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {

@@ -1,4 +1,6 @@
 import DFU
+import DeviceBus
+import ParticlePlatform
 import DeviceKeys
 import FailurePolicy
 import ParticleDevice

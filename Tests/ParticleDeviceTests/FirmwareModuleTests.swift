@@ -1,5 +1,5 @@
 import FailurePolicy
-import ParticleDevice
+import ParticlePlatform
 import Testing
 
 /// The parser on hand-made bytes (synthetic images of every platform: SimulatorTests).

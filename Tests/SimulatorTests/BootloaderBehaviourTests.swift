@@ -1,6 +1,7 @@
 import DFU
+import DeviceBus
+import ParticlePlatform
 import Foundation
-import ParticleDevice
 import Simulator
 import Testing
 

@@ -1,6 +1,5 @@
-import DFU
+import DeviceBus
 import Foundation
-import ParticleDevice
 @testable import Simulator
 import Testing
 

@@ -1,4 +1,4 @@
-import DFU
+import DeviceBus
 import Foundation
 import ParticleDevice
 import Simulator

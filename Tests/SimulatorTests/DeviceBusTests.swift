@@ -1,4 +1,4 @@
-import DFU
+import DeviceBus
 import FailurePolicy
 import Foundation
 import ParticleDevice

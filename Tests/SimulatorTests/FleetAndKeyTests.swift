@@ -1,4 +1,5 @@
-import DFU
+import DeviceBus
+import ParticlePlatform
 import DeviceKeys
 import Foundation
 import ParticleDevice

@@ -1,4 +1,4 @@
-import DFU
+import ParticlePlatform
 import DeviceKeys
 import FailurePolicy
 import Foundation

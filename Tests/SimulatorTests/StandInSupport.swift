@@ -1,4 +1,3 @@
-import DFU
 import Foundation
 import Simulator
 import TestSupport

@@ -1,5 +1,5 @@
 import DFU
-import ParticleDevice
+import ParticlePlatform
 import Simulator
 import Testing
 

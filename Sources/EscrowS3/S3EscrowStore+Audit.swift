@@ -1,0 +1,55 @@
+import Foundation
+import NIOHTTP1
+import DeviceKeys
+
+/// What an audit needs from an S3 store: its objects listed a page at a time (ListObjectsV2), and
+/// the SHA-256 of an object's bytes as they are now. Object keys are the registry's (relative to
+/// the store's prefix), as `DirectoryEscrowStore`'s walk gives them.
+extension S3EscrowStore {
+    /// One page (up to `maxKeys`, S3's limit being 1,000) of ListObjectsV2 under the prefix (and
+    /// `product`, if given), and the token for the next page (nil after the last).
+    public func listObjects(under product: String?, continuationToken: String?,
+                            maxKeys: Int = 1_000) async throws -> (keys: [String], next: String?) {
+        let base = settings.prefix.isEmpty ? "" : settings.prefix + "/"
+        var query: [(name: String, value: String)] = [("list-type", "2"), ("max-keys", String(maxKeys)),
+                                                    ("prefix", base + (product.map { $0 + "/" } ?? ""))]
+        if let continuationToken { query.append(("continuation-token", continuationToken)) }
+        let response = try await client.send(.GET, operation: "ListObjectsV2", name: "", query: query)
+        if let error = client.error(from: response, operation: "ListObjectsV2", name: "") { throw error }
+        let xml = String(decoding: response.body, as: UTF8.self)
+        // The conditional-put probe (S3EscrowStore+ConditionalPut.swift) is the store's own, not an
+        // object (nor an orphan).
+        let keys = Self.elements("Key", in: xml).compactMap { key in key.hasPrefix(base) ? String(key.dropFirst(base.count)) : nil }
+            .filter { $0 != Self.probeName }
+        let truncated = S3Client.element("IsTruncated", in: xml) == "true"
+        let next = truncated ? S3Client.element("NextContinuationToken", in: xml) : nil
+        if truncated && next == nil {
+            throw S3StoreError.badResponse(operation: "ListObjectsV2", bucket: settings.bucket, key: base,
+                                           reason: "a truncated listing without NextContinuationToken")
+        }
+        return (keys, next)
+    }
+
+    /// The SHA-256 (lowercase hex) of the object at `objectKey` (relative to the prefix), or nil
+    /// when there is none. The bytes are read and hashed here: a checksum the store keeps is only
+    /// what an uploader claimed.
+    public func sha256(ofObjectAt objectKey: String) async throws -> String? {
+        try await read(settings.prefix.isEmpty ? objectKey : settings.prefix + "/" + objectKey).map { SHA256Digest.hex($0) }
+    }
+
+    /// The object's bytes, or nil when there is none.
+    public func contents(ofObjectAt objectKey: String) async throws -> [UInt8]? {
+        try await read(settings.prefix.isEmpty ? objectKey : settings.prefix + "/" + objectKey)
+    }
+
+    /// The text of every `<name>…</name>`, XML entities decoded.
+    static func elements(_ name: String, in xml: String) -> [String] {
+        var found: [String] = []
+        var rest = xml[...]
+        while let start = rest.range(of: "<\(name)>"), let end = rest.range(of: "</\(name)>", range: start.upperBound..<rest.endIndex) {
+            found.append(S3Client.element(name, in: String(rest[start.lowerBound..<end.upperBound])) ?? "")
+            rest = rest[end.upperBound...]
+        }
+        return found
+    }
+}

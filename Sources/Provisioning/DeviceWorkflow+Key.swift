@@ -1,0 +1,125 @@
+import DeviceKeys
+import Escrow
+import Registry
+
+/// The key half of a device's workflow: settle the key the device holds, escrow it (write-ahead),
+/// register its public key. The key lives in memory only; what reaches the store is ciphertext
+/// and what reaches the registry is the public key and hashes.
+extension DeviceWorkflow {
+    /// Host mode writes a new key into a blank slot only; a key already on the device (made by
+    /// the device, or by an earlier run that stopped before recording it) is read and kept —
+    /// keyline never replaces a key. Either way the key is read back from the device and
+    /// everything after uses what the device holds.
+    func settleDeviceKey() async throws -> DevicePrivateKey {
+        let device = try await dfuDevice()
+        var written: DevicePrivateKey?
+        switch try await device.readKeySlot() {
+        case .key(let existing):
+            if definition.keyMode == .host {
+                emit(.note, step: .deviceKey, message: "the device already holds key \(existing.publicKey.fingerprint): kept (keyline never replaces a key)")
+            }
+        case .blank:
+            guard definition.keyMode == .host else { throw ProvisioningError.noKeyOnDevice(deviceID: deviceID) }
+            let generated = try DevicePrivateKey.generate(platform.keyAlgorithm)
+            try await device.writePrivateKey(generated, replacing: .blank)
+            written = generated
+        case .corrupt(let error):
+            throw ProvisioningError.damagedKeyOnDevice(deviceID: deviceID, detail: "\(error)")
+        }
+        guard case .key(let held) = try await device.readKeySlot() else {
+            throw ProvisioningError.keyReadBackDiffers(deviceID: deviceID)
+        }
+        if let written, written.publicKey.fingerprint != held.publicKey.fingerprint {
+            throw ProvisioningError.keyReadBackDiffers(deviceID: deviceID)
+        }
+        key = held
+        return held
+    }
+
+    /// The key the device holds, which must be the one recorded at `key_ready`.
+    func recordedKey() async throws -> DevicePrivateKey {
+        if let key { return key }
+        let read: DevicePrivateKey
+        switch try await dfuDevice().readKeySlot() {
+        case .key(let held): read = held
+        case .blank: throw ProvisioningError.keyChanged(deviceID: deviceID, recorded: recordedFingerprint ?? "?", found: "blank slot")
+        case .corrupt(let error): throw ProvisioningError.damagedKeyOnDevice(deviceID: deviceID, detail: "\(error)")
+        }
+        if let recordedFingerprint, read.publicKey.fingerprint != recordedFingerprint {
+            throw ProvisioningError.keyChanged(deviceID: deviceID, recorded: recordedFingerprint, found: read.publicKey.fingerprint)
+        }
+        key = read
+        return read
+    }
+
+    /// Write-ahead escrow: the object key and ciphertext hash are recorded before the object is
+    /// written; a resumed run adopts an object whose bytes match the record instead of writing a
+    /// second (different: age is randomised) one; recording the object and reaching `escrowed`
+    /// is one transaction, which checks the intent still names the bytes written. A retry within
+    /// the run writes the very same ciphertext again (an identical put succeeds), never a new one.
+    func escrow() async throws {
+        let key = try await recordedKey()
+        let registry = context.registry
+        let store = context.store
+        let (jobID, deviceID) = (context.jobID, self.deviceID)
+        let objectKey = try EscrowObjectKey(product: definition.product.id, deviceID: deviceID,
+                                            publicKeySHA256: key.publicKey.fingerprint)
+        let written: String
+        if let sealed, sealed.objectKey == objectKey {
+            _ = try await store.put(sealed.ciphertext, at: objectKey)
+            written = sealed.sha256
+        } else if let intent = try await earlierIntent(), intent.objectKey == objectKey.path,
+                  try await store.adopt(objectKey, expectedSHA256: intent.ciphertextSHA256) {
+            emit(.note, step: .escrow, message: "escrow object \(objectKey.path) was written by an earlier run: adopted")
+            written = intent.ciphertextSHA256
+        } else {
+            let backup = try EscrowBackup(deviceID: deviceID, platform: platform.name, product: definition.product.id,
+                                          privateKey: key, job: String(jobID), station: definition.station)
+            let sealed = try backup.seal(to: definition.escrow.recipients)
+            let intent = NewEscrowObject(
+                productID: objectKey.product, deviceID: deviceID, publicKeySHA256: sealed.publicKeySHA256,
+                storeURI: store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sealed.sha256,
+                sizeBytes: Int64(sealed.ciphertext.count), recipients: definition.escrow.recipients.map(\.description),
+                jobID: jobID, station: definition.station)
+            _ = try await persist { try await registry.recordEscrowIntent(intent) }
+            self.sealed = sealed
+            _ = try await store.put(sealed.ciphertext, at: objectKey)
+            written = sealed.sha256
+        }
+        committedObject = try await persist {
+            try await registry.commitEscrow(jobID: jobID, deviceID: deviceID, ciphertextSHA256: written)
+        }
+        self.sealed = nil
+        state = .escrowed
+        emit(.stateChanged, step: .escrow, state: .escrowed, fingerprint: key.publicKey.fingerprint)
+    }
+
+    /// The intent an earlier run recorded; none can exist when this run recorded `key_ready` itself.
+    private func earlierIntent() async throws -> EscrowIntent? {
+        if keySettledInThisRun { return nil }
+        let (registry, jobID, deviceID) = (context.registry, context.jobID, self.deviceID)
+        return try await persist { try await registry.escrowIntent(jobID: jobID, deviceID: deviceID) }
+    }
+
+    /// Registers the public key derived from what the device holds, in one transaction with the
+    /// move to `registered` (the registry refuses it without a committed escrow object).
+    func register() async throws {
+        let key = try await recordedKey()
+        let registry = context.registry
+        let (jobID, deviceID) = (context.jobID, self.deviceID)
+        var object = committedObject
+        if object == nil {
+            object = try await persist { try await registry.escrowObject(jobID: jobID, deviceID: deviceID) }
+        }
+        guard let object else {
+            throw ProvisioningError.keyChanged(deviceID: deviceID, recorded: recordedFingerprint ?? "?", found: "no escrow object")
+        }
+        let registration = NewKeyRegistration(
+            productID: definition.product.id, deviceID: deviceID,
+            algorithm: key.algorithm == .rsa ? .rsa : .ec, spkiDER: key.publicKey.spkiDER,
+            fingerprint: key.publicKey.fingerprint, escrowObjectID: object.id, jobID: jobID, station: definition.station)
+        _ = try await persist { try await registry.registerKey(registration) }
+        state = .registered
+        emit(.stateChanged, step: .register, state: .registered, fingerprint: key.publicKey.fingerprint)
+    }
+}

@@ -1,0 +1,371 @@
+import DFU
+import DeviceBus
+import ParticlePlatform
+import DeviceKeys
+import Escrow
+import FailurePolicy
+import Foundation
+import ParticleDevice
+import Registry
+
+/// What every device task of a run shares.
+struct ProvisioningContext: Sendable {
+    let definition: PipelineDefinition
+    let jobID: Int64
+    let registry: RegistryDatabase
+    let store: any EscrowStore
+    let watcher: DeviceBusWatcher
+    let stop: StopSignal
+    let emit: ProvisioningEventSink
+    /// How long a device may take to come back after a mode switch or to be plugged back in.
+    let reenumerationTimeout: Duration
+}
+
+/// Thrown inside a device's run when a stop was requested at a step boundary.
+struct StopRequested: Error {
+    /// What the device was waiting for when the stop came (the registry or the store), if anything.
+    var heldBy: String?
+}
+
+/// A step that failed for good, with the error that ended it.
+struct StepFailed: Error {
+    let step: ProvisioningStep
+    let error: any Error
+    let attempts: Int
+}
+
+/// One device's provisioning: the states of design.md in order, each persisted before its side
+/// effect counts, resumed from whatever state the registry holds for the device in this job.
+///
+/// Used by one task at a time (not Sendable on purpose): the device's handle and the key it
+/// holds live here, in memory only, for the length of the run.
+final class DeviceWorkflow {
+    let context: ProvisioningContext
+    let deviceID: String
+    let platform: Platform
+    var port: USBPortPath
+    private let started = ContinuousClock.now
+    private let startedAt = Date()
+
+    var session: ParticleDFUDevice?
+    /// The device's key, read back from the device in this run (never written anywhere but the
+    /// device and, encrypted, the escrow store).
+    var key: DevicePrivateKey?
+    var recordedFingerprint: String?
+    /// True when this run read the key and recorded `key_ready` itself: no earlier run can have
+    /// left an escrow intent for it, so the escrow step need not look for one (a retry in this
+    /// run uses `sealed`).
+    var keySettledInThisRun = false
+    /// The ciphertext whose intent this run recorded, until it is committed: a retried escrow
+    /// step writes these bytes again rather than encrypting anew (age output is random).
+    var sealed: SealedBackup?
+    /// The escrow object committed by this run, so registering need not look it up again.
+    var committedObject: EscrowObject?
+    private var timings: [StepTiming] = []
+    var state: DeviceWorkflowState = .detected
+
+    var definition: PipelineDefinition { context.definition }
+
+    init(context: ProvisioningContext, deviceID: String, platform: Platform, port: USBPortPath) {
+        self.context = context
+        self.deviceID = deviceID
+        self.platform = platform
+        self.port = port
+    }
+
+    // MARK: Running
+
+    func run() async -> DeviceReport {
+        emit(.deviceDetected, message: "\(platform.name) \(deviceID)")
+        do {
+            guard let row = try await identify() else { return report(.skipped, reason: skipReason) }
+            state = try Self.state(row.state)
+            recordedFingerprint = row.keyFingerprint
+            while let step = ProvisioningStep(leaving: state) {
+                try await perform(step)
+            }
+            await closeSession()
+            emit(.deviceFinished, outcome: .done, message: "done")
+            return report(.done)
+        } catch let stop as StopRequested {
+            await closeSession()
+            emit(.deviceFinished, outcome: .interrupted, message: "stopped before \(ProvisioningStep(leaving: state)?.rawValue ?? "the next step"); resume with --resume \(context.jobID)")
+            if let heldBy = stop.heldBy {
+                return report(.interrupted, reason: "waiting for \(heldBy)", failureClass: .needsOperator)
+            }
+            return report(.interrupted, reason: "stopped on request")
+        } catch let failure as StepFailed {
+            await closeSession()
+            let reason = "\(failure.error)"
+            // Recorded with the last good state, so a resume knows where to go on from.
+            if state != .failed {
+                let (registry, jobID, deviceID, from) = (context.registry, context.jobID, deviceID, state.rawValue)
+                _ = try? await persist {
+                    try await registry.failJobDevice(jobID: jobID, deviceID: deviceID, from: from, reason: reason)
+                }
+            }
+            emit(.deviceFinished, step: failure.step, outcome: .failed, attempt: failure.attempts, message: reason,
+                 failureClass: failure.error.failureClass)
+            return report(.failed, reason: reason, failureClass: failure.error.failureClass, step: failure.step)
+        } catch {
+            await closeSession()
+            emit(.deviceFinished, outcome: .failed, message: "\(error)", failureClass: error.failureClass)
+            return report(.failed, reason: "\(error)", failureClass: error.failureClass, step: .identify)
+        }
+    }
+
+    private var skipReason: String?
+
+    /// Records the device in the job (or finds its record from an earlier run of the job).
+    /// Returns nil when it must not be provisioned here (already provisioned, or unfinished in
+    /// another job), with `skipReason` saying why.
+    private func identify() async throws -> JobDevice? {
+        let (registry, jobID, deviceID, product) = (context.registry, context.jobID, deviceID, definition.product.id)
+        let (platformName, station, portPath) = (platform.name, definition.station, port.description)
+        let records = try await persist { try await registry.deviceRecords(deviceID: deviceID) }
+        // A key registered by another job (before this one, or meanwhile by another station):
+        // this device is provisioned; nothing here may touch it.
+        if let active = try await persist({ try await registry.activeRegistration(productID: product, deviceID: deviceID) }),
+           active.jobID != jobID {
+            skipReason = "already provisioned: key \(active.fingerprint) registered" + (active.jobID.map { " by job \($0)" } ?? "")
+            emit(.note, message: skipReason)
+            return nil
+        }
+        if !records.contains(where: { $0.jobID == jobID }),
+           let other = records.first(where: { $0.jobID != jobID && $0.state != DeviceWorkflowState.done.rawValue && Self.holdsAKey($0) }) {
+            throw StepFailed(step: .identify, error: ProvisioningError.unfinishedElsewhere(
+                deviceID: deviceID, jobID: other.jobID, state: other.lastGoodState ?? other.state), attempts: 1)
+        }
+        var row = try await persist {
+            try await registry.startJobDevice(jobID: jobID, deviceID: deviceID, platform: platformName,
+                                              station: station, portPath: portPath)
+        }
+        if row.state == DeviceWorkflowState.done.rawValue {
+            skipReason = "already done in job \(context.jobID)"
+            return nil
+        }
+        if row.state == DeviceWorkflowState.failed.rawValue {
+            row = try await persist { try await registry.resumeJobDevice(jobID: jobID, deviceID: deviceID) }
+            emit(.note, state: try Self.state(row.state), attempt: row.attempts,
+                 message: "resuming from \(row.state) (attempt \(row.attempts))")
+        } else if row.state != DeviceWorkflowState.detected.rawValue {
+            emit(.note, state: try Self.state(row.state), message: "resuming from \(row.state)")
+        }
+        return row
+    }
+
+    /// A record in another job past `key_ready`: that job holds an escrow intent or object for
+    /// the device's key, and only resuming it finishes the key's escrow without a conflict.
+    private static func holdsAKey(_ record: JobDevice) -> Bool {
+        let state = DeviceWorkflowState(rawValue: record.lastGoodState ?? record.state) ?? .detected
+        return state.hasKey
+    }
+
+    // MARK: Steps
+
+    /// Runs `step` with retries (back-off for what is retryable, a hold for what needs an
+    /// operator), then persists the state it reaches.
+    /// Holds of one step for a person before the device fails (10 × the pipeline's max back-off:
+    /// 5 minutes with the shipped pipelines).
+    static let holdLimit = 10
+
+    private func perform(_ step: ProvisioningStep) async throws {
+        var attempt = 1
+        var holds = 0
+        while true {
+            if context.stop.isStopRequested { throw StopRequested() }
+            let clock = ContinuousClock.now
+            let at = Date()
+            emit(.stepStarted, step: step, attempt: attempt)
+            do {
+                try await body(of: step)
+                await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
+                return
+            } catch let error as StopRequested {
+                throw error
+            } catch {
+                // The device may be anywhere after a failed step (re-enumerating, reset): open it afresh.
+                await closeSession()
+                let failureClass = error.failureClass
+                if failureClass == .retryable && attempt < definition.retries.attempts {
+                    emit(.retrying, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
+                    if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: attempt + 1)) { throw StopRequested() }
+                    attempt += 1
+                    continue
+                }
+                // Held for a person (the store's disk, USB permissions): the device waits, within a
+                // bound, so a cause nobody fixes ends as a failure the summary names, not a run
+                // that never ends. (The registry's own outages are waited out in `persist`.)
+                if failureClass == .needsOperator && holds < Self.holdLimit {
+                    holds += 1
+                    emit(.held, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
+                    if await context.stop.sleep(for: definition.retries.maxBackoff) { throw StopRequested(heldBy: "\(error)") }
+                    continue
+                }
+                await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt),
+                                 failure: "\(error)")
+                throw StepFailed(step: step, error: error, attempts: attempt)
+            }
+        }
+    }
+
+    /// Keeps a step's timing for the run's report and records it in the registry for
+    /// `keyline report` (one INSERT). Timings are a report, not a state: when the registry refuses
+    /// (a login without the grant, a registry not migrated to 0004) or the run stops while it is
+    /// away, the step goes unrecorded rather than holding or failing the device.
+    private func recordStep(_ timing: StepTiming, failure: String? = nil) async {
+        timings.append(timing)
+        let record = StepRecord(jobID: context.jobID, deviceID: deviceID, step: timing.step.rawValue, startedAt: timing.started,
+                                seconds: timing.seconds, attempts: timing.attempts, outcome: failure == nil ? .done : .failed,
+                                reason: failure, portPath: port.description, station: definition.station)
+        let registry = context.registry
+        do {
+            try await registry.recordStep(record)
+        } catch where error.failureClass == .retryable {
+            _ = try? await persist { try await registry.recordStep(record) }  // the registry is away: wait as for a state
+        } catch {
+            emit(.note, step: timing.step, message: "the step's timing was not recorded: \(error)")
+        }
+    }
+
+    private func body(of step: ProvisioningStep) async throws {
+        switch step {
+        case .identify:
+            return
+        case .enterDFU:
+            _ = try await dfuDevice()
+            try await advance(to: .dfu)
+        case .flash:
+            let device = try await dfuDevice()
+            for image in definition.images {
+                try await device.write(alt: image.alt, address: image.address, bytes: Array(image.payload), verify: true,
+                                       progress: progressReporter(.flash))
+            }
+            try await advance(to: .flashed)
+        case .serverKey:
+            try await dfuDevice().writeServerKeyBlob(definition.serverKey)
+            try await advance(to: .serverKey)
+        case .deviceKey:
+            let key = try await settleDeviceKey()
+            try await advance(to: .keyReady, fingerprint: key.publicKey.fingerprint)
+            recordedFingerprint = key.publicKey.fingerprint
+            keySettledInThisRun = true
+            emit(.note, step: .deviceKey, message: "device key \(key.publicKey.fingerprint)", fingerprint: key.publicKey.fingerprint)
+        case .escrow:
+            try await escrow()
+        case .register:
+            try await register()
+        case .leave:
+            try await leave()
+        }
+    }
+
+    // MARK: Persisting
+
+    /// Moves the device's persisted state one step forward. A reply lost with the connection
+    /// (the server committed, the client never heard) shows up on the retry as a state conflict
+    /// whose actual state is the target: that is success.
+    func advance(to next: DeviceWorkflowState, fingerprint: String? = nil) async throws {
+        let registry = context.registry
+        let (jobID, deviceID, from, portPath) = (context.jobID, self.deviceID, state, port.description)
+        _ = try await persist {
+            do {
+                return try await registry.advanceJobDevice(jobID: jobID, deviceID: deviceID, from: from.rawValue,
+                                                           to: next.rawValue, keyFingerprint: fingerprint, portPath: portPath)
+            } catch let error as RegistryError {
+                if case .stateConflict = error,
+                   let row = try await registry.jobDevice(jobID: jobID, deviceID: deviceID), row.state == next.rawValue {
+                    return row
+                }
+                throw error
+            }
+        }
+        state = next
+        emit(.stateChanged, step: ProvisioningStep(leaving: from), state: next, fingerprint: fingerprint)
+    }
+
+    /// Runs a registry call until it succeeds while the database is away: devices are held, not
+    /// failed, and finish when it returns. Errors that are not about reaching the database
+    /// (conflicts, refusals) are thrown at once.
+    func persist<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        var attempt = 1
+        var held = false
+        while true {
+            do {
+                let value = try await body()
+                if held { emit(.note, message: "the registry is back; going on") }
+                return value
+            } catch {
+                let failureClass = error.failureClass
+                guard failureClass == .retryable || failureClass == .needsOperator else { throw error }
+                if !held && (failureClass == .needsOperator || attempt >= 3) {
+                    held = true
+                    emit(.held, message: "waiting for the registry: \(error)", failureClass: failureClass)
+                }
+                if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: attempt + 1)) {
+                    throw StopRequested(heldBy: held ? "the registry: \(error)" : nil)
+                }
+                attempt += 1
+            }
+        }
+    }
+
+    // MARK: Events and reports
+
+    private func progressReporter(_ step: ProvisioningStep) -> DFUProgressHandler {
+        let throttle = ProgressThrottle(interval: .milliseconds(250))
+        let (emit, jobID, port, deviceID, platform) = (context.emit, context.jobID, port.description, deviceID, platform.name)
+        return { progress in
+            guard throttle.shouldReport(done: progress.bytesDone, total: progress.totalBytes) else { return }
+            emit(ProvisioningEvent(type: .progress, jobID: jobID, port: port, deviceID: deviceID, platform: platform,
+                                   step: step, done: progress.bytesDone, total: progress.totalBytes,
+                                   message: progress.phase.rawValue))
+        }
+    }
+
+    func emit(_ type: ProvisioningEvent.Kind, step: ProvisioningStep? = nil, state: DeviceWorkflowState? = nil,
+                      outcome: DeviceOutcome? = nil, attempt: Int? = nil, message: String? = nil,
+                      failureClass: FailureClass? = nil, fingerprint: String? = nil) {
+        context.emit(ProvisioningEvent(type: type, jobID: context.jobID, port: port.description, deviceID: deviceID,
+                                       platform: platform.name, step: step, state: state, outcome: outcome, attempt: attempt,
+                                       elapsed: Self.seconds(ContinuousClock.now - started), message: message,
+                                       failureClass: failureClass?.rawValue, fingerprint: fingerprint))
+    }
+
+    private func report(_ outcome: DeviceOutcome, reason: String? = nil, failureClass: FailureClass? = nil,
+                        step: ProvisioningStep? = nil) -> DeviceReport {
+        DeviceReport(port: port.description, deviceID: deviceID, platform: platform.name, outcome: outcome,
+                     state: state, fingerprint: key?.publicKey.fingerprint ?? recordedFingerprint, reason: reason,
+                     failureClass: failureClass?.rawValue, failedStep: step, steps: timings,
+                     seconds: Self.seconds(ContinuousClock.now - started))
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    static func state(_ raw: String) throws -> DeviceWorkflowState {
+        guard let state = DeviceWorkflowState(rawValue: raw) else {
+            throw ProvisioningError.unknownState(raw)
+        }
+        return state
+    }
+}
+
+/// Lets progress through at most every `interval`, and always the last block.
+final class ProgressThrottle: @unchecked Sendable {
+    private let lock = NSLock()
+    private let interval: Duration
+    private var last: ContinuousClock.Instant?
+
+    init(interval: Duration) { self.interval = interval }
+
+    func shouldReport(done: Int, total: Int) -> Bool {
+        let now = ContinuousClock.now
+        return lock.withLock {
+            if done < total, let last, now - last < interval { return false }
+            last = now
+            return true
+        }
+    }
+}

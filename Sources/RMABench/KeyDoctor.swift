@@ -1,0 +1,97 @@
+import DeviceKeys
+import Foundation
+import ParticlePlatform
+import Registry
+
+/// What `keys doctor` did to a device.
+public struct DoctorReport: Sendable, Hashable {
+    public var deviceID: String
+    public var platform: String
+    public var product: String
+    /// The new key's public half (the private half lives only in memory, the escrow and the device).
+    public var publicKey: DevicePublicKey
+    public var escrowObjectID: Int64
+    /// What the slot held before: key, blank or corrupt.
+    public var found: String
+    /// The key the slot held before, when it was a valid key, and the escrow object backing it.
+    public var previousFingerprint: String?
+    public var previousEscrowObjectID: Int64?
+    /// Set once the new key is registered.
+    public var registrationID: Int64?
+    public var supersededRegistrationID: Int64?
+    /// Why the device did not leave DFU mode, when it did not: the key is loaded and read back all
+    /// the same, and still registered, so the engineer only has to reset the device.
+    public var leaveFailure: String?
+}
+
+/// `keyline keys doctor` (particle-cli-keys.md §1): a new key for the device, in this order —
+/// generated in memory, escrowed (object written once and recorded with a `key.escrowed` event),
+/// loaded into the slot with a guarded write and read back, the device leaves DFU, then the key
+/// is registered, superseding the device's active key (a `key.superseded` event) — so an engineer
+/// fixing one device at a bench leaves the same records as the line. The key the slot held
+/// before, if valid, is escrowed first (no key is ever lost). Unlike particle-cli no private key
+/// file is written: the key exists only in memory, the escrow and the device.
+public struct KeyDoctor: Sendable {
+    public let devices: BenchDevices
+    public let escrow: BenchEscrow
+    public let registration: BenchKeyRegistration
+
+    public init(devices: BenchDevices, escrow: BenchEscrow) {
+        self.devices = devices
+        self.escrow = escrow
+        self.registration = BenchKeyRegistration(registry: escrow.registry, station: escrow.station)
+    }
+
+    /// New key, escrow, load, read back, leave DFU. `register(_:)` finishes the doctor.
+    public func rekey(deviceID: String, product: String) async throws -> (report: DoctorReport, key: DevicePublicKey) {
+        let device = try await devices.openDFU(deviceID)
+        var left = false
+        defer { if !left { Task { await BenchDevices.close(device) } } }
+        if BenchDevices.isProtected(device) { throw DeviceKeyCommandError.protected(deviceID: device.deviceID) }
+        let platform = device.platform
+        let slot = try await device.readPrivateKeySlot()
+        let key = try DevicePrivateKey.generate(platform.keyAlgorithm)
+        try platform.checkDeviceKey(key)
+
+        var report = DoctorReport(deviceID: device.deviceID, platform: platform.name, product: product,
+                                  publicKey: key.publicKey, escrowObjectID: 0, found: "blank")
+        switch DeviceKeySlotContent(slot: slot) {
+        case .blank: report.found = "blank"
+        case .corrupt: report.found = "corrupt"
+        case .key(let previous):
+            report.found = "key"
+            report.previousFingerprint = previous.publicKey.fingerprint
+            // Already backed up (the line's escrow, an earlier doctor)? Otherwise escrow it now.
+            if let recorded = try await registration.recordedBackup(of: previous.publicKey, deviceID: device.deviceID,
+                                                                    product: product) {
+                report.previousEscrowObjectID = recorded.id
+            } else {
+                report.previousEscrowObjectID = try await escrow.escrow(
+                    previous, deviceID: device.deviceID, platform: platform.name, product: product, label: "keys-doctor",
+                    reason: "found on the device by keys doctor; replaced").id
+            }
+        }
+        report.escrowObjectID = try await escrow.escrow(key, deviceID: device.deviceID, platform: platform.name,
+                                                        product: product, label: "keys-doctor",
+                                                        reason: "made by keys doctor").id
+        try await DeviceKeySlotIO.load(key, into: device, replacing: DeviceKeySlotIO.expectation(slot))
+        // The new key is in the slot and read back: a device that then fails to leave DFU must
+        // still have its key registered, or it would hold an escrowed key the cloud never learns.
+        report.leaveFailure = await BenchDevices.leaveReportingFailure(device).map { "\($0)" }
+        left = true
+        return (report, key.publicKey)
+    }
+
+    /// Registers the new key, superseding the device's active key in the product.
+    public func register(_ report: DoctorReport) async throws -> DoctorReport {
+        let backup = try await registration.recordedBackup(of: report.publicKey, deviceID: report.deviceID,
+                                                           product: report.product)
+        let (registered, superseded) = try await registration.register(
+            report.publicKey, deviceID: report.deviceID, product: report.product, backup: backup, supersede: true,
+            reason: "keys doctor: replaced by \(report.publicKey.fingerprint)")
+        var done = report
+        done.registrationID = registered.id
+        done.supersededRegistrationID = superseded?.id
+        return done
+    }
+}

@@ -1,0 +1,143 @@
+#!/usr/bin/env python3
+"""The layout rules of Package.swift, checked against the sources (`make test` runs this first).
+
+1. Every target declares exactly the modules its sources import (a product named only to pin its
+   version is listed in PINNED_ONLY), so the target list tells the truth about the code.
+2. A library or executable target imports only targets listed before it in layers.txt (lowest
+   first, as design.md's "Layout" table): no lower layer imports a higher one.
+3. The station binary `keyline` never links the simulator, directly or through another target.
+
+Usage: check-imports.py [--self-test]. Exit 0 when the layout holds, 1 with one line per breach.
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LAYERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.txt")
+
+# Modules of the toolchain and the OS: importable by any target without a declaration.
+PLATFORM = {"Foundation", "FoundationEssentials", "FoundationNetworking", "FoundationXML", "Dispatch", "Glibc",
+            "Darwin", "Musl", "Testing", "XCTest", "Synchronization", "_Concurrency", "os", "SwiftShims"}
+# Products declared without an import, only so SwiftPM resolves an exact version.
+PINNED_ONLY = {("EscrowS3", "NIOSSL")}
+# Targets that must never be reached from a station's binary.
+NEVER_IN = {"keyline": {"Simulator"}}
+
+IMPORT = re.compile(r"^\s*(?:@\w+(?:\([^)]*\))?\s+)*(?:(?:public|internal|package|private|fileprivate)\s+)?"
+                    r"import\s+(?:(?:struct|class|enum|protocol|func|var|let|typealias)\s+)?(\w+)", re.M)
+
+
+def package():
+    out = subprocess.run(["swift", "package", "dump-package"], cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(out)
+
+
+def declared(target):
+    names = set()
+    for dep in target.get("dependencies", []):
+        for kind in ("byName", "target", "product"):
+            if kind in dep:
+                names.add(dep[kind][0].replace("-", "_"))  # a module's name: keyline-sim is keyline_sim
+    return names
+
+
+def imports(directory):
+    found = {}
+    for folder, _, files in os.walk(directory):
+        for name in files:
+            if name.endswith(".swift"):
+                path = os.path.join(folder, name)
+                with open(path, encoding="utf-8") as f:
+                    for module in IMPORT.findall(f.read()):
+                        found.setdefault(module, path)
+    return found
+
+
+def source_dir(target):
+    if target.get("path"):
+        return os.path.join(ROOT, target["path"])
+    base = "Tests" if target["type"] == "test" else "Sources"
+    return os.path.join(ROOT, base, target["name"])
+
+
+def check(targets, layers, sources):
+    """targets: name -> (type, declared deps); sources: name -> {module: file}. Returns breaches."""
+    problems = []
+    order = {name: index for index, name in enumerate(layers)}
+    own = set(targets)
+    for name, (kind, deps) in sorted(targets.items()):
+        if kind == "system":
+            continue
+        used = {m for m in sources.get(name, {}) if m not in PLATFORM and m != name}
+        for module in sorted(used - deps):
+            problems.append(f"{name}: imports {module} ({os.path.relpath(sources[name][module], ROOT)}) but does not declare it")
+        for module in sorted(deps - used):
+            if (name, module) not in PINNED_ONLY:
+                problems.append(f"{name}: declares {module} but no source imports it")
+        if kind == "test":
+            continue
+        if name not in order:
+            problems.append(f"{name}: not listed in {os.path.relpath(LAYERS, ROOT)}; add it where it belongs")
+            continue
+        for module in sorted(deps & own):
+            if module in order and order[module] >= order[name]:
+                problems.append(f"{name}: depends on {module}, a layer at or above it in {os.path.relpath(LAYERS, ROOT)}")
+    for root, banned in NEVER_IN.items():
+        seen, stack = set(), [root]
+        while stack:
+            current = stack.pop()
+            for module in targets.get(current, ("", set()))[1] & own:
+                if module not in seen:
+                    seen.add(module)
+                    stack.append(module)
+        for module in sorted(banned & seen):
+            problems.append(f"{root}: links {module} (directly or through another target); it must not")
+    return problems
+
+
+def self_test():
+    targets = {"A": ("regular", set()), "B": ("regular", {"A"}), "C": ("regular", {"B"}),
+               "Sim": ("regular", {"A"}), "keyline": ("executable", {"C"})}
+    sources = {"B": {"A": "b.swift"}, "C": {"B": "c.swift"}, "Sim": {"A": "s.swift"}, "keyline": {"C": "k.swift"}}
+    assert check(targets, ["A", "B", "C", "Sim", "keyline"], sources) == [], "a clean graph passes"
+    bad = dict(targets, A=("regular", {"C"}))
+    assert any("A: depends on C" in p for p in check(bad, ["A", "B", "C", "Sim", "keyline"], dict(sources, A={"C": "a.swift"})))
+    assert any("imports Sim" in p for p in check(targets, ["A", "B", "C", "Sim", "keyline"], dict(sources, C={"B": "c", "Sim": "c"})))
+    assert any("declares B but" in p for p in check(dict(targets, C=("regular", {"A", "B"})), ["A", "B", "C", "Sim", "keyline"],
+                                                    dict(sources, C={"A": "c"})))
+    global NEVER_IN
+    saved, NEVER_IN = NEVER_IN, {"keyline": {"Sim"}}
+    linked = dict(targets, C=("regular", {"B", "Sim"}))
+    assert any("keyline: links Sim" in p for p in check(linked, ["A", "B", "Sim", "C", "keyline"], dict(sources, C={"B": "c", "Sim": "c"})))
+    NEVER_IN = saved
+    print("check-imports self-test: ok")
+
+
+def main():
+    if "--self-test" in sys.argv:
+        self_test()
+        return 0
+    with open(LAYERS, encoding="utf-8") as f:
+        layers = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+    manifest = package()
+    targets, sources = {}, {}
+    for target in manifest["targets"]:
+        module = target["name"].replace("-", "_")
+        targets[module] = (target["type"], declared(target))
+        if target["type"] != "system":
+            sources[module] = imports(source_dir(target))
+    problems = check(targets, layers, sources)
+    for problem in problems:
+        print("layout: " + problem)
+    if problems:
+        print(f"layout: {len(problems)} breach(es) of the target layout (Tests/Layout/check-imports.py)")
+        return 1
+    print(f"layout: {len(targets)} targets, imports match declarations, no upward import, keyline without the simulator")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
