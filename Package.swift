@@ -79,7 +79,7 @@ let package = Package(
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
         .target(name: "CommandReporting", dependencies: [
             "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
-            "Provisioning",
+            "Registry", "Provisioning",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [

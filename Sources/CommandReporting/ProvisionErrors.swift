@@ -13,7 +13,6 @@ extension ProvisioningError: ReportableError {
         case .unknownJob: "unknownJob"
         case .jobOfAnotherProduct: "jobOfAnotherProduct"
         case .unknownState: "unknownWorkflowState"
-        case .schemaBehind: "registrySchemaBehind"
         case .jobInUse: "jobInUse"
         }
     }
@@ -28,12 +27,10 @@ extension ProvisioningError: ReportableError {
         case .unfinishedElsewhere(let id, let job, _): ["device": id, "job": String(job)]
         case .unknownJob(let job), .jobOfAnotherProduct(let job, _, _), .jobInUse(let job): ["job": String(job)]
         case .unknownState(let state): ["state": state]
-        case .schemaBehind(_, let need): ["need": String(need)]
         }
     }
 
     public var exit: KeylineExit {
-        if case .schemaBehind = self { return .configuration }
         if case .jobInUse = self { return .tempFail }
         switch failureClass {
         case .retryable: return .unavailable

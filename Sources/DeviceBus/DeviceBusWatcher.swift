@@ -42,6 +42,9 @@ public final class DeviceBusWatcher: USBDeviceLocator, Sendable {
         waiters.forEach { $0.continuation.resume(returning: .cancelled) }
     }
 
+    /// How many `waitForDevice` calls are registered right now (tests wait on it instead of sleeping).
+    var waiterCount: Int { state.withLock { $0.waiters.count } }
+
     /// What the last enumeration found (empty before the first).
     public var devices: [BusDevice] { state.withLock { $0.devices } }
 

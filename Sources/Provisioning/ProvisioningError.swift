@@ -1,4 +1,3 @@
-import Registry
 import FailurePolicy
 
 /// Refusals of the provisioning workflow itself (the layers below report their own errors).
@@ -23,15 +22,12 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
     case unknownState(String)
     /// Another keyline process is running this job right now.
     case jobInUse(Int64)
-    /// The registry's schema is older than this keyline needs.
-    case schemaBehind(have: Int?, need: Int)
 
     public var failureClass: FailureClass {
         switch self {
         case .deviceMissing: .retryable
         case .noKeyOnDevice, .damagedKeyOnDevice, .keyChanged, .keyReadBackDiffers: .badDevice
         case .unfinishedElsewhere, .unknownJob, .jobOfAnotherProduct, .unknownState: .badInput
-        case .schemaBehind: .needsOperator
         case .jobInUse: .badInput
         }
     }
@@ -56,21 +52,8 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
             "job \(id) provisions product \(product), but this pipeline's product is \(expected): resume it with its own pipeline"
         case .jobInUse(let id):
             "job \(id) is being run by another keyline process (this station or another): let it finish or stop it, then resume"
-        case .schemaBehind(let have, let need):
-            "the registry's schema is at migration \(have.map(String.init) ?? "none"), this keyline needs \(need): an administrator runs `keyline db migrate` first"
         case .unknownState(let state):
             "the registry holds workflow state \"\(state)\", which this keyline does not know: update keyline on this station"
-        }
-    }
-}
-
-extension ProvisioningError {
-    /// Refuses a registry whose schema is older than this keyline needs: checked before any
-    /// device is touched by provision and restore alike.
-    public static func requireCurrentSchema(_ registry: RegistryDatabase) async throws {
-        let version = try await registry.schemaVersion()
-        guard let version, version >= RegistryDatabase.requiredSchemaVersion else {
-            throw ProvisioningError.schemaBehind(have: version, need: RegistryDatabase.requiredSchemaVersion)
         }
     }
 }

@@ -148,7 +148,7 @@ public struct ProvisioningRunner: Sendable {
 
     private func openJob() async throws -> Job {
         // Before any device is touched: every device would otherwise wait on a missing column.
-        try await ProvisioningError.requireCurrentSchema(registry)
+        try await registry.requireCurrentSchema()
         if let id = options.resumeJobID {
             guard let job = try await registry.job(id: id) else { throw ProvisioningError.unknownJob(id) }
             guard job.productID == definition.product.id else {

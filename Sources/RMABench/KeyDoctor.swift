@@ -1,8 +1,6 @@
 import DeviceKeys
 import Foundation
 import ParticlePlatform
-import Registry
-
 /// What `keys doctor` did to a device.
 public struct DoctorReport: Sendable, Hashable {
     public var deviceID: String

@@ -113,6 +113,12 @@ public struct RegistryAudit: Sendable {
             .decode("version", as: Int?.self)
     }
 
+    /// Refuses a snapshot of a schema older than this keyline needs (`RegistryError.schemaBehind`):
+    /// an older schema lacks what the audit reads (step timings, the audit's indexes).
+    public func requireCurrentSchema() async throws {
+        try RegistryDatabase.requireCurrent(schemaVersion: try await schemaVersion())
+    }
+
     /// What the login may do beyond reading.
     public func privileges() async throws -> AuditPrivileges {
         let role = try await snapshot.query("""

@@ -43,6 +43,19 @@ public struct RegistryDatabase: Sendable {
     /// The schema version this build of keyline needs (its newest embedded migration).
     public static var requiredSchemaVersion: Int { Migration.embedded.map(\.version).max() ?? 0 }
 
+    /// Refuses a registry whose schema is older than this keyline needs: checked before any
+    /// device is touched (provision, restore, the bench's key commands) and before an audit reads.
+    public func requireCurrentSchema() async throws {
+        try Self.requireCurrent(schemaVersion: try await schemaVersion())
+    }
+
+    /// `RegistryError.schemaBehind` unless `version` is at least `requiredSchemaVersion`.
+    public static func requireCurrent(schemaVersion version: Int?) throws(RegistryError) {
+        guard let version, version >= requiredSchemaVersion else {
+            throw .schemaBehind(have: version, need: requiredSchemaVersion)
+        }
+    }
+
     // MARK: Products and jobs
 
     public func createProduct(id: String, name: String, platform: String? = nil) async throws -> Product {

@@ -35,6 +35,8 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible, ClassifiedE
     case unknownProduct(String)
     case unknownJob(Int64)
     case unknownRegistration(Int64)
+    /// The registry's schema is older than this keyline needs (`keyline db migrate`).
+    case schemaBehind(have: Int?, need: Int)
     /// The database login lacks the privilege (the registry roles are keyline_station, keyline_rma, keyline_auditor).
     case permissionDenied(action: String, PostgresError)
     /// Any other database error, with SQLSTATE and the server's message.
@@ -87,6 +89,8 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible, ClassifiedE
             "job \(job) does not exist"
         case .unknownRegistration(let id):
             "key registration \(id) does not exist"
+        case .schemaBehind(let have, let need):
+            "the registry's schema is at migration \(have.map(String.init) ?? "none"), this keyline needs \(need): an administrator runs `keyline db migrate` first"
         case .permissionDenied(let action, let error):
             "the database login may not \(action): \(error.message); use a login with the right keyline role "
                 + "(keyline_station, keyline_rma or keyline_auditor)"
@@ -109,7 +113,7 @@ extension RegistryError {
         case .invalidTransition, .keyFingerprintRequired, .escrowIntentWithoutJob, .noActiveKey, .productExists,
              .unknownProduct, .unknownJob, .unknownRegistration:
             .badInput
-        case .permissionDenied:
+        case .permissionDenied, .schemaBehind:
             .needsOperator
         case .database(let error):
             error.failureClass

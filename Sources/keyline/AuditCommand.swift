@@ -1,6 +1,5 @@
 import ArgumentParser
 import Age
-import Provisioning
 import Foundation
 import Registry
 import CommandReporting
@@ -125,10 +124,7 @@ struct AuditCommand: AsyncParsableCommand {
                       decrypt: BackupDecryptCheck?) async throws -> Int {
         // An older schema lacks what the audit reads (step timings, the audit's indexes): refused
         // with the fix, not left to fail on a missing table halfway through a listing.
-        let version = try await audit.schemaVersion()
-        guard let version, version >= RegistryDatabase.requiredSchemaVersion else {
-            throw ProvisioningError.schemaBehind(have: version, need: RegistryDatabase.requiredSchemaVersion)
-        }
+        try await audit.requireCurrentSchema()
         let login = try await audit.privileges()
         if !login.unreadable.isEmpty {
             throw CommandFailure(kind: "databasePermissionDenied",

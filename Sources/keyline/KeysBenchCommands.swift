@@ -47,7 +47,7 @@ struct BenchEscrowOptions: ParsableArguments {
     /// a write-once store for good).
     func connect(action: String) async throws -> RegistryDatabase {
         let registry = try await RegistryDatabase.connect(.fromEnvironment())
-        try await ProvisioningError.requireCurrentSchema(registry)
+        try await registry.requireCurrentSchema()
         try await registry.requireBoundStation(stationName, action: action)
         return registry
     }

@@ -93,7 +93,7 @@ struct RestoreCommand: AsyncParsableCommand {
             } ?? [RestoreRequest(deviceID: deviceID!, productID: product, reason: reason, ticket: ticket)]
             let registry = try await RegistryDatabase.connect(.fromEnvironment(), connections: min(max(concurrency, 1), 8))
             // Before any device is touched: an older schema cannot record what a restore records.
-            try await ProvisioningError.requireCurrentSchema(registry)
+            try await registry.requireCurrentSchema()
             let benchName = StationName.resolve(station)
             // A login bound to another bench would have its restoration row refused after the
             // device was written: refuse before any device is touched.

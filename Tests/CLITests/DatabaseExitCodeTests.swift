@@ -1,6 +1,6 @@
 import Testing
 import Registry
-@testable import keyline
+import CommandReporting
 
 /// How registry and database errors map to exit codes: 75 only for what retrying can fix.
 @Suite("keyline db exit codes")

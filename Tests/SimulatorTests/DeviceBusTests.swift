@@ -1,4 +1,4 @@
-import DeviceBus
+@testable import DeviceBus
 import FailurePolicy
 import Foundation
 import ParticleDevice
@@ -181,7 +181,9 @@ final class CountingBus: DeviceBus, @unchecked Sendable {
         await #expect(throws: USBLocatorError.cancelled(match)) { _ = try await task.value }
 
         let stopped = Task { () async throws(USBLocatorError) -> USBOpenedDevice in try await watcher.waitForDevice(match, timeout: .seconds(30)) }
-        try await Task.sleep(for: .milliseconds(50))
+        // Stopped once the wait is registered (a fixed sleep lost the race on a loaded host: the
+        // wait registered after stop() and ran into its 30 s timeout).
+        try await waitUntil("the wait to register") { watcher.waiterCount == 1 }
         watcher.stop()
         await #expect(throws: USBLocatorError.cancelled(match)) { _ = try await stopped.value }
     }
