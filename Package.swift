@@ -34,6 +34,8 @@ let package = Package(
         // Vocabulary every layer shares: failure classes, and the one hex encoding.
         .target(name: "FailurePolicy"),
         .target(name: "HexEncoding"),
+        // Whole-file reads of what operators and pipelines name, bounded (the one read loop).
+        .target(name: "LocalFiles"),
 
         // Keys and the Particle platform table (data and formats, no I/O).
         .target(name: "DeviceKeys", dependencies: ["COpenSSL", "FailurePolicy", "HexEncoding"]),
@@ -64,7 +66,7 @@ let package = Package(
         // What stations, benches and auditors do.
         .target(name: "Provisioning", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry",
-            "FailurePolicy", .product(name: "Yams", package: "Yams"),
+            "FailurePolicy", "LocalFiles", .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "RMABench", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
@@ -79,7 +81,7 @@ let package = Package(
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
         .target(name: "CommandReporting", dependencies: [
             "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
-            "Registry", "Provisioning",
+            "Registry", "Provisioning", "LocalFiles",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [

@@ -28,22 +28,6 @@ public struct CommandFailure: ReportableError {
         self.exit = exit
     }
 
-    public static func cannotRead(_ path: String, _ error: Error) -> CommandFailure {
-        let missing = !FileManager.default.fileExists(atPath: path)
-        return CommandFailure(
-            kind: missing ? "fileNotFound" : "fileUnreadable",
-            message: missing ? "\(path): no such file" : "\(path): cannot be read (\(error.localizedDescription))",
-            context: ["file": path], exit: .noInput)
-    }
-
-    public static func cannotRead(_ path: String, errno code: Int32) -> CommandFailure {
-        if code == ENOENT {
-            return CommandFailure(kind: "fileNotFound", message: "\(path): no such file", context: ["file": path], exit: .noInput)
-        }
-        return CommandFailure(kind: "fileUnreadable", message: "\(path): cannot be read (\(String(cString: strerror(code))))",
-                              context: ["file": path], exit: .noInput)
-    }
-
     public static func outputExists(_ path: String) -> CommandFailure {
         CommandFailure(kind: "outputExists", message: "\(path) already exists; keyline never overwrites it unless you pass --force",
                        context: ["file": path], exit: .cannotCreate)

@@ -1,4 +1,5 @@
 import Foundation
+import LocalFiles
 
 /// Reads a file a pipeline names (firmware image, server key, recipients) the way the CLI reads
 /// its inputs: a regular file of at most `limit` bytes. A device such as /dev/urandom would
@@ -25,24 +26,15 @@ enum PipelineFiles {
     }
 
     static func read(_ path: String, limit: Int) -> Result<[UInt8], Failure> {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            return .failure(errno == ENOENT ? .missing : .unreadable(String(cString: strerror(errno))))
-        }
-        switch info.st_mode & S_IFMT {
-        case S_IFREG: break
-        case S_IFDIR: return .failure(.notRegular("a directory"))
-        case S_IFCHR: return .failure(.notRegular("a character device"))
-        case S_IFBLK: return .failure(.notRegular("a block device"))
-        default: return .failure(.notRegular("not a regular file"))
-        }
-        guard Int(info.st_size) <= limit else { return .failure(.tooLarge(limit: limit)) }
         do {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            guard data.count <= limit else { return .failure(.tooLarge(limit: limit)) }  // grew since stat
-            return .success(Array(data))
+            return .success(try InputFile.read(path, limit: limit, pipes: false))
         } catch {
-            return .failure(.unreadable(error.localizedDescription))
+            switch error {
+            case .cannotOpen where error.isMissing: return .failure(.missing)
+            case .notARegularFile(_, let type, _): return .failure(.notRegular(type))
+            case .tooLarge(_, let limit, _): return .failure(.tooLarge(limit: limit))
+            case .cannotOpen(_, let code), .cannotRead(_, let code): return .failure(.unreadable(String(cString: strerror(code))))
+            }
         }
     }
 }
