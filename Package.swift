@@ -51,7 +51,9 @@ let package = Package(
 
         // Escrow: the age format alone, backups and stores, the S3 store apart (only its users link HTTP).
         .target(name: "Age", dependencies: ["FailurePolicy", crypto]),
-        .target(name: "Escrow", dependencies: ["Age", "DeviceKeys", "ParticlePlatform", "FailurePolicy", "HexEncoding"]),
+        .target(name: "Escrow", dependencies: [
+            "Age", "DeviceKeys", "ParticlePlatform", "FailurePolicy", "HexEncoding", "LocalFiles",
+        ]),
         .target(name: "EscrowS3", dependencies: [
             "Escrow", "DeviceKeys", "FailurePolicy", "HexEncoding", crypto,
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

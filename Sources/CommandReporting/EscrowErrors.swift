@@ -61,3 +61,11 @@ extension S3StoreError: ReportableError {
         }
     }
 }
+
+/// Reported as the age error it wraps, with the file named in the message and the context.
+extension EscrowKeyFileError: ReportableError {
+    public var kind: String { error.kind }
+    public var message: String { "\(path): \(error.message)" }
+    public var context: [String: String] { error.context.merging(["file": path]) { _, new in new } }
+    public var exit: KeylineExit { error.exit }
+}

@@ -44,36 +44,14 @@ struct EscrowCommand: AsyncParsableCommand {
     /// An escrow backup is one age header (about 100 bytes a recipient) and a document of at most
     /// `EscrowBackup.maximumDocumentSize`; an identity or recipients file is a few lines.
     static let backupFileLimit = 64 * 1024
-    static let identityFileLimit = 64 * 1024
+    static let identityFileLimit = EscrowKeyFiles.fileLimit
 
     static func loadIdentities(_ paths: [String]) throws -> [X25519Identity] {
-        guard !paths.isEmpty else { throw AgeError.noIdentities }
-        var identities: [X25519Identity] = []
-        for path in paths {
-            let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity or recipients file")
-            do {
-                identities += try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
-            } catch {
-                throw error.about(file: path)
-            }
-        }
-        return identities
+        try EscrowKeyFiles.identities(paths)
     }
 
-    /// The recipients of -r TEXT and -R FILE options. The one place recipients are parsed, so the
-    /// guard against a secret key passed as a recipient (never echoed) covers every command.
     static func loadRecipients(_ texts: [String], files: [String]) throws -> [X25519Recipient] {
-        var recipients = try texts.map { try X25519Recipient($0) }
-        for path in files {
-            let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity or recipients file")
-            do {
-                recipients += try X25519Recipient.parseFile(String(decoding: bytes, as: UTF8.self))
-            } catch {
-                throw error.about(file: path)
-            }
-        }
-        guard !recipients.isEmpty else { throw AgeError.noRecipients }
-        return recipients
+        try EscrowKeyFiles.recipients(texts, files: files)
     }
 
     static func usage(_ message: String) -> CommandFailure {
