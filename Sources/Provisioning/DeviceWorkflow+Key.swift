@@ -52,53 +52,25 @@ extension DeviceWorkflow {
         return read
     }
 
-    /// Write-ahead escrow: the object key and ciphertext hash are recorded before the object is
-    /// written; a resumed run adopts an object whose bytes match the record instead of writing a
-    /// second (different: age is randomised) one; recording the object and reaching `escrowed`
-    /// is one transaction, which checks the intent still names the bytes written. A retry within
-    /// the run writes the very same ciphertext again (an identical put succeeds), never a new one.
+    /// Write-ahead escrow (`WriteAheadEscrow`, the one protocol of stations and benches): the
+    /// object key and ciphertext hash are recorded as the job device's intent before the object
+    /// is written; a resumed run adopts an object whose bytes match the intent; recording the
+    /// object and reaching `escrowed` is one transaction, which checks the intent still names the
+    /// bytes written. A retry within the run writes the very same ciphertext again, never a new one.
     func escrow() async throws {
         let key = try await recordedKey()
-        let registry = context.registry
-        let store = context.store
-        let (jobID, deviceID) = (context.jobID, self.deviceID)
-        let objectKey = try EscrowObjectKey(product: definition.product.id, deviceID: deviceID,
-                                            publicKeySHA256: key.publicKey.fingerprint)
-        let written: String
-        if let sealed, sealed.objectKey == objectKey {
-            _ = try await store.put(sealed.ciphertext, at: objectKey)
-            written = sealed.sha256
-        } else if let intent = try await earlierIntent(), intent.objectKey == objectKey.path,
-                  try await store.adopt(objectKey, expectedSHA256: intent.ciphertextSHA256) {
-            emit(.note, step: .escrow, message: "escrow object \(objectKey.path) was written by an earlier run: adopted")
-            written = intent.ciphertextSHA256
-        } else {
-            let backup = try EscrowBackup(deviceID: deviceID, platform: platform.name, product: definition.product.id,
-                                          privateKey: key, job: String(jobID), station: definition.station)
-            let sealed = try backup.seal(to: definition.escrow.recipients)
-            let intent = NewEscrowObject(
-                productID: objectKey.product, deviceID: deviceID, publicKeySHA256: sealed.publicKeySHA256,
-                storeURI: store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sealed.sha256,
-                sizeBytes: Int64(sealed.ciphertext.count), recipients: definition.escrow.recipients.map(\.description),
-                jobID: jobID, station: definition.station)
-            _ = try await persist { try await registry.recordEscrowIntent(intent) }
-            self.sealed = sealed
-            _ = try await store.put(sealed.ciphertext, at: objectKey)
-            written = sealed.sha256
+        let backup = try EscrowBackup(deviceID: deviceID, platform: platform.name, product: definition.product.id,
+                                      privateKey: key, job: String(context.jobID), station: definition.station)
+        var writer = escrowWriter ?? WriteAheadEscrow(store: context.store, recipients: definition.escrow.recipients,
+                                                      ledger: JobEscrowLedger(workflow: self))
+        defer { escrowWriter = writer.pending == nil ? nil : writer }
+        let (object, outcome) = try await writer.write(backup)
+        if outcome == .adopted {
+            emit(.note, step: .escrow, message: "escrow object \(backup.objectKey.path) was written by an earlier run: adopted")
         }
-        committedObject = try await persist {
-            try await registry.commitEscrow(jobID: jobID, deviceID: deviceID, ciphertextSHA256: written)
-        }
-        self.sealed = nil
+        committedObject = object
         state = .escrowed
         emit(.stateChanged, step: .escrow, state: .escrowed, fingerprint: key.publicKey.fingerprint)
-    }
-
-    /// The intent an earlier run recorded; none can exist when this run recorded `key_ready` itself.
-    private func earlierIntent() async throws -> EscrowIntent? {
-        if keySettledInThisRun { return nil }
-        let (registry, jobID, deviceID) = (context.registry, context.jobID, self.deviceID)
-        return try await persist { try await registry.escrowIntent(jobID: jobID, deviceID: deviceID) }
     }
 
     /// Registers the public key derived from what the device holds, in one transaction with the

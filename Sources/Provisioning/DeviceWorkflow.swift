@@ -54,11 +54,11 @@ final class DeviceWorkflow {
     var recordedFingerprint: String?
     /// True when this run read the key and recorded `key_ready` itself: no earlier run can have
     /// left an escrow intent for it, so the escrow step need not look for one (a retry in this
-    /// run uses `sealed`).
+    /// run puts the bytes it sealed).
     var keySettledInThisRun = false
-    /// The ciphertext whose intent this run recorded, until it is committed: a retried escrow
-    /// step writes these bytes again rather than encrypting anew (age output is random).
-    var sealed: SealedBackup?
+    /// The escrow write whose intent this run recorded, until it is committed: a retried escrow
+    /// step writes its bytes again rather than encrypting anew (age output is random).
+    var escrowWriter: WriteAheadEscrow<JobEscrowLedger>?
     /// The escrow object committed by this run, so registering need not look it up again.
     var committedObject: EscrowObject?
     private var timings: [StepTiming] = []

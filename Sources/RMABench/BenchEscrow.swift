@@ -27,49 +27,39 @@ public struct BenchEscrow: Sendable {
     }
 
     /// Escrows `key` for the device and records the object (no job) with a `key.escrowed` event
-    /// naming `reason`. Returns the recorded object.
+    /// naming `reason`, through the one write-ahead protocol (`WriteAheadEscrow`). Returns the
+    /// recorded object.
     public func escrow(_ key: DevicePrivateKey, deviceID: String, platform: String, product: String,
                        label: String, reason: String) async throws -> EscrowObject {
-        let objectKey = try EscrowObjectKey(product: product, deviceID: deviceID, publicKeySHA256: key.publicKey.fingerprint)
-        let storeURI = store.storeURI
-        if let recorded = try await registry.escrowObject(storeURI: storeURI, objectKey: objectKey.path) {
-            _ = try await store.get(objectKey, expectedSHA256: recorded.ciphertextSHA256)  // still there, intact
-            return recorded
-        }
-        let ciphertext: [UInt8]
-        let sha256: String
-        if try await store.contains(objectKey), let adopted = try await adoptable(objectKey, key: key, deviceID: deviceID) {
-            (ciphertext, sha256) = adopted
-        } else {
-            let backup = try EscrowBackup(deviceID: deviceID, platform: platform, product: product, privateKey: key,
-                                          job: label, station: station)
-            let sealed = try backup.seal(to: recipients)
-            _ = try await store.put(sealed.ciphertext, at: objectKey)
-            (ciphertext, sha256) = (sealed.ciphertext, sealed.sha256)
-        }
-        return try await registry.recordEscrowObject(NewEscrowObject(
-            productID: product, deviceID: deviceID, publicKeySHA256: key.publicKey.fingerprint, storeURI: storeURI,
-            objectKey: objectKey.path, ciphertextSHA256: sha256, sizeBytes: Int64(ciphertext.count),
-            recipients: recipients.map(\.description), jobID: nil, station: station), eventReason: reason)
+        let backup = try EscrowBackup(deviceID: deviceID, platform: platform, product: product, privateKey: key,
+                                      job: label, station: station)
+        var writer = WriteAheadEscrow(store: store, recipients: recipients, identities: identities,
+                                      ledger: BenchEscrowLedger(escrow: self, reason: reason))
+        return try await writer.write(backup).record
+    }
+}
+
+/// A bench's escrow as the registry records it: an object outside any job, with a
+/// `key.escrowed` event. The registry keeps write-ahead intents for job devices only, so nothing
+/// is recorded ahead here: an object a killed bench left unrecorded is adopted only when the
+/// bench's identity shows it is this key's backup.
+struct BenchEscrowLedger: EscrowLedger {
+    let escrow: BenchEscrow
+    let reason: String
+
+    func recorded(_ objectKey: EscrowObjectKey) async throws -> (sha256: String, record: EscrowObject)? {
+        try await escrow.registry.escrowObject(storeURI: escrow.store.storeURI, objectKey: objectKey.path)
+            .map { ($0.ciphertextSHA256, $0) }
     }
 
-    /// An object already at `objectKey` but not recorded: its bytes, if the identity shows it is
-    /// the backup of exactly this key for this device.
-    private func adoptable(_ objectKey: EscrowObjectKey, key: DevicePrivateKey,
-                           deviceID: String) async throws -> ([UInt8], String)? {
-        guard !identities.isEmpty else { return nil }
-        let actual: String
-        do {
-            _ = try await store.get(objectKey, expectedSHA256: String(repeating: "0", count: 64))
-            return nil
-        } catch EscrowStoreError.checksumMismatch(_, _, let found) {
-            actual = found
-        }
-        let bytes = try await store.get(objectKey, expectedSHA256: actual)
-        guard let backup = try? EscrowBackup.decrypt(bytes, identities: identities),
-              backup.deviceID == deviceID, backup.privateKey.publicKey.fingerprint == key.publicKey.fingerprint else {
-            return nil
-        }
-        return (bytes, actual)
+    func earlierIntent() async throws -> (objectKey: String, sha256: String)? { nil }
+
+    func recordIntent(_ sealed: SealedBackup) async throws {}
+
+    func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int) async throws -> EscrowObject {
+        try await escrow.registry.recordEscrowObject(NewEscrowObject(
+            productID: objectKey.product, deviceID: objectKey.deviceID, publicKeySHA256: objectKey.publicKeySHA256,
+            storeURI: escrow.store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sha256, sizeBytes: Int64(size),
+            recipients: escrow.recipients.map(\.description), jobID: nil, station: escrow.station), eventReason: reason)
     }
 }
