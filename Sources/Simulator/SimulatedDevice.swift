@@ -8,44 +8,6 @@ import FailurePolicy
 import Foundation
 import HexEncoding
 
-/// Why the simulator could not do what was asked.
-public enum SimulatorError: Error, Sendable, Hashable, CustomStringConvertible, ClassifiedError {
-    case unsupportedPlatform(String)
-    case invalidDeviceID(String, platform: String)
-    case portInUse(USBPortPath)
-    case noDevice(USBPortPath)
-    case noSuchAlt(UInt8)
-    case stateFile(path: String, detail: String)
-    /// Another handle holds the device's DFU interface (libusb: LIBUSB_ERROR_BUSY).
-    case busy(USBPortPath)
-    /// That enumeration of the device is gone: unplugged or re-enumerated (LIBUSB_ERROR_NO_DEVICE).
-    case disconnected(USBPortPath)
-
-    public var description: String {
-        switch self {
-        case .unsupportedPlatform(let name): "the simulator has no model of \(name) devices (the Core is not simulated)"
-        case .invalidDeviceID(let id, let platform): "\"\(id)\" is not a valid \(platform) device ID (24 lowercase hex digits with the platform's prefix)"
-        case .portInUse(let port): "port \(port) already has a simulated device; remove it first"
-        case .noDevice(let port): "no simulated device at port \(port)"
-        case .noSuchAlt(let alt): "the simulated device has no alt \(alt)"
-        case .stateFile(let path, let detail): "simulated device state \(path): \(detail)"
-        case .busy(let port): "the simulated device on port \(port) is in use by another handle: close it first"
-        case .disconnected(let port): "the simulated device on port \(port) disconnected (unplugged or re-enumerated)"
-        }
-    }
-}
-
-extension SimulatorError {
-    public var failureClass: FailureClass {
-        switch self {
-        // The same rule as USBError: another owner may let go; a re-enumeration settles.
-        case .busy, .disconnected: .retryable
-        case .stateFile: .needsOperator
-        case .unsupportedPlatform, .invalidDeviceID, .portInUse, .noDevice, .noSuchAlt: .badInput
-        }
-    }
-}
-
 /// A virtual Particle device: USB descriptors in normal and DFU mode, the bootloader's DfuSe state
 /// machine, flash and DCT with a timing model, Device OS key generation at boot, and faults.
 ///
@@ -91,24 +53,24 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
     var mode: USBMode
     var attached: Bool
     var session: UInt64 = 1
-    private var busyUntil = ContinuousClock.now
+    var busyUntil = ContinuousClock.now
     var memories: [SimulatedMemory]
     var protected: Bool
     var faults: SimulatedFaults
-    private var transfersSinceFaults = 0
-    private var operationsSinceFaults = 0
-    private var bootloader: DfuSeBootloader
-    private var runtime = DeviceOSRuntime()
+    var transfersSinceFaults = 0
+    var operationsSinceFaults = 0
+    var bootloader: DfuSeBootloader
+    var runtime = DeviceOSRuntime()
     var stats = Statistics()
     /// The transaction translator that carries this device's transfers (its own unless a fleet
     /// puts it behind a single-TT hub).
-    private var translator = TransactionTranslator()
+    var translator = TransactionTranslator()
     /// When the application connects to the cloud (and a Gen3 device makes a missing key).
     public let cloudConnection: CloudConnection
-    private var busObserver: (@Sendable (SimulatedDevice, BusEvent) -> Void)?
+    var busObserver: (@Sendable (SimulatedDevice, BusEvent) -> Void)?
     /// Interface → the handle (owner token) holding it, for the current session only: a
     /// re-enumeration ends every claim, as it ends every libusb handle.
-    private var claims: [UInt8: UInt64] = [:]
+    var claims: [UInt8: UInt64] = [:]
 
     /// Creates a device, attached (plugged in) in `mode`. A device created in normal mode checks
     /// its key slot as Device OS does when it starts (on its own queue).
@@ -190,7 +152,7 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         lock.withLock { descriptorsLocked(mode) }
     }
 
-    private func descriptorsLocked(_ mode: USBMode? = nil) -> SimulatedDescriptors {
+    func descriptorsLocked(_ mode: USBMode? = nil) -> SimulatedDescriptors {
         switch mode ?? self.mode {
         case .normal:
             return .normal(platform: platform, deviceID: deviceID)
@@ -275,164 +237,6 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         }
     }
 
-    // MARK: - Interface claims (libusb_claim_interface / release)
-
-    public enum ClaimOutcome: Sendable, Hashable {
-        case claimed
-        /// Another handle holds the interface (LIBUSB_ERROR_BUSY).
-        case busy
-        /// The session ended: re-enumerated or unplugged (LIBUSB_ERROR_NO_DEVICE).
-        case gone
-    }
-
-    /// One handle at a time per interface, whether it comes in-process (`SimulatedFleet.open`)
-    /// or through the libusb stand-in. Claiming again by the holder succeeds, as in libusb.
-    func claimInterface(_ interface: UInt8, session: UInt64, owner: UInt64) -> ClaimOutcome {
-        lock.withLock {
-            guard attached, self.session == session else { return .gone }
-            if let holder = claims[interface], holder != owner { return .busy }
-            claims[interface] = owner
-            return .claimed
-        }
-    }
-
-    /// False if `owner` did not hold the interface in this session.
-    @discardableResult
-    func releaseInterface(_ interface: UInt8, session: UInt64, owner: UInt64) -> Bool {
-        lock.withLock {
-            guard attached, self.session == session, claims[interface] == owner else { return false }
-            claims[interface] = nil
-            return true
-        }
-    }
-
-    // MARK: - Control transfers
-
-    /// Phase 1: reserve the device's next free slot: once its flash is done, wire time on its
-    /// TT (shared behind a single-TT hub, first come first served), then its turnaround; returns
-    /// when the transfer completes. The wire is scaled by the time scale only (a slowed-down
-    /// device does not slow the bus); the turnaround by the device's slowdown too.
-    func reserve(session: UInt64, setup: ControlSetup) throws(USBTransferError) -> ContinuousClock.Instant? {
-        try lock.locked { () throws(USBTransferError) -> ContinuousClock.Instant? in
-            guard attached, self.session == session else { throw .disconnected }
-            guard timeScale > 0 else { return nil }
-            let now = ContinuousClock.now
-            let start = max(now, busyUntil)
-            let wire = hardware.usb.wireTime(bytes: Int(setup.length))
-            let slot = translator.reserve(earliest: start, length: wire * timeScale, now: now)
-            let ready = slot + wire * timeScale + scaled(hardware.usb.perTransfer)
-            let waited = (slot - start) / timeScale
-            stats.wireTime += wire
-            stats.busWait += waited
-            stats.modelledTime += wire + waited + hardware.usb.perTransfer * faults.slowdown
-            busyUntil = ready
-            return ready
-        }
-    }
-
-    /// Phase 2: the device handles the transfer.
-    func execute(session: UInt64, setup: ControlSetup, data: [UInt8]) throws(USBTransferError) -> [UInt8] {
-        var events: [BusEvent] = []
-        let result: Result<[UInt8], USBTransferError> = lock.withLock {
-            guard attached, self.session == session else { return .failure(.disconnected) }
-            stats.controlTransfers += 1
-            transfersSinceFaults += 1
-            if let limit = faults.disconnectAfterTransfers, transfersSinceFaults > limit {
-                if let event = detachLocked() { events.append(event) }
-                return .failure(.disconnected)
-            }
-            if let stallAt = faults.stallTransfer, transfersSinceFaults == stallAt {
-                faults.stallTransfer = nil
-                if mode == .dfu { bootloader.setError(.errStalledPkt) }
-                return .failure(.stall)
-            }
-            if mode == .dfu && bootloader.stallNext {
-                bootloader.stallNext = false
-                return .failure(.stall)
-            }
-            let outcome = handleLocked(setup, data: data)
-            if outcome.busy > .zero && timeScale > 0 {
-                busyUntil = max(busyUntil, ContinuousClock.now) + scaled(outcome.busy)
-                stats.modelledTime += outcome.busy * faults.slowdown
-            }
-            if timeScale > 0, mode == .dfu, setup.request == DFURequest.getStatus.rawValue, setup.requestType == 0xA1,
-               case .data(let reply) = outcome.reply, reply.count == 6 {
-                // The host sleeps the reported bwPollTimeout: device-bound time, in modelled ms.
-                let reported = Double(UInt32(reply[1]) | UInt32(reply[2]) << 8 | UInt32(reply[3]) << 16)
-                stats.modelledTime += .milliseconds(reported / (timeScale * faults.slowdown))
-            }
-            if let after = outcome.after { schedule(after, session: session) }
-            switch outcome.reply {
-            case .stall:
-                return .failure(.stall)
-            case .data(let bytes):
-                return .success(setup.isDeviceToHost ? Array(bytes.prefix(Int(setup.length))) : [])
-            }
-        }
-        events.forEach(notify)
-        return try result.get()
-    }
-
-    private func handleLocked(_ setup: ControlSetup, data: [UInt8]) -> ControlOutcome {
-        let type = setup.requestType & 0x60
-        let recipient = setup.requestType & 0x1F
-        switch (type, mode) {
-        case (0x00, _):
-            if setup.request == 11 && recipient == 1 { return setInterfaceLocked(setup) }
-            if setup.request == 6, setup.value >> 8 == 3, setup.value & 0xFF == UInt16(DfuSeBootloader.errorStringIndex),
-               mode == .dfu, let message = bootloader.errorString {
-                return .data(Array(USBStringDescriptor.encode(message).prefix(Int(setup.length))))
-            }
-            return descriptorsLocked().handleStandard(setup)
-        case (0x20, .dfu) where recipient == 1 && setup.index == 0:
-            let failure = faults.failOperation
-            let before = operationsSinceFaults
-            // Hand the memories over (not a copy) so the bootloader mutates them in place.
-            var context = BootloaderContext(hardware: hardware, memories: memories, isProtected: protected,
-                                            timeFactor: timeScale * faults.slowdown, platformID: platform.id,
-                                            failure: failure, operationsBefore: before)
-            memories = []
-            let outcome = bootloader.handleClassRequest(setup, data: data, context: &context)
-            memories = context.memories
-            operationsSinceFaults += context.operationsExecuted
-            if let failure, operationsSinceFaults >= failure.number { faults.failOperation = nil }
-            stats.sectorsErased += context.sectorsErased
-            stats.bytesProgrammed += context.bytesProgrammed
-            return outcome
-        case (0x40, .normal) where recipient == 0:
-            return runtime.handleVendor(setup, data: data, deviceID: deviceID)
-        default:
-            return .stall
-        }
-    }
-
-    private func setInterfaceLocked(_ setup: ControlSetup) -> ControlOutcome {
-        switch mode {
-        case .dfu:
-            guard setup.index == 0, Int(setup.value) < hardware.alts.count else { return .stall }
-            bootloader.alt = UInt8(setup.value)
-            return .ok
-        case .normal:
-            return setup.value == 0 && setup.index < 3 ? .ok : .stall
-        }
-    }
-
-    /// libusb_reset_device: a bootloader waiting for reset leaves DFU; otherwise the device
-    /// re-enumerates in the same mode.
-    func usbReset(session: UInt64) throws(USBTransferError) {
-        let (event, leaving) = try lock.locked { () throws(USBTransferError) -> (BusEvent?, Bool) in
-            guard attached, self.session == session else { throw .disconnected }
-            let leaving = mode == .dfu && bootloader.state == .manifestWaitReset
-            return (detachLocked(), leaving)
-        }
-        notify(event)
-        let target = leaving ? USBMode.normal : currentMode
-        let factor = lock.withLock { timeScale * faults.slowdown }
-        queue.asyncAfter(deadline: deadline(after: hardware.usb.reenumeration, factor: factor)) {
-            if leaving { self.bootApplication(factor: factor) } else { self.attach(target) }
-        }
-    }
-
     // MARK: - Enumeration
 
     func detachLocked() -> BusEvent? {
@@ -463,7 +267,7 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
     }
 
     /// Runs what the device does after a reply (called with the lock held; work goes to the queue).
-    private func schedule(_ action: AfterReply, session: UInt64) {
+    func schedule(_ action: AfterReply, session: UInt64) {
         let usb = hardware.usb
         let neverBack = faults.noReenumerationAfterLeave
         let factor = timeScale * faults.slowdown
