@@ -63,7 +63,7 @@ let package = Package(
         ]),
 
         // The registry (PostgreSQL through libpq).
-        .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy"]),
+        .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy", "HexEncoding"]),
 
         // What stations, benches and auditors do.
         .target(name: "Provisioning", dependencies: [

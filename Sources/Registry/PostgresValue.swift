@@ -1,4 +1,5 @@
 import Foundation
+import HexEncoding
 
 /// A statement parameter as sent to libpq: text, or binary for `bytea`, or NULL.
 public enum PostgresValue: Sendable, Hashable {
@@ -143,31 +144,10 @@ extension Optional: PostgresDecodable where Wrapped: PostgresDecodable {
 /// `bytea` in the hex output format (`\x0a1b…`, PostgreSQL's default since 9.0).
 extension Array: PostgresDecodable where Element == UInt8 {
     public init(postgresText text: String?, column: String) throws(PostgresError) {
-        guard let text, text.hasPrefix("\\x"), text.utf8.count % 2 == 0 else {
+        guard let text, text.hasPrefix("\\x"), let bytes = Hex.decode(String(text.dropFirst(2))) else {
             throw .decoding(column, "bytea in hex format", text)
         }
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity((text.utf8.count - 2) / 2)
-        var high: UInt8?
-        for character in text.utf8.dropFirst(2) {
-            guard let nibble = Self.hexNibble(character) else { throw .decoding(column, "bytea in hex format", text) }
-            if let pending = high {
-                bytes.append(pending << 4 | nibble)
-                high = nil
-            } else {
-                high = nibble
-            }
-        }
         self = bytes
-    }
-
-    private static func hexNibble(_ character: UInt8) -> UInt8? {
-        switch character {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): character - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): character - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): character - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 }
 
