@@ -104,9 +104,13 @@ let package = Package(
         // Shared test code (child processes, scratch directories); Foundation only.
         .target(name: "TestSupport", dependencies: ["Registry"], path: "Tests/TestSupport"),
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "COpenSSL", "TestSupport"]),
+        .testTarget(name: "ParticlePlatformTests", dependencies: [
+            "ParticlePlatform", "ParticleDevice", "DeviceKeys", "FailurePolicy", "TestSupport",
+        ],
+                    resources: [.copy("Fixtures")]),
         .testTarget(name: "ParticleDeviceTests", dependencies: [
-            "ParticleDevice", "ParticlePlatform", "DeviceBus", "DFU", "DeviceKeys", "FailurePolicy", "TestSupport",
-        ], resources: [.copy("Fixtures")]),
+            "ParticleDevice", "ParticlePlatform", "DeviceBus", "DFU", "DeviceKeys", "FailurePolicy",
+        ]),
         .testTarget(name: "DFUTests", dependencies: ["DFU", "DeviceBus"]),
         .testTarget(name: "SimulatorTests", dependencies: [
             "Simulator", "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "FailurePolicy", "TestSupport",

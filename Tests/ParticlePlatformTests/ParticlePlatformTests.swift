@@ -1,5 +1,6 @@
 import DeviceKeys
 import Foundation
+import ParticleDevice
 import ParticlePlatform
 import Testing
 import TestSupport
