@@ -92,7 +92,7 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline-sim", dependencies: [
-            "CommandReporting", "Simulator", "ParticlePlatform", "DeviceBus", "DFU", "DeviceKeys",
+            "CommandReporting", "Simulator", "ParticlePlatform", "DeviceBus", "DeviceKeys",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         // Benchmarks are an executable, never timed assertions in tests (`make bench`).
