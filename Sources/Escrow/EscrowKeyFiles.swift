@@ -10,31 +10,29 @@ public enum EscrowKeyFiles {
 
     public static func identities(_ paths: [String]) throws -> [X25519Identity] {
         guard !paths.isEmpty else { throw AgeError.noIdentities }
-        var identities: [X25519Identity] = []
-        for path in paths {
-            let bytes = try InputFile.read(path, limit: fileLimit, what: "an age identity or recipients file")
-            do {
-                identities += try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
-            } catch {
-                throw EscrowKeyFileError(path: path, error: error)
-            }
-        }
-        return identities
+        return try parse(paths) { text throws(AgeError) in try X25519Identity.parseFile(text) }
     }
 
     /// The recipients given as text (`-r`) and in files (`-R`); at least one.
     public static func recipients(_ texts: [String], files: [String]) throws -> [X25519Recipient] {
-        var recipients = try texts.map { try X25519Recipient($0) }
-        for path in files {
+        let recipients = try texts.map { try X25519Recipient($0) }
+            + parse(files) { text throws(AgeError) in try X25519Recipient.parseFile(text) }
+        guard !recipients.isEmpty else { throw AgeError.noRecipients }
+        return recipients
+    }
+
+    /// Every file read (bounded) and parsed in turn; a parse failure names its file.
+    private static func parse<T>(_ paths: [String], _ parseFile: (String) throws(AgeError) -> [T]) throws -> [T] {
+        var parsed: [T] = []
+        for path in paths {
             let bytes = try InputFile.read(path, limit: fileLimit, what: "an age identity or recipients file")
             do {
-                recipients += try X25519Recipient.parseFile(String(decoding: bytes, as: UTF8.self))
+                parsed += try parseFile(String(decoding: bytes, as: UTF8.self))
             } catch {
                 throw EscrowKeyFileError(path: path, error: error)
             }
         }
-        guard !recipients.isEmpty else { throw AgeError.noRecipients }
-        return recipients
+        return parsed
     }
 }
 
