@@ -8,11 +8,12 @@ public enum EscrowKeyFiles {
     /// An identity or recipients file is a few lines.
     public static let fileLimit = 64 * 1024
 
-    public static func identities(_ paths: [String]) throws -> [X25519Identity] {
+    /// `what` names the file in a refusal (a folder, a device, a file too large).
+    public static func identities(_ paths: [String], what: String = "an age identity or recipients file") throws -> [X25519Identity] {
         guard !paths.isEmpty else { throw AgeError.noIdentities }
         var identities: [X25519Identity] = []
         for path in paths {
-            let bytes = try InputFile.read(path, limit: fileLimit, what: "an age identity or recipients file")
+            let bytes = try InputFile.read(path, limit: fileLimit, what: what)
             do {
                 identities += try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
             } catch {
