@@ -14,7 +14,7 @@ final class AuditWriter: AuditOutput {
     let format: AuditFormat
     let out: StreamingOutput
     private var first = true
-    private var progress: TerminalProgress?
+    private var storeCheckProgress: TerminalProgress?
 
     init(format: AuditFormat, out: StreamingOutput) {
         self.format = format
@@ -101,12 +101,12 @@ final class AuditWriter: AuditOutput {
     /// `--check-store`'s progress, on a terminal only.
     func progress(_ event: StoreCheckProgress) {
         switch event {
-        case .started(.hashingRecorded, let store, let total): progress = TerminalProgress("checking \(store)", total: total)
-        case .started(.listingForOrphans, let store, let total): progress = TerminalProgress("looking for orphans in \(store)", total: total)
-        case .advanced(_, let count): progress?.advance(by: count)
+        case .started(.hashingRecorded, let store, let total): storeCheckProgress = TerminalProgress("checking \(store)", total: total)
+        case .started(.listingForOrphans, let store, let total): storeCheckProgress = TerminalProgress("looking for orphans in \(store)", total: total)
+        case .advanced(_, let count): storeCheckProgress?.advance(by: count)
         case .finished:
-            progress?.finish()
-            progress = nil
+            storeCheckProgress?.finish()
+            storeCheckProgress = nil
         }
     }
 
