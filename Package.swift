@@ -74,6 +74,7 @@ let package = Package(
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
             "HexEncoding",
         ]),
+        .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry"]),
 
         // Simulated devices and the libusb stand-in's server (never linked into `keyline`).
         .target(name: "Simulator", dependencies: [
@@ -83,12 +84,12 @@ let package = Package(
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
         .target(name: "CommandReporting", dependencies: [
             "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
-            "Registry", "Provisioning", "LocalFiles",
+            "Registry", "Provisioning", "Audit", "LocalFiles",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [
             "CommandReporting", "HexEncoding", "DeviceKeys", "ParticlePlatform", "DeviceBus", "USB", "DFU", "ParticleDevice", "Age", "Escrow",
-            "EscrowS3", "Registry", "Provisioning", "RMABench", "FailurePolicy",
+            "EscrowS3", "Registry", "Provisioning", "RMABench", "Audit", "FailurePolicy",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline-sim", dependencies: [

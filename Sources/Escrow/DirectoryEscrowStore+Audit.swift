@@ -3,8 +3,29 @@ import DeviceKeys
 import HexEncoding
 
 /// What an audit needs from a directory store: every object in a stable order, and the SHA-256 of
-/// an object's bytes as they are now.
+/// an object's bytes as they are now. Files are read on Dispatch threads, all cores at once.
 extension DirectoryEscrowStore {
+    public var displayName: String { root.path }
+
+    public func location(of key: EscrowObjectKey) -> String { url(for: key).path }
+
+    public func sha256s(ofObjectsAt objectKeys: [String]) async -> [Result<String?, any Error>] {
+        await parallelMap(objectKeys) { key in Result<String?, any Error> { try sha256(ofObjectAt: key) } }
+    }
+
+    public func contents(ofObjectsAt objectKeys: [String]) async -> [Result<[UInt8]?, any Error>] {
+        await parallelMap(objectKeys) { key in Result<[UInt8]?, any Error> { try contents(ofObjectAt: key) } }
+    }
+
+    /// The walk below, 2,048 paths at a time, each batch read off the pool.
+    public func objectPages(under product: String?) -> AsyncThrowingStream<[String], any Error> {
+        let walk = objectWalk(under: product)
+        return AsyncThrowingStream(unfolding: {
+            let paths = try await offPool { try walk.next(2_048) }
+            return paths.isEmpty ? nil : paths
+        })
+    }
+
     /// A walk of the store's files (paths relative to the root, in directory order), `under` one
     /// top-level folder (a product) or all. Temporary files of puts in progress are left out;
     /// everything else is listed, so files that do not look like objects show up as orphans too.

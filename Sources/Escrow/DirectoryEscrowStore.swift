@@ -83,13 +83,13 @@ public struct DirectoryEscrowStore: EscrowStore {
     public func put(_ ciphertext: [UInt8], at key: EscrowObjectKey) async throws -> String {
         let root = root.path
         let sync = sync
-        return try await offPool { try Self.putBlocking(ciphertext, key: key, root: root, sync: sync) }
+        return try await offPool(on: queue) { try Self.putBlocking(ciphertext, key: key, root: root, sync: sync) }
     }
 
     public func get(_ key: EscrowObjectKey, expectedSHA256: String) async throws -> [UInt8] {
         let path = url(for: key).path
         let root = root.path
-        let bytes = try await offPool { () throws -> [UInt8]? in
+        let bytes = try await offPool(on: queue) { () throws -> [UInt8]? in
             try Self.checkFolders(root: root, components: [key.product, key.deviceID])
             return try Self.readIfExists(path)
         }
@@ -104,7 +104,7 @@ public struct DirectoryEscrowStore: EscrowStore {
     public func contains(_ key: EscrowObjectKey) async throws -> Bool {
         let path = url(for: key).path
         let root = root.path
-        return try await offPool {
+        return try await offPool(on: queue) {
             try Self.checkFolders(root: root, components: [key.product, key.deviceID])
             var info = stat()
             if stat(path, &info) == 0 { return true }
@@ -120,7 +120,7 @@ public struct DirectoryEscrowStore: EscrowStore {
         let root = root.path
         let sync = sync
         let expected = expectedSHA256.lowercased()
-        return try await offPool {
+        return try await offPool(on: queue) {
             let components = [key.product, key.deviceID]
             let path = "\(root)/\(key.path)"
             try Self.checkFolders(root: root, components: components)
@@ -136,16 +136,10 @@ public struct DirectoryEscrowStore: EscrowStore {
         let root = root.path
         let (seconds, attoseconds) = age.components
         let maximumAge = Double(seconds) + Double(attoseconds) / 1e18
-        return try await offPool { try Self.sweepBlocking(root: root, olderThan: maximumAge, now: Date().timeIntervalSince1970) }
+        return try await offPool(on: queue) { try Self.sweepBlocking(root: root, olderThan: maximumAge, now: Date().timeIntervalSince1970) }
     }
 
     public var storeURI: String { "file://" + root.path }
-
-    private func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            queue.async { continuation.resume(with: Result { try work() }) }
-        }
-    }
 
     // MARK: - Blocking file system work (dispatch queue only)
 

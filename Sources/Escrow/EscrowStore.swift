@@ -73,6 +73,28 @@ public protocol EscrowStore: Sendable {
     /// Where the store is, as the registry records it (`file:///abs/path` for a directory,
     /// `s3://bucket/prefix` for an object store).
     var storeURI: String { get }
+
+    // MARK: Describing and auditing itself (each store knows its own layout and concurrency)
+
+    /// The store for people: its folder, or its s3:// URI.
+    var displayName: String { get }
+
+    /// Where an object lives, for people: a file path, or `s3://bucket/key`.
+    func location(of key: EscrowObjectKey) -> String
+
+    /// The SHA-256 (lowercase hex) of each object as it is now (nil: no such object), in the
+    /// order of `objectKeys` (paths relative to the store, as the registry records them). The
+    /// bytes are read and hashed, with as many reads at once as suits the store.
+    func sha256s(ofObjectsAt objectKeys: [String]) async -> [Result<String?, any Error>]
+
+    /// The bytes of each object (nil: no such object), in the order of `objectKeys`.
+    func contents(ofObjectsAt objectKeys: [String]) async -> [Result<[UInt8]?, any Error>]
+
+    /// Every object key in the store, under `product` (a top-level folder) or all, a page at a
+    /// time and in no particular order; memory stays flat however large the store. Files that
+    /// do not look like objects are listed too (an audit reports them as orphans); the store's
+    /// own bookkeeping (temporary files, markers, probes) is not.
+    func objectPages(under product: String?) -> AsyncThrowingStream<[String], any Error>
 }
 
 /// Why a store operation failed. Carries keys, paths and hashes, never object contents.

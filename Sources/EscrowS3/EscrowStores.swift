@@ -35,12 +35,6 @@ public enum EscrowStores {
         }
     }
 
-    /// Where an object lives, for people: a file path, or `s3://bucket/key`.
-    public static func describe(_ key: EscrowObjectKey, in store: any EscrowStore) -> String {
-        switch store {
-        case let directory as DirectoryEscrowStore: directory.url(for: key).path
-        case let s3 as S3EscrowStore: "s3://\(s3.settings.bucket)/\(s3.settings.objectName(key))"
-        default: "\(store.storeURI)/\(key.path)"
-        }
-    }
+    /// Where an object lives, for people: a file path, or `s3://bucket/key` (the store says).
+    public static func describe(_ key: EscrowObjectKey, in store: any EscrowStore) -> String { store.location(of: key) }
 }

@@ -1,11 +1,45 @@
 import Foundation
+import Escrow
 import NIOHTTP1
 import DeviceKeys
 
 /// What an audit needs from an S3 store: its objects listed a page at a time (ListObjectsV2), and
 /// the SHA-256 of an object's bytes as they are now. Object keys are the registry's (relative to
-/// the store's prefix), as `DirectoryEscrowStore`'s walk gives them.
+/// the store's prefix), as `DirectoryEscrowStore`'s walk gives them. Objects are read over HTTP,
+/// `auditConcurrency` requests at a time.
 extension S3EscrowStore {
+    /// Requests in flight at once when reading a batch of objects.
+    public static let auditConcurrency = 16
+
+    public var displayName: String { storeURI }
+
+    public func location(of key: EscrowObjectKey) -> String { "s3://\(settings.bucket)/\(settings.objectName(key))" }
+
+    public func sha256s(ofObjectsAt objectKeys: [String]) async -> [Result<String?, any Error>] {
+        await concurrentMap(objectKeys, width: Self.auditConcurrency) { key -> Result<String?, any Error> in
+            do { return .success(try await sha256(ofObjectAt: key)) } catch { return .failure(error) }
+        }
+    }
+
+    public func contents(ofObjectsAt objectKeys: [String]) async -> [Result<[UInt8]?, any Error>] {
+        await concurrentMap(objectKeys, width: Self.auditConcurrency) { key -> Result<[UInt8]?, any Error> in
+            do { return .success(try await contents(ofObjectAt: key)) } catch { return .failure(error) }
+        }
+    }
+
+    /// ListObjectsV2 a page at a time, following the continuation token. A page may be empty
+    /// (only the probe on it) without being the last.
+    public func objectPages(under product: String?) -> AsyncThrowingStream<[String], any Error> {
+        let cursor = ListingCursor()
+        return AsyncThrowingStream(unfolding: {
+            guard !cursor.ended else { return nil }
+            let page = try await listObjects(under: product, continuationToken: cursor.token)
+            cursor.token = page.next
+            cursor.ended = page.next == nil
+            return page.keys
+        })
+    }
+
     /// One page (up to `maxKeys`, S3's limit being 1,000) of ListObjectsV2 under the prefix (and
     /// `product`, if given), and the token for the next page (nil after the last).
     public func listObjects(under product: String?, continuationToken: String?,
@@ -51,5 +85,33 @@ extension S3EscrowStore {
             rest = rest[end.upperBound...]
         }
         return found
+    }
+}
+
+/// Where an S3 listing is; used by one caller at a time (the stream's consumer).
+private final class ListingCursor: @unchecked Sendable {
+    var token: String?
+    var ended = false
+}
+
+/// Runs async `work` (network requests) over `items`, at most `width` at once; results in order.
+func concurrentMap<T: Sendable, R: Sendable>(_ items: [T], width: Int, _ work: @escaping @Sendable (T) async -> R) async -> [R] {
+    await withTaskGroup(of: (Int, R).self) { group in
+        var results = [R?](repeating: nil, count: items.count)
+        var started = 0
+        while started < min(width, items.count) {
+            let index = started
+            group.addTask { (index, await work(items[index])) }
+            started += 1
+        }
+        while let done = await group.next() {
+            results[done.0] = done.1
+            if started < items.count {
+                let index = started
+                group.addTask { (index, await work(items[index])) }
+                started += 1
+            }
+        }
+        return results.map { $0! }
     }
 }

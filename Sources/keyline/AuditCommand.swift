@@ -1,8 +1,10 @@
 import ArgumentParser
-import Age
+import Audit
+import CommandReporting
+import Escrow
+import EscrowS3
 import Foundation
 import Registry
-import CommandReporting
 
 /// `keyline audit`: which keys are registered, and does every one have an intact backup.
 struct AuditCommand: AsyncParsableCommand {
@@ -97,75 +99,12 @@ struct AuditCommand: AsyncParsableCommand {
     func run() async throws {
         let format = AuditFormat(rawValue: format)!
         try await CLI.run(json: format == .json) {
-            let identities = try decrypt ? loadIdentities() : []
+            let identities = try decrypt ? EscrowKeyFiles.identities([identity!], what: "an age identity file") : nil
             let scope = AuditScope(productID: product, since: since.flatMap(Self.parseTime), jobID: job)
-            let store = try storeDirectory.map(AuditedStore.open)
-            let errors = try await RegistryDatabase.audit(scope: scope) { audit in
-                try await Self.audit(audit, format: format, store: checkStore ? store : nil,
-                                     decrypt: decrypt ? store.map { BackupDecryptCheck(store: $0, identities: identities,
-                                                                                       reportMissing: !checkStore) } : nil)
-            }
+            let store = try storeDirectory.map { try EscrowStores.open($0) }
+            let errors = try await KeyAudit.run(scope: scope, store: store, checkStore: checkStore, decryptWith: identities,
+                                                output: AuditWriter(format: format, out: StreamingOutput()))
             if errors > 0 { throw ExitCode(KeylineExit.auditErrors.rawValue) }
         }
-    }
-
-    private func loadIdentities() throws -> [X25519Identity] {
-        let path = identity!
-        let bytes = try CLI.readFile(path, limit: EscrowCommand.identityFileLimit, what: "an age identity file")
-        do {
-            return try X25519Identity.parseFile(String(decoding: bytes, as: UTF8.self))
-        } catch {
-            throw error.about(file: path)
-        }
-    }
-
-    /// The whole audit in the snapshot; returns the number of error findings.
-    static func audit(_ audit: RegistryAudit, format: AuditFormat, store: AuditedStore?,
-                      decrypt: BackupDecryptCheck?) async throws -> Int {
-        // An older schema lacks what the audit reads (step timings, the audit's indexes): refused
-        // with the fix, not left to fail on a missing table halfway through a listing.
-        try await audit.requireCurrentSchema()
-        let login = try await audit.privileges()
-        if !login.unreadable.isEmpty {
-            throw CommandFailure(kind: "databasePermissionDenied",
-                                 message: "the login \(login.user) cannot read \(login.unreadable.joined(separator: ", ")); grant it keyline_auditor",
-                                 exit: .noPermission)
-        }
-        if !login.isReadOnly {
-            let rights = login.superuser ? "is a superuser" : login.bypassesRowSecurity ? "bypasses row-level security"
-                : "may write (\(login.writes.prefix(6).joined(separator: ", "))\(login.writes.count > 6 ? ", …" : ""))"
-            FileHandle.standardError.write(Data("keyline: warning: the login \(login.user) \(rights); an audit needs only the read-only keyline_auditor role\n".utf8))
-        }
-        let spool = try FindingSpool()
-        var writer = AuditWriter(format: format, out: StreamingOutput())
-        try writer.begin(login: login)
-        var registrations = 0
-        var statuses: [String: Int] = [:]
-        try await audit.forEachKey { keys in
-            for key in keys {
-                registrations += 1
-                statuses[key.status, default: 0] += 1
-                try writer.key(key)
-                if key.objectKey == nil {
-                    try spool.add(AuditFinding(.error, "no_escrow_object", productID: key.productID, deviceID: key.deviceID,
-                                           fingerprint: key.fingerprint, jobID: key.jobID,
-                                           message: "key \(key.fingerprint) of device \(key.deviceID) is registered but escrow object \(key.escrowObjectID) does not exist: no backup"))
-                }
-                if key.status != "active" {
-                    try spool.add(AuditFinding(.info, "key_\(key.status)", productID: key.productID, deviceID: key.deviceID,
-                                           fingerprint: key.fingerprint, jobID: key.jobID,
-                                           message: "key \(key.fingerprint) of device \(key.deviceID) is \(key.status)" + (key.statusReason.map { ": \($0)" } ?? "")))
-                }
-            }
-            if let decrypt {
-                for finding in await decrypt.check(keys) { try spool.add(finding) }
-            }
-        }
-        try await audit.forEachCrossCheckFinding { try spool.add($0) }
-        if let store {
-            try await StoreCheck(store: store, audit: audit, report: { try spool.add($0) }).run()
-        }
-        try writer.finish(findings: spool, registrations: registrations, statuses: statuses)
-        return spool.counts[.error] ?? 0
     }
 }

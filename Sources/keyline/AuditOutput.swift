@@ -1,6 +1,7 @@
+import Audit
+import CommandReporting
 import Foundation
 import Registry
-import CommandReporting
 
 /// `keyline audit --format`.
 enum AuditFormat: String, CaseIterable, Sendable {
@@ -8,11 +9,12 @@ enum AuditFormat: String, CaseIterable, Sendable {
 }
 
 /// Writes the audit in one of the formats, streaming: registrations as they come, then the
-/// findings from the spool, then the totals.
-struct AuditWriter {
+/// findings from the spool, then the totals. Warnings and progress go to standard error.
+final class AuditWriter: AuditOutput {
     let format: AuditFormat
     let out: StreamingOutput
     private var first = true
+    private var storeCheckProgress: TerminalProgress?
 
     init(format: AuditFormat, out: StreamingOutput) {
         self.format = format
@@ -22,7 +24,13 @@ struct AuditWriter {
     static let csvColumns = ["record", "severity", "code", "product", "device_id", "platform", "algorithm", "fingerprint",
                              "registered_at", "job", "station", "status", "escrow_object", "message"]
 
-    mutating func begin(login: AuditPrivileges) throws {
+    func loginNotReadOnly(_ login: AuditPrivileges) {
+        let rights = login.superuser ? "is a superuser" : login.bypassesRowSecurity ? "bypasses row-level security"
+            : "may write (\(login.writes.prefix(6).joined(separator: ", "))\(login.writes.count > 6 ? ", …" : ""))"
+        FileHandle.standardError.write(Data("keyline: warning: the login \(login.user) \(rights); an audit needs only the read-only keyline_auditor role\n".utf8))
+    }
+
+    func begin(login: AuditPrivileges) throws {
         switch format {
         case .table:
             Self.pad(["DEVICE", "PRODUCT", "PLATFORM", "ALG", "FINGERPRINT", "REGISTERED", "JOB", "STATION", "STATUS",
@@ -38,7 +46,7 @@ struct AuditWriter {
     }
 
     /// One registration, formatted byte by byte (this runs once per row of a million-row audit).
-    mutating func key(_ key: AuditedKey) throws {
+    func key(_ key: AuditedKey) throws {
         switch format {
         case .table:
             Self.pad([key.deviceID, key.productID, key.platform ?? "-", key.algorithm, String(key.fingerprint.prefix(16)) + "…",
@@ -90,7 +98,19 @@ struct AuditWriter {
         try out.endRecord()
     }
 
-    mutating func finish(findings: FindingSpool, registrations: Int, statuses: [String: Int]) throws {
+    /// `--check-store`'s progress, on a terminal only.
+    func progress(_ event: StoreCheckProgress) {
+        switch event {
+        case .started(.hashingRecorded, let store, let total): storeCheckProgress = TerminalProgress("checking \(store)", total: total)
+        case .started(.listingForOrphans, let store, let total): storeCheckProgress = TerminalProgress("looking for orphans in \(store)", total: total)
+        case .advanced(_, let count): storeCheckProgress?.advance(by: count)
+        case .finished:
+            storeCheckProgress?.finish()
+            storeCheckProgress = nil
+        }
+    }
+
+    func finish(findings: FindingSpool, registrations: Int, statuses: [String: Int]) throws {
         let counts = findings.counts
         let out = out
         switch format {

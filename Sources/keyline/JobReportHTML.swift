@@ -1,4 +1,5 @@
 import Foundation
+import Audit
 
 /// The HTML report: one self-contained file (inline CSS and SVG; no script, no external font or
 /// image), well-formed XML so any XML parser reads it. A summary, a timeline chart (one row per

@@ -1,7 +1,7 @@
 import ArgumentParser
-import Foundation
-import Registry
+import Audit
 import CommandReporting
+import Foundation
 
 /// `keyline report JOB`: how a batch went.
 struct ReportCommand: AsyncParsableCommand {
@@ -44,13 +44,7 @@ struct ReportCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await CLI.run(json: format == "json") {
-            let registry = try await RegistryDatabase.connect()
-            guard let job = try await registry.job(id: self.job) else {
-                throw CommandFailure(kind: "unknownJob", message: "there is no job \(self.job) in the registry",
-                                     context: ["job": String(self.job)], exit: .noInput)
-            }
-            let report = JobReport(job: job, devices: try await registry.jobDevices(jobID: job.id),
-                                   steps: try await registry.steps(jobID: job.id))
+            let report = try await JobReport.load(jobID: job)
             let text = switch format {
             case "csv": report.csv()
             case "json": try report.json()

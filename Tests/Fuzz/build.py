@@ -9,8 +9,8 @@ Usage: build.py [BUILD_DIR]   (run after `swift build`)"""
 import glob, json, os, re, subprocess, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-FIRST_PARTY = ["FailurePolicy", "HexEncoding", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "ParticleDevice",
-               "Age", "Escrow", "EscrowS3", "Registry", "Provisioning", "RMABench", "CommandReporting"]
+FIRST_PARTY = ["FailurePolicy", "HexEncoding", "LocalFiles", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "ParticleDevice",
+               "Age", "Escrow", "EscrowS3", "Registry", "Provisioning", "RMABench", "Audit", "CommandReporting"]
 OUT = os.path.join(ROOT, ".build", "fuzz")
 DROP_WITH_VALUE = {"-output-file-map", "-index-store-path", "-emit-module-path", "-module-cache-path", "-emit-objc-header-path"}
 DROP = {"-emit-dependencies", "-incremental", "-c", "-serialize-diagnostics", "-enable-batch-mode", "-Onone", "-g",

@@ -53,6 +53,17 @@ struct RunnerInProcessTests {
         func sweepStaleTemporaryFiles(olderThan age: Duration) async throws -> Int {
             try await inner.sweepStaleTemporaryFiles(olderThan: age)
         }
+        var displayName: String { inner.displayName }
+        func location(of key: EscrowObjectKey) -> String { inner.location(of: key) }
+        func sha256s(ofObjectsAt objectKeys: [String]) async -> [Result<String?, any Error>] {
+            await inner.sha256s(ofObjectsAt: objectKeys)
+        }
+        func contents(ofObjectsAt objectKeys: [String]) async -> [Result<[UInt8]?, any Error>] {
+            await inner.contents(ofObjectsAt: objectKeys)
+        }
+        func objectPages(under product: String?) -> AsyncThrowingStream<[String], any Error> {
+            inner.objectPages(under: product)
+        }
     }
 
     static func pipeline(in scratch: ScratchDirectory, identity: X25519Identity) throws -> PipelineDefinition {

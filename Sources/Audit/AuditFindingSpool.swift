@@ -1,6 +1,5 @@
 import Foundation
 import Registry
-import CommandReporting
 
 /// Findings kept on disk while the listing streams, so they can be printed after it without
 /// holding them in memory (a broken product can have a finding per registration); counted by
@@ -9,15 +8,15 @@ import CommandReporting
 ///
 /// Records are length-prefixed fields (no text encoder per finding). Every write is checked: a
 /// full disk (ENOSPC), a file size limit (EFBIG) or an I/O error stops the audit with
-/// `cannotWriteFindings` (exit 74) naming the folder, instead of printing an incomplete audit.
-final class FindingSpool {
+/// `AuditError.findingsUnwritable` naming the folder, instead of printing an incomplete audit.
+public final class FindingSpool {
     private let fd: Int32
-    let directory: String
+    public let directory: String
     private var buffer: [UInt8] = []
-    private(set) var counts: [AuditSeverity: Int] = [:]
-    private(set) var codes: [String: Int] = [:]
+    public private(set) var counts: [AuditSeverity: Int] = [:]
+    public private(set) var codes: [String: Int] = [:]
 
-    init(directory: String = FindingSpool.defaultDirectory) throws {
+    public init(directory: String = FindingSpool.defaultDirectory) throws(AuditError) {
         self.directory = directory
         var template = Array((directory + "/keyline-audit-findings.XXXXXX").utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
@@ -30,13 +29,13 @@ final class FindingSpool {
 
     deinit { close(fd) }
 
-    static var defaultDirectory: String {
+    public static var defaultDirectory: String {
         ProcessInfo.processInfo.environment["TMPDIR"].flatMap { $0.isEmpty ? nil : $0 } ?? "/tmp"
     }
 
-    var total: Int { counts.values.reduce(0, +) }
+    public var total: Int { counts.values.reduce(0, +) }
 
-    func add(_ finding: AuditFinding) throws {
+    public func add(_ finding: AuditFinding) throws(AuditError) {
         counts[finding.severity, default: 0] += 1
         codes[finding.code, default: 0] += 1
         buffer.append(UInt8(AuditSeverity.allCases.firstIndex(of: finding.severity)!))
@@ -48,7 +47,7 @@ final class FindingSpool {
     }
 
     /// Every finding, in the order added.
-    func forEach(_ body: (AuditFinding) throws -> Void) throws {
+    public func forEach(_ body: (AuditFinding) throws -> Void) throws {
         try flush()
         guard lseek(fd, 0, SEEK_SET) == 0 else { throw Self.failure("rewind", directory: directory, errno: errno) }
         var reader = SpoolReader(fd: fd)
@@ -63,7 +62,7 @@ final class FindingSpool {
         }
     }
 
-    private func flush() throws {
+    private func flush() throws(AuditError) {
         var offset = 0
         while offset < buffer.count {
             let written = buffer.withUnsafeBytes { write(fd, $0.baseAddress! + offset, $0.count - offset) }
@@ -84,19 +83,11 @@ final class FindingSpool {
         buffer.append(contentsOf: text.utf8.prefix(Int(count)))
     }
 
-    static func failure(_ operation: String, directory: String, errno code: Int32) -> CommandFailure {
-        let cause = String(cString: strerror(code))
-        let hint = code == ENOSPC || code == EFBIG || code == EDQUOT
-            ? ": free space there or point TMPDIR at a folder with room" : ""
-        return CommandFailure(kind: "cannotWriteFindings",
-                              message: "cannot \(operation) the audit's temporary findings file in \(directory) (\(cause))\(hint); the audit is incomplete",
-                              context: ["directory": directory, "errno": String(code)], exit: .ioError)
+    static func failure(_ operation: String, directory: String, errno code: Int32) -> AuditError {
+        .findingsUnwritable(operation: operation, directory: directory, errno: code)
     }
 
-    private static func corrupt(_ directory: String) -> CommandFailure {
-        CommandFailure(kind: "cannotWriteFindings", message: "the audit's temporary findings file in \(directory) reads back damaged",
-                       context: ["directory": directory], exit: .ioError)
-    }
+    private static func corrupt(_ directory: String) -> AuditError { .findingsDamaged(directory: directory) }
 }
 
 /// Reads the spool back a block at a time.
@@ -109,7 +100,7 @@ private struct SpoolReader {
     init(fd: Int32) { self.fd = fd }
 
     /// The next byte, or nil at the end of the file.
-    mutating func byte() throws -> UInt8? {
+    mutating func byte() throws(AuditError) -> UInt8? {
         if start == end {
             let count = block.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
             if count < 0 {
@@ -123,7 +114,7 @@ private struct SpoolReader {
         return block[start]
     }
 
-    mutating func bytes(_ count: Int) throws -> [UInt8] {
+    mutating func bytes(_ count: Int) throws(AuditError) -> [UInt8] {
         var out: [UInt8] = []
         out.reserveCapacity(count)
         for _ in 0..<count {
@@ -133,7 +124,7 @@ private struct SpoolReader {
         return out
     }
 
-    mutating func field() throws -> String? {
+    mutating func field() throws(AuditError) -> String? {
         let length = try bytes(4).enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
         if length == UInt32.max { return nil }
         return String(decoding: try bytes(Int(length)), as: UTF8.self)

@@ -1,0 +1,126 @@
+import Foundation
+import Registry
+
+/// How a job went, built from the registry: its devices, the steps each ran with their timings,
+/// and the totals (`keyline report JOB`). The property names are the report's JSON fields.
+public struct JobReport: Codable, Sendable {
+    public struct Step: Codable, Sendable {
+        public var step: String
+        /// Seconds from the start of the batch.
+        public var start: Double
+        public var seconds: Double
+        public var attempts: Int
+        public var outcome: String
+        public var reason: String?
+        public var startedAt: Date
+    }
+
+    public struct Device: Codable, Sendable {
+        public var port: String
+        public var deviceID: String
+        public var platform: String?
+        /// The device's state now: done, failed, or the state an unfinished device stopped in.
+        public var outcome: String
+        public var state: String
+        public var attempts: Int
+        public var failedStep: String?
+        public var reason: String?
+        public var fingerprint: String?
+        public var steps: [Step]
+        /// From its first step's start to its last step's end.
+        public var seconds: Double
+    }
+
+    public struct Totals: Codable, Sendable {
+        public var devices: Int
+        public var done: Int
+        public var failed: Int
+        public var unfinished: Int
+        /// From the first step's start to the last step's end.
+        public var wallSeconds: Double
+        /// Sum over devices of the time their steps ran.
+        public var busySeconds: Double
+        /// Most devices running at once.
+        public var peakParallel: Int
+        /// Devices done per minute of wall time.
+        public var throughputPerMinute: Double
+        /// busy / (wall × peak parallel): 1 when every port worked the whole time.
+        public var parallelEfficiency: Double
+    }
+
+    public var job: Int64
+    public var product: String
+    public var station: String
+    public var pipeline: String
+    public var status: String
+    public var startedAt: Date
+    public var finishedAt: Date?
+    public var devices: [Device]
+    public var totals: Totals
+
+    /// The report of job `jobID` as the registry has it now; `AuditError.unknownJob` when there is none.
+    public static func load(jobID: Int64, settings: ConnectionSettings = .fromEnvironment()) async throws -> JobReport {
+        let registry = try await RegistryDatabase.connect(settings)
+        guard let job = try await registry.job(id: jobID) else { throw AuditError.unknownJob(jobID) }
+        return JobReport(job: job, devices: try await registry.jobDevices(jobID: job.id), steps: try await registry.steps(jobID: job.id))
+    }
+
+    public init(job: Job, devices jobDevices: [JobDevice], steps: [StepRecord]) {
+        self.job = job.id
+        product = job.productID
+        station = job.station
+        pipeline = job.pipeline
+        status = job.status.rawValue
+        startedAt = job.startedAt
+        finishedAt = job.finishedAt
+        let origin = steps.map(\.startedAt).min() ?? job.startedAt
+        let byDevice = Dictionary(grouping: steps, by: \.deviceID)
+        devices = jobDevices.map { device in
+            let records = (byDevice[device.deviceID] ?? []).sorted { $0.startedAt < $1.startedAt }
+            let timed = records.map { record in
+                Step(step: record.step, start: record.startedAt.timeIntervalSince(origin), seconds: record.seconds,
+                     attempts: record.attempts, outcome: record.outcome.rawValue, reason: record.reason,
+                     startedAt: record.startedAt)
+            }
+            let first = timed.map(\.start).min() ?? 0
+            let last = timed.map { $0.start + $0.seconds }.max() ?? 0
+            let failedStep = device.state == "failed" ? timed.last(where: { $0.outcome == "failed" }) : nil
+            return Device(port: device.portPath ?? "-", deviceID: device.deviceID, platform: device.platform,
+                          outcome: device.state == "done" ? "done" : device.state == "failed" ? "failed" : "unfinished",
+                          state: device.lastGoodState.map { "failed after \($0)" } ?? device.state,
+                          attempts: device.attempts, failedStep: failedStep?.step,
+                          reason: device.lastError ?? failedStep?.reason, fingerprint: device.keyFingerprint,
+                          steps: timed, seconds: max(0, last - first))
+        }.sorted { ($0.port, $0.deviceID) < ($1.port, $1.deviceID) }
+        totals = Self.totals(devices)
+    }
+
+    static func totals(_ devices: [Device]) -> Totals {
+        let spans = devices.compactMap { device -> (Double, Double)? in
+            guard let first = device.steps.map(\.start).min(),
+                  let last = device.steps.map({ $0.start + $0.seconds }).max() else { return nil }
+            return (first, last)
+        }
+        let wall = max(0, (spans.map(\.1).max() ?? 0) - (spans.map(\.0).min() ?? 0))
+        let busy = devices.reduce(0) { $0 + $1.steps.reduce(0) { $0 + $1.seconds } }
+        // Sweep the device spans for the most that overlap.
+        var edges: [(time: Double, change: Int)] = []
+        for (start, end) in spans {
+            edges.append((start, 1))
+            edges.append((end, -1))
+        }
+        edges.sort { left, right in left.time != right.time ? left.time < right.time : left.change < right.change }
+        var running = 0
+        var peak = 0
+        for edge in edges {
+            running += edge.change
+            peak = max(peak, running)
+        }
+        let done = devices.filter { $0.outcome == "done" }.count
+        let failed = devices.filter { $0.outcome == "failed" }.count
+        return Totals(devices: devices.count, done: done, failed: failed, unfinished: devices.count - done - failed,
+                      wallSeconds: wall, busySeconds: busy, peakParallel: peak,
+                      throughputPerMinute: wall > 0 ? Double(done) * 60 / wall : 0,
+                      parallelEfficiency: wall > 0 && peak > 0 ? min(1, busy / (wall * Double(peak))) : 0)
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import Audit
+
+/// `keyline report --format table|csv|json` (the HTML page is JobReportHTML.swift).
+extension JobReport {
+    static func seconds(_ value: Double) -> String { String(format: "%.2f", value) }
+
+    // MARK: Table and CSV
+
+    func table() -> String {
+        var out = "job \(job) · product \(product) · station \(station) · \(pipeline) · \(status)\n"
+        out += "started \(startedAt.formatted(.iso8601))" + (finishedAt.map { ", finished \($0.formatted(.iso8601))" } ?? "") + "\n\n"
+        let header = ["PORT", "DEVICE", "PLATFORM", "OUTCOME", "ATTEMPTS", "SECONDS", "STEPS (start+duration s)"]
+        out += pad(header)
+        for device in devices {
+            let steps = device.steps.map { "\($0.step) \(Self.seconds($0.start))+\(Self.seconds($0.seconds))"
+                + ($0.attempts > 1 ? " ×\($0.attempts)" : "") + ($0.outcome == "failed" ? " FAILED" : "") }
+            out += pad([device.port, device.deviceID, device.platform ?? "-", device.outcome, String(device.attempts),
+                        Self.seconds(device.seconds), steps.joined(separator: ", ")])
+            if let reason = device.reason, device.outcome != "done" {
+                out += "    " + (device.failedStep.map { "\($0): " } ?? "") + reason + "\n"
+            }
+        }
+        out += "\n\(totals.devices) devices: \(totals.done) done, \(totals.failed) failed, \(totals.unfinished) unfinished\n"
+        out += "wall time \(Self.seconds(totals.wallSeconds)) s, \(String(format: "%.1f", totals.throughputPerMinute)) devices/min, "
+            + "up to \(totals.peakParallel) at once, parallel efficiency \(Int((totals.parallelEfficiency * 100).rounded()))%\n"
+        return out
+    }
+
+    private func pad(_ fields: [String]) -> String {
+        zip(fields, [10, 24, 8, 10, 8, 8, 0]).map { field, width in
+            width == 0 ? field : field.padding(toLength: max(width, field.count), withPad: " ", startingAt: 0)
+        }.joined(separator: " ") + "\n"
+    }
+
+    /// One line per step (a device without steps gets one line), device fields repeated.
+    func csv() -> String {
+        var out = "job,port,device_id,platform,outcome,device_attempts,reason,step,step_start_s,step_seconds,step_attempts,step_outcome,step_reason\n"
+        for device in devices {
+            let base = [String(job), device.port, device.deviceID, device.platform ?? "", device.outcome,
+                        String(device.attempts), device.reason ?? ""]
+            if device.steps.isEmpty { out += AuditWriter.csvLine(base + ["", "", "", "", "", ""]) }
+            for step in device.steps {
+                out += AuditWriter.csvLine(base + [step.step, Self.seconds(step.start), Self.seconds(step.seconds),
+                                                   String(step.attempts), step.outcome, step.reason ?? ""])
+            }
+        }
+        return out
+    }
+
+    func json() throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return String(decoding: try encoder.encode(self), as: UTF8.self) + "\n"
+    }
+}
