@@ -72,7 +72,7 @@ let package = Package(
         ]),
         .target(name: "RMABench", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
-            "HexEncoding",
+            "HexEncoding", "LocalFiles", "Provisioning",
         ]),
         .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry"]),
 
@@ -84,7 +84,7 @@ let package = Package(
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
         .target(name: "CommandReporting", dependencies: [
             "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
-            "Registry", "Provisioning", "Audit", "LocalFiles",
+            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [

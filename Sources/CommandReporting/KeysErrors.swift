@@ -50,3 +50,9 @@ extension PlatformError: ReportableError {
     public var message: String { description }
     public var exit: KeylineExit { .usage }
 }
+
+extension ServerKeyFileError: ReportableError {
+    public var kind: String { "unknownBlobSize" }
+    public var message: String { description }
+    public var exit: KeylineExit { .dataError }
+}

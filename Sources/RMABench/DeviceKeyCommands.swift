@@ -1,5 +1,6 @@
 import DeviceKeys
 import FailurePolicy
+import LocalFiles
 import ParticleDevice
 import ParticlePlatform
 
@@ -9,6 +10,49 @@ import ParticlePlatform
 /// converted to PKCS#1 instead of being truncated by the device, and `load` writes only after the
 /// backup of what it replaces is saved, with a guarded write naming that content.
 public enum DeviceKeySlotIO {
+    /// `keys save [NAME]` on the chosen device: NAME.der (the whole slot, owner-only) and
+    /// NAME.pub.pem; NAME defaults to the device ID. Both names are checked before the slot is read.
+    public static func save(device deviceID: String?, on bus: BenchBus, name: String?,
+                            to files: any BenchOutputFiles) async throws -> SavedKeySlot {
+        try await bus.withDevice(deviceID) { device in
+            let base = KeyFileNames.base(name ?? device.deviceID)
+            let names = ["\(base).der", "\(base).pub.pem"]
+            for file in names { try files.requireWritable(file) }
+            let (slot, key) = try await save(device)
+            try files.write(names[0], slot, secret: true)
+            try files.write(names[1], Array(key.publicKey.pem.utf8), secret: false)
+            return SavedKeySlot(deviceID: device.deviceID, files: names, fingerprint: key.publicKey.fingerprint)
+        }
+    }
+
+    /// `keys load [NAME]` on the chosen device: NAME.der (PEM and PKCS#8 accepted) checked against
+    /// the platform, the slot saved to `backups` as backup_<alg>_NAME.der (+ .pub.pem when it held a
+    /// key), then the key written over exactly that content and read back.
+    public static func load(device deviceID: String?, on bus: BenchBus, name: String?,
+                            backups: any BenchOutputFiles) async throws -> LoadedKey {
+        try await bus.withDevice(deviceID) { device in
+            let base = KeyFileNames.base(name ?? device.deviceID)
+            let file = "\(base).der"
+            let bytes = try InputFile.read(file, limit: KeyFile.maximumFileSize, what: "a key file")
+            let key: DevicePrivateKey
+            do {
+                guard let parsed = try KeyFile.parse(bytes).privateKey else { throw DeviceKeyError.notAPrivateKey }
+                key = parsed
+                try device.platform.checkDeviceKey(key)
+            } catch {
+                throw BenchFileError(path: file, error: error)
+            }
+            let slot = try await device.readPrivateKeySlot()
+            let backup = KeyFileNames.loadBackup(base: base, platform: device.platform)
+            try backups.write(backup, slot, secret: true)
+            if case .key(let held) = DeviceKeySlotContent(slot: slot) {
+                try backups.write(KeyFileNames.publicKey(of: backup), Array(held.publicKey.pem.utf8), secret: false)
+            }
+            try await load(key, into: device, replacing: expectation(slot))
+            return LoadedKey(deviceID: device.deviceID, file: file, backup: backup, fingerprint: key.publicKey.fingerprint)
+        }
+    }
+
     /// The whole private-key slot (612 bytes TCP, 192 UDP: key DER plus what follows, as
     /// particle-cli's `<id>.der`) and the key it holds.
     public static func save(_ device: ParticleDFUDevice) async throws -> (slot: [UInt8], key: DevicePrivateKey) {
@@ -40,6 +84,22 @@ public enum DeviceKeySlotIO {
             throw DeviceKeyCommandError.readBackDiffers(deviceID: device.deviceID)
         }
     }
+}
+
+/// What `keys save` wrote.
+public struct SavedKeySlot: Sendable {
+    public var deviceID: String
+    /// NAME.der and NAME.pub.pem.
+    public var files: [String]
+    public var fingerprint: String
+}
+
+/// What `keys load` wrote, and where the slot's former content was saved.
+public struct LoadedKey: Sendable {
+    public var deviceID: String
+    public var file: String
+    public var backup: String
+    public var fingerprint: String
 }
 
 public enum DeviceKeyCommandError: Error, Sendable, Hashable, CustomStringConvertible, ClassifiedError {

@@ -1,6 +1,7 @@
 import DeviceKeys
 import Foundation
 import ParticlePlatform
+
 /// What `keys doctor` did to a device.
 public struct DoctorReport: Sendable, Hashable {
     public var deviceID: String
@@ -40,6 +41,26 @@ public struct KeyDoctor: Sendable {
         self.registration = BenchKeyRegistration(registry: escrow.registry, station: escrow.station)
     }
 
+    /// The whole doctor on `deviceID` (default: the only device attached): the product (`product`,
+    /// else the one the device has an active key in), then `rekey`, the new public key written to
+    /// `files` as DEVICE_ID_<alg>_new.pub.pem (so `keys send` can finish a failed registration),
+    /// then `register`. That file is checked before anything is escrowed or written.
+    public static func run(deviceID: String?, product: String?, escrow settings: BenchEscrowSettings, bus: BenchBus,
+                           files: any BenchOutputFiles) async throws -> (report: DoctorReport, file: String) {
+        guard let (id, platform) = try await bus.chooseAttached(deviceID) else { throw BenchError.noDevices }
+        let publicFile = KeyFileNames.doctorPublicKey(deviceID: id, platform: platform)
+        try files.requireWritable(publicFile)
+        let station = settings.bench
+        let registry = try await station.registry(action: "re-key devices")
+        let escrow = try settings.escrow(registry, station: station.name)
+        let doctor = KeyDoctor(devices: await bus.devices(), escrow: escrow)
+        defer { doctor.devices.stop() }
+        let productID = try await doctor.registration.product(for: id, given: product)
+        let (rekeyed, key) = try await doctor.rekey(deviceID: id, product: productID)
+        try files.write(publicFile, Array(key.pem.utf8), secret: false)
+        return (try await doctor.register(rekeyed), publicFile)
+    }
+
     /// New key, escrow, load, read back, leave DFU. `register(_:)` finishes the doctor.
     public func rekey(deviceID: String, product: String) async throws -> (report: DoctorReport, key: DevicePublicKey) {
         let device = try await devices.openDFU(deviceID)
@@ -48,8 +69,7 @@ public struct KeyDoctor: Sendable {
         if BenchDevices.isProtected(device) { throw DeviceKeyCommandError.protected(deviceID: device.deviceID) }
         let platform = device.platform
         let slot = try await device.readPrivateKeySlot()
-        let key = try DevicePrivateKey.generate(platform.keyAlgorithm)
-        try platform.checkDeviceKey(key)
+        let key = try platform.generateDeviceKey()
 
         var report = DoctorReport(deviceID: device.deviceID, platform: platform.name, product: product,
                                   publicKey: key.publicKey, escrowObjectID: 0, found: "blank")

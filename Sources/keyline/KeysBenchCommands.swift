@@ -1,13 +1,7 @@
 import ArgumentParser
-import DeviceKeys
-import Escrow
-import ParticlePlatform
-import Provisioning
-import RMABench
-import Foundation
-import Registry
 import CommandReporting
-import EscrowS3
+import ParticlePlatform
+import RMABench
 
 /// Where a bench escrows keys and what it records them as: the line's store and recipients
 /// (`KEYLINE_ESCROW_STORE`, `KEYLINE_RECIPIENTS`) unless given, and this bench's name.
@@ -22,34 +16,8 @@ struct BenchEscrowOptions: ParsableArguments {
     @Option(help: "This bench's name (default: KEYLINE_STATION or the host name).")
     var station: String?
 
-    var stationName: String {
-        StationName.resolve(station)
-    }
-
-    func escrow(_ registry: RegistryDatabase) throws -> BenchEscrow {
-        let environment = ProcessInfo.processInfo.environment
-        guard let storeURI = store ?? environment["KEYLINE_ESCROW_STORE"], !storeURI.isEmpty else {
-            throw CommandFailure(kind: "noEscrowStore", message: "no escrow store: give --store DIR|s3://bucket/prefix or set KEYLINE_ESCROW_STORE",
-                                 exit: .configuration)
-        }
-        let files = recipientFiles.isEmpty ? [environment["KEYLINE_RECIPIENTS"]].compactMap { $0 }.filter { !$0.isEmpty } : recipientFiles
-        let recipients = try EscrowCommand.loadRecipients([], files: files)
-        guard !recipients.isEmpty else {
-            throw CommandFailure(kind: "noRecipients", message: "no escrow recipients: give --recipients-file FILE or set KEYLINE_RECIPIENTS",
-                                 exit: .configuration)
-        }
-        return BenchEscrow(registry: registry, store: try EscrowStores.open(storeURI), recipients: recipients,
-                           station: stationName)
-    }
-
-    /// The registry, checked before anything is escrowed or written: current schema, and a login
-    /// bound to this bench (an object escrowed for a row the database then refuses would stay in
-    /// a write-once store for good).
-    func connect(action: String) async throws -> RegistryDatabase {
-        let registry = try await RegistryDatabase.connect(.fromEnvironment())
-        try await registry.requireCurrentSchema()
-        try await registry.requireBoundStation(stationName, action: action)
-        return registry
+    var settings: BenchEscrowSettings {
+        BenchEscrowSettings(store: store, recipientFiles: recipientFiles, station: station)
     }
 }
 
@@ -95,56 +63,21 @@ extension KeysCommand {
 
         func run() async throws {
             try await DatabaseCommand.run(json: output.json) {
-                var chosenPlatform = try platform.map { name throws(PlatformError) in try Platform.named(name) }
-                let id: String
-                if let given = deviceID ?? target.device {
-                    id = given.lowercased()
-                    if chosenPlatform == nil, let attached = try? await target.chooseAttached(id) { chosenPlatform = attached.platform }
-                } else {
-                    guard let attached = try await target.chooseAttached() else { throw BenchError.noDevices }
-                    id = attached.deviceID
-                    if chosenPlatform == nil { chosenPlatform = attached.platform }
-                }
-                var path = file ?? id
-                if !FileManager.default.fileExists(atPath: path) {
-                    path = New.filenameWithoutExtension(path) + ".pub.pem"
-                }
-                let parsed: KeyFile
-                do { parsed = try KeyFile.parse(try CLI.readFile(path, limit: KeyFile.maximumFileSize, what: "a key file")) } catch { throw error.about(file: path) }
-                if let chosenPlatform {
-                    do {
-                        if let key = parsed.privateKey { try chosenPlatform.checkDeviceKey(key) } else { try chosenPlatform.checkAlgorithm(parsed.publicKey) }
-                    } catch {
-                        throw BenchKeyError.wrongAlgorithm(deviceID: id, platform: chosenPlatform.name, detail: "\(error)")
-                    }
-                }
-                let registry = try await escrowOptions.connect(action: "register keys")
-                let bench = BenchKeyRegistration(registry: registry, station: escrowOptions.stationName)
-                try await bench.requireUnclaimed(parsed.publicKey, deviceID: id)
-                var backup = try await bench.recordedBackup(of: parsed.publicKey, deviceID: id, product: product)
-                if backup == nil, let key = parsed.privateKey {
-                    guard let chosenPlatform else {
-                        throw CommandFailure(kind: "platformNeeded", message: "device \(id) is not attached: give --platform to escrow its key",
-                                             context: ["device": id], exit: .usage)
-                    }
-                    backup = try await escrowOptions.escrow(registry).escrow(
-                        key, deviceID: id, platform: chosenPlatform.name, product: product, label: "keys-send",
-                        reason: "escrowed by keys send")
-                }
-                let (registered, superseded) = try await bench.register(
-                    parsed.publicKey, deviceID: id, product: product, backup: backup, supersede: supersede,
-                    reason: reason ?? "keys send: replaced by \(parsed.publicKey.fingerprint)")
+                let chosen = try platform.map { name throws(PlatformError) in try Platform.named(name) }
+                let request = KeySendRequest(deviceID: deviceID ?? target.device, file: file, product: product, supersede: supersede,
+                                             reason: reason, platform: chosen)
+                let sent = try await KeySend.send(request, escrow: escrowOptions.settings, bus: target.bus)
                 if output.json {
                     var object: [String: Any] = [
-                        "deviceID": id, "product": product, "file": path, "fingerprint": registered.fingerprint,
-                        "registrationID": registered.id, "escrowObjectID": registered.escrowObjectID,
+                        "deviceID": sent.deviceID, "product": sent.product, "file": sent.file, "fingerprint": sent.registered.fingerprint,
+                        "registrationID": sent.registered.id, "escrowObjectID": sent.registered.escrowObjectID,
                     ]
-                    object["supersededRegistrationID"] = superseded?.id
-                    object["supersededFingerprint"] = superseded?.fingerprint
+                    object["supersededRegistrationID"] = sent.superseded?.id
+                    object["supersededFingerprint"] = sent.superseded?.fingerprint
                     CLI.printJSON(object)
                 } else {
-                    print("Registered key \(registered.fingerprint) for device \(id) in product \(product)"
-                          + (superseded.map { "; key \($0.fingerprint) superseded" } ?? ""))
+                    print("Registered key \(sent.registered.fingerprint) for device \(sent.deviceID) in product \(sent.product)"
+                          + (sent.superseded.map { "; key \($0.fingerprint) superseded" } ?? ""))
                 }
             }
         }
@@ -183,20 +116,12 @@ extension KeysCommand {
 
         func run() async throws {
             try await DatabaseCommand.run(json: output.json) {
-                guard let (id, platform) = try await target.chooseAttached(deviceID) else { throw BenchError.noDevices }
-                let publicFile = "\(id)_\(platform.keyAlgorithm.rawValue)_new.pub.pem"
-                if !force, try CLI.existsAsReplaceableFile(publicFile) { throw CommandFailure.outputExists(publicFile) }
-                let registry = try await escrowOptions.connect(action: "re-key devices")
-                let escrow = try escrowOptions.escrow(registry)
-                let doctor = KeyDoctor(devices: await target.bench(), escrow: escrow)
-                defer { doctor.devices.stop() }
-                let productID = try await doctor.registration.product(for: id, given: product)
-                let (rekeyed, key) = try await doctor.rekey(deviceID: id, product: productID)
-                try CLI.writeNewFile(publicFile, Array(key.pem.utf8), mode: 0o644, force: force)
-                let report = try await doctor.register(rekeyed)
+                let (report, publicFile) = try await KeyDoctor.run(
+                    deviceID: deviceID ?? target.device, product: product, escrow: escrowOptions.settings, bus: target.bus,
+                    files: CommandOutputFiles(force: force))
                 if output.json {
                     var object: [String: Any] = [
-                        "deviceID": id, "platform": report.platform, "product": report.product,
+                        "deviceID": report.deviceID, "platform": report.platform, "product": report.product,
                         "fingerprint": report.publicKey.fingerprint, "escrowObjectID": report.escrowObjectID,
                         "found": report.found, "file": publicFile,
                     ]
@@ -216,29 +141,6 @@ extension KeysCommand {
                     }
                 }
             }
-        }
-    }
-}
-
-extension BenchKeyError: ReportableError {
-    public var kind: String {
-        switch self {
-        case .noBackup: "noBackup"
-        case .productNeeded: "productNeeded"
-        case .wrongAlgorithm: "wrongAlgorithm"
-        }
-    }
-    public var message: String { description }
-    public var context: [String: String] {
-        switch self {
-        case .noBackup(let id, let product, let fingerprint): ["device": id, "product": product, "fingerprint": fingerprint]
-        case .productNeeded(let id, _), .wrongAlgorithm(let id, _, _): ["device": id]
-        }
-    }
-    public var exit: KeylineExit {
-        switch self {
-        case .noBackup, .wrongAlgorithm: .dataError
-        case .productNeeded: .usage
         }
     }
 }

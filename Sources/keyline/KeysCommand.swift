@@ -1,8 +1,9 @@
 import ArgumentParser
+import CommandReporting
 import DeviceKeys
 import Foundation
 import ParticlePlatform
-import CommandReporting
+import RMABench
 
 /// `keyline keys …`: the same files and names as `particle keys` (particle-cli-keys.md §1), made
 /// with OpenSSL's library instead of the `openssl` binary.
@@ -47,16 +48,10 @@ extension KeysCommand {
 
         func run() async throws {
             try await CLI.run(json: output.json) {
-                var target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
-                var deviceID: String?
-                if target == nil, let learned = try await self.target.chooseAttached() {
-                    (deviceID, target) = (learned.deviceID, learned.platform)
-                }
-                let algorithm = target?.keyAlgorithm ?? .ec
-                let base = Self.filenameWithoutExtension(name ?? deviceID ?? "device_\(algorithm.rawValue)")
-                let key = try DevicePrivateKey.generate(algorithm)
-                if let target { try target.checkDeviceKey(key) }
-                let files = ["\(base).pem", "\(base).pub.pem", "\(base).der"]
+                let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
+                let made = try await NewDeviceKey.make(platform: target, device: self.target.device, on: self.target.bus)
+                let key = made.key
+                let files = made.files(named: name)
                 if !force, let existing = files.first(where: { FileManager.default.fileExists(atPath: $0) }) {
                     throw CommandFailure.outputExists(existing)
                 }
@@ -65,24 +60,16 @@ extension KeysCommand {
                 try CLI.writeNewFile(files[2], key.der, mode: 0o600, force: force)
                 if output.json {
                     CLI.printJSON([
-                        "files": files, "algorithm": algorithm.rawValue, "derLength": key.der.count,
-                        "fingerprint": key.publicKey.fingerprint, "platform": target?.name ?? NSNull(),
-                        "deviceID": deviceID ?? NSNull(),
+                        "files": files, "algorithm": made.algorithm.rawValue, "derLength": key.der.count,
+                        "fingerprint": key.publicKey.fingerprint, "platform": made.platform?.name ?? NSNull(),
+                        "deviceID": made.deviceID ?? NSNull(),
                     ])
                 } else {
-                    print("New key \(files[2]) created" + (deviceID.map { " for device \($0)" } ?? "")
+                    print("New key \(files[2]) created" + (made.deviceID.map { " for device \($0)" } ?? "")
                           + " (\(key.publicKey.bits == 256 ? "EC P-256, SEC1" : "RSA-1024, PKCS#1"), \(key.der.count) bytes)")
                     print("fingerprint \(key.publicKey.fingerprint)")
                 }
             }
-        }
-
-        /// particle-cli `filenameNoExt`: "x.pem" and "x.der" name the same key pair.
-        static func filenameWithoutExtension(_ name: String) -> String {
-            for suffix in [".pub.pem", ".pem", ".der"] where name.hasSuffix(suffix) {
-                return String(name.dropLast(suffix.count))
-            }
-            return name
         }
     }
 
@@ -113,7 +100,7 @@ extension KeysCommand {
                 let bytes = try CLI.readFile(file, limit: KeyFile.maximumFileSize, what: "a key file")
                 let parsed: KeyFile
                 do { parsed = try KeyFile.parse(bytes) } catch { throw error.about(file: file) }
-                let fits = SlotReport.all(for: parsed, platform: target)
+                let fits = KeySlotVerdict.verdicts(for: parsed, platform: target)
                 let failure = target.flatMap { target in fits.first(where: { $0.platform == target.name })?.error?.about(file: file) }
                 if output.json {
                     var object: [String: Any] = [
@@ -141,7 +128,7 @@ extension KeysCommand {
             }
         }
 
-        static func describe(_ parsed: KeyFile, file: String, fits: [SlotReport]) -> String {
+        static func describe(_ parsed: KeyFile, file: String, fits: [KeySlotVerdict]) -> String {
             let key = parsed.publicKey
             var lines = ["file:        \(file)"]
             var format = "\(parsed.container.rawValue), \(parsed.encoding.rawValue)"
@@ -199,26 +186,16 @@ extension KeysCommand {
             try await CLI.run(json: options.json) {
                 let target = try Platform.named(platform)
                 let address = try host.map { host throws(ServerAddressError) in try ServerAddress(host: host) }
-                let base: ServerKeyBlob.Base
-                if let key {
-                    let bytes = try CLI.readFile(key, limit: KeyFile.maximumFileSize, what: "a key file")
-                    if bytes.count == target.serverKeySlot.slot.size {
-                        base = .blob(bytes)
-                    } else {
-                        do { base = .key(try KeyFile.parse(bytes).publicKey) } catch { throw error.about(file: key) }
-                    }
-                } else {
-                    base = .blob(ParticleServerKeys.defaultBlob(for: target))
-                }
+                let bytes = try key.map { try CLI.readFile($0, limit: KeyFile.maximumFileSize, what: "a key file") }
                 let blob: ServerKeyBlob
                 do {
-                    blob = try ServerKeyBlob(platform: target, base: base, address: address, port: port)
+                    blob = try ServerKeyBlob(platform: target, keyFile: bytes, address: address, port: port)
                 } catch {
                     throw key.map { error.about(file: $0) } ?? error.reportable
                 }
                 try CLI.writeNewFile(output, blob.bytes, mode: 0o644, force: force)
                 if options.json {
-                    CLI.printJSON(AddressReport(blob: blob, label: target.name).json.merging(["file": output]) { $1 })
+                    CLI.printJSON(ServerKeySlotReading(blob: blob, label: target.name).json.merging(["file": output]) { $1 })
                 } else {
                     print("wrote \(output) (\(blob.bytes.count) bytes for \(target.name)): \(blob.url), server key \(blob.serverKey)")
                 }
@@ -252,32 +229,19 @@ extension KeysCommand {
         func run() async throws {
             try await CLI.run(json: output.json) {
                 guard let file else {
-                    let report = try await device.withDevice { device in try await Self.read(device) }
+                    let (deviceID, slot) = try await ServerKeySlotIO.read(device: device.device, on: device.bus)
                     if output.json {
-                        CLI.printJSON(["deviceID": report.deviceID, "addresses": [report.address.json]])
+                        CLI.printJSON(["deviceID": deviceID, "addresses": [slot.json]])
                     } else {
-                        print(report.address.blob?.url ?? report.address.line)
+                        print(slot.blob?.url ?? slot.line)
                     }
                     return
                 }
                 let target = try platform.map { name throws(PlatformError) in try Platform.named(name) }
                 let bytes = try CLI.readFile(file)
-                var reports: [AddressReport] = []
+                let reports: [ServerKeySlotReading]
                 do {
-                    if bytes.count >= DCTLayout.deviceID.offset {
-                        let platforms = target.map { [$0] } ?? [Platform.photon, Platform.boron]
-                        for platform in platforms {
-                            let label = target == nil ? "\(platform.cloudProtocol.rawValue.uppercased()) slot" : platform.name
-                            do {
-                                reports.append(AddressReport(blob: try ServerKeyBlob(dct: bytes, platform: platform), label: label))
-                            } catch ServerKeyBlobError.blank where target == nil {
-                                reports.append(AddressReport(blank: platform, label: label))
-                            }
-                        }
-                    } else {
-                        let platform = try target ?? Self.platform(forBlobSize: bytes.count)
-                        reports.append(AddressReport(blob: try ServerKeyBlob(decoding: bytes, cloudProtocol: platform.cloudProtocol, slot: platform.serverKeySlot), label: platform.cloudProtocol.rawValue.uppercased()))
-                    }
+                    reports = try ServerKeySlotReading.readings(ofFile: bytes, platform: target)
                 } catch {
                     throw error.about(file: file)
                 }
@@ -288,48 +252,11 @@ extension KeysCommand {
                 }
             }
         }
-
-        static func platform(forBlobSize size: Int) throws -> Platform {
-            switch size {
-            case Platform.photon.serverKeySlot.slot.size: return .photon
-            case Platform.boron.serverKeySlot.slot.size: return .boron
-            case Platform.core.serverKeySlot.slot.size: return .core
-            default:
-                throw CommandFailure(
-                    kind: "unknownBlobSize",
-                    message: "\(size) bytes is neither a server key blob (512 TCP, 320 UDP, 2048 Core) nor a DCT dump (16384)",
-                    exit: .dataError)
-            }
-        }
     }
 }
 
-/// One platform's verdict on a key, for `keys inspect`.
-struct SlotReport {
-    var platform: String
-    var slotSize: Int
-    var label: String
-    var error: KeySlotError?
-    var derLength: Int?
-
-    /// With no platform given, one representative per slot kind (TCP RSA, UDP EC).
-    static func all(for parsed: KeyFile, platform chosen: Platform?) -> [SlotReport] {
-        // Without a platform, the slot that key's algorithm lives in (RSA: TCP, EC: UDP).
-        let platforms = chosen.map { [$0] } ?? [parsed.publicKey.algorithm == .rsa ? Platform.photon : Platform.boron]
-        return platforms.map { platform -> SlotReport in
-            let label = chosen != nil ? "\(platform.name) \(platform.cloudProtocol.rawValue.uppercased())"
-                : platform.cloudProtocol == .tcp ? "TCP (photon, p1)" : "UDP (electron, gen 3, p2, msom)"
-            var error: KeySlotError?
-            do {
-                if let key = parsed.privateKey { try platform.checkDeviceKey(key) } else { try platform.checkAlgorithm(parsed.publicKey) }
-            } catch let failure as KeySlotError {
-                error = failure
-            } catch {}
-            return SlotReport(platform: platform.name, slotSize: platform.privateKeySlot.size, label: label, error: error,
-                              derLength: parsed.privateKey?.der.count)
-        }
-    }
-
+/// A platform's verdict on a key, as `keys inspect` prints it.
+extension KeySlotVerdict {
     var summary: String {
         let name = "\(label) key slot, \(slotSize) bytes"
         if let error { return "\(name): does not fit — \(error)" }
@@ -343,23 +270,8 @@ struct SlotReport {
     }
 }
 
-/// A decoded server address, for `keys address` and `keys server-blob`.
-struct AddressReport {
-    var label: String
-    var blob: ServerKeyBlob?
-    var cloudProtocol: CloudProtocol
-
-    init(blob: ServerKeyBlob, label: String) {
-        self.label = label
-        self.blob = blob
-        self.cloudProtocol = blob.cloudProtocol
-    }
-
-    init(blank platform: Platform, label: String) {
-        self.label = label
-        self.cloudProtocol = platform.cloudProtocol
-    }
-
+/// A decoded server key slot, as `keys address`, `keys server` and `keys server-blob` print it.
+extension ServerKeySlotReading {
     var line: String {
         guard let blob else { return "\(label): blank — the device uses Particle's built-in server key and address" }
         let stored = blob.address == nil ? " (no address stored: device default)" : ""

@@ -1,11 +1,7 @@
 import ArgumentParser
-import DeviceKeys
-import Foundation
-import ParticleDevice
-import ParticlePlatform
+import CommandReporting
 import RMABench
 import USB
-import CommandReporting
 
 /// The device options of `keyline keys` device commands (particle-cli's `executeWithUsbDevice`).
 struct DeviceOptions: ParsableArguments {
@@ -15,37 +11,28 @@ struct DeviceOptions: ParsableArguments {
     @Option(help: "Seconds to wait for the device to come back in DFU mode.")
     var timeout: Double = 20
 
-    /// The station's bus, with this command's timeout.
-    func bench() async -> BenchDevices {
-        BenchDevices(bus: await USBContext.make(), timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
+    /// The station's USB, with this command's timeout.
+    var bus: BenchBus { .usb(timeoutSeconds: timeout) }
+}
+
+extension BenchBus {
+    /// The station's USB (libusb), opened for each use.
+    static func usb(timeoutSeconds: Double) -> BenchBus {
+        BenchBus(timeoutSeconds: timeoutSeconds) { await USBContext.make() }
+    }
+}
+
+/// Files a bench command writes, under the command line's rules: an existing file is replaced
+/// only with --force (and only a regular file), private key material is created with mode 0600.
+struct CommandOutputFiles: BenchOutputFiles {
+    var force: Bool
+
+    func requireWritable(_ path: String) throws {
+        if !force, try CLI.existsAsReplaceableFile(path) { throw CommandFailure.outputExists(path) }
     }
 
-    /// The chosen device's ID and platform (from its USB ID), without opening it; nil when no
-    /// --device was given and nothing is attached.
-    func chooseAttached(_ positional: String? = nil) async throws -> (deviceID: String, platform: Platform)? {
-        let bench = await bench()
-        defer { bench.stop() }
-        do {
-            return try await bench.choose(positional ?? device)
-        } catch BenchError.noDevices {
-            return nil
-        }
-    }
-
-    /// Chooses the device, opens it in DFU mode and runs `body` with it; the handle is given back after.
-    func withDevice<T>(_ positional: String? = nil, _ body: (ParticleDFUDevice) async throws -> T) async throws -> T {
-        let bench = await bench()
-        defer { bench.stop() }
-        let (id, _) = try await bench.choose(positional ?? device)
-        let opened = try await bench.openDFU(id)
-        do {
-            let result = try await body(opened)
-            await BenchDevices.close(opened)
-            return result
-        } catch {
-            await BenchDevices.close(opened)
-            throw error
-        }
+    func write(_ path: String, _ bytes: [UInt8], secret: Bool) throws {
+        try CLI.writeNewFile(path, bytes, mode: secret ? 0o600 : 0o644, force: force)
     }
 }
 
@@ -69,28 +56,14 @@ extension KeysCommand {
 
         func run() async throws {
             try await CLI.run(json: output.json) {
-                try await target.withDevice { device in
-                    let base = New.filenameWithoutExtension(name ?? device.deviceID)
-                    let files = try await Self.save(device, base: base, force: force)
-                    if output.json {
-                        CLI.printJSON(["deviceID": device.deviceID, "files": files.0, "fingerprint": files.1])
-                    } else {
-                        print("Saved existing key to \(files.0[0])")
-                    }
+                let saved = try await DeviceKeySlotIO.save(device: target.device, on: target.bus, name: name,
+                                                           to: CommandOutputFiles(force: force))
+                if output.json {
+                    CLI.printJSON(["deviceID": saved.deviceID, "files": saved.files, "fingerprint": saved.fingerprint])
+                } else {
+                    print("Saved existing key to \(saved.files[0])")
                 }
             }
-        }
-
-        /// Writes `<base>.der` and `<base>.pub.pem`; returns the file names and the fingerprint.
-        static func save(_ device: ParticleDFUDevice, base: String, force: Bool) async throws -> ([String], String) {
-            let files = ["\(base).der", "\(base).pub.pem"]
-            if !force, let existing = try files.first(where: { try CLI.existsAsReplaceableFile($0) }) {
-                throw CommandFailure.outputExists(existing)
-            }
-            let (slot, key) = try await DeviceKeySlotIO.save(device)
-            try CLI.writeNewFile(files[0], slot, mode: 0o600, force: force)
-            try CLI.writeNewFile(files[1], Array(key.publicKey.pem.utf8), mode: 0o644, force: force)
-            return (files, key.publicKey.fingerprint)
         }
     }
 
@@ -113,52 +86,17 @@ extension KeysCommand {
 
         func run() async throws {
             try await CLI.run(json: output.json) {
-                try await target.withDevice { device in
-                    let base = New.filenameWithoutExtension(name ?? device.deviceID)
-                    let file = "\(base).der"
-                    let bytes = try CLI.readFile(file, limit: KeyFile.maximumFileSize, what: "a key file")
-                    let key: DevicePrivateKey
-                    do {
-                        guard let parsed = try KeyFile.parse(bytes).privateKey else { throw DeviceKeyError.notAPrivateKey }
-                        key = parsed
-                        try device.platform.checkDeviceKey(key)
-                    } catch { throw error.about(file: file) }
-                    // The backup first, named as particle-cli names it; never overwritten.
-                    let slot = try await device.readPrivateKeySlot()
-                    let backup = "backup_\(device.platform.keyAlgorithm.rawValue)_\((base as NSString).lastPathComponent).der"
-                    try CLI.writeNewFile(backup, slot, mode: 0o600, force: false)
-                    if case .key(let held) = DeviceKeySlotContent(slot: slot) {
-                        try CLI.writeNewFile(String(backup.dropLast(".der".count)) + ".pub.pem",
-                                             Array(held.publicKey.pem.utf8), mode: 0o644, force: false)
-                    }
-                    try await DeviceKeySlotIO.load(key, into: device, replacing: DeviceKeySlotIO.expectation(slot))
-                    if output.json {
-                        CLI.printJSON(["deviceID": device.deviceID, "file": file, "backup": backup,
-                                       "fingerprint": key.publicKey.fingerprint])
-                    } else {
-                        print("Saved existing key to \(backup)")
-                        print("Key \(file) written to device")
-                    }
+                // A backup is never replaced: there is no --force here.
+                let loaded = try await DeviceKeySlotIO.load(device: target.device, on: target.bus, name: name,
+                                                            backups: CommandOutputFiles(force: false))
+                if output.json {
+                    CLI.printJSON(["deviceID": loaded.deviceID, "file": loaded.file, "backup": loaded.backup,
+                                   "fingerprint": loaded.fingerprint])
+                } else {
+                    print("Saved existing key to \(loaded.backup)")
+                    print("Key \(loaded.file) written to device")
                 }
             }
-        }
-    }
-}
-
-extension DeviceKeyCommandError: ReportableError {
-    public var kind: String {
-        switch self {
-        case .noKey: "noKeyOnDevice"
-        case .protected: "deviceProtected"
-        case .readBackDiffers: "readBackDiffers"
-        }
-    }
-    public var message: String { description }
-    public var exit: KeylineExit {
-        switch self {
-        case .noKey: .dataError
-        case .protected: .unavailable
-        case .readBackDiffers: .protocolError
         }
     }
 }

@@ -1,10 +1,7 @@
 import ArgumentParser
-import DeviceKeys
-import Foundation
-import ParticleDevice
+import CommandReporting
 import ParticlePlatform
 import RMABench
-import CommandReporting
 
 extension KeysCommand {
     struct Server: AsyncParsableCommand {
@@ -44,59 +41,18 @@ extension KeysCommand {
         func run() async throws {
             try await CLI.run(json: output.json) {
                 let address = try host.map { host throws(ServerAddressError) in try ServerAddress(host: host) }
-                let keyBytes = try file.map { try CLI.readFile($0, limit: KeyFile.maximumFileSize, what: "a server key file") }
-                if let outputFile, !force, try CLI.existsAsReplaceableFile(outputFile) {
-                    throw CommandFailure.outputExists(outputFile)
-                }
-                try await target.withDevice { device in
-                    if BenchDevices.isProtected(device) { throw DeviceKeyCommandError.protected(deviceID: device.deviceID) }
-                    let platform = device.platform
-                    let base: ServerKeyBlob.Base
-                    if let keyBytes, let file {
-                        if keyBytes.count == platform.serverKeySlot.slot.size {
-                            base = .blob(keyBytes)
-                        } else {
-                            do { base = .key(try KeyFile.parse(keyBytes).publicKey) } catch { throw error.about(file: file) }
-                        }
-                    } else {
-                        base = .blob(ParticleServerKeys.defaultBlob(for: platform))
-                    }
-                    let blob: ServerKeyBlob
-                    do {
-                        blob = try ServerKeyBlob(platform: platform, base: base, address: address, port: port)
-                    } catch {
-                        throw file.map { error.about(file: $0) } ?? error.reportable
-                    }
-                    if let outputFile { try CLI.writeNewFile(outputFile, blob.bytes, mode: 0o644, force: force) }
-                    try await device.writeServerKeyBlob(blob)
-                    guard try await device.readServerKeyBlob() == blob.bytes else {
-                        throw DeviceKeyCommandError.readBackDiffers(deviceID: device.deviceID)
-                    }
-                    if output.json {
-                        var object = AddressReport(blob: blob, label: platform.name).json
-                        object["deviceID"] = device.deviceID
-                        object["file"] = outputFile
-                        CLI.printJSON(object)
-                    } else {
-                        print("Okay!  New keys in place, your device will not restart. (\(blob.url))")
-                    }
+                let written = try await ServerKeySlotIO.write(
+                    keyFile: file, address: address, port: port, device: target.device, on: target.bus, saveTo: outputFile,
+                    files: CommandOutputFiles(force: force))
+                if output.json {
+                    var object = ServerKeySlotReading(blob: written.blob, label: written.platform.name).json
+                    object["deviceID"] = written.deviceID
+                    object["file"] = outputFile
+                    CLI.printJSON(object)
+                } else {
+                    print("Okay!  New keys in place, your device will not restart. (\(written.blob.url))")
                 }
             }
-        }
-    }
-}
-
-extension KeysCommand.Address {
-    /// The device's server key slot, decoded (a blank slot: the device uses its built-in key).
-    static func read(_ device: ParticleDFUDevice) async throws -> (deviceID: String, address: AddressReport) {
-        if BenchDevices.isProtected(device) { throw DeviceKeyCommandError.protected(deviceID: device.deviceID) }
-        let bytes = try await device.readServerKeyBlob()
-        let platform = device.platform
-        do {
-            let blob = try ServerKeyBlob(decoding: bytes, cloudProtocol: platform.cloudProtocol, slot: platform.serverKeySlot)
-            return (device.deviceID, AddressReport(blob: blob, label: platform.name))
-        } catch ServerKeyBlobError.blank {
-            return (device.deviceID, AddressReport(blank: platform, label: platform.name))
         }
     }
 }

@@ -1,12 +1,7 @@
 import ArgumentParser
-import Escrow
-import Age
-import Provisioning
-import RMABench
-import Foundation
-import Registry
-import USB
 import CommandReporting
+import Foundation
+import RMABench
 
 /// `keyline restore DEVICE_ID`: the RMA bench puts a returned device's original key back.
 struct RestoreCommand: AsyncParsableCommand {
@@ -85,41 +80,26 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await DatabaseCommand.run(json: output.json) {
-            let identities = try EscrowCommand.loadIdentities([identity])
-            let requests = try batch.map { path in
-                try Self.readBatch(path).map {
-                    RestoreRequest(deviceID: $0.deviceID, productID: product, reason: $0.reason, ticket: $0.ticket)
-                }
-            } ?? [RestoreRequest(deviceID: deviceID!, productID: product, reason: reason, ticket: ticket)]
-            let registry = try await RegistryDatabase.connect(.fromEnvironment(), connections: min(max(concurrency, 1), 8))
-            // Before any device is touched: an older schema cannot record what a restore records.
-            try await registry.requireCurrentSchema()
-            let benchName = StationName.resolve(station)
-            // A login bound to another bench would have its restoration row refused after the
-            // device was written: refuse before any device is touched.
-            try await registry.requireBoundStation(benchName, action: "restore keys")
-            let bench = BenchDevices(bus: await USBContext.make(), timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
-            defer { bench.stop() }
-            let restorer = KeyRestore(registry: registry, identities: identities, devices: bench,
-                                      station: benchName, storeOverride: store)
-            if batch == nil {
-                let report = try await restorer.restore(requests[0])
-                printReport(report)
+            let settings = RestoreSettings(identityFiles: [identity], station: station, storeOverride: store, concurrency: concurrency)
+            let bus = BenchBus.usb(timeoutSeconds: timeout)
+            guard let batch else {
+                let request = RestoreRequest(deviceID: deviceID!, productID: product, reason: reason, ticket: ticket)
+                printReport(try await RestoreSession.restore(request, settings: settings, bus: bus))
                 return
             }
-            let results = await Self.restoreAll(requests, with: restorer, concurrency: concurrency)
+            let results = try await RestoreSession.restore(batch: batch, product: product, settings: settings, bus: bus)
             var failed = 0
-            for (request, result) in results {
-                switch result {
+            for result in results {
+                switch result.outcome {
                 case .success(let report): printReport(report)
                 case .failure(let error):
                     failed += 1
                     let failure = error.reportable
                     if output.json {
-                        CLI.printJSON(["deviceID": request.deviceID, "outcome": "failed", "kind": failure.kind,
+                        CLI.printJSON(["deviceID": result.request.deviceID, "outcome": "failed", "kind": failure.kind,
                                        "message": failure.message, "exitCode": Int(failure.exit.rawValue)])
                     } else {
-                        print("FAILED \(request.deviceID): \(failure.message) (exit \(failure.exit.rawValue))")
+                        print("FAILED \(result.request.deviceID): \(failure.message) (exit \(failure.exit.rawValue))")
                     }
                 }
             }
@@ -150,102 +130,6 @@ struct RestoreCommand: AsyncParsableCommand {
             if let failure = report.leaveFailure {
                 print("Warning: \(report.deviceID) did not leave DFU mode (\(failure)); reset it by hand to start with its key.")
             }
-        }
-    }
-
-    /// Bounded parallel restores, results in the CSV's order.
-    static func restoreAll(_ requests: [RestoreRequest], with restorer: KeyRestore,
-                           concurrency: Int) async -> [(RestoreRequest, Result<RestoreReport, any Error>)] {
-        var results = [Result<RestoreReport, any Error>?](repeating: nil, count: requests.count)
-        await withTaskGroup(of: (Int, Result<RestoreReport, any Error>).self) { group in
-            var next = 0
-            func start() {
-                guard next < requests.count else { return }
-                let (index, request) = (next, requests[next])
-                next += 1
-                group.addTask {
-                    do { return (index, .success(try await restorer.restore(request))) } catch { return (index, .failure(error)) }
-                }
-            }
-            for _ in 0..<min(concurrency, requests.count) { start() }
-            for await (index, result) in group {
-                results[index] = result
-                start()
-            }
-        }
-        return zip(requests, results.map { $0! }).map { ($0, $1) }
-    }
-
-    /// device_id,reason,ticket rows; a first row starting with "device" is a header; blank lines
-    /// and lines starting with # are skipped. Fields may be double-quoted.
-    static func readBatch(_ path: String) throws -> [RestoreRequest] {
-        let text = String(decoding: try CLI.readFile(path), as: UTF8.self)
-        var requests: [RestoreRequest] = []
-        for (number, line) in text.split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).enumerated() {
-            let trimmed = line.trimmingCharacters(in: .whitespaces)
-            if trimmed.isEmpty || trimmed.hasPrefix("#") || (number == 0 && trimmed.lowercased().hasPrefix("device")) { continue }
-            let fields = trimmed.split(separator: ",", omittingEmptySubsequences: false).map {
-                $0.trimmingCharacters(in: .whitespaces).trimmingCharacters(in: CharacterSet(charactersIn: "\""))
-            }
-            let id = fields[0].lowercased()
-            guard id.utf8.count == 24, id.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
-                throw CommandFailure(kind: "invalidBatchRow", message: "\(path):\(number + 1): \"\(fields[0])\" is not a device ID (24 hex digits)",
-                                     context: ["file": path, "line": String(number + 1)], exit: .dataError)
-            }
-            func field(_ index: Int) -> String? { fields.count > index && !fields[index].isEmpty ? fields[index] : nil }
-            // One restore per device: the same device twice would run two restores on it at once.
-            guard !requests.contains(where: { $0.deviceID == id }) else {
-                throw CommandFailure(kind: "duplicateBatchRow", message: "\(path):\(number + 1): device \(id) is listed twice",
-                                     context: ["file": path, "line": String(number + 1)], exit: .dataError)
-            }
-            requests.append(RestoreRequest(deviceID: id, reason: field(1), ticket: field(2)))
-        }
-        guard !requests.isEmpty else {
-            throw CommandFailure(kind: "emptyBatch", message: "\(path): no device rows", context: ["file": path], exit: .dataError)
-        }
-        return requests
-    }
-}
-
-extension RestoreError: ReportableError {
-    public var message: String { description }
-    public var context: [String: String] {
-        switch self {
-        case .noRegistration(let id, _), .severalRegistrations(let id, _), .backupUnavailable(let id, _, _),
-             .cannotDecrypt(let id, _, _), .backupMismatch(let id, _, _, _), .platformMismatch(let id, _, _),
-             .deviceProtected(let id), .readBackDiffers(let id), .registrationChanged(let id, _):
-            ["device": id]
-        }
-    }
-    public var exit: KeylineExit {
-        switch self {
-        case .noRegistration: .restoreNoRegistration
-        case .severalRegistrations: .usage
-        case .backupUnavailable: .restoreBackupUnavailable
-        case .cannotDecrypt: .restoreCannotDecrypt
-        case .backupMismatch: .restoreBackupMismatch
-        case .platformMismatch: .restorePlatformMismatch
-        case .deviceProtected: .restoreDeviceProtected
-        case .readBackDiffers: .protocolError
-        case .registrationChanged: .restoreRegistrationChanged
-        }
-    }
-}
-
-extension BenchError: ReportableError {
-    public var kind: String {
-        switch self {
-        case .notAttached: "deviceNotAttached"
-        case .noDevices: "noDevices"
-        case .severalDevices: "severalDevices"
-        }
-    }
-    public var message: String { description }
-    public var exit: KeylineExit {
-        switch self {
-        case .notAttached: .restoreDeviceNotAttached
-        case .noDevices: .unavailable
-        case .severalDevices: .usage
         }
     }
 }

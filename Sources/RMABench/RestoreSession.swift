@@ -1,0 +1,82 @@
+import Age
+import Escrow
+import Registry
+
+/// What a restore needs besides the device: the RMA identity files, the bench's name (default
+/// KEYLINE_STATION or the host name), a mounted store copy to read from, devices at once.
+public struct RestoreSettings: Sendable {
+    public var identityFiles: [String]
+    public var station: String?
+    public var storeOverride: String?
+    public var concurrency: Int
+
+    public init(identityFiles: [String], station: String? = nil, storeOverride: String? = nil, concurrency: Int = 4) {
+        self.identityFiles = identityFiles
+        self.station = station
+        self.storeOverride = storeOverride
+        self.concurrency = concurrency
+    }
+}
+
+/// One row of a batch and how it ended.
+public struct RestoreResult: Sendable {
+    public var request: RestoreRequest
+    public var outcome: Result<RestoreReport, any Error>
+}
+
+/// `keyline restore` at a bench: the identities read, the registry checked before any device is
+/// touched (current schema, a login bound to this bench), then one device or a CSV's tray restored.
+public enum RestoreSession {
+    /// Restores one device; its refusal or failure is thrown.
+    public static func restore(_ request: RestoreRequest, settings: RestoreSettings, bus: BenchBus) async throws -> RestoreReport {
+        let identities = try EscrowKeyFiles.identities(settings.identityFiles)
+        return try await withRestorer(identities: identities, settings: settings, bus: bus) { restorer in
+            try await restorer.restore(request)
+        }
+    }
+
+    /// Restores the devices of a batch CSV, `settings.concurrency` at a time; one result per row,
+    /// in the CSV's order (a device that fails does not stop the others).
+    public static func restore(batch path: String, product: String?, settings: RestoreSettings,
+                               bus: BenchBus) async throws -> [RestoreResult] {
+        let identities = try EscrowKeyFiles.identities(settings.identityFiles)
+        let requests = try RestoreBatch.parse(path: path, product: product)
+        return try await withRestorer(identities: identities, settings: settings, bus: bus) { restorer in
+            await restoreAll(requests, with: restorer, concurrency: settings.concurrency)
+        }
+    }
+
+    private static func withRestorer<T>(identities: [X25519Identity], settings: RestoreSettings, bus: BenchBus,
+                                        _ body: (KeyRestore) async throws -> T) async throws -> T {
+        let station = BenchStation(settings.station)
+        // A login bound to another bench would have its restoration row refused after the device
+        // was written: refused here, before any device is touched.
+        let registry = try await station.registry(action: "restore keys", connections: min(max(settings.concurrency, 1), 8))
+        let bench = await bus.devices()
+        defer { bench.stop() }
+        return try await body(KeyRestore(registry: registry, identities: identities, devices: bench,
+                                         station: station.name, storeOverride: settings.storeOverride))
+    }
+
+    /// Bounded parallel restores, results in the requests' order.
+    static func restoreAll(_ requests: [RestoreRequest], with restorer: KeyRestore, concurrency: Int) async -> [RestoreResult] {
+        var results = [Result<RestoreReport, any Error>?](repeating: nil, count: requests.count)
+        await withTaskGroup(of: (Int, Result<RestoreReport, any Error>).self) { group in
+            var next = 0
+            func start() {
+                guard next < requests.count else { return }
+                let (index, request) = (next, requests[next])
+                next += 1
+                group.addTask {
+                    do { return (index, .success(try await restorer.restore(request))) } catch { return (index, .failure(error)) }
+                }
+            }
+            for _ in 0..<min(concurrency, requests.count) { start() }
+            for await (index, result) in group {
+                results[index] = result
+                start()
+            }
+        }
+        return zip(requests, results).map { RestoreResult(request: $0, outcome: $1!) }
+    }
+}
