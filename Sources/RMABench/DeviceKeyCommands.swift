@@ -1,4 +1,5 @@
 import DeviceKeys
+import Escrow
 import FailurePolicy
 import LocalFiles
 import ParticleDevice
@@ -17,10 +18,12 @@ public enum DeviceKeySlotIO {
         try await bus.withDevice(deviceID) { device in
             let base = KeyFileNames.base(name ?? device.deviceID)
             let names = ["\(base).der", "\(base).pub.pem"]
-            for file in names { try files.requireWritable(file) }
+            try await offPool { for file in names { try files.requireWritable(file) } }
             let (slot, key) = try await save(device)
-            try files.write(names[0], slot, secret: true)
-            try files.write(names[1], Array(key.publicKey.pem.utf8), secret: false)
+            try await offPool {
+                try files.write(names[0], slot, secret: true)
+                try files.write(names[1], Array(key.publicKey.pem.utf8), secret: false)
+            }
             return SavedKeySlot(deviceID: device.deviceID, files: names, fingerprint: key.publicKey.fingerprint)
         }
     }
@@ -33,7 +36,7 @@ public enum DeviceKeySlotIO {
         try await bus.withDevice(deviceID) { device in
             let base = KeyFileNames.base(name ?? device.deviceID)
             let file = "\(base).der"
-            let bytes = try InputFile.read(file, limit: KeyFile.maximumFileSize, what: "a key file")
+            let bytes = try await offPool { try InputFile.read(file, limit: KeyFile.maximumFileSize, what: "a key file") }
             let key: DevicePrivateKey
             do {
                 guard let parsed = try KeyFile.parse(bytes).privateKey else { throw DeviceKeyError.notAPrivateKey }
@@ -44,9 +47,12 @@ public enum DeviceKeySlotIO {
             }
             let slot = try await device.readPrivateKeySlot()
             let backup = KeyFileNames.loadBackup(base: base, platform: device.platform)
-            try backups.write(backup, slot, secret: true)
-            if case .key(let held) = DeviceKeySlotContent(slot: slot) {
-                try backups.write(KeyFileNames.publicKey(of: backup), Array(held.publicKey.pem.utf8), secret: false)
+            let held = DeviceKeySlotContent(slot: slot)
+            try await offPool {
+                try backups.write(backup, slot, secret: true)
+                if case .key(let held) = held {
+                    try backups.write(KeyFileNames.publicKey(of: backup), Array(held.publicKey.pem.utf8), secret: false)
+                }
             }
             try await load(key, into: device, replacing: expectation(slot))
             return LoadedKey(deviceID: device.deviceID, file: file, backup: backup, fingerprint: key.publicKey.fingerprint)

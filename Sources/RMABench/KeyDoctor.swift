@@ -1,4 +1,5 @@
 import DeviceKeys
+import Escrow
 import Foundation
 import ParticlePlatform
 
@@ -49,15 +50,15 @@ public struct KeyDoctor: Sendable {
                            files: any BenchOutputFiles) async throws -> (report: DoctorReport, file: String) {
         guard let (id, platform) = try await bus.chooseAttached(deviceID) else { throw BenchError.noDevices }
         let publicFile = KeyFileNames.doctorPublicKey(deviceID: id, platform: platform)
-        try files.requireWritable(publicFile)
+        try await offPool { try files.requireWritable(publicFile) }
         let station = settings.bench
         let registry = try await station.registry(action: "re-key devices")
-        let escrow = try settings.escrow(registry, station: station.name)
+        let escrow = try await offPool { try settings.escrow(registry, station: station.name) }
         let doctor = KeyDoctor(devices: await bus.devices(), escrow: escrow)
         defer { doctor.devices.stop() }
         let productID = try await doctor.registration.product(for: id, given: product)
         let (rekeyed, key) = try await doctor.rekey(deviceID: id, product: productID)
-        try files.write(publicFile, Array(key.pem.utf8), secret: false)
+        try await offPool { try files.write(publicFile, Array(key.pem.utf8), secret: false) }
         return (try await doctor.register(rekeyed), publicFile)
     }
 

@@ -1,4 +1,5 @@
 import DeviceKeys
+import Escrow
 import LocalFiles
 import ParticlePlatform
 import Registry
@@ -51,10 +52,10 @@ public enum KeySend {
             id = attached.deviceID
             if platform == nil { platform = attached.platform }
         }
-        let path = KeyFileNames.sent(request.file, deviceID: id)
+        let path = try await offPool { KeyFileNames.sent(request.file, deviceID: id) }
         let parsed: KeyFile
         do {
-            parsed = try KeyFile.parse(try InputFile.read(path, limit: KeyFile.maximumFileSize, what: "a key file"))
+            parsed = try KeyFile.parse(try await offPool { try InputFile.read(path, limit: KeyFile.maximumFileSize, what: "a key file") })
         } catch {
             throw BenchFileError(path: path, error: error)
         }
@@ -72,7 +73,8 @@ public enum KeySend {
         var backup = try await registration.recordedBackup(of: parsed.publicKey, deviceID: id, product: request.product)
         if backup == nil, let key = parsed.privateKey {
             guard let platform else { throw BenchEscrowError.platformNeeded(deviceID: id) }
-            backup = try await settings.escrow(registry, station: station.name).escrow(
+            let escrow = try await offPool { try settings.escrow(registry, station: station.name) }
+            backup = try await escrow.escrow(
                 key, deviceID: id, platform: platform.name, product: request.product, label: "keys-send",
                 reason: "escrowed by keys send")
         }

@@ -29,7 +29,7 @@ public struct RestoreResult: Sendable {
 public enum RestoreSession {
     /// Restores one device; its refusal or failure is thrown.
     public static func restore(_ request: RestoreRequest, settings: RestoreSettings, bus: BenchBus) async throws -> RestoreReport {
-        let identities = try EscrowKeyFiles.identities(settings.identityFiles)
+        let identities = try await offPool { try EscrowKeyFiles.identities(settings.identityFiles) }
         return try await withRestorer(identities: identities, settings: settings, bus: bus) { restorer in
             try await restorer.restore(request)
         }
@@ -39,8 +39,8 @@ public enum RestoreSession {
     /// in the CSV's order (a device that fails does not stop the others).
     public static func restore(batch path: String, product: String?, settings: RestoreSettings,
                                bus: BenchBus) async throws -> [RestoreResult] {
-        let identities = try EscrowKeyFiles.identities(settings.identityFiles)
-        let requests = try RestoreBatch.parse(path: path, product: product)
+        let identities = try await offPool { try EscrowKeyFiles.identities(settings.identityFiles) }
+        let requests = try await offPool { try RestoreBatch.parse(path: path, product: product) }
         return try await withRestorer(identities: identities, settings: settings, bus: bus) { restorer in
             await restoreAll(requests, with: restorer, concurrency: settings.concurrency)
         }

@@ -1,4 +1,5 @@
 import DeviceKeys
+import Escrow
 import LocalFiles
 import ParticleDevice
 import ParticlePlatform
@@ -14,8 +15,11 @@ public enum ServerKeySlotIO {
     public static func write(keyFile: String?, address: ServerAddress?, port: UInt16?, device deviceID: String?,
                              on bus: BenchBus, saveTo outputFile: String?,
                              files: any BenchOutputFiles) async throws -> WrittenServerKey {
-        let keyBytes = try keyFile.map { try InputFile.read($0, limit: KeyFile.maximumFileSize, what: "a server key file") }
-        if let outputFile { try files.requireWritable(outputFile) }
+        let keyBytes = try await offPool {
+            let bytes = try keyFile.map { try InputFile.read($0, limit: KeyFile.maximumFileSize, what: "a server key file") }
+            if let outputFile { try files.requireWritable(outputFile) }
+            return bytes
+        }
         return try await bus.withDevice(deviceID) { device in
             if BenchDevices.isProtected(device) { throw DeviceKeyCommandError.protected(deviceID: device.deviceID) }
             let blob: ServerKeyBlob
@@ -24,7 +28,7 @@ public enum ServerKeySlotIO {
             } catch {
                 throw keyFile.map { BenchFileError(path: $0, error: error) } ?? error
             }
-            if let outputFile { try files.write(outputFile, blob.bytes, secret: false) }
+            if let outputFile { try await offPool { try files.write(outputFile, blob.bytes, secret: false) } }
             try await device.writeServerKeyBlob(blob)
             guard try await device.readServerKeyBlob() == blob.bytes else {
                 throw DeviceKeyCommandError.readBackDiffers(deviceID: device.deviceID)
