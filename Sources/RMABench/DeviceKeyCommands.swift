@@ -47,10 +47,10 @@ public enum DeviceKeySlotIO {
             }
             let slot = try await device.readPrivateKeySlot()
             let backup = KeyFileNames.loadBackup(base: base, platform: device.platform)
-            let held = DeviceKeySlotContent(slot: slot)
+            let content = DeviceKeySlotContent(slot: slot)
             try await offPool {
                 try backups.write(backup, slot, secret: true)
-                if case .key(let held) = held {
+                if case .key(let held) = content {
                     try backups.write(KeyFileNames.publicKey(of: backup), Array(held.publicKey.pem.utf8), secret: false)
                 }
             }
