@@ -72,7 +72,7 @@ let package = Package(
         ]),
         .target(name: "RMABench", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
-            "HexEncoding", "LocalFiles", "Provisioning",
+            "HexEncoding", "LocalFiles",
         ]),
         .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry"]),
 

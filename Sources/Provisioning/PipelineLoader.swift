@@ -1,3 +1,4 @@
+import Registry
 import ParticlePlatform
 import Foundation
 import Yams

@@ -1,4 +1,3 @@
-import Provisioning
 import Registry
 
 /// The bench as the registry records it: its name (given, else KEYLINE_STATION, else the host

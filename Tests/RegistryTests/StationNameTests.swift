@@ -1,5 +1,5 @@
 import Foundation
-import Provisioning
+import Registry
 import Testing
 
 /// One rule for the name provision, restore and the `keys` bench commands record.
