@@ -88,8 +88,8 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [
-            "CommandReporting", "HexEncoding", "DeviceKeys", "ParticlePlatform", "DeviceBus", "USB", "DFU", "ParticleDevice", "Age", "Escrow",
-            "EscrowS3", "Registry", "Provisioning", "RMABench", "Audit", "FailurePolicy",
+            "CommandReporting", "DeviceKeys", "ParticlePlatform", "USB", "ParticleDevice", "Age", "Escrow", "EscrowS3", "Registry",
+            "Provisioning", "RMABench", "Audit",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline-sim", dependencies: [

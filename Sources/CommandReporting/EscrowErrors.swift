@@ -69,3 +69,34 @@ extension EscrowKeyFileError: ReportableError {
     public var context: [String: String] { error.context.merging(["file": path]) { _, new in new } }
     public var exit: KeylineExit { error.exit }
 }
+
+/// Reported as the error it wraps, with the file named in the message and the context.
+extension EscrowFileError: ReportableError {
+    private var named: ReportableError { error.about(file: path) }
+    public var kind: String { named.kind }
+    public var message: String { named.message }
+    public var context: [String: String] { named.context }
+    public var exit: KeylineExit { named.exit }
+}
+
+extension EscrowRequestError: ReportableError {
+    public var kind: String {
+        switch self {
+        case .invalidDeviceID: "invalidDeviceID"
+        case .checksumMismatch: "checksumMismatch"
+        }
+    }
+    public var message: String { description }
+    public var context: [String: String] {
+        switch self {
+        case .invalidDeviceID(let deviceID, _, _): ["deviceID": deviceID]
+        case .checksumMismatch(let file, let expected, let actual): ["file": file, "expected": expected, "actual": actual]
+        }
+    }
+    public var exit: KeylineExit {
+        switch self {
+        case .invalidDeviceID: .usage
+        case .checksumMismatch: .dataError
+        }
+    }
+}

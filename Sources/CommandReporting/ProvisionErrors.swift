@@ -53,3 +53,38 @@ extension PipelineValidationError: ReportableError {
         problems.count == 1 && problems[0].line == 0 && problems[0].keyPath.isEmpty ? .noInput : .dataError
     }
 }
+
+extension EscrowDirectoryError: ReportableError {
+    public var kind: String { "escrowStoreUnavailable" }
+    public var message: String { description }
+    public var context: [String: String] { ["store": store] }
+    public var exit: KeylineExit {
+        switch self {
+        case .cannotCreate: .tempFail
+        case .notADirectory: .configuration
+        case .notWritable: .noPermission
+        }
+    }
+}
+
+extension ProvisioningRunError: ReportableError {
+    public var kind: String {
+        switch self {
+        case .devicesWaiting: "infrastructureUnavailable"
+        case .noDevices: "noDevices"
+        }
+    }
+    public var message: String { description }
+    public var context: [String: String] {
+        switch self {
+        case .devicesWaiting(_, _, let jobID): ["job": String(jobID)]
+        case .noDevices: [:]
+        }
+    }
+    public var exit: KeylineExit {
+        switch self {
+        case .devicesWaiting: .tempFail
+        case .noDevices: .unavailable
+        }
+    }
+}

@@ -159,3 +159,31 @@ extension RegistryError: ReportableError {
         }
     }
 }
+
+extension LoginBindingError: ReportableError {
+    public var kind: String {
+        switch self {
+        case .unknownLogin: "unknownLogin"
+        case .stationRequired: "stationRequired"
+        case .stationNotAllowed: "stationNotAllowed"
+        case .notBound: "loginNotBound"
+        }
+    }
+
+    public var message: String { description }
+
+    public var context: [String: String] {
+        switch self {
+        case .unknownLogin(let login), .notBound(let login): ["login": login]
+        case .stationRequired(let login, let role), .stationNotAllowed(let login, let role):
+            ["login": login, "role": role.rawValue]
+        }
+    }
+
+    public var exit: KeylineExit {
+        switch self {
+        case .stationRequired, .stationNotAllowed: .usage
+        case .unknownLogin, .notBound: .dataError
+        }
+    }
+}

@@ -90,3 +90,9 @@ extension ParticleDeviceError: ReportableError {
         }
     }
 }
+
+extension MemoryNumberError: ReportableError {
+    public var kind: String { "usage" }
+    public var message: String { description }
+    public var exit: KeylineExit { .usage }
+}

@@ -1,6 +1,4 @@
 import ArgumentParser
-import DFU
-import DeviceBus
 import Foundation
 import ParticleDevice
 import USB
@@ -34,42 +32,17 @@ struct DeviceSelection: ParsableArguments {
 
     @OptionGroup var output: OutputOptions
 
-    func find(in context: USBContext) async throws(USBError) -> USBDeviceInfo {
-        let devices = try await context.devices()
-        let matches = devices.filter { device in
-            (serial.map { device.serialNumber?.lowercased() == $0.lowercased() } ?? true)
-                && (port.map { device.portPath.description == $0 } ?? true)
-        }
-        guard matches.count == 1, let device = matches.first else {
-            let what = [serial.map { "serial \($0)" }, port.map { "port \($0)" }].compactMap { $0 }.joined(separator: " and ")
-            if matches.isEmpty { throw USBError.notFound(what: what.isEmpty ? "any device" : what) }
-            throw USBError.notFound(what: "exactly one device (\(matches.count) attached; choose one with --serial or --port)")
-        }
-        return device
-    }
+    var devices: USBDeviceSelection { USBDeviceSelection(serial: serial, port: port) }
 
     /// Opens the selected device, which must be in DFU mode, as a Particle DFU device.
     func openDFU(in context: USBContext) async throws -> ParticleDFUDevice {
-        let info = try await find(in: context)
-        guard info.mode == .dfu else {
-            throw USBError.notFound(what: "serial \(info.serialNumber ?? "?") in DFU mode (it is in normal mode on \(info.portPath); run `keyline dfu enter` first)")
-        }
-        let device = try await context.open(info)
+        let (device, info) = try await devices.openInDFUMode(in: context)
         return try await ParticleDFUDevice.open(device, port: info.portPath)
     }
 
     func report(_ fields: [String: String], human: String) {
         if output.json { CLI.printJSON(fields) } else { print(human) }
     }
-}
-
-/// "0x08020000", "0X22" or "34".
-func parseNumber(_ text: String, _ what: String) throws -> UInt32 {
-    let lower = text.lowercased()
-    guard let value = lower.hasPrefix("0x") ? UInt32(lower.dropFirst(2), radix: 16) : UInt32(lower) else {
-        throw CommandFailure(kind: "usage", message: "\(what) \(text) is not a number (decimal or 0x…)", exit: .usage)
-    }
-    return value
 }
 
 struct DFUEnterCommand: AsyncParsableCommand {
@@ -99,15 +72,11 @@ struct DFUEnterCommand: AsyncParsableCommand {
     func run() async throws {
         try await CLI.run(json: selection.output.json) {
             let context = await USBContext.make()
-            let info = try await selection.find(in: context)
+            let (transport, info) = try await selection.devices.open(in: context)
             let alreadyInDFU = info.mode == .dfu
-            // One watcher over the bus finds the device again; the handle it opens holds the DFU
-            // interface until this process exits.
-            let watcher = DeviceBusWatcher(bus: context, interval: .milliseconds(50))
-            watcher.start()
-            defer { watcher.stop() }
-            let transport = try await context.open(info)
-            let device = try await ParticleModeSwitch.enterDFU(transport, identity: info.identity, locator: watcher,
+            // The context finds the device again with a watcher of its own; the handle it opens
+            // holds the DFU interface until this process exits.
+            let device = try await ParticleModeSwitch.enterDFU(transport, identity: info.identity, locator: context,
                                                                timeout: .milliseconds(Int((timeout * 1000).rounded(.up))))
             let port = device.port?.description ?? "?"
             selection.report(
@@ -144,7 +113,7 @@ struct DFUReadCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await CLI.run(json: selection.output.json) {
-            let start = try parseNumber(address, "address"), count = try parseNumber(length, "length")
+            let start = try MemoryNumber.parse(address, what: "address"), count = try MemoryNumber.parse(length, what: "length")
             if !force && FileManager.default.fileExists(atPath: output) { throw CommandFailure.outputExists(output) }
             let device = try await selection.openDFU(in: await USBContext.make())
             let bytes = try await device.read(alt: alt, address: start, length: Int(count))
@@ -179,7 +148,7 @@ struct DFUWriteCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await CLI.run(json: selection.output.json) {
-            let start = try parseNumber(address, "address")
+            let start = try MemoryNumber.parse(address, what: "address")
             let bytes = try CLI.readFile(file)
             let device = try await selection.openDFU(in: await USBContext.make())
             try await device.write(alt: alt, address: start, bytes: bytes, verify: !noVerify)

@@ -27,15 +27,6 @@ struct SchemaOptions: ParsableArguments {
         "Read migrations from DIR (NNNN_name.sql files) instead of the ones built into keyline.",
         valueName: "DIR"))
     var schema: String?
-
-    func migrations() throws -> [Migration] {
-        guard let schema else { return Migration.embedded }
-        return try Migration.load(directory: schema)
-    }
-
-    func connect() async throws -> PostgresConnection {
-        try await PostgresConnection.connect(ConnectionSettings.fromEnvironment(), label: "keyline.db")
-    }
 }
 
 extension DatabaseCommand {
@@ -61,20 +52,18 @@ extension DatabaseCommand {
 
         func run() async throws {
             try await DatabaseCommand.run(json: output.json) {
-                let migrations = try schema.migrations()
-                let connection = try await schema.connect()
-                let applied = try await MigrationRunner(connection: connection, migrations: migrations).migrate()
+                let migration = try await RegistryAdministration.migrate(schemaDirectory: schema.schema)
                 if output.json {
                     CLI.printJSON([
-                        "database": connection.settings.description,
-                        "applied": applied.map { ["version": $0.version, "name": $0.name] },
+                        "database": migration.database,
+                        "applied": migration.applied.map { ["version": $0.version, "name": $0.name] },
                         "upToDate": true,
                     ])
-                } else if applied.isEmpty {
-                    print("\(connection.settings.description): up to date (\(migrations.count) migrations)")
+                } else if migration.applied.isEmpty {
+                    print("\(migration.database): up to date (\(migration.known) migrations)")
                 } else {
-                    print("\(connection.settings.description):")
-                    for migration in applied { print("  applied \(migration.fileName)") }
+                    print("\(migration.database):")
+                    for applied in migration.applied { print("  applied \(applied.fileName)") }
                 }
             }
         }
@@ -98,61 +87,41 @@ extension DatabaseCommand {
 
         func run() async throws {
             try await DatabaseCommand.run(json: output.json) {
-                let migrations = try schema.migrations()
-                let connection = try await schema.connect()
-                let status = try await MigrationRunner(connection: connection, migrations: migrations).status()
-                let rows = Self.rows(status, migrations: migrations)
+                let report = try await RegistryAdministration.status(schemaDirectory: schema.schema)
                 if output.json {
                     CLI.printJSON([
-                        "database": connection.settings.description,
-                        "migrations": rows.map { $0.json },
-                        "pending": status.pending.count,
-                        "upToDate": status.isUpToDate,
+                        "database": report.database,
+                        "migrations": report.rows.map(\.json),
+                        "pending": report.status.pending.count,
+                        "upToDate": report.status.isUpToDate,
                     ])
                 } else {
-                    print(connection.settings.description)
-                    for row in rows { print("  " + row.line) }
-                    print(status.pending.isEmpty ? "no pending migrations" : "\(status.pending.count) pending: run `keyline db migrate`")
+                    print(report.database)
+                    for row in report.rows { print("  " + row.line) }
+                    print(report.status.pending.isEmpty ? "no pending migrations" : "\(report.status.pending.count) pending: run `keyline db migrate`")
                 }
-                try status.checkConsistent()
+                try report.checkConsistent()
             }
         }
+    }
+}
 
-        struct Row {
-            var version: Int
-            var name: String
-            var state: String
-            var applied: AppliedMigration?
-
-            var json: [String: Any] {
-                var object: [String: Any] = ["version": version, "name": name, "state": state]
-                if let applied {
-                    object["appliedAt"] = ISO8601DateFormatter().string(from: applied.appliedAt)
-                    object["appliedBy"] = applied.appliedBy
-                    object["sha256"] = applied.sha256
-                }
-                return object
-            }
-
-            var line: String {
-                let fileName = String(format: "%04d_%@", version, name)
-                guard let applied else { return "\(fileName.padding(toLength: 32, withPad: " ", startingAt: 0)) \(state)" }
-                let when = ISO8601DateFormatter().string(from: applied.appliedAt)
-                return "\(fileName.padding(toLength: 32, withPad: " ", startingAt: 0)) \(state.padding(toLength: 8, withPad: " ", startingAt: 0)) \(when) by \(applied.appliedBy)  sha256 \(applied.sha256.prefix(12))…"
-            }
+extension MigrationStatusRow {
+    var json: [String: Any] {
+        var object: [String: Any] = ["version": version, "name": name, "state": state.rawValue]
+        if let applied {
+            object["appliedAt"] = ISO8601DateFormatter().string(from: applied.appliedAt)
+            object["appliedBy"] = applied.appliedBy
+            object["sha256"] = applied.sha256
         }
+        return object
+    }
 
-        static func rows(_ status: MigrationStatus, migrations: [Migration]) -> [Row] {
-            let changed = Set(status.changedSinceApplied.map(\.version))
-            let unknown = Set(status.unknownApplied.map(\.version))
-            var rows = status.applied.map { applied in
-                Row(version: applied.version, name: applied.name,
-                    state: changed.contains(applied.version) ? "changed" : unknown.contains(applied.version) ? "unknown" : "applied",
-                    applied: applied)
-            }
-            rows += status.pending.map { Row(version: $0.version, name: $0.name, state: "pending", applied: nil) }
-            return rows.sorted { $0.version < $1.version }
-        }
+    var line: String {
+        let fileName = String(format: "%04d_%@", version, name)
+        guard let applied else { return "\(fileName.padding(toLength: 32, withPad: " ", startingAt: 0)) \(state.rawValue)" }
+        let when = ISO8601DateFormatter().string(from: applied.appliedAt)
+        return "\(fileName.padding(toLength: 32, withPad: " ", startingAt: 0)) \(state.rawValue.padding(toLength: 8, withPad: " ", startingAt: 0)) \(when) by \(applied.appliedBy)  sha256 \(applied.sha256.prefix(12))…"
     }
 }
 

@@ -40,10 +40,9 @@ extension DatabaseCommand {
 
         func run() async throws {
             try await DatabaseCommand.run(json: output.json) {
-                let connection = try await schema.connect()
-                let binding = try await RegistryDatabase(client: connection).grantLogin(login, role: role, station: station)
+                let (database, binding) = try await RegistryAdministration.grant(login, role: role, station: station)
                 if output.json {
-                    CLI.printJSON(["database": connection.settings.description, "granted": binding.json])
+                    CLI.printJSON(["database": database, "granted": binding.json])
                 } else {
                     print("\(binding.login): \(role.databaseRole)" + (binding.station.map { ", station \($0)" } ?? ""))
                 }
@@ -71,10 +70,9 @@ extension DatabaseCommand {
 
         func run() async throws {
             try await DatabaseCommand.run(json: output.json) {
-                let connection = try await schema.connect()
-                let removed = try await RegistryDatabase(client: connection).revokeLogin(login)
+                let (database, removed) = try await RegistryAdministration.revoke(login)
                 if output.json {
-                    CLI.printJSON(["database": connection.settings.description, "revoked": removed.json])
+                    CLI.printJSON(["database": database, "revoked": removed.json])
                 } else {
                     print("\(removed.login): unbound (was \(removed.role.databaseRole)"
                           + (removed.station.map { ", station \($0)" } ?? "") + ")")
@@ -100,17 +98,16 @@ extension DatabaseCommand {
 
         func run() async throws {
             try await DatabaseCommand.run(json: output.json) {
-                let connection = try await schema.connect()
-                let (bound, unbound) = try await RegistryDatabase(client: connection).loginBindings()
+                let (database, bound, unbound) = try await RegistryAdministration.logins()
                 if output.json {
                     CLI.printJSON([
-                        "database": connection.settings.description,
+                        "database": database,
                         "logins": bound.map(\.json),
                         "unbound": unbound.map { ["login": $0.login, "roles": $0.roles] },
                     ])
                     return
                 }
-                print(connection.settings.description)
+                print(database)
                 if bound.isEmpty { print("  no bound logins: bind one with `keyline db grant LOGIN --role … --station …`") }
                 for binding in bound {
                     let when = ISO8601DateFormatter().string(from: binding.grantedAt)
@@ -146,33 +143,5 @@ extension LoginBinding {
                                      "grantedBy": grantedBy, "grantedAt": ISO8601DateFormatter().string(from: grantedAt)]
         object["station"] = station
         return object
-    }
-}
-
-extension LoginBindingError: ReportableError {
-    public var kind: String {
-        switch self {
-        case .unknownLogin: "unknownLogin"
-        case .stationRequired: "stationRequired"
-        case .stationNotAllowed: "stationNotAllowed"
-        case .notBound: "loginNotBound"
-        }
-    }
-
-    public var message: String { description }
-
-    public var context: [String: String] {
-        switch self {
-        case .unknownLogin(let login), .notBound(let login): ["login": login]
-        case .stationRequired(let login, let role), .stationNotAllowed(let login, let role):
-            ["login": login, "role": role.rawValue]
-        }
-    }
-
-    public var exit: KeylineExit {
-        switch self {
-        case .stationRequired, .stationNotAllowed: .usage
-        case .unknownLogin, .notBound: .dataError
-        }
     }
 }

@@ -1,8 +1,6 @@
-import HexEncoding
 import ArgumentParser
-import DFU
-import ParticlePlatform
 import Foundation
+import ParticleDevice
 import USB
 import CommandReporting
 
@@ -25,7 +23,7 @@ struct DevicesCommand: AsyncParsableCommand {
     func run() async throws {
         try await CLI.run(json: output.json) {
             let context = await USBContext.make()
-            let rows = try await context.devices().map(DeviceRow.init)
+            let rows = try await context.devices().map { AttachedParticleDevice($0.busDevice, openError: $0.openError?.description) }
             if output.json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -42,7 +40,7 @@ struct DevicesCommand: AsyncParsableCommand {
         }
     }
 
-    private func printTable(_ rows: [DeviceRow]) {
+    private func printTable(_ rows: [AttachedParticleDevice]) {
         let header = ["PORT", "MODE", "PLATFORM", "DEVICE ID", "USB ID"]
         let cells = rows.map { row in
             [row.port, row.mode, row.platform ?? "unknown", row.deviceID ?? (row.error == nil ? "(no serial)" : "(cannot open, see below)"),
@@ -57,36 +55,5 @@ struct DevicesCommand: AsyncParsableCommand {
         for row in rows {
             if let error = row.error { print("\(row.port): \(error)") }
         }
-    }
-}
-
-/// One `keyline devices` row (also its JSON form).
-struct DeviceRow: Codable, Equatable {
-    var port: String
-    var bus: UInt8
-    var ports: [UInt8]
-    var mode: String
-    var platform: String?
-    var platformID: UInt16?
-    var deviceID: String?
-    var vendorID: String
-    var productID: String
-    var address: UInt8
-    var error: String?
-
-    init(_ device: USBDeviceInfo) {
-        port = device.portPath.description
-        bus = device.portPath.bus
-        ports = device.portPath.ports
-        mode = device.mode.rawValue
-        // Naming a platform is ParticleDevice's knowledge, not USB's.
-        let match = Platform.matching(vendorID: device.vendorID, productID: device.productID)
-        platform = match?.platform.name
-        platformID = match?.platform.id
-        deviceID = device.serialNumber?.lowercased()
-        vendorID = Hex.word(device.vendorID)
-        productID = Hex.word(device.productID)
-        address = device.address
-        error = device.openError?.description
     }
 }

@@ -1,12 +1,8 @@
 import ArgumentParser
 import Provisioning
-import Escrow
-import FailurePolicy
 import Foundation
-import Registry
 import USB
 import CommandReporting
-import EscrowS3
 
 /// `keyline provision PIPELINE`: the factory line.
 struct ProvisionCommand: AsyncParsableCommand {
@@ -92,44 +88,44 @@ struct ProvisionCommand: AsyncParsableCommand {
         let display = ProvisionDisplay(style: output.json ? .json : isatty(STDOUT_FILENO) == 1 ? .table : .lines)
         // PostgreSQL errors (an unreachable registry at the start) exit as `keyline db` does: 75.
         try await DatabaseCommand.run(json: output.json) {
-            let environment = ProcessInfo.processInfo.environment
-            let definition = try PipelineLoader.load(
-                path: pipeline, environment: environment,
-                overrides: PipelineOverrides(database: database, store: store, recipientsFile: recipients,
-                                             station: station ?? StationName.named(in: environment),
-                                             concurrency: concurrency))
-            let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
-                ?? ConnectionSettings.fromEnvironment()
-            let registry = try await RegistryDatabase.connect(settings, connections: min(max(definition.concurrency, 2), 16))
-            let escrowStore = try EscrowStores.open(definition.escrow.store, environment: environment)
-            if escrowStore is DirectoryEscrowStore { try Self.checkStore(definition.escrow.store) }
+            let request = ProvisioningRequest(
+                pipeline: pipeline, environment: ProcessInfo.processInfo.environment, database: database, store: store,
+                recipientsFile: recipients, station: station, concurrency: concurrency, deviceLimit: devices, wait: wait,
+                resumeJobID: resume, reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))), logDirectory: logDir)
+            let prepared = try await ProvisioningStation.prepare(request)
             let context = await USBContext.make()
             if let reason = await context.unavailableReason() {
                 display.say("keyline: USB is not available here (\(reason)); waiting for devices anyway")
             }
             let stop = StopSignal()
-            let interrupts = Self.handleInterrupts(stop: stop, display: display)
+            let interrupts = StopOnSignals(stop, stopping: {
+                display.say("keyline: stopping after the running steps finish (Ctrl-C again to quit at once)")
+            }, quitting: {
+                FileHandle.standardError.write(Data("keyline: stopped at once; run again with --resume to continue\n".utf8))
+                Foundation.exit(KeylineExit.interrupted.rawValue)
+            })
             defer { interrupts.cancel() }
-            let logRoot = logDir ?? environment["KEYLINE_LOG_DIR"] ?? "keyline-logs"
-            let runner = ProvisioningRunner(
-                definition: definition, registry: registry, store: escrowStore, bus: context,
-                options: ProvisioningOptions(deviceLimit: devices, wait: wait, resumeJobID: resume,
-                                             reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))),
-                                             logDirectory: URL(fileURLWithPath: logRoot)),
-                stop: stop, events: { display.handle($0) })
             let summary: ProvisioningSummary
             do {
-                summary = try await runner.run()
+                summary = try await prepared.run(on: context, stop: stop, events: { display.handle($0) })
             } catch {
                 await display.finish()
                 throw error
             }
             await display.finish()
-            try report(summary, display: display, logRoot: logRoot)
+            report(summary, logRoot: request.logRoot)
+            switch summary.verdict(waited: wait, resumed: resume != nil) {
+            case .done: break
+            case .failed(let error): throw error
+            case .interrupted: throw ExitCode(KeylineExit.interrupted.rawValue)
+            case .infrastructureFailed: throw ExitCode(KeylineExit.tempFail.rawValue)
+            case .someDevicesFailed: throw ExitCode(KeylineExit.someDevicesFailed.rawValue)
+            }
         }
     }
 
-    private func report(_ summary: ProvisioningSummary, display: ProvisionDisplay, logRoot: String) throws {
+    /// The summary: JSON, or a line per failed device and how to continue.
+    private func report(_ summary: ProvisioningSummary, logRoot: String) {
         let done = summary.count(.done), failed = summary.count(.failed)
         let skipped = summary.count(.skipped), interrupted = summary.count(.interrupted)
         if output.json {
@@ -137,7 +133,7 @@ struct ProvisionCommand: AsyncParsableCommand {
                 FileHandle.standardOutput.write(data + Data("\n".utf8))
             }
             // stdout is for the program reading the events; the person who pressed Ctrl-C reads stderr.
-            if interrupted > 0 || failed > 0 {
+            if summary.isResumable {
                 FileHandle.standardError.write(Data("keyline: to continue: keyline provision \(pipeline) --resume \(summary.jobID)\n".utf8))
             }
         } else {
@@ -147,90 +143,9 @@ struct ProvisionCommand: AsyncParsableCommand {
                 print("  FAILED \(device.port) \(device.deviceID ?? "?") at \(device.failedStep?.rawValue ?? "?") (\(device.failureClass ?? "?")): \(device.reason ?? "")")
             }
             print("  logs: \(logRoot)/job-\(summary.jobID)/")
-            if interrupted > 0 || failed > 0 {
+            if summary.isResumable {
                 print("  to continue: keyline provision \(pipeline) --resume \(summary.jobID)")
             }
         }
-        // Stopped while devices waited for the registry or the store: that is what to fix first.
-        let held = summary.devices.filter { $0.outcome == .interrupted && $0.failureClass == FailureClass.needsOperator.rawValue }
-        if let first = held.first {
-            throw CommandFailure(kind: "infrastructureUnavailable",
-                                 message: "\(held.count) device(s) were waiting when the run stopped: \(first.reason ?? "?"); fix it, then run with --resume \(summary.jobID)",
-                                 context: ["job": String(summary.jobID)], exit: .tempFail)
-        }
-        if summary.interrupted { throw ExitCode(KeylineExit.interrupted.rawValue) }
-        if summary.devices.isEmpty && !wait && resume == nil {
-            throw CommandFailure(kind: "noDevices", message: "no device to provision: none attached or none selected by the pipeline",
-                                 exit: .unavailable)
-        }
-        // Failed for want of the registry or the store: that, not the devices, is what to fix.
-        if summary.devices.contains(where: { $0.outcome == .failed && $0.failureClass == FailureClass.needsOperator.rawValue }) {
-            throw ExitCode(KeylineExit.tempFail.rawValue)
-        }
-        if failed > 0 { throw ExitCode(KeylineExit.someDevicesFailed.rawValue) }
-    }
-
-    /// The escrow store directory exists (made 0700 if missing) and can be written, before any
-    /// device is touched: a line must not flash 64 devices and then find nowhere to put the keys.
-    static func checkStore(_ path: String) throws {
-        var isDirectory: ObjCBool = false
-        if !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) {
-            do {
-                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true,
-                                                        attributes: [.posixPermissions: 0o700])
-                return
-            } catch {
-                throw CommandFailure(kind: "escrowStoreUnavailable",
-                                     message: "escrow store \(path) does not exist and cannot be created (\(error.localizedDescription)); mount or create it",
-                                     context: ["store": path], exit: .tempFail)
-            }
-        }
-        guard isDirectory.boolValue else {
-            throw CommandFailure(kind: "escrowStoreUnavailable", message: "escrow store \(path) is not a directory",
-                                 context: ["store": path], exit: .configuration)
-        }
-        // A symlinked or world-writable root is refused before any device is touched (exit 79);
-        // product and device folders are checked by each put.
-        try DirectoryEscrowStore(root: URL(fileURLWithPath: path)).checkRootIsSafe()
-        guard access(path, W_OK | X_OK) == 0 else {
-            throw CommandFailure(kind: "escrowStoreUnavailable",
-                                 message: "escrow store \(path) cannot be written by this user; fix its permissions or mount",
-                                 context: ["store": path], exit: .noPermission)
-        }
-    }
-
-    /// SIGINT/SIGTERM: the first stops at the next step boundary, the second exits at once.
-    private static func handleInterrupts(stop: StopSignal, display: ProvisionDisplay) -> InterruptHandler {
-        InterruptHandler(signals: [SIGINT, SIGTERM]) {
-            if stop.isStopRequested {
-                FileHandle.standardError.write(Data("keyline: stopped at once; run again with --resume to continue\n".utf8))
-                Foundation.exit(KeylineExit.interrupted.rawValue)
-            }
-            stop.requestStop()
-            display.say("keyline: stopping after the running steps finish (Ctrl-C again to quit at once)")
-        }
-    }
-}
-
-/// Signal sources on a queue of their own, cancelled (and the default action restored) by `cancel()`.
-final class InterruptHandler: @unchecked Sendable {
-    private let sources: [DispatchSourceSignal]
-    private let numbers: [Int32]
-
-    init(signals: [Int32], handler: @escaping @Sendable () -> Void) {
-        let queue = DispatchQueue(label: "keyline.signals")
-        numbers = signals
-        sources = signals.map { number in
-            signal(number, SIG_IGN)
-            let source = DispatchSource.makeSignalSource(signal: number, queue: queue)
-            source.setEventHandler(handler: handler)
-            source.resume()
-            return source
-        }
-    }
-
-    func cancel() {
-        sources.forEach { $0.cancel() }
-        numbers.forEach { signal($0, SIG_DFL) }
     }
 }

@@ -1,0 +1,74 @@
+import DeviceBus
+import Dispatch
+import Escrow
+import EscrowS3
+import Foundation
+import Registry
+
+/// What `keyline provision` is asked for: the pipeline file, the station's settings that win over
+/// the pipeline's, and how the run picks its devices.
+public struct ProvisioningRequest: Sendable {
+    public var pipeline: String
+    public var environment: [String: String]
+    /// Command-line settings (nil: the environment's or the pipeline's).
+    public var overrides: PipelineOverrides
+    public var options: ProvisioningOptions
+    /// Where the per-device logs of each job go (`<logRoot>/job-<id>/`).
+    public var logRoot: String
+
+    /// `station` falls back to KEYLINE_STATION (then the pipeline's `station:`), `logDirectory` to
+    /// KEYLINE_LOG_DIR, then ./keyline-logs.
+    public init(pipeline: String, environment: [String: String], database: String?, store: String?, recipientsFile: String?,
+                station: String?, concurrency: Int?, deviceLimit: Int?, wait: Bool, resumeJobID: Int64?,
+                reenumerationTimeout: Duration, logDirectory: String?) {
+        self.pipeline = pipeline
+        self.environment = environment
+        overrides = PipelineOverrides(database: database, store: store, recipientsFile: recipientsFile,
+                                      station: station ?? StationName.named(in: environment), concurrency: concurrency)
+        logRoot = logDirectory ?? environment["KEYLINE_LOG_DIR"] ?? "keyline-logs"
+        options = ProvisioningOptions(deviceLimit: deviceLimit, wait: wait, resumeJobID: resumeJobID,
+                                      reenumerationTimeout: reenumerationTimeout,
+                                      logDirectory: URL(fileURLWithPath: logRoot))
+    }
+}
+
+/// A station ready to provision: the pipeline loaded, the registry connected, the escrow store
+/// opened and checked. All of it before any device is touched: a line must not flash 64 devices
+/// and then find nowhere to put the keys.
+public struct ProvisioningStation: Sendable {
+    public let request: ProvisioningRequest
+    public let definition: PipelineDefinition
+    public let registry: RegistryDatabase
+    public let store: any EscrowStore
+
+    public static func prepare(_ request: ProvisioningRequest) async throws -> ProvisioningStation {
+        let definition = try await offPool {
+            try PipelineLoader.load(path: request.pipeline, environment: request.environment, overrides: request.overrides)
+        }
+        let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
+            ?? ConnectionSettings.fromEnvironment()
+        let registry = try await RegistryDatabase.connect(settings, connections: min(max(definition.concurrency, 2), 16))
+        let store = try EscrowStores.open(definition.escrow.store, environment: request.environment)
+        if store is DirectoryEscrowStore {
+            let location = definition.escrow.store
+            try await offPool { try EscrowDirectoryCheck.check(location) }
+        }
+        return ProvisioningStation(request: request, definition: definition, registry: registry, store: store)
+    }
+
+    /// Runs the job over `bus` (the station's USB, or a simulated one) until its devices are done
+    /// or `stop` is requested.
+    public func run(on bus: any DeviceBus, stop: StopSignal,
+                    events: @escaping ProvisioningEventSink) async throws -> ProvisioningSummary {
+        try await ProvisioningRunner(definition: definition, registry: registry, store: store, bus: bus,
+                                     options: request.options, stop: stop, events: events).run()
+    }
+}
+
+/// Blocking file-system work (the pipeline and the files it names, the store's folder) on a
+/// Dispatch thread, never on Swift's cooperative pool.
+private func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try work() }) }
+    }
+}
