@@ -35,7 +35,7 @@ let package = Package(
         .target(name: "FailurePolicy"),
         .target(name: "HexEncoding"),
         // Whole-file reads of what operators and pipelines name, bounded (the one read loop).
-        .target(name: "LocalFiles"),
+        .target(name: "LocalFiles", dependencies: ["FailurePolicy"]),
 
         // Keys and the Particle platform table (data and formats, no I/O).
         .target(name: "DeviceKeys", dependencies: ["COpenSSL", "FailurePolicy", "HexEncoding"]),

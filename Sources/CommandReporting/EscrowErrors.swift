@@ -62,23 +62,6 @@ extension S3StoreError: ReportableError {
     }
 }
 
-/// Reported as the age error it wraps, with the file named in the message and the context.
-extension EscrowKeyFileError: ReportableError {
-    public var kind: String { error.kind }
-    public var message: String { "\(path): \(error.message)" }
-    public var context: [String: String] { error.context.merging(["file": path]) { _, new in new } }
-    public var exit: KeylineExit { error.exit }
-}
-
-/// Reported as the error it wraps, with the file named in the message and the context.
-extension EscrowFileError: ReportableError {
-    private var named: ReportableError { error.about(file: path) }
-    public var kind: String { named.kind }
-    public var message: String { named.message }
-    public var context: [String: String] { named.context }
-    public var exit: KeylineExit { named.exit }
-}
-
 extension EscrowRequestError: ReportableError {
     public var kind: String {
         switch self {

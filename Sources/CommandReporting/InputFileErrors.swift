@@ -23,3 +23,12 @@ extension InputFileError: ReportableError {
         return .noInput
     }
 }
+
+/// Reported as the error it wraps, with the file named in the message and the context.
+extension FileContentError: ReportableError {
+    private var aboutFile: ReportableError { error.about(file: path) }
+    public var kind: String { aboutFile.kind }
+    public var message: String { aboutFile.message }
+    public var context: [String: String] { aboutFile.context }
+    public var exit: KeylineExit { aboutFile.exit }
+}

@@ -1,4 +1,5 @@
 import Age
+import LocalFiles
 
 /// What a streamed encryption or decryption wrote: its SHA-256 (lowercase hex) and length.
 public struct StreamedOutput: Sendable, Equatable {
@@ -43,7 +44,7 @@ public enum AgeFileStreams {
         do {
             try body()
         } catch let error as AgeError {
-            throw EscrowFileError(path: inputName, error: error)
+            throw FileContentError(path: inputName, error: error)
         }
     }
 }

@@ -2,7 +2,7 @@ import Age
 import LocalFiles
 
 /// `keyline escrow show|verify`: a backup file an operator names, checked. Errors about the file's
-/// contents name it (`EscrowFileError`).
+/// contents name it (`FileContentError`).
 public enum BackupFileCheck {
     /// An escrow backup is one age header (about 100 bytes a recipient) and a document of at
     /// most `EscrowBackup.maximumDocumentSize`.
@@ -29,7 +29,7 @@ public enum BackupFileCheck {
             throw EscrowRequestError.checksumMismatch(file: path, expected: expected, actual: actual)
         }
         let header: AgeHeader
-        do { header = try Age.header(of: file) } catch { throw EscrowFileError(path: path, error: error) }
+        do { header = try Age.header(of: file) } catch { throw FileContentError(path: path, error: error) }
         var backup: EscrowBackup?
         if !identityFiles.isEmpty {
             let identities = try EscrowKeyFiles.identities(identityFiles)
@@ -43,7 +43,7 @@ public enum BackupFileCheck {
     }
 
     private static func decrypt(_ file: [UInt8], at path: String, identities: [X25519Identity]) throws -> EscrowBackup {
-        do { return try EscrowBackup.decrypt(file, identities: identities) } catch { throw EscrowFileError(path: path, error: error) }
+        do { return try EscrowBackup.decrypt(file, identities: identities) } catch { throw FileContentError(path: path, error: error) }
     }
 }
 

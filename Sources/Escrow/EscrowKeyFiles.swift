@@ -30,22 +30,9 @@ public enum EscrowKeyFiles {
             do {
                 parsed += try parseFile(String(decoding: bytes, as: UTF8.self))
             } catch {
-                throw EscrowKeyFileError(path: path, error: error)
+                throw FileContentError(path: path, error: error)
             }
         }
         return parsed
     }
-}
-
-/// A file that holds no usable identity or recipient: the file, and why (never its contents).
-public struct EscrowKeyFileError: Error, Sendable, CustomStringConvertible {
-    public var path: String
-    public var error: AgeError
-
-    public init(path: String, error: AgeError) {
-        self.path = path
-        self.error = error
-    }
-
-    public var description: String { "\(path): \(error)" }
 }

@@ -1,19 +1,5 @@
 import FailurePolicy
 
-/// Why a file an operator named for an escrow request (a key, an age file, a backup) cannot be
-/// used: the file, and the error that reading, parsing or decrypting it raised (never its contents).
-public struct EscrowFileError: Error, CustomStringConvertible {
-    public var path: String
-    public var error: any Error
-
-    public init(path: String, error: any Error) {
-        self.path = path
-        self.error = error
-    }
-
-    public var description: String { "\(path): \(error)" }
-}
-
 /// An escrow request whose values do not hold up before any key or backup is touched.
 public enum EscrowRequestError: Error, Sendable, Equatable, CustomStringConvertible {
     /// `--device-id` is not a device ID of the platform (as typed; the prefix some platforms' IDs start with).

@@ -32,7 +32,7 @@ public struct KeyBackupRequest: Sendable {
     }
 
     /// The backup, encrypted. Checked in the order an operator fixes things: platform and device
-    /// ID, then the key file, then the recipients. Errors about the key file name it (`EscrowFileError`).
+    /// ID, then the key file, then the recipients. Errors about the key file name it (`FileContentError`).
     public func seal() throws -> KeyBackup {
         let target = try Platform.named(platform)
         let id = deviceID.lowercased()
@@ -62,7 +62,7 @@ public struct KeyBackupRequest: Sendable {
             try target.checkDeviceKey(privateKey)
             return privateKey
         } catch {
-            throw EscrowFileError(path: keyFile, error: error)
+            throw FileContentError(path: keyFile, error: error)
         }
     }
 }

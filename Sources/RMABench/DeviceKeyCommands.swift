@@ -43,7 +43,7 @@ public enum DeviceKeySlotIO {
                 key = parsed
                 try device.platform.checkDeviceKey(key)
             } catch {
-                throw BenchFileError(path: file, error: error)
+                throw FileContentError(path: file, error: error)
             }
             let slot = try await device.readPrivateKeySlot()
             let backup = KeyFileNames.loadBackup(base: base, platform: device.platform)

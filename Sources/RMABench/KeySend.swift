@@ -57,7 +57,7 @@ public enum KeySend {
         do {
             parsed = try KeyFile.parse(try await offPool { try InputFile.read(path, limit: KeyFile.maximumFileSize, what: "a key file") })
         } catch {
-            throw BenchFileError(path: path, error: error)
+            throw FileContentError(path: path, error: error)
         }
         if let platform {
             do {

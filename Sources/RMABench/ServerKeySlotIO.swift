@@ -26,7 +26,7 @@ public enum ServerKeySlotIO {
             do {
                 blob = try ServerKeyBlob(platform: device.platform, keyFile: keyBytes, address: address, port: port)
             } catch {
-                throw keyFile.map { BenchFileError(path: $0, error: error) } ?? error
+                throw keyFile.map { FileContentError(path: $0, error: error) } ?? error
             }
             if let outputFile { try await offPool { try files.write(outputFile, blob.bytes, secret: false) } }
             try await device.writeServerKeyBlob(blob)

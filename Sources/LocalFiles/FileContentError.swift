@@ -1,8 +1,9 @@
 import FailurePolicy
 
-/// An error about a file the engineer named (a key file that does not parse or does not fit the
-/// device, a server key the blob cannot hold): the file, and the error as it was.
-public struct BenchFileError: Error, Sendable, CustomStringConvertible, ClassifiedError {
+/// An error about a file an operator named (a key that does not parse, an age file that does not
+/// decrypt, a server key the platform cannot hold): the file, and the error reading, parsing or
+/// decrypting it raised. Never the file's contents.
+public struct FileContentError: Error, Sendable, CustomStringConvertible, ClassifiedError {
     public var path: String
     public var error: any Error
 
