@@ -7,7 +7,7 @@ import HexEncoding
 public struct DigestingSink<Inner: AgeByteSink>: AgeByteSink {
     public var inner: Inner
     public private(set) var byteCount = 0
-    private let hasher = SHA256Digest()
+    private var hasher = SHA256Digest()
 
     public init(_ inner: Inner) { self.inner = inner }
 

@@ -67,7 +67,7 @@ extension DirectoryEscrowStore {
             throw .io(operation: "open", path: path, errno: errno)
         }
         defer { close(fd) }
-        let hasher = SHA256Digest()
+        var hasher = SHA256Digest()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
         while true {
             let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

@@ -17,8 +17,16 @@ public protocol EscrowLedger {
     /// object, which only an identity can check (`WriteAheadEscrow.identities`).
     func recordIntent(_ sealed: SealedBackup) async throws
 
-    /// Records the object written (or adopted) at `objectKey`: `sha256` of its `size` bytes.
-    func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int) async throws -> Recorded
+    /// About to take over the object an earlier attempt wrote at `objectKey` (its intent matched).
+    func willAdopt(_ objectKey: EscrowObjectKey)
+
+    /// Records the object written (or adopted) at `objectKey`: `sha256` of its bytes, `size` of
+    /// them when known here (an object adopted through an intent has its size in the intent).
+    func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int?) async throws -> Recorded
+}
+
+extension EscrowLedger {
+    public func willAdopt(_ objectKey: EscrowObjectKey) {}
 }
 
 /// The one escrow-write protocol of stations and benches (design.md, "What makes resume
@@ -28,17 +36,21 @@ public protocol EscrowLedger {
 public struct WriteAheadEscrow<Ledger: EscrowLedger> {
     public let store: any EscrowStore
     public let recipients: [X25519Recipient]
-    /// When given, an object at the key that nobody recorded is decrypted, and adopted when it is
-    /// the backup of exactly this key for this device (a station never holds identities).
+    /// Whether an object at the key that no record names may be taken over: the RMA bench's
+    /// escrow, whose ledger records nothing ahead. It is adopted only when `identities` decrypt it
+    /// to the backup of exactly this key for this device; otherwise the write finds it and fails.
+    public let adoptsUnrecorded: Bool
     public let identities: [X25519Identity]
     public let ledger: Ledger
     /// Sealed by an attempt of this write that has not committed: a retry puts the very same
     /// bytes again (an identical put succeeds), never a new encryption.
     public private(set) var pending: SealedBackup?
 
-    public init(store: any EscrowStore, recipients: [X25519Recipient], identities: [X25519Identity] = [], ledger: Ledger) {
+    public init(store: any EscrowStore, recipients: [X25519Recipient], adoptsUnrecorded: Bool = false,
+                identities: [X25519Identity] = [], ledger: Ledger) {
         self.store = store
         self.recipients = recipients
+        self.adoptsUnrecorded = adoptsUnrecorded
         self.identities = identities
         self.ledger = ledger
     }
@@ -52,9 +64,10 @@ public struct WriteAheadEscrow<Ledger: EscrowLedger> {
         case written
     }
 
-    /// Escrows `backup` at its object key and records it; returns the record and how.
-    public mutating func write(_ backup: EscrowBackup) async throws -> (record: Ledger.Recorded, outcome: Outcome) {
-        let objectKey = backup.objectKey
+    /// Escrows the backup `makeBackup` builds (only when a new object must be sealed) at
+    /// `objectKey`, and records it; returns the record and how the object came to be there.
+    public mutating func write(at objectKey: EscrowObjectKey, _ makeBackup: () throws -> EscrowBackup)
+        async throws -> (record: Ledger.Recorded, outcome: Outcome) {
         if let recorded = try await ledger.recorded(objectKey) {
             _ = try await store.get(objectKey, expectedSHA256: recorded.sha256)  // still there, intact
             return (recorded.record, .alreadyRecorded)
@@ -65,12 +78,13 @@ public struct WriteAheadEscrow<Ledger: EscrowLedger> {
         }
         if let intent = try await ledger.earlierIntent(), intent.objectKey == objectKey.path,
            try await store.adopt(objectKey, expectedSHA256: intent.sha256) {
+            ledger.willAdopt(objectKey)
             return (try await commit(objectKey, sha256: intent.sha256, size: nil), .adopted)
         }
-        if !identities.isEmpty, try await store.contains(objectKey),
-           let adopted = try await unrecordedBackup(at: objectKey, of: backup) {
+        if adoptsUnrecorded, try await store.contains(objectKey), let adopted = try await unrecordedBackup(at: objectKey) {
             return (try await commit(objectKey, sha256: adopted.sha256, size: adopted.size), .adopted)
         }
+        let backup = try makeBackup()
         let sealed = try backup.seal(to: recipients)
         try await ledger.recordIntent(sealed)
         pending = sealed
@@ -79,14 +93,15 @@ public struct WriteAheadEscrow<Ledger: EscrowLedger> {
     }
 
     private mutating func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int?) async throws -> Ledger.Recorded {
-        let record = try await ledger.commit(objectKey, sha256: sha256, size: size ?? 0)
+        let record = try await ledger.commit(objectKey, sha256: sha256, size: size)
         pending = nil
         return record
     }
 
     /// An object at `objectKey` that no record names: its hash and size, if the identities show
-    /// it is the backup of exactly this key for this device.
-    private func unrecordedBackup(at objectKey: EscrowObjectKey, of backup: EscrowBackup) async throws -> (sha256: String, size: Int)? {
+    /// it is the backup of exactly the key the object key names, for its device.
+    private func unrecordedBackup(at objectKey: EscrowObjectKey) async throws -> (sha256: String, size: Int)? {
+        guard !identities.isEmpty else { return nil }
         let actual: String
         do {
             _ = try await store.get(objectKey, expectedSHA256: String(repeating: "0", count: 64))
@@ -95,8 +110,8 @@ public struct WriteAheadEscrow<Ledger: EscrowLedger> {
             actual = found
         }
         let bytes = try await store.get(objectKey, expectedSHA256: actual)
-        guard let found = try? EscrowBackup.decrypt(bytes, identities: identities), found.deviceID == backup.deviceID,
-              found.privateKey.publicKey.fingerprint == backup.privateKey.publicKey.fingerprint else {
+        guard let found = try? EscrowBackup.decrypt(bytes, identities: identities), found.deviceID == objectKey.deviceID,
+              found.privateKey.publicKey.fingerprint == objectKey.publicKeySHA256 else {
             return nil
         }
         return (actual, bytes.count)

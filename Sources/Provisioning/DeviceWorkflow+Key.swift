@@ -59,16 +59,15 @@ extension DeviceWorkflow {
     /// bytes written. A retry within the run writes the very same ciphertext again, never a new one.
     func escrow() async throws {
         let key = try await recordedKey()
-        let backup = try EscrowBackup(deviceID: deviceID, platform: platform.name, product: definition.product.id,
-                                      privateKey: key, job: String(context.jobID), station: definition.station)
+        let objectKey = try EscrowObjectKey(product: definition.product.id, deviceID: deviceID,
+                                            publicKeySHA256: key.publicKey.fingerprint)
         var writer = escrowWriter ?? WriteAheadEscrow(store: context.store, recipients: definition.escrow.recipients,
                                                       ledger: JobEscrowLedger(workflow: self))
         defer { escrowWriter = writer.pending == nil ? nil : writer }
-        let (object, outcome) = try await writer.write(backup)
-        if outcome == .adopted {
-            emit(.note, step: .escrow, message: "escrow object \(backup.objectKey.path) was written by an earlier run: adopted")
-        }
-        committedObject = object
+        let (platform, product, jobID, station) = (platform.name, definition.product.id, context.jobID, definition.station)
+        committedObject = try await writer.write(at: objectKey) {
+            try EscrowBackup(deviceID: deviceID, platform: platform, product: product, privateKey: key, job: String(jobID), station: station)
+        }.record
         state = .escrowed
         emit(.stateChanged, step: .escrow, state: .escrowed, fingerprint: key.publicKey.fingerprint)
     }

@@ -34,7 +34,11 @@ struct JobEscrowLedger: EscrowLedger {
     }
 
     /// The registry checks the intent names these bytes, and takes their size from it.
-    func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int) async throws -> EscrowObject {
+    func willAdopt(_ objectKey: EscrowObjectKey) {
+        workflow.emit(.note, step: .escrow, message: "escrow object \(objectKey.path) was written by an earlier run: adopted")
+    }
+
+    func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int?) async throws -> EscrowObject {
         let (registry, jobID, deviceID) = (workflow.context.registry, workflow.context.jobID, workflow.deviceID)
         return try await workflow.persist { try await registry.commitEscrow(jobID: jobID, deviceID: deviceID, ciphertextSHA256: sha256) }
     }

@@ -31,11 +31,12 @@ public struct BenchEscrow: Sendable {
     /// recorded object.
     public func escrow(_ key: DevicePrivateKey, deviceID: String, platform: String, product: String,
                        label: String, reason: String) async throws -> EscrowObject {
-        let backup = try EscrowBackup(deviceID: deviceID, platform: platform, product: product, privateKey: key,
-                                      job: label, station: station)
-        var writer = WriteAheadEscrow(store: store, recipients: recipients, identities: identities,
+        let objectKey = try EscrowObjectKey(product: product, deviceID: deviceID, publicKeySHA256: key.publicKey.fingerprint)
+        var writer = WriteAheadEscrow(store: store, recipients: recipients, adoptsUnrecorded: true, identities: identities,
                                       ledger: BenchEscrowLedger(escrow: self, reason: reason))
-        return try await writer.write(backup).record
+        return try await writer.write(at: objectKey) {
+            try EscrowBackup(deviceID: deviceID, platform: platform, product: product, privateKey: key, job: label, station: station)
+        }.record
     }
 }
 
@@ -56,10 +57,11 @@ struct BenchEscrowLedger: EscrowLedger {
 
     func recordIntent(_ sealed: SealedBackup) async throws {}
 
-    func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int) async throws -> EscrowObject {
+    /// The bench adopts only objects it has read, so the size is always known here.
+    func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int?) async throws -> EscrowObject {
         try await escrow.registry.recordEscrowObject(NewEscrowObject(
             productID: objectKey.product, deviceID: objectKey.deviceID, publicKeySHA256: objectKey.publicKeySHA256,
-            storeURI: escrow.store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sha256, sizeBytes: Int64(size),
+            storeURI: escrow.store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sha256, sizeBytes: Int64(size ?? 0),
             recipients: escrow.recipients.map(\.description), jobID: nil, station: escrow.station), eventReason: reason)
     }
 }
