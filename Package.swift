@@ -34,7 +34,8 @@ let package = Package(
         // Vocabulary every layer shares: failure classes, and the one hex encoding.
         .target(name: "FailurePolicy"),
         .target(name: "HexEncoding"),
-        // Whole-file reads of what operators and pipelines name, bounded (the one read loop).
+        // Local files: bounded whole-file reads of what operators and pipelines name (the one read
+        // loop), and blocking file work off the cooperative pool (the one off-pool helper).
         .target(name: "LocalFiles", dependencies: ["FailurePolicy"]),
 
         // Keys and the Particle platform table (data and formats, no I/O).
@@ -74,7 +75,7 @@ let package = Package(
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
             "HexEncoding", "LocalFiles",
         ]),
-        .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry"]),
+        .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry", "LocalFiles"]),
 
         // Simulated devices and the libusb stand-in's server (never linked into `keyline`).
         .target(name: "Simulator", dependencies: [
@@ -102,7 +103,7 @@ let package = Package(
             "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
         ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh", "baseline-keyline.sh"]),
 
-        // Shared test code (child processes, scratch directories); Foundation only.
+        // Shared test code (child processes, scratch directories, the test database).
         .target(name: "TestSupport", dependencies: ["Registry"], path: "Tests/TestSupport"),
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "COpenSSL", "TestSupport"]),
         .testTarget(name: "ParticlePlatformTests", dependencies: [

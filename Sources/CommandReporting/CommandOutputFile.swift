@@ -1,8 +1,6 @@
 import Escrow
 import Age
 import Foundation
-import LocalFiles
-
 /// File plumbing for `keyline escrow encrypt|decrypt`: inputs and outputs stream in 64 KiB
 /// chunks, and an output file appears under its name only once it is complete.
 public enum EscrowFiles {
@@ -10,7 +8,7 @@ public enum EscrowFiles {
     public static func openInput(_ path: String?) throws -> FileDescriptorSource {
         guard let path, path != "-" else { return FileDescriptorSource(descriptor: STDIN_FILENO, path: "standard input") }
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw InputFileError.cannotOpen(path: path, errno: errno) }
+        guard fd >= 0 else { throw CommandFailure.cannotRead(path, POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)) }
         return FileDescriptorSource(descriptor: fd, path: path)
     }
 

@@ -1,8 +1,8 @@
 import Foundation
 
 /// An error the CLI can report: a stable kind for scripts, a message for people, context fields
-/// (file, device, port, step …) and the exit code. Each module's error type conforms below or in
-/// its command's file; anything else is reported as an internal failure.
+/// (file, device, port, step …) and the exit code. Each library's error types conform in this
+/// target (`<Library>Errors.swift`); anything else is reported as an internal failure.
 public protocol ReportableError: Error {
     var kind: String { get }
     var message: String { get }
@@ -26,6 +26,15 @@ public struct CommandFailure: ReportableError {
         self.message = message
         self.context = context
         self.exit = exit
+    }
+
+    /// An input that could not be opened for streaming (`escrow encrypt|decrypt IN`).
+    public static func cannotRead(_ path: String, _ error: Error) -> CommandFailure {
+        let missing = !FileManager.default.fileExists(atPath: path)
+        return CommandFailure(
+            kind: missing ? "fileNotFound" : "fileUnreadable",
+            message: missing ? "\(path): no such file" : "\(path): cannot be read (\(error.localizedDescription))",
+            context: ["file": path], exit: .noInput)
     }
 
     public static func outputExists(_ path: String) -> CommandFailure {

@@ -34,7 +34,4 @@ public enum EscrowStores {
             throw EscrowStoreError.invalidStore("\(location): unknown scheme (use a directory path, file:///path or s3://bucket/prefix)")
         }
     }
-
-    /// Where an object lives, for people: a file path, or `s3://bucket/key` (the store says).
-    public static func describe(_ key: EscrowObjectKey, in store: any EscrowStore) -> String { store.location(of: key) }
 }

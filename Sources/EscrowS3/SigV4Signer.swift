@@ -23,7 +23,7 @@ public struct AWSCredentials: Sendable, CustomStringConvertible, CustomDebugStri
 /// AWS Signature Version 4, header form ("Signing AWS API requests", AWS General Reference;
 /// the canonical request, string to sign and signing key exactly as the published test suite
 /// awslabs/aws-c-auth `tests/aws-signing-test-suite/v4` fixes them, vectors in
-/// Tests/EscrowTests/Fixtures/sigv4).
+/// Tests/EscrowS3Tests/Fixtures/sigv4).
 ///
 /// - Canonical URI: the raw path, each byte outside RFC 3986's unreserved set and '/' written
 ///   %XX (upper case), once. `normalizePath` removes "." and ".." segments and empty segments

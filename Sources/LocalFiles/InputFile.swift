@@ -13,6 +13,12 @@ public enum InputFile {
     /// most `limit` bytes. `what` names what the file should be ("a key file") for messages.
     public static func read(_ path: String, limit: Int = 1 << 30, what: String = "an input file",
                             pipes: Bool = true) throws(InputFileError) -> [UInt8] {
+        // Refused by its type before it is opened: opening a device node can act on the device
+        // (a serial port raises DTR). fstat below checks again what was actually opened.
+        var named = stat()
+        if stat(path, &named) == 0, !isReadable(named.st_mode & S_IFMT, pipes: pipes) {
+            throw .notARegularFile(path: path, type: FileType.describe(named.st_mode & S_IFMT), what: what)
+        }
         // O_NONBLOCK: opening a FIFO without a writer must not hang; reads below block again.
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw .cannotOpen(path: path, errno: errno) }
@@ -20,7 +26,7 @@ public enum InputFile {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw .cannotOpen(path: path, errno: errno) }
         let type = info.st_mode & S_IFMT
-        guard type == S_IFREG || (pipes && type == S_IFIFO) else {
+        guard isReadable(type, pipes: pipes) else {
             throw .notARegularFile(path: path, type: FileType.describe(type), what: what)
         }
         if type == S_IFREG, info.st_size > limit { throw .tooLarge(path: path, limit: limit, what: what) }
@@ -39,6 +45,11 @@ public enum InputFile {
             guard bytes.count <= limit else { throw .tooLarge(path: path, limit: limit, what: what) }
         }
     }
+}
+
+extension InputFile {
+    /// A regular file, or a FIFO where pipes are welcome.
+    static func isReadable(_ type: mode_t, pipes: Bool) -> Bool { type == S_IFREG || (pipes && type == S_IFIFO) }
 }
 
 /// read(2), named apart from `InputFile.read`.

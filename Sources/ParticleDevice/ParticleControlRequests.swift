@@ -66,13 +66,13 @@ public struct ParticleControlRequests: Sendable {
     public func send(_ type: RequestType, step: ParticleDeviceError.Step) async throws(ParticleDeviceError) -> [UInt8] {
         let initReply = try await control(ControlSetup(requestType: 0xC0, request: 1, value: 0, index: type.rawValue, length: 64), step: step)
         guard let started = ServiceReply(initReply), started.status == 0, let id = started.id else {
-            throw ParticleDeviceError(step: step, reason: .unexpectedReply("INIT for request \(type.rawValue) was refused (\(Hex.dump(initReply, limit: 24)))"))
+            throw ParticleDeviceError(step: step, reason: .unexpectedReply("INIT for request \(type.rawValue) was refused (\(Hex.dump(Array(initReply.prefix(24)), limit: 24)))"))
         }
         let deadline = ContinuousClock.now + timeout
         while true {
             let checkReply = try await control(ControlSetup(requestType: 0xC0, request: 2, value: 0, index: id, length: 64), step: step)
             guard let check = ServiceReply(checkReply) else {
-                throw ParticleDeviceError(step: step, reason: .unexpectedReply("CHECK reply \(Hex.dump(checkReply, limit: 24)) is malformed"))
+                throw ParticleDeviceError(step: step, reason: .unexpectedReply("CHECK reply \(Hex.dump(Array(checkReply.prefix(24)), limit: 24)) is malformed"))
             }
             switch check.status {
             case 0:

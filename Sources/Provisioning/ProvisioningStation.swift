@@ -1,3 +1,4 @@
+import LocalFiles
 import DeviceBus
 import Dispatch
 import Escrow
@@ -62,13 +63,5 @@ public struct ProvisioningStation: Sendable {
                     events: @escaping ProvisioningEventSink) async throws -> ProvisioningSummary {
         try await ProvisioningRunner(definition: definition, registry: registry, store: store, bus: bus,
                                      options: request.options, stop: stop, events: events).run()
-    }
-}
-
-/// Blocking file-system work (the pipeline and the files it names, the store's folder) on a
-/// Dispatch thread, never on Swift's cooperative pool.
-private func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try work() }) }
     }
 }

@@ -1,3 +1,4 @@
+import LocalFiles
 import DeviceKeys
 import Escrow
 import Foundation

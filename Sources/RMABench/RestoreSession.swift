@@ -1,3 +1,4 @@
+import LocalFiles
 import Age
 import Escrow
 import Registry

@@ -6,7 +6,7 @@ public struct StepRecord: Sendable, Hashable, Codable {
 
     public var jobID: Int64
     public var deviceID: String
-    /// Pipeline's `ProvisioningStep` raw value (`flash`, `device_key` …).
+    /// Provisioning's `ProvisioningStep` raw value (`flash`, `device_key` …).
     public var step: String
     public var startedAt: Date
     public var seconds: Double

@@ -34,8 +34,8 @@ public struct Job: Sendable, Hashable, Codable {
     public let finishedAt: Date?
 }
 
-/// A device's workflow state in one job. States are the raw values of Pipeline's
-/// `DeviceWorkflowState` (Registry sits below Pipeline, so it names them as strings); the database
+/// A device's workflow state in one job. States are the raw values of Provisioning's
+/// `DeviceWorkflowState` (Registry sits below Provisioning, so it names them as strings); the database
 /// refuses any move that is not one step forward, to `failed`, or from `failed` back.
 public struct JobDevice: Sendable, Hashable, Codable {
     public let jobID: Int64

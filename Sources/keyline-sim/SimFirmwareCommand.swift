@@ -69,9 +69,3 @@ struct SimMakeFirmwareCommand: AsyncParsableCommand {
         }
     }
 }
-
-extension FirmwareModuleError: ReportableError {
-    public var kind: String { "badFirmware" }
-    public var message: String { description }
-    public var exit: KeylineExit { .dataError }
-}

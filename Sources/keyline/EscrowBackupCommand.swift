@@ -68,7 +68,7 @@ extension EscrowCommand {
                     let escrowed = try await request.escrow(into: { try EscrowStores.open(store) })
                     backup = escrowed.backup
                     digest = escrowed.sha256
-                    location = EscrowStores.describe(backup.sealed.objectKey, in: escrowed.store)
+                    location = escrowed.store.location(of: backup.sealed.objectKey)
                 } else {
                     backup = try request.seal()
                     try CLI.writeNewFile(output!, backup.sealed.ciphertext, mode: 0o600, force: false)

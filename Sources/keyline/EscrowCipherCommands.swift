@@ -43,7 +43,7 @@ extension EscrowCommand {
                 if !armor && output == nil && isatty(STDOUT_FILENO) == 1 {
                     throw EscrowCommand.usage("refusing to write binary ciphertext to a terminal; use -o FILE or -a")
                 }
-                let parsed = try EscrowCommand.loadRecipients(recipients, files: recipientFiles)
+                let parsed = try EscrowKeyFiles.recipients(recipients, files: recipientFiles)
                 let pending = try output.flatMap { $0 == "-" ? nil : try PendingOutputFile(path: $0, force: force) }
                 var source = try EscrowFiles.openInput(input)
                 defer { EscrowFiles.close(source) }
@@ -97,7 +97,7 @@ extension EscrowCommand {
                 if (output == nil || output == "-") && !revealKey && isatty(STDOUT_FILENO) == 1 {
                     throw EscrowCommand.usage("refusing to print the plaintext (a backup holds a private key) to a terminal; use -o FILE, or --reveal-key on the RMA bench")
                 }
-                let loaded = try EscrowCommand.loadIdentities(identities)
+                let loaded = try EscrowKeyFiles.identities(identities)
                 var source = try EscrowFiles.openInput(input)
                 defer { EscrowFiles.close(source) }
                 let inputName = input ?? "standard input"

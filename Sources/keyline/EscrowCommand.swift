@@ -1,5 +1,4 @@
 import ArgumentParser
-import Escrow
 import Age
 import Foundation
 import CommandReporting
@@ -37,16 +36,6 @@ struct EscrowCommand: AsyncParsableCommand {
         With --json, results and errors are JSON objects on standard output; errors carry "kind" \
         (e.g. truncated, headerMACMismatch, noIdentityMatched) and the failure class.
         """
-
-    static let identityFileLimit = EscrowKeyFiles.fileLimit
-
-    static func loadIdentities(_ paths: [String]) throws -> [X25519Identity] {
-        try EscrowKeyFiles.identities(paths)
-    }
-
-    static func loadRecipients(_ texts: [String], files: [String]) throws -> [X25519Recipient] {
-        try EscrowKeyFiles.recipients(texts, files: files)
-    }
 
     static func usage(_ message: String) -> CommandFailure {
         CommandFailure(kind: "usage", message: message, exit: .usage)
