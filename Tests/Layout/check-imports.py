@@ -3,8 +3,10 @@
 
 1. Every target declares exactly the modules its sources import (a product named only to pin its
    version is listed in PINNED_ONLY), so the target list tells the truth about the code.
-2. A library or executable target imports only targets listed before it in layers.txt (lowest
-   first, as design.md's "Layout" table): no lower layer imports a higher one.
+2. A library or executable target depends only on what its line in layers.txt allows (lowest
+   first, as design.md's "Layout" table), and a line allows only targets listed above it: no
+   lower layer imports a higher one, and no new edge (RMABench → Provisioning, Simulator →
+   Registry, a library → ArgumentParser…) appears without a reviewed change to layers.txt.
 3. The station binary `keyline` never links the simulator, directly or through another target.
 
 Usage: check-imports.py [--self-test]. Exit 0 when the layout holds, 1 with one line per breach.
@@ -17,6 +19,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 LAYERS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "layers.txt")
+LAYERS_NAME = "Tests/Layout/layers.txt"
 
 # Modules of the toolchain and the OS: importable by any target without a declaration.
 PLATFORM = {"Foundation", "FoundationEssentials", "FoundationNetworking", "FoundationXML", "Dispatch", "Glibc",
@@ -63,11 +66,30 @@ def source_dir(target):
     return os.path.join(ROOT, base, target["name"])
 
 
+def read_layers(lines):
+    """`Target: allowed ...` lines, lowest first -> (order, {target: set(allowed)})."""
+    order, allowed = [], {}
+    for line in lines:
+        line = line.split("#")[0].strip()
+        if not line:
+            continue
+        name, _, rest = line.partition(":")
+        order.append(name.strip())
+        allowed[name.strip()] = set(rest.split())
+    return order, allowed
+
+
 def check(targets, layers, sources):
-    """targets: name -> (type, declared deps); sources: name -> {module: file}. Returns breaches."""
+    """targets: name -> (type, declared deps); layers: (order, allowed); sources: name -> {module:
+    file}. Returns the breaches."""
+    order, allowed = layers
+    position = {name: index for index, name in enumerate(order)}
     problems = []
-    order = {name: index for index, name in enumerate(layers)}
     own = set(targets)
+    for name in order:
+        for module in sorted(allowed[name] & set(position)):
+            if position[module] >= position[name]:
+                problems.append(f"{LAYERS_NAME}: {name} allows {module}, which is not listed above it")
     for name, (kind, deps) in sorted(targets.items()):
         if kind == "system":
             continue
@@ -81,12 +103,11 @@ def check(targets, layers, sources):
                 problems.append(f"{name}: declares {module} but no source imports it")
         if kind == "test":
             continue
-        if name not in order:
-            problems.append(f"{name}: not listed in {os.path.relpath(LAYERS, ROOT)}; add it where it belongs")
+        if name not in allowed:
+            problems.append(f"{name}: not listed in {LAYERS_NAME}; add it where it belongs, with what it may import")
             continue
-        for module in sorted(deps & own):
-            if module in order and order[module] >= order[name]:
-                problems.append(f"{name}: depends on {module}, a layer at or above it in {os.path.relpath(LAYERS, ROOT)}")
+        for module in sorted(deps - allowed[name]):
+            problems.append(f"{name}: depends on {module}, which its line in {LAYERS_NAME} does not allow")
     for root, banned in NEVER_IN.items():
         seen, stack = set(), [root]
         while stack:
@@ -101,19 +122,26 @@ def check(targets, layers, sources):
 
 
 def self_test():
+    layers = read_layers(["A:", "B: A", "C: B", "Sim: A", "keyline: C"])
     targets = {"A": ("regular", set()), "B": ("regular", {"A"}), "C": ("regular", {"B"}),
                "Sim": ("regular", {"A"}), "keyline": ("executable", {"C"})}
     sources = {"B": {"A": "b.swift"}, "C": {"B": "c.swift"}, "Sim": {"A": "s.swift"}, "keyline": {"C": "k.swift"}}
-    assert check(targets, ["A", "B", "C", "Sim", "keyline"], sources) == [], "a clean graph passes"
-    bad = dict(targets, A=("regular", {"C"}))
-    assert any("A: depends on C" in p for p in check(bad, ["A", "B", "C", "Sim", "keyline"], dict(sources, A={"C": "a.swift"})))
-    assert any("imports Sim" in p for p in check(targets, ["A", "B", "C", "Sim", "keyline"], dict(sources, C={"B": "c", "Sim": "c"})))
-    assert any("declares B but" in p for p in check(dict(targets, C=("regular", {"A", "B"})), ["A", "B", "C", "Sim", "keyline"],
-                                                    dict(sources, C={"A": "c"})))
+    assert check(targets, layers, sources) == [], "a clean graph passes"
+    upward = dict(targets, A=("regular", {"C"}))
+    assert any("A: depends on C" in p for p in check(upward, layers, dict(sources, A={"C": "a.swift"})))
+    # An edge to a lower layer that the line does not allow (C → A skips B) is refused too.
+    skipping = dict(targets, C=("regular", {"A", "B"}))
+    assert any("C: depends on A" in p for p in check(skipping, layers, dict(sources, C={"A": "c", "B": "c"})))
+    assert any("imports Sim" in p for p in check(targets, layers, dict(sources, C={"B": "c", "Sim": "c"})))
+    assert any("declares B but" in p for p in check(dict(targets, C=("regular", {"A", "B"})), read_layers(
+        ["A:", "B: A", "C: A B", "Sim: A", "keyline: C"]), dict(sources, C={"A": "c"})))
+    assert any("allows C, which is not listed above" in p for p in check(targets, read_layers(
+        ["A: C", "B: A", "C: B", "Sim: A", "keyline: C"]), sources))
     global NEVER_IN
     saved, NEVER_IN = NEVER_IN, {"keyline": {"Sim"}}
     linked = dict(targets, C=("regular", {"B", "Sim"}))
-    assert any("keyline: links Sim" in p for p in check(linked, ["A", "B", "Sim", "C", "keyline"], dict(sources, C={"B": "c", "Sim": "c"})))
+    assert any("keyline: links Sim" in p for p in check(linked, read_layers(["A:", "B: A", "Sim: A", "C: B Sim", "keyline: C"]),
+                                                        dict(sources, C={"B": "c", "Sim": "c"})))
     NEVER_IN = saved
     print("check-imports self-test: ok")
 
@@ -123,7 +151,7 @@ def main():
         self_test()
         return 0
     with open(LAYERS, encoding="utf-8") as f:
-        layers = [line.split("#")[0].strip() for line in f if line.split("#")[0].strip()]
+        layers = read_layers(f.readlines())
     manifest = package()
     targets, sources = {}, {}
     for target in manifest["targets"]:
@@ -137,7 +165,7 @@ def main():
     if problems:
         print(f"layout: {len(problems)} breach(es) of the target layout (Tests/Layout/check-imports.py)")
         return 1
-    print(f"layout: {len(targets)} targets, imports match declarations, no upward import, keyline without the simulator")
+    print(f"layout: {len(targets)} targets, imports match declarations, every dependency allowed by layers.txt, keyline without the simulator")
     return 0
 
 
