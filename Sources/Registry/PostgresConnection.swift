@@ -17,11 +17,11 @@ import Foundation
 /// during COMMIT fails with `.commitOutcomeUnknown`.
 public final class PostgresConnection: @unchecked Sendable {
     public let settings: ConnectionSettings
-    let queue: DispatchQueue
+    private let queue: DispatchQueue
     // Only touched on `queue`.
-    var handle: OpaquePointer?
-    var reconnectCount = 0
-    let notices = NoticeFlags()
+    private var handle: OpaquePointer?
+    private var reconnectCount = 0
+    private let notices = NoticeFlags()
 
     /// Marks the connection's queue, so code (and tests) can tell that they run on it.
     static let queueKey = DispatchSpecificKey<String>()
@@ -103,9 +103,9 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    static let maximumAttempts = 4
+    private static let maximumAttempts = 4
 
-    func runTransaction<T>(isolation: TransactionIsolation,
+    private func runTransaction<T>(isolation: TransactionIsolation,
                                    _ body: (PostgresTransaction) throws -> T) throws -> T {
         var attempt = 1
         while true {
@@ -119,7 +119,7 @@ public final class PostgresConnection: @unchecked Sendable {
         }
     }
 
-    func runTransactionOnce<T>(isolation: TransactionIsolation,
+    private func runTransactionOnce<T>(isolation: TransactionIsolation,
                                        _ body: (PostgresTransaction) throws -> T) throws -> T {
         try ensureLive()
         try run("BEGIN ISOLATION LEVEL \(isolation.rawValue)", [])
@@ -152,11 +152,138 @@ public final class PostgresConnection: @unchecked Sendable {
         guard let handle, PQstatus(handle) == CONNECTION_OK else { return }
         if let result = PQexec(handle, "ROLLBACK") { PQclear(result) }
     }
+
+    /// Opens the connection on first use.
+    private func openIfNeeded() throws {
+        guard handle == nil else { return }
+        var keywords: [String] = []
+        var values: [String] = []
+        keywords.append("fallback_application_name"); values.append("keyline")
+        if !settings.connectionString.isEmpty {
+            // expand_dbname: libpq parses this first dbname as a URI or conninfo string.
+            keywords.append("dbname"); values.append(settings.connectionString)
+        }
+        for (keyword, value) in settings.overrides {
+            keywords.append(keyword); values.append(value)
+        }
+        let connection = withCStrings(keywords) { keywordPointers in
+            withCStrings(values) { valuePointers in
+                PQconnectStartParams(keywordPointers, valuePointers, 1)
+            }
+        }
+        guard let connection else {
+            throw PostgresError(kind: .connectionFailed, message: "libpq could not allocate a connection")
+        }
+        let refusedAtStart = PQstatus(connection) == CONNECTION_BAD
+        let timedOut = LibPQ.completeConnecting(connection)
+        guard !timedOut, PQstatus(connection) == CONNECTION_OK else {
+            var (sqlState, message) = LibPQ.startupError(connection)
+            if timedOut {
+                sqlState = nil
+                message = "timeout expired" + (message == "unknown libpq error" ? "" : "; \(message)")
+            }
+            PQfinish(connection)
+            // libpq checks option values (port, sslmode, host/port counts ...) before it tries
+            // any host; those messages start "invalid …" or "could not match …" (fe-connect.c).
+            let invalidOption = refusedAtStart && (message.hasPrefix("invalid ") || message.hasPrefix("could not match ")
+                || message.contains(" invalid when "))
+            throw PostgresError(kind: invalidOption ? .invalidSettings : .connectionFailed, sqlState: sqlState,
+                                message: settings.scrubbingPasswords("\(message) [\(settings)]"))
+        }
+        PQsetErrorVerbosity(connection, PQERRORS_DEFAULT)
+        // Notices are not printed. libpq hands an error that arrives while the connection is idle
+        // (the server's FATAL before it closes the connection) to the notice receiver: remember it.
+        notices.fatalWhileIdle = false
+        PQsetNoticeReceiver(connection, { argument, result in
+            guard let argument, let result, let severity = PQresultErrorField(result, Int32(UInt8(ascii: "V"))) else { return }
+            let level = String(cString: severity)
+            if level == "FATAL" || level == "PANIC" {
+                Unmanaged<NoticeFlags>.fromOpaque(argument).takeUnretainedValue().fatalWhileIdle = true
+            }
+        }, Unmanaged.passUnretained(notices).toOpaque())
+        handle = connection
+        try configureSession()
+    }
+
+    /// Timestamps come back in UTC ISO format whatever the server's or login's defaults are.
+    private func configureSession() throws {
+        try run("SELECT set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO, YMD', false)", [])
+    }
+
+    /// Makes sure an idle connection is still there; reconnects if the server closed it.
+    func ensureLive() throws {
+        guard let handle else { return try openIfNeeded() }
+        // The server closes an idle connection by sending an error and then EOF: the socket turns
+        // readable while nothing is pending. Consume until it is quiet (an asynchronous notice or
+        // parameter report keeps the connection) or libpq sees the end (reconnect).
+        // (PQconsumeInput only reads; PQnotifies parses, which is when a FATAL reaches the receiver.)
+        var rounds = 0
+        while PQstatus(handle) == CONNECTION_OK, !notices.fatalWhileIdle, rounds < 16 {
+            var descriptor = pollfd(fd: PQsocket(handle), events: Int16(POLLIN), revents: 0)
+            if poll(&descriptor, 1, 0) <= 0 { return }
+            if PQconsumeInput(handle) == 0 { return try reset() }
+            while let notice = PQnotifies(handle) { PQfreemem(notice) }
+            rounds += 1
+        }
+        if PQstatus(handle) == CONNECTION_OK, !notices.fatalWhileIdle, rounds < 16 { return }
+        try reset()
+    }
+
+    private func reset() throws {
+        if let handle { PQfinish(handle) }
+        handle = nil
+        try openIfNeeded()
+        reconnectCount += 1
+    }
+
+    struct StatementResult {
+        var rows: [PostgresRow]
+        var affectedRows: Int
+    }
+
+    /// One statement through PQexecParams: parameters travel separately from the SQL text.
+    @discardableResult
+    func run(_ sql: String, _ parameters: [PostgresValue]) throws -> StatementResult {
+        guard let handle else {
+            throw PostgresError(kind: .connectionLost, message: "not connected", statement: LibPQ.firstLine(sql))
+        }
+        // bytea goes in binary (format 1, type oid 17); everything else as text with the type
+        // inferred by the server from the statement.
+        var types: [Oid] = []
+        var formats: [Int32] = []
+        var lengths: [Int32] = []
+        var buffers: [[CChar]?] = []
+        for parameter in parameters {
+            switch parameter {
+            case .null:
+                types.append(0); formats.append(0); lengths.append(0); buffers.append(nil)
+            case .text(let text):
+                types.append(0); formats.append(0); lengths.append(0); buffers.append(Array(text.utf8CString))
+            case .bytea(let bytes):
+                types.append(17); formats.append(1); lengths.append(Int32(bytes.count))
+                buffers.append(bytes.isEmpty ? [0] : bytes.map { CChar(bitPattern: $0) })
+            }
+        }
+        let result = withBufferPointers(buffers) { pointers in
+            PQexecParams(handle, sql, Int32(parameters.count), types, pointers, lengths, formats, 0)
+        }
+        defer { PQclear(result) }
+        return try LibPQ.collect(result, connection: handle, sql: sql)
+    }
+
+    /// A multi-statement script without parameters. Only migrations use it: their SQL comes from
+    /// `schema/`, never from data.
+    func runScript(_ sql: String) throws {
+        guard let handle else { throw PostgresError(kind: .connectionLost, message: "not connected") }
+        let result = PQexec(handle, sql)
+        defer { PQclear(result) }
+        _ = try LibPQ.collect(result, connection: handle, sql: sql)
+    }
+
 }
 
 /// Set by libpq's notice receiver on the connection's queue (libpq calls it from within the
 /// libpq call that reads the message), read on the same queue.
-final class NoticeFlags: @unchecked Sendable {
+private final class NoticeFlags: @unchecked Sendable {
     var fatalWhileIdle = false
 }
-

@@ -1,5 +1,4 @@
 import CLibPQ
-import Dispatch
 import Foundation
 
 /// Transaction isolation levels (PostgreSQL documentation, "Transaction Isolation").

@@ -1,0 +1,162 @@
+import CLibPQ
+import Foundation
+
+/// libpq's C side, stateless: completing a connection attempt, reading results and errors,
+/// passing parameter arrays. A `PostgresConnection` calls these on its own queue.
+enum LibPQ {
+    /// Drives a connection started with PQconnectStartParams to success or failure.
+    ///
+    /// keyline polls instead of calling PQconnectdbParams so that it can ask for verbose errors
+    /// first: then the server's refusal carries its SQLSTATE (28P01 bad password, 3D000 no such
+    /// database ...), which libpq has no other way to hand out for a failed connection. libpq
+    /// leaves `connect_timeout` to the caller when polling (libpq docs, "PQconnectStartParams"):
+    /// it applies here to each host in turn, as in PQconnectdbParams, but a host that times out
+    /// ends the attempt rather than moving on to the next one.
+    /// Returns whether it gave up because `connect_timeout` passed.
+    static func completeConnecting(_ connection: OpaquePointer) -> Bool {
+        guard PQstatus(connection) != CONNECTION_BAD else { return false }
+        PQsetErrorVerbosity(connection, PQERRORS_VERBOSE)
+        var timeout: Double?
+        if let options = PQconninfo(connection) {
+            var option = options
+            while let keyword = option.pointee.keyword {
+                if String(cString: keyword) == "connect_timeout", let value = option.pointee.val,
+                   let seconds = Int(String(cString: value)), seconds > 0 {
+                    timeout = Double(max(seconds, 2))  // libpq treats 1 as 2
+                }
+                option += 1
+            }
+            PQconninfoFree(options)
+        }
+        func currentHost() -> String {
+            (PQhost(connection).map { String(cString: $0) } ?? "") + ":" + (PQport(connection).map { String(cString: $0) } ?? "")
+        }
+        var host = currentHost()
+        var deadline = timeout.map { Date().addingTimeInterval($0) }
+        var state = PGRES_POLLING_WRITING
+        while state != PGRES_POLLING_OK && state != PGRES_POLLING_FAILED {
+            let socket = PQsocket(connection)
+            if socket >= 0 {
+                var descriptor = pollfd(fd: socket, events: Int16(state == PGRES_POLLING_READING ? POLLIN : POLLOUT), revents: 0)
+                let wait = deadline.map { Int32(max(0, min($0.timeIntervalSinceNow * 1000, 1000))) } ?? 1000
+                let ready = poll(&descriptor, 1, wait)
+                if ready < 0, errno != EINTR { break }
+                if ready <= 0 {
+                    if let deadline, deadline.timeIntervalSinceNow <= 0 { break }
+                    continue
+                }
+            }
+            state = PQconnectPoll(connection)
+            let now = currentHost()
+            if now != host { host = now; deadline = timeout.map { Date().addingTimeInterval($0) } }
+        }
+        // Still in progress: the deadline passed (PQconnectdbParams says "timeout expired" too).
+        return state != PGRES_POLLING_OK && PQstatus(connection) != CONNECTION_BAD
+    }
+
+    /// The SQLSTATE of a failed connection, if the server sent one, and libpq's message without
+    /// the verbose extras (SQLSTATE prefix, LOCATION lines).
+    static func startupError(_ connection: OpaquePointer) -> (sqlState: String?, message: String) {
+        let raw = PQerrorMessage(connection).map { String(cString: $0) } ?? ""
+        var sqlState: String?
+        var lines: [String] = []
+        for line in raw.split(separator: "\n") {
+            var text = line.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty || text.hasPrefix("LOCATION:") { continue }
+            // "…failed: FATAL:  28P01: password authentication failed…": severity, two spaces, code.
+            if let range = text.range(of: #":  [0-9A-Z]{5}: "#, options: .regularExpression) {
+                sqlState = String(text[text.index(range.lowerBound, offsetBy: 3)..<text.index(range.lowerBound, offsetBy: 8)])
+                text.replaceSubrange(range, with: ":  ")
+            }
+            lines.append(text)
+        }
+        if lines.isEmpty { lines = ["unknown libpq error"] }
+        return (sqlState, lines.joined(separator: "; "))
+    }
+
+    static func collect(_ result: OpaquePointer?, connection: OpaquePointer, sql: String) throws -> PostgresConnection.StatementResult {
+        guard let result else {
+            throw error(from: nil, connection: connection, sql: sql)
+        }
+        switch PQresultStatus(result) {
+        case PGRES_TUPLES_OK, PGRES_SINGLE_TUPLE:
+            let columnCount = PQnfields(result)
+            let columns = (0..<columnCount).map { String(cString: PQfname(result, $0)) }
+            let rowCount = PQntuples(result)
+            var rows: [PostgresRow] = []
+            rows.reserveCapacity(Int(rowCount))
+            for row in 0..<rowCount {
+                let values: [String?] = (0..<columnCount).map { column in
+                    PQgetisnull(result, row, column) == 1 ? nil : String(cString: PQgetvalue(result, row, column))
+                }
+                rows.append(PostgresRow(columns: columns, values: values))
+            }
+            return PostgresConnection.StatementResult(rows: rows, affectedRows: Int(rowCount))
+        case PGRES_COMMAND_OK, PGRES_EMPTY_QUERY:
+            let affected = Int(String(cString: PQcmdTuples(result))) ?? 0
+            return PostgresConnection.StatementResult(rows: [], affectedRows: affected)
+        default:
+            throw error(from: result, connection: connection, sql: sql)
+        }
+    }
+
+    static func error(from result: OpaquePointer?, connection: OpaquePointer, sql: String) -> PostgresError {
+        func field(_ code: Character) -> String? {
+            guard let result, let value = PQresultErrorField(result, Int32(code.asciiValue!)) else { return nil }
+            return String(cString: value)
+        }
+        let sqlState = field("C")
+        let lost = PQstatus(connection) != CONNECTION_OK
+        let message = field("M") ?? errorMessage(connection)
+        let kind: PostgresError.Kind = lost ? .connectionLost : .server
+        return PostgresError(kind: kind, sqlState: sqlState, message: message, detail: field("D"), hint: field("H"),
+                             constraint: field("n"), table: field("t"), column: field("c"),
+                             statement: firstLine(sql))
+    }
+
+    static func errorMessage(_ connection: OpaquePointer) -> String {
+        guard let message = PQerrorMessage(connection) else { return "unknown libpq error" }
+        let lines = String(cString: message).split(separator: "\n")
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        return lines.isEmpty ? "unknown libpq error" : lines.joined(separator: "; ")
+    }
+
+    static func firstLine(_ sql: String) -> String {
+        let line = sql.split(separator: "\n", omittingEmptySubsequences: true).first.map(String.init) ?? sql
+        let trimmed = line.trimmingCharacters(in: .whitespaces)
+        return trimmed.count > 120 ? String(trimmed.prefix(120)) + "…" : trimmed
+    }
+}
+
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    let buffers = strings.map { Array($0.utf8CString) }
+    return withBufferPointers(buffers.map { Optional($0) }) { pointers in
+        // NULL-terminated array, as PQconnectdbParams requires.
+        var terminated = Array(UnsafeBufferPointer(start: pointers, count: strings.count))
+        terminated.append(nil)
+        return terminated.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
+}
+
+/// Pins every buffer for the duration of `body` and passes C pointers to them (nil for NULL).
+func withBufferPointers<R>(_ buffers: [[CChar]?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafePointer<CChar>?] = []
+    var index = 0
+    func pin() -> R {
+        if index == buffers.count {
+            if pointers.isEmpty { pointers.append(nil) }
+            return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+        }
+        guard let buffer = buffers[index] else {
+            pointers.append(nil)
+            index += 1
+            return pin()
+        }
+        index += 1
+        return buffer.withUnsafeBufferPointer { pointer in
+            pointers.append(pointer.baseAddress)
+            return pin()
+        }
+    }
+    return pin()
+}
