@@ -10,7 +10,7 @@ public enum BackupFileCheck {
 
     /// Decrypts the backup at `path` with the identities in `identityFiles` and checks it
     /// completely: the age file authenticates, the document is valid, the key has the recorded
-    /// fingerprint.
+    /// fingerprint. Blocking (files, decryption): async callers run it with `offPool`.
     public static func open(_ path: String, identityFiles: [String]) throws -> OpenedBackupFile {
         let identities = try EscrowKeyFiles.identities(identityFiles)
         let file = try read(path)
@@ -20,7 +20,7 @@ public enum BackupFileCheck {
 
     /// Compares the file's SHA-256 with `expectedSHA256` (the registry's) and parses its age
     /// header, without any identity: what an audit needs to detect loss or tampering. With
-    /// `identityFiles`, also decrypts and checks the backup as `open` does.
+    /// `identityFiles`, also decrypts and checks the backup as `open` does. Blocking, as `open`.
     public static func verify(_ path: String, expectedSHA256: String, identityFiles: [String]) throws -> VerifiedBackupFile {
         let file = try read(path)
         let actual = Age.sha256(file)

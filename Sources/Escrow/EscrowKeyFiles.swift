@@ -3,7 +3,8 @@ import LocalFiles
 
 /// The escrow identities and recipients operators name by file (`-i`, `-R`, KEYLINE_RECIPIENTS):
 /// the one place they are read and parsed, so the guard against a secret key given as a
-/// recipient (never echoed) covers every command.
+/// recipient (never echoed) covers every command. Blocking (file reads): async callers run these
+/// with `offPool`.
 public enum EscrowKeyFiles {
     /// An identity or recipients file is a few lines.
     public static let fileLimit = 64 * 1024

@@ -33,6 +33,7 @@ public struct KeyBackupRequest: Sendable {
 
     /// The backup, encrypted. Checked in the order an operator fixes things: platform and device
     /// ID, then the key file, then the recipients. Errors about the key file name it (`FileContentError`).
+    /// Blocking (files, encryption): async callers use `escrow(into:)` or run it with `offPool`.
     public func seal() throws -> KeyBackup {
         let target = try Platform.named(platform)
         let id = deviceID.lowercased()
@@ -48,9 +49,10 @@ public struct KeyBackupRequest: Sendable {
 
     /// Seals the backup, then opens the store (`openStore`: only once the backup is sealed, so a
     /// bad key is reported before a store that cannot be reached) and puts it there write-once.
-    public func escrow(into openStore: () throws -> any EscrowStore) async throws -> EscrowedKeyBackup {
-        let backup = try seal()
-        let store = try openStore()
+    public func escrow(into openStore: @escaping @Sendable () throws -> any EscrowStore) async throws -> EscrowedKeyBackup {
+        let request = self
+        let backup = try await offPool { try request.seal() }
+        let store = try await offPool { try openStore() }
         let digest = try await store.put(backup.sealed.ciphertext, at: backup.sealed.objectKey)
         return EscrowedKeyBackup(backup: backup, store: store, sha256: digest)
     }

@@ -49,7 +49,9 @@ public struct ProvisioningStation: Sendable {
         let settings = definition.database.map { ConnectionSettings(connectionString: $0, source: .databaseURL) }
             ?? ConnectionSettings.fromEnvironment()
         let registry = try await RegistryDatabase.connect(settings, connections: min(max(definition.concurrency, 2), 16))
-        let store = try EscrowStores.open(definition.escrow.store, environment: request.environment)
+        // Off the pool: an S3 location reads the AWS credential and config files.
+        let (location, environment) = (definition.escrow.store, request.environment)
+        let store = try await offPool { try EscrowStores.open(location, environment: environment) }
         if store is DirectoryEscrowStore {
             let location = definition.escrow.store
             try await offPool { try EscrowDirectoryCheck.check(location) }
