@@ -1,3 +1,4 @@
+import Age
 import Foundation
 import LocalFiles
 
@@ -30,5 +31,21 @@ extension CLI {
         let pending = try PendingOutputFile(path: path, force: force, mode: mode)
         try pending.write(bytes)
         try pending.commit()
+    }
+}
+
+/// File plumbing for `keyline escrow encrypt|decrypt`: inputs and outputs stream in 64 KiB
+/// chunks, and an output file appears under its name only once it is complete.
+public enum EscrowFiles {
+    /// IN, or standard input for nil or "-". The caller closes a descriptor other than 0.
+    public static func openInput(_ path: String?) throws -> FileDescriptorSource {
+        guard let path, path != "-" else { return FileDescriptorSource(descriptor: STDIN_FILENO, path: "standard input") }
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw CommandFailure.cannotRead(path, POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)) }
+        return FileDescriptorSource(descriptor: fd, path: path)
+    }
+
+    public static func close(_ source: FileDescriptorSource) {
+        if source.descriptor != STDIN_FILENO { Glibc.close(source.descriptor) }
     }
 }

@@ -1,22 +1,6 @@
 import Escrow
 import Age
 import Foundation
-/// File plumbing for `keyline escrow encrypt|decrypt`: inputs and outputs stream in 64 KiB
-/// chunks, and an output file appears under its name only once it is complete.
-public enum EscrowFiles {
-    /// IN, or standard input for nil or "-". The caller closes a descriptor other than 0.
-    public static func openInput(_ path: String?) throws -> FileDescriptorSource {
-        guard let path, path != "-" else { return FileDescriptorSource(descriptor: STDIN_FILENO, path: "standard input") }
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw CommandFailure.cannotRead(path, POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)) }
-        return FileDescriptorSource(descriptor: fd, path: path)
-    }
-
-    public static func close(_ source: FileDescriptorSource) {
-        if source.descriptor != STDIN_FILENO { Glibc.close(source.descriptor) }
-    }
-}
-
 /// A new output file, written under a temporary name in the same directory — created with its
 /// final mode, so a private key is never even briefly readable by others — and published after
 /// an fsync with link(2), which unlike rename(2) never replaces an existing file (with `force`,
