@@ -1,7 +1,7 @@
 
 /// keyline's exit codes (sysexits.h values, so scripts and shells already know them). Listed in
 /// `keyline --help`; every command maps its failures onto these.
-public enum KeylineExit: Int32, CaseIterable {
+public enum KeylineExit: Int32, CaseIterable, Sendable {
     case success = 0
     case failure = 1
     /// `audit`: at least one finding is an error.
