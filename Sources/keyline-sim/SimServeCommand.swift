@@ -69,23 +69,13 @@ struct SimServeCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await CLI.run(json: false) {
-            // Everything is checked and the socket bound before any simulated device exists: a
-            // device boots on its own queue (and may be generating a key with OpenSSL), and a
-            // process exiting under it would race OpenSSL's exit-time cleanup.
             let plan = try SimulatorFleetSpec.plan(spec: self.fleet, mode: mode, timeScale: timeScale, faults: faults, protected: protected,
                                                    hub: hub)
-            let planned = plan.devices
             let cloud = try SimulatorFleetSpec.parseCloudDelay(cloudDelay)
             let denied = try Set((denyAccess ?? "").split(separator: ",").map { try SimulatorFleetSpec.parsePort(String($0)) })
-            let fleet = try SimulatedFleet(timeScale: timeScale, directory: state.map { URL(fileURLWithPath: $0) }, seed: seed,
-                                           autosave: state != nil, hubs: plan.hubs, cloudConnection: cloud)
-            let server = StandInServer(socketPath: socket, fleet: fleet, accessDenied: denied)
-            try server.start()
-            if fleet.allDevices.isEmpty {
-                for device in planned {
-                    try fleet.add(device.platform, at: device.port, mode: device.mode, protected: device.protected, faults: device.faults)
-                }
-            }
+            let line = try ServedLine(socket: socket, plan: plan, timeScale: timeScale, stateDirectory: state.map { URL(fileURLWithPath: $0) },
+                                      seed: seed, cloudConnection: cloud, accessDenied: denied)
+            let fleet = line.fleet
             // Unbuffered: whoever started us (a test, a script) sees the lines at once.
             func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
             for (port, device) in fleet.allDevices {
@@ -93,14 +83,10 @@ struct SimServeCommand: AsyncParsableCommand {
             }
             say("serving \(fleet.allDevices.count) simulated devices on \(socket); stop with Ctrl-C")
             let signal = await SignalWait.next([SIGINT, SIGTERM])
-            server.stop()
+            try await line.stop()
             if let limit = fleet.deviceBoundLimit, timeScale > 0 {
                 let seconds = Double(limit.time.components.seconds) + Double(limit.time.components.attoseconds) / 1e18
                 say("device-bound limit \(String(format: "%.3f", seconds)) s modelled (slowest device \(limit.port), bus included)")
-            }
-            if state != nil {
-                await fleet.waitForPendingSaves()
-                try fleet.save()
             }
             say("stopped by signal \(signal)")
             // Devices may still be busy on their own queues (booting, generating a key): leave
