@@ -56,7 +56,7 @@ let package = Package(
             "Age", "DeviceKeys", "ParticlePlatform", "FailurePolicy", "HexEncoding", "LocalFiles",
         ]),
         .target(name: "EscrowS3", dependencies: [
-            "Escrow", "DeviceKeys", "FailurePolicy", "HexEncoding", crypto,
+            "Escrow", "DeviceKeys", "FailurePolicy", "HexEncoding", "LocalFiles", crypto,
             .product(name: "AsyncHTTPClient", package: "async-http-client"),
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),

@@ -1,3 +1,4 @@
+import LocalFiles
 import Foundation
 import Escrow
 import NIOHTTP1
@@ -92,26 +93,4 @@ extension S3EscrowStore {
 private final class ListingCursor: @unchecked Sendable {
     var token: String?
     var ended = false
-}
-
-/// Runs async `work` (network requests) over `items`, at most `width` at once; results in order.
-func concurrentMap<T: Sendable, R: Sendable>(_ items: [T], width: Int, _ work: @escaping @Sendable (T) async -> R) async -> [R] {
-    await withTaskGroup(of: (Int, R).self) { group in
-        var results = [R?](repeating: nil, count: items.count)
-        var started = 0
-        while started < min(width, items.count) {
-            let index = started
-            group.addTask { (index, await work(items[index])) }
-            started += 1
-        }
-        while let done = await group.next() {
-            results[done.0] = done.1
-            if started < items.count {
-                let index = started
-                group.addTask { (index, await work(items[index])) }
-                started += 1
-            }
-        }
-        return results.map { $0! }
-    }
 }

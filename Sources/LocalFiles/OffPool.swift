@@ -38,3 +38,25 @@ private final class ResultSlots<R>: @unchecked Sendable {
     func set(_ index: Int, _ value: R) { slots[index] = value }
     func values() -> [R] { slots.map { $0! } }
 }
+
+/// Runs async `work` (network requests, device restores) over `items`, at most `width` at once;
+/// results in the order of `items`, whatever order they finish in.
+public func concurrentMap<T: Sendable, R: Sendable>(_ items: [T], width: Int,
+                                                    _ work: @escaping @Sendable (T) async -> R) async -> [R] {
+    await withTaskGroup(of: (Int, R).self) { group in
+        var results = [R?](repeating: nil, count: items.count)
+        var started = 0
+        func startNext() {
+            guard started < items.count else { return }
+            let index = started
+            group.addTask { (index, await work(items[index])) }
+            started += 1
+        }
+        for _ in 0..<min(max(width, 1), items.count) { startNext() }
+        while let (index, result) = await group.next() {
+            results[index] = result
+            startNext()
+        }
+        return results.map { $0! }
+    }
+}

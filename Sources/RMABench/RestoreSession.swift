@@ -61,23 +61,10 @@ public enum RestoreSession {
 
     /// Bounded parallel restores, results in the requests' order.
     static func restoreAll(_ requests: [RestoreRequest], with restorer: KeyRestore, concurrency: Int) async -> [RestoreResult] {
-        var results = [Result<RestoreReport, any Error>?](repeating: nil, count: requests.count)
-        await withTaskGroup(of: (Int, Result<RestoreReport, any Error>).self) { group in
-            var next = 0
-            func start() {
-                guard next < requests.count else { return }
-                let (index, request) = (next, requests[next])
-                next += 1
-                group.addTask {
-                    do { return (index, .success(try await restorer.restore(request))) } catch { return (index, .failure(error)) }
-                }
-            }
-            for _ in 0..<min(concurrency, requests.count) { start() }
-            for await (index, result) in group {
-                results[index] = result
-                start()
+        await concurrentMap(requests, width: concurrency) { request in
+            do { return RestoreResult(request: request, outcome: .success(try await restorer.restore(request))) } catch {
+                return RestoreResult(request: request, outcome: .failure(error))
             }
         }
-        return zip(requests, results).map { RestoreResult(request: $0, outcome: $1!) }
     }
 }

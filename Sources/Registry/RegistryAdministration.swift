@@ -21,7 +21,7 @@ public enum RegistryAdministration {
         let migrations = try migrations(in: schemaDirectory)
         let connection = try await connect()
         let status = try await MigrationRunner(connection: connection, migrations: migrations).status()
-        return SchemaStatus(database: connection.settings.description, status: status, rows: status.rows)
+        return SchemaStatus(database: connection.settings.description, status: status)
     }
 
     public static func grant(_ login: String, role: LoginRole, station: String?) async throws -> (database: String, binding: LoginBinding) {
@@ -62,7 +62,7 @@ public struct SchemaStatus: Sendable {
     public let database: String
     public let status: MigrationStatus
     /// Every migration, applied or pending, by version.
-    public let rows: [MigrationStatusRow]
+    public var rows: [MigrationStatusRow] { status.rows }
 
     /// Throws the first migration changed since it was applied, or unknown to this keyline.
     public func checkConsistent() throws(MigrationError) { try status.checkConsistent() }
