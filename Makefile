@@ -95,11 +95,19 @@ fuzz: deps
 	done; \
 	if [ -n "$$failed" ]; then echo "fuzz: findings in$$failed (logs .build/fuzz/*.log, inputs .build/fuzz/crashes/)"; exit 1; fi
 
-# The main job on a fresh machine: a simulated line of 4 Photons and 4 Borons behind the libusb
-# stand-in (keyline's real USB code), with the realistic timing model, provisioned into the local
-# PostgreSQL and the escrow store .demo/escrow; the RMA identity is .demo/rma-identity.txt.
+# The main job on a fresh machine: a simulated Particle cloud (keyline-sim cloud, on loopback)
+# and a simulated line of 4 Photons and 4 Borons behind the libusb stand-in (keyline's real USB
+# code), with the realistic timing model. Half the devices ship keyed as Particle ships them (the
+# cloud holds their factory key), half blank. Both products are provisioned into the local
+# PostgreSQL and the escrow store .demo/escrow (the RMA identity is .demo/rma-identity.txt), every
+# device comes online in the simulated cloud; then one device's key is lost (blinking cyan) and
+# restored from escrow with no cloud call (online again).
 DEMO_FLEET ?= photon:4,boron:4
 DEMO_TIME_SCALE ?= 1
+DEMO_FACTORY ?= blank:50%
+# Waits (up to $$2 s) until `keyline devices --json` rows satisfy the Python expression $$1 over `rows`.
+DEMO_WAIT = wait_devices() { for i in $$(seq $$2); do $(KEYLINE) devices --json 2>/dev/null | python3 -c "import json,sys; rows=[json.loads(l) for l in sys.stdin if l.strip()]; sys.exit(0 if ($$1) else 1)" && return 0; sleep 1; done; echo "(gave up waiting after $$2 s)"; return 1; }
+DEMO_CALLS = api_calls() { python3 -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1] + '/sim/calls'))['api'])" "$$url"; }
 demo: build db-up standin
 	@rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)/firmware
 	@echo "== the registry: schema migrations into the private PostgreSQL cluster (make db-up)"
@@ -109,19 +117,45 @@ demo: build db-up standin
 	@echo "== synthetic firmware (valid module header, CRC-32; real Particle binaries cannot ship here)"
 	$(KEYLINE_SIM) make-firmware --platform photon --function user --index 1 -o $(DEMO_DIR)/firmware/photon-user.bin
 	$(KEYLINE_SIM) make-firmware --platform boron --function user --index 1 -o $(DEMO_DIR)/firmware/boron-user.bin
-	@echo "== a simulated line ($(DEMO_FLEET), DFU mode, time scale $(DEMO_TIME_SCALE)) behind the libusb stand-in"
+	@echo "== a simulated Particle cloud on loopback (keyline-sim cloud; its access token in a 0600 file)"
+	@echo "== a simulated line ($(DEMO_FLEET), factory state $(DEMO_FACTORY), DFU mode, time scale $(DEMO_TIME_SCALE)) behind the libusb stand-in"
 	@set -e; sock=$(CURDIR)/$(DEMO_DIR)/sim.sock; \
+	  (umask 077; python3 -c 'import secrets; print(secrets.token_hex(20))' > $(DEMO_DIR)/particle-token); \
+	  $(KEYLINE_SIM) cloud --token-file $(DEMO_DIR)/particle-token --product 12345 --product 12346 \
+	    --state $(DEMO_DIR)/cloud.json --url-file $(DEMO_DIR)/cloud.url > $(DEMO_DIR)/cloud.log 2>&1 & \
+	  cloud=$$!; trap "kill $$cloud 2>/dev/null" EXIT; \
+	  for i in $$(seq 100); do [ -s $(DEMO_DIR)/cloud.url ] && break; sleep 0.1; done; url=$$(cat $(DEMO_DIR)/cloud.url); \
+	  echo "simulated cloud at $$url"; \
 	  export $(PG_ENV) KEYLINE_SIM_SOCKET=$$sock LD_LIBRARY_PATH=$(CURDIR)/$(STANDIN_DIR) \
 	    KEYLINE_FIRMWARE=$(CURDIR)/$(DEMO_DIR)/firmware KEYLINE_RECIPIENTS=$(CURDIR)/$(DEMO_DIR)/recipients.txt \
-	    KEYLINE_ESCROW_STORE=$(CURDIR)/$(DEMO_DIR)/escrow KEYLINE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/logs KEYLINE_STATION=demo-station; \
+	    KEYLINE_ESCROW_STORE=$(CURDIR)/$(DEMO_DIR)/escrow KEYLINE_LOG_DIR=$(CURDIR)/$(DEMO_DIR)/logs KEYLINE_STATION=demo-station \
+	    PARTICLE_API_URL=$$url PARTICLE_ACCESS_TOKEN=$$(cat $(DEMO_DIR)/particle-token); \
 	  $(KEYLINE_SIM) serve --socket $$sock --fleet $(DEMO_FLEET) --mode dfu --time-scale $(DEMO_TIME_SCALE) \
-	    --seed $$(date +%s) > $(DEMO_DIR)/sim.log 2>&1 & \
-	  sim=$$!; trap "kill $$sim 2>/dev/null" EXIT; \
+	    --cloud $$url --factory $(DEMO_FACTORY) --seed $$(date +%s) > $(DEMO_DIR)/sim.log 2>&1 & \
+	  sim=$$!; trap "kill $$sim $$cloud 2>/dev/null" EXIT; \
 	  for i in $$(seq 100); do grep -qs '^serving' $(DEMO_DIR)/sim.log && break; sleep 0.1; done; \
+	  $(DEMO_WAIT); $(DEMO_CALLS); \
 	  echo "$$ keyline devices"; $(KEYLINE) devices; \
 	  echo "$$ keyline provision pipelines/photon-factory.yaml"; $(KEYLINE) provision pipelines/photon-factory.yaml; \
 	  echo "$$ keyline provision pipelines/boron-factory.yaml"; $(KEYLINE) provision pipelines/boron-factory.yaml; \
-	  sleep 3; echo "$$ keyline devices   (a few seconds later: every device rebooted into normal mode)"; $(KEYLINE) devices
+	  echo "== every device reboots into its application and connects to the simulated cloud"; \
+	  wait_devices "rows and all(r.get('cloud') == 'connected' for r in rows)" 120 || true; \
+	  echo "$$ keyline devices"; $(KEYLINE) devices; \
+	  victim=$$($(KEYLINE) devices --json | python3 -c "import json,sys; print([r for r in map(json.loads, sys.stdin) if r.get('platform') == 'photon'][0]['deviceID'])"); \
+	  echo "== flash corruption on $$victim: its key slot is erased, Device OS makes a new key the cloud does not hold"; \
+	  head -c 612 /dev/zero | tr '\0' '\377' > $(DEMO_DIR)/erased-slot.bin; \
+	  echo "$$ keyline dfu enter --serial $$victim"; $(KEYLINE) dfu enter --serial $$victim; \
+	  echo "$$ keyline dfu write --serial $$victim --alt 1 --address 34 --leave erased-slot.bin"; \
+	  $(KEYLINE) dfu write --serial $$victim --alt 1 --address 34 --leave $(DEMO_DIR)/erased-slot.bin; \
+	  wait_devices "any(r.get('deviceID') == '$$victim' and r.get('cloud') == 'connecting' for r in rows)" 60 || true; \
+	  echo "$$ keyline devices   ($$victim blinks cyan)"; $(KEYLINE) devices; grep "$$victim.*mismatch" $(DEMO_DIR)/sim.log | tail -n 1 || true; \
+	  before=$$(api_calls); \
+	  echo "$$ keyline restore $$victim --identity rma-identity.txt --reason 'blinking cyan' --ticket DEMO-1"; \
+	  $(KEYLINE) restore $$victim --identity $(DEMO_DIR)/rma-identity.txt --reason "blinking cyan" --ticket DEMO-1; \
+	  wait_devices "any(r.get('deviceID') == '$$victim' and r.get('cloud') == 'connected' for r in rows)" 60 || true; \
+	  echo "$$ keyline devices   ($$victim online again with its original key)"; $(KEYLINE) devices; \
+	  echo "cloud API calls made by the restore: $$(( $$(api_calls) - before ))"; \
+	  echo "simulated cloud: $$(python3 -c "import json,sys,urllib.request; print(json.load(urllib.request.urlopen(sys.argv[1] + '/sim/calls')))" "$$url")"
 	@echo "== what the registry holds: one active key per device, each with its escrow object"
 	@$(PG_ENV) psql -X -P pager=off -c "SELECT r.product_id AS product, r.device_id, r.algorithm, left(r.fingerprint, 16) || '…' AS fingerprint, \
 	    r.job_id AS job, r.station, e.object_key, left(e.ciphertext_sha256, 12) || '…' AS ciphertext_sha256 \
@@ -130,7 +164,7 @@ demo: build db-up standin
 	@f=$$(find $(DEMO_DIR)/escrow -name '*.age' | head -n 1); ls -l $$f; \
 	  $(KEYLINE) escrow show -i $(DEMO_DIR)/rma-identity.txt $$f && \
 	  age -d -i $(DEMO_DIR)/rma-identity.txt $$f | python3 -c 'import json,sys; d=json.load(sys.stdin); print("age -d: backup of", d["device_id"], d["platform"], "key", d["public_key_sha256"][:16] + "…")'
-	@echo "== per-device logs of each job: $(DEMO_DIR)/logs/"
+	@echo "== per-device logs of each job: $(DEMO_DIR)/logs/; simulator log (cloud connections): $(DEMO_DIR)/sim.log"
 
 # Stops the local PostgreSQL cluster and S3 server first: removing .build under a running cluster
 # leaves a server nobody can stop with `make db-down`.

@@ -80,6 +80,11 @@ let package = Package(
         // Simulated devices and the libusb stand-in's server (never linked into `keyline`).
         .target(name: "Simulator", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "FailurePolicy", "HexEncoding",
+            // The simulated cloud: an HTTP server (NIO's HTTP/1 codec) and its devices' client.
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
         ]),
 
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.

@@ -18,6 +18,10 @@ public struct AttachedParticleDevice: Codable, Equatable, Sendable {
     public var address: UInt8
     /// Why the device could not be opened to read its strings (e.g. no udev rule); listed anyway.
     public var error: String?
+    /// A normal-mode device's cloud connection (control request 300), if it was read.
+    public var cloud: CloudConnectionStatus?
+    /// Why the cloud connection status could not be read.
+    public var cloudError: String?
 
     public init(_ device: BusDevice, openError: String?) {
         port = device.port.description

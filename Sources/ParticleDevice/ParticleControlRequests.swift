@@ -19,6 +19,8 @@ public struct ParticleControlRequests: Sendable {
         case systemVersion = 30
         case reset = 40
         case dfuMode = 50
+        /// CTRL_REQUEST_CLOUD_GET_CONNECTION_STATUS (ParticleControlRequests+Cloud.swift).
+        case cloudConnectionStatus = 300
     }
 
     /// A reply of the service-request framing: flags, status and the optional id/size/result.

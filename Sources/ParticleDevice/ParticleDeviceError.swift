@@ -21,6 +21,7 @@ public struct ParticleDeviceError: Error, Sendable, CustomStringConvertible {
         case leave = "leave DFU mode"
         case read = "read memory"
         case write = "write memory"
+        case readCloudStatus = "read cloud connection status"
     }
 
     public enum Reason: Sendable {

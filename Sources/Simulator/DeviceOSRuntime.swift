@@ -17,6 +17,9 @@ struct DeviceOSRuntime: Sendable {
         static let systemVersion: UInt16 = 30
         static let reset: UInt16 = 40
         static let dfuMode: UInt16 = 50
+        /// CTRL_REQUEST_CLOUD_GET_CONNECTION_STATUS (system_control.h; device-os-protobuf
+        /// control/cloud.proto GetConnectionStatusRequest, type_id 300).
+        static let cloudStatus: UInt16 = 300
     }
 
     enum ReplyStatus: UInt16 { case ok = 0, error = 1, pending = 2, busy = 3, noMemory = 4, notFound = 5 }
@@ -39,7 +42,7 @@ struct DeviceOSRuntime: Sendable {
     var active: [UInt16: Active] = [:]
     var nextID: UInt16 = 1
 
-    mutating func handleVendor(_ setup: ControlSetup, data: [UInt8], deviceID: String) -> ControlOutcome {
+    mutating func handleVendor(_ setup: ControlSetup, data: [UInt8], deviceID: String, cloudStatus: UInt8 = 0) -> ControlOutcome {
         if setup.request == Self.rawRequest {
             switch (setup.isDeviceToHost, setup.index) {
             case (true, RequestType.deviceID):
@@ -62,13 +65,13 @@ struct DeviceOSRuntime: Sendable {
             let id = nextID
             nextID = nextID == UInt16.max ? 1 : nextID + 1
             var entry = Active(type: setup.index, payloadSize: Int(setup.value))
-            if entry.payloadSize == 0 { process(&entry, deviceID: deviceID) }
+            if entry.payloadSize == 0 { process(&entry, deviceID: deviceID, cloudStatus: cloudStatus) }
             active[id] = entry
             return reply(.ok, id: id)
         case .send:
             guard !setup.isDeviceToHost, var entry = active[setup.index] else { return .stall }
             entry.payload += data
-            if entry.payload.count >= entry.payloadSize && entry.result == nil { process(&entry, deviceID: deviceID) }
+            if entry.payload.count >= entry.payloadSize && entry.result == nil { process(&entry, deviceID: deviceID, cloudStatus: cloudStatus) }
             active[setup.index] = entry
             return .ok
         case .check:
@@ -89,8 +92,13 @@ struct DeviceOSRuntime: Sendable {
         }
     }
 
-    private func process(_ entry: inout Active, deviceID: String) {
+    private func process(_ entry: inout Active, deviceID: String, cloudStatus: UInt8) {
         switch entry.type {
+        case RequestType.cloudStatus:
+            // GetConnectionStatusReply { ConnectionStatus status = 1; }: proto3 leaves out the
+            // default (DISCONNECTED = 0), so that reply is empty.
+            entry.reply = cloudStatus == 0 ? [] : [0x08, cloudStatus]
+            entry.result = 0
         case RequestType.deviceID:
             // GetDeviceIdReply { string id = 1; } — protobuf, lowercase hex.
             entry.reply = [0x0A, UInt8(deviceID.utf8.count)] + Array(deviceID.lowercased().utf8)

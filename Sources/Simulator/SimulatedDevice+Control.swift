@@ -130,7 +130,7 @@ extension SimulatedDevice {
             stats.bytesProgrammed += context.bytesProgrammed
             return outcome
         case (0x40, .normal) where recipient == 0:
-            return runtime.handleVendor(setup, data: data, deviceID: deviceID)
+            return runtime.handleVendor(setup, data: data, deviceID: deviceID, cloudStatus: cloudStatusLocked().rawValue)
         default:
             return .stall
         }

@@ -80,6 +80,7 @@ extension SimulatedDevice {
         guard running else { return false }
         _ = generateKeyIfBlank()
         lock.withLock { stats.cloudConnections += 1 }
+        startCloudHandshake(session: session)
         return true
     }
 
@@ -111,6 +112,13 @@ extension SimulatedDevice {
             stats.keysGenerated += 1
             return true
         }
+    }
+
+    /// Writes `key` into the slot as Device OS would have generated it (caller holds the lock).
+    func installKeyLocked(_ key: DevicePrivateKey) {
+        let (slotBytes, publicField) = Self.deviceOSEncoding(of: key, platform: platform)
+        memories[1].overwrite(UInt32(platform.privateKeySlot.offset), slotBytes)
+        memories[1].overwrite(UInt32(platform.devicePublicKeySlot.offset), publicField)
     }
 
     /// The bytes Device OS writes for a freshly generated key (device-os-keys.md §1.3):

@@ -44,7 +44,8 @@ extension SimulatedDevice {
 
     /// Loads a device saved with `save(to:)`. It comes back attached, in the mode it was saved in.
     public static func load(from directory: URL, timeScale: Double = 1,
-                            cloudConnection: CloudConnection = .standard) throws(SimulatorError) -> SimulatedDevice {
+                            cloudConnection: CloudConnection = .standard,
+                            cloudLink: SimulatedCloudLink? = nil) throws(SimulatorError) -> SimulatedDevice {
         let record: Record
         var contents: [[UInt8]] = []
         do {
@@ -59,7 +60,7 @@ extension SimulatedDevice {
         do { platform = try Platform.named(record.platform) } catch { throw .unsupportedPlatform(record.platform) }
         let device = try SimulatedDevice(platform: platform, deviceID: record.deviceID, mode: .dfu, protected: record.protected,
                                          faults: record.faults, timeScale: timeScale,
-                                         cloudConnection: cloudConnection)
+                                         cloudConnection: cloudConnection, cloudLink: cloudLink)
         try device.lock.locked { () throws(SimulatorError) in
             for (alt, pages) in record.pages.enumerated() where alt < device.memories.count {
                 let bytes = contents[alt]

@@ -71,12 +71,17 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
     /// Interface → the handle (owner token) holding it, for the current session only: a
     /// re-enumeration ends every claim, as it ends every libusb handle.
     var claims: [UInt8: UInt64] = [:]
+    /// The simulated cloud its application connects to (nil: the cloud is not modelled and every
+    /// connection succeeds), and the outcome of the handshake of the current session.
+    var cloudLink: SimulatedCloudLink?
+    var cloud = DeviceCloudState()
 
     /// Creates a device, attached (plugged in) in `mode`. A device created in normal mode checks
     /// its key slot as Device OS does when it starts (on its own queue).
     public init(platform: Platform, deviceID: String? = nil, mode: USBMode = .dfu, protected: Bool = false,
                 faults: SimulatedFaults = .none, timeScale: Double = 1, seed: UInt64 = 0,
-                cloudConnection: CloudConnection = .standard) throws(SimulatorError) {
+                cloudConnection: CloudConnection = .standard, cloudLink: SimulatedCloudLink? = nil,
+                factoryKey: DevicePrivateKey? = nil) throws(SimulatorError) {
         guard let hardware = SimulatedHardware.forPlatform(platform) else { throw .unsupportedPlatform(platform.name) }
         let id = deviceID?.lowercased() ?? Self.makeDeviceID(platform: platform, seed: seed)
         guard platform.isValidDeviceID(id) else { throw .invalidDeviceID(id, platform: platform.name) }
@@ -95,6 +100,9 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         }
         self.bootloader = DfuSeBootloader(hardware: hardware)
         self.cloudConnection = cloudConnection
+        self.cloudLink = cloudLink
+        // A key put in at Particle's factory is there before the device first boots.
+        if let factoryKey { installKeyLocked(factoryKey) }
         if mode == .normal { applicationAlreadyRunning() }
     }
 

@@ -1,3 +1,4 @@
+import DeviceKeys
 import ParticleDevice
 import DeviceBus
 import ParticlePlatform
@@ -51,6 +52,8 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
     public let autosave: Bool
     /// When normal-mode devices connect to the cloud (and Gen3 devices make a missing key).
     public let cloudConnection: SimulatedDevice.CloudConnection
+    /// The simulated cloud its devices connect to (nil: not modelled, every connection succeeds).
+    public let cloudLink: SimulatedCloudLink?
     /// Which hubs are single- or multi-TT (see `HubKind`).
     private let hubs: SimulatedHubs
 
@@ -77,8 +80,10 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
     ///   - cloudConnection: when normal-mode devices connect to the cloud.
     public init(timeScale: Double = 1, directory: URL? = nil, seed: UInt64 = 0, autosave: Bool = false,
                 hubs: [USBPortPath: HubKind] = [:], defaultHub: HubKind = .default,
-                cloudConnection: SimulatedDevice.CloudConnection = .standard) throws(SimulatorError) {
+                cloudConnection: SimulatedDevice.CloudConnection = .standard,
+                cloudLink: SimulatedCloudLink? = nil) throws(SimulatorError) {
         self.timeScale = timeScale
+        self.cloudLink = cloudLink
         self.hubs = SimulatedHubs(kinds: hubs, defaultKind: defaultHub)
         self.cloudConnection = cloudConnection
         self.directory = directory
@@ -114,12 +119,22 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
     /// Plugs a new simulated device in at `port`.
     @discardableResult
     public func add(_ platform: Platform, at port: USBPortPath, mode: USBMode = .dfu, deviceID: String? = nil,
-                    protected: Bool = false, faults: SimulatedFaults = .none) throws(SimulatorError) -> SimulatedDevice {
-        let portSeed = port.ports.reduce(seed &* 31 &+ UInt64(port.bus)) { $0 &* 257 &+ UInt64($1) }
+                    protected: Bool = false, faults: SimulatedFaults = .none,
+                    factoryKey: DevicePrivateKey? = nil) throws(SimulatorError) -> SimulatedDevice {
         let device = try SimulatedDevice(platform: platform, deviceID: deviceID, mode: mode, protected: protected,
-                                         faults: faults, timeScale: timeScale, seed: portSeed, cloudConnection: cloudConnection)
+                                         faults: faults, timeScale: timeScale, seed: portSeed(port), cloudConnection: cloudConnection,
+                                         cloudLink: cloudLink, factoryKey: factoryKey)
         try insert(device, at: port)
         return device
+    }
+
+    /// The device ID `add` gives a device of `platform` at `port` when none is named.
+    public func plannedDeviceID(_ platform: Platform, at port: USBPortPath) -> String {
+        SimulatedDevice.makeDeviceID(platform: platform, seed: portSeed(port))
+    }
+
+    private func portSeed(_ port: USBPortPath) -> UInt64 {
+        port.ports.reduce(seed &* 31 &+ UInt64(port.bus)) { $0 &* 257 &+ UInt64($1) }
     }
 
     /// Plugs an existing device (e.g. one loaded from disk) in at `port`.
@@ -312,7 +327,7 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
         }
         for (folder, port) in record.ports.sorted(by: { $0.value < $1.value }) {
             let device = try SimulatedDevice.load(from: directory.appendingPathComponent(folder), timeScale: timeScale,
-                                                  cloudConnection: cloudConnection)
+                                                  cloudConnection: cloudConnection, cloudLink: cloudLink)
             try insert(device, at: port)
         }
     }

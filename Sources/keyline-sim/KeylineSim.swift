@@ -15,8 +15,8 @@ struct KeylineSim: AsyncParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "keyline-sim",
-        abstract: "Simulated Particle devices behind the libusb stand-in, and synthetic firmware.",
+        abstract: "Simulated Particle devices behind the libusb stand-in, a simulated Particle cloud, and synthetic firmware.",
         discussion: KeylineExit.helpText,
-        subcommands: [SimServeCommand.self, SimMakeFirmwareCommand.self]
+        subcommands: [SimServeCommand.self, SimCloudCommand.self, SimMakeFirmwareCommand.self]
     )
 }

@@ -30,8 +30,18 @@ struct SimServeCommand: AsyncParsableCommand {
 
             Normal-mode devices connect to the cloud --cloud-delay modelled seconds after their             application starts (default 5, or "never"); a blank Gen3 device makes its key only then,             a blank Gen2 device already at boot (followed by a reset). On exit the slowest device's             device-bound modelled time (bus included) is printed.
 
-            Exit codes: 0 stopped by a signal, 64 bad --fleet/--hub/--cloud-delay/--faults/--mode/--time-scale, 74 the socket could not be \
-            served or the state could not be read or saved.
+            With --cloud URL (keyline-sim cloud) each normal-mode device presents its key at its cloud \
+            connection: the cloud holding that key → online (breathing cyan), else key mismatch \
+            (blinking cyan), retried every 10 modelled seconds and after each re-enumeration; each \
+            change is logged here ("cloud PLATFORM ID: …") and `keyline devices` shows it (Device OS \
+            control request 300). --factory says how new devices left Particle's factory: keyed (a key \
+            the cloud already holds, as Particle ships them; the default with --cloud), blank (the \
+            default without), blank:N%, corrupt:N% (the seeds' lost key: the device made a new one the \
+            cloud does not hold), combinable: blank:50%,corrupt:10%. serve tells the cloud the factory \
+            keys (/sim/factory-keys) before any device connects.
+
+            Exit codes: 0 stopped by a signal, 64 bad --fleet/--hub/--cloud-delay/--faults/--mode/--time-scale/--factory/--cloud, \
+            69 the simulated cloud did not answer, 74 the socket could not be served or the state could not be read or saved.
             """)
 
     @Option(help: "Unix socket to serve on (KEYLINE_SIM_SOCKET for clients).")
@@ -67,17 +77,25 @@ struct SimServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("deny-access"), help: "Ports this host may list but not open, as with a missing udev rule, e.g. 1-1.2.")
     var denyAccess: String?
 
+    @Option(help: "A simulated cloud (keyline-sim cloud's URL) the devices connect to and check their keys against.")
+    var cloud: String?
+
+    @Option(help: "Factory state of new devices: keyed, blank, blank:N%, corrupt:N% (default keyed with --cloud, else blank).")
+    var factory: String?
+
     func run() async throws {
         try await CLI.run(json: false) {
             let plan = try SimulatorFleetSpec.plan(spec: self.fleet, mode: mode, timeScale: timeScale, faults: faults, protected: protected,
                                                    hub: hub)
             let cloud = try SimulatorFleetSpec.parseCloudDelay(cloudDelay)
             let denied = try Set((denyAccess ?? "").split(separator: ",").map { try SimulatorFleetSpec.parsePort(String($0)) })
-            let line = try ServedLine(socket: socket, plan: plan, timeScale: timeScale, stateDirectory: state.map { URL(fileURLWithPath: $0) },
-                                      seed: seed, cloudConnection: cloud, accessDenied: denied)
-            let fleet = line.fleet
+            let factoryState = try SimulatorFleetSpec.parseFactory(factory ?? (self.cloud == nil ? "blank" : "keyed"))
             // Unbuffered: whoever started us (a test, a script) sees the lines at once.
-            func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+            @Sendable func say(_ line: String) { FileHandle.standardOutput.write(Data((line + "\n").utf8)) }
+            let link = try self.cloud.map { url in SimulatedCloudLink(client: try SimulatedCloudClient(url: url), log: say) }
+            let line = try await ServedLine(socket: socket, plan: plan, timeScale: timeScale, stateDirectory: state.map { URL(fileURLWithPath: $0) },
+                                            seed: seed, cloudConnection: cloud, accessDenied: denied, cloudLink: link, factory: factoryState)
+            let fleet = line.fleet
             for (port, device) in fleet.allDevices {
                 say("\(port)\t\(device.platform.name)\t\(device.currentMode.rawValue)\t\(device.deviceID)")
             }
@@ -115,6 +133,10 @@ enum SimulatorFleetSpec {
 
     static func parseCloudDelay(_ text: String) throws -> SimulatedDevice.CloudConnection {
         try usage { () throws(FleetSpecError) in try FleetSpec.parseCloudDelay(text) }
+    }
+
+    static func parseFactory(_ text: String) throws -> FactoryState {
+        try usage { () throws(FleetSpecError) in try FactoryState.parse(text) }
     }
 
     static func parsePort(_ text: String) throws -> USBPortPath {

@@ -21,3 +21,22 @@ extension StandInServerError: ReportableError {
     public var context: [String: String] { ["socket": socketPath] }
     public var exit: KeylineExit { .ioError }
 }
+
+extension SimulatedCloudError: ReportableError {
+    public var kind: String { "simulatedCloud" }
+    public var message: String { description }
+    public var exit: KeylineExit {
+        switch self {
+        case .emptyToken, .badURL: .usage
+        case .stateFile: .dataError
+        case .listen: .ioError
+        case .unreachable: .unavailable
+        }
+    }
+}
+
+extension SimulatedCloudFaultError: ReportableError {
+    public var kind: String { "usage" }
+    public var message: String { description }
+    public var exit: KeylineExit { .usage }
+}

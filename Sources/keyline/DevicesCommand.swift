@@ -11,9 +11,12 @@ struct DevicesCommand: AsyncParsableCommand {
         abstract: "List attached Particle devices (normal and DFU mode) by USB port.",
         discussion: """
             One row per device: USB port path (bus-port.port…, the label to put on the hub), mode \
-            (normal or dfu), platform, and device ID (the USB serial number). A device that cannot \
-            be opened is listed with the reason, e.g. a missing udev rule. With --json, one JSON \
-            object per device, one per line.
+            (normal or dfu), platform, device ID (the USB serial number), and for a normal-mode \
+            device its cloud connection as Device OS reports it (control request 300, as \
+            particle-usb's getCloudConnectionStatus): online (breathing cyan), connecting (blinking \
+            cyan: it cannot reach the cloud, or the cloud refuses its key), offline. A device that \
+            cannot be opened is listed with the reason, e.g. a missing udev rule. With --json, one \
+            JSON object per device, one per line ("cloud": connected|connecting|disconnected|disconnecting).
 
             Exit codes: 0 listed (possibly nothing attached), 69 USB enumeration failed, 74 libusb error.
             """)
@@ -23,7 +26,20 @@ struct DevicesCommand: AsyncParsableCommand {
     func run() async throws {
         try await CLI.run(json: output.json) {
             let context = await USBContext.make()
-            let rows = try await context.devices().map { AttachedParticleDevice($0.busDevice, openError: $0.openError?.description) }
+            var rows: [AttachedParticleDevice] = []
+            for info in try await context.devices() {
+                var row = AttachedParticleDevice(info.busDevice, openError: info.openError?.description)
+                if row.mode == "normal", info.openError == nil {
+                    do {
+                        let device = try await context.open(info)
+                        await row.readCloudStatus(over: device)
+                        await device.close()
+                    } catch {
+                        row.cloudError = "cannot open: \(error)"
+                    }
+                }
+                rows.append(row)
+            }
             if output.json {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
@@ -41,10 +57,10 @@ struct DevicesCommand: AsyncParsableCommand {
     }
 
     private func printTable(_ rows: [AttachedParticleDevice]) {
-        let header = ["PORT", "MODE", "PLATFORM", "DEVICE ID", "USB ID"]
+        let header = ["PORT", "MODE", "PLATFORM", "DEVICE ID", "CLOUD", "USB ID"]
         let cells = rows.map { row in
             [row.port, row.mode, row.platform ?? "unknown", row.deviceID ?? (row.error == nil ? "(no serial)" : "(cannot open, see below)"),
-             "\(row.vendorID):\(row.productID)"]
+             row.cloud?.display ?? (row.mode == "normal" ? "(unknown, see below)" : "-"), "\(row.vendorID):\(row.productID)"]
         }
         let widths = header.indices.map { column in ([header] + cells).map { $0[column].count }.max() ?? 0 }
         for line in [header] + cells {
@@ -54,6 +70,7 @@ struct DevicesCommand: AsyncParsableCommand {
         }
         for row in rows {
             if let error = row.error { print("\(row.port): \(error)") }
+            if let error = row.cloudError { print("\(row.port): cloud status: \(error)") }
         }
     }
 }
