@@ -6,6 +6,7 @@ import ParticlePlatform
 /// - `keyed`: each has a key in its slot that the cloud already holds, as Particle ships devices;
 /// - `blank`: empty key slots (Device OS makes a key at boot on Gen2, at the first cloud
 ///   connection on Gen3; the cloud holds none);
+/// - `corrupt`: every device's key lost (below);
 /// - `blank:N%`, `corrupt:N%` (combinable, e.g. `blank:50%,corrupt:10%`): that share of the fleet
 ///   blank or corrupt, the rest keyed. A corrupt device is the seeds' case: its key was lost and
 ///   Device OS made a new one, so the cloud holds a key (the factory one) the device no longer
@@ -36,7 +37,7 @@ public struct FactoryState: Sendable, Equatable {
             case "blank": state.blankPercent = percent
             case "corrupt": state.corruptPercent = percent
             default:
-                throw FleetSpec.specError("--factory item \"\(item)\" is not keyed, blank[:N%] or corrupt:N%")
+                throw FleetSpec.specError("--factory item \"\(item)\" is not keyed, blank[:N%] or corrupt[:N%]")
             }
         }
         guard state.blankPercent + state.corruptPercent <= 100 else {

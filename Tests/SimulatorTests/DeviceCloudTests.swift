@@ -109,7 +109,8 @@ import TestSupport
         #expect(state.assign(count: 8, seed: 3) == kinds)
         #expect(FactoryState.blank.assign(count: 3, seed: 1) == [.blank, .blank, .blank])
         #expect(try FactoryState.parse("keyed").assign(count: 2, seed: 1) == [.keyed, .keyed])
-        for bad in ["blank:120%", "corrupt", "keyed:5%", "blank:60%,corrupt:50%", "rusty"] {
+        #expect(try FactoryState.parse("corrupt").assign(count: 2, seed: 1) == [.corrupt, .corrupt])
+        for bad in ["blank:120%", "corrupt:5", "keyed:5%", "blank:60%,corrupt:50%", "rusty"] {
             #expect(throws: FleetSpecError.self, "\(bad)") { try FactoryState.parse(bad) }
         }
     }
