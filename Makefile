@@ -141,7 +141,7 @@ demo: build db-up standin
 	  echo "== every device reboots into its application and connects to the simulated cloud"; \
 	  wait_devices "rows and all(r.get('cloud') == 'connected' for r in rows)" 120 || true; \
 	  echo "$$ keyline devices"; $(KEYLINE) devices; \
-	  victim=$$($(KEYLINE) devices --json | python3 -c "import json,sys; print([r for r in map(json.loads, sys.stdin) if r.get('platform') == 'photon'][0]['deviceID'])"); \
+	  victim=$$($(KEYLINE) devices --json | python3 -c "import json,sys; p=[r for r in map(json.loads, sys.stdin) if r.get('platform') == 'photon']; print(([r for r in p if r.get('cloud') == 'connected'] + p)[0]['deviceID'])"); \
 	  echo "== flash corruption on $$victim: its key slot is erased, Device OS makes a new key the cloud does not hold"; \
 	  head -c 612 /dev/zero | tr '\0' '\377' > $(DEMO_DIR)/erased-slot.bin; \
 	  echo "$$ keyline dfu enter --serial $$victim"; $(KEYLINE) dfu enter --serial $$victim; \
