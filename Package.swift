@@ -66,14 +66,22 @@ let package = Package(
         // The registry (PostgreSQL through libpq).
         .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy", "HexEncoding"]),
 
+        // The Particle Cloud API client and the cloud upload outbox's drainer (issue 20).
+        .target(name: "ParticleCloud", dependencies: [
+            "Registry", "FailurePolicy", "LocalFiles",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
+
         // What stations, benches and auditors do.
         .target(name: "Provisioning", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry",
-            "FailurePolicy", "LocalFiles", .product(name: "Yams", package: "Yams"),
+            "ParticleCloud", "FailurePolicy", "LocalFiles", .product(name: "Yams", package: "Yams"),
         ]),
         .target(name: "RMABench", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
-            "HexEncoding", "LocalFiles",
+            "HexEncoding", "LocalFiles", "ParticleCloud",
         ]),
         .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry", "LocalFiles"]),
 
@@ -90,12 +98,12 @@ let package = Package(
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
         .target(name: "CommandReporting", dependencies: [
             "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
-            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles",
+            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles", "ParticleCloud",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [
             "CommandReporting", "DeviceKeys", "ParticlePlatform", "USB", "ParticleDevice", "Age", "Escrow", "EscrowS3", "Registry",
-            "Provisioning", "RMABench", "Audit",
+            "Provisioning", "RMABench", "Audit", "ParticleCloud",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline-sim", dependencies: [
@@ -105,6 +113,7 @@ let package = Package(
         // Benchmarks are an executable, never timed assertions in tests (`make bench`).
         .executableTarget(name: "keyline-bench", dependencies: [
             "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "EscrowS3", "Registry", "Simulator",
+            "ParticleCloud",  // the cloud outbox's drain against the simulated cloud
             "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
         ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh", "baseline-keyline.sh"]),
 
@@ -127,6 +136,12 @@ let package = Package(
         .testTarget(name: "EscrowS3Tests", dependencies: [
             "EscrowS3", "Escrow", "Age", "DeviceKeys", "FailurePolicy", "TestSupport",
         ], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ParticleCloudTests", dependencies: [
+            "ParticleCloud", "Registry", "FailurePolicy", "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+        ]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "FailurePolicy", "TestSupport"]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "DeviceKeys", "ParticleDevice", "ParticlePlatform", "DeviceBus", "Age", "Escrow",

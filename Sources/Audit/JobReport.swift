@@ -29,6 +29,10 @@ public struct JobReport: Codable, Sendable {
         public var steps: [Step]
         /// From its first step's start to its last step's end.
         public var seconds: Double
+        /// Its key's Particle cloud upload: pending, sent or parked (nil: none queued).
+        public var cloud: String?
+        /// Why the cloud refused (parked) or the last retryable problem (pending).
+        public var cloudReason: String?
     }
 
     public struct Totals: Codable, Sendable {
@@ -62,10 +66,12 @@ public struct JobReport: Codable, Sendable {
     public static func load(jobID: Int64, settings: ConnectionSettings = .fromEnvironment()) async throws -> JobReport {
         let registry = try await RegistryDatabase.connect(settings)
         guard let job = try await registry.job(id: jobID) else { throw AuditError.unknownJob(jobID) }
-        return JobReport(job: job, devices: try await registry.jobDevices(jobID: job.id), steps: try await registry.steps(jobID: job.id))
+        return JobReport(job: job, devices: try await registry.jobDevices(jobID: job.id), steps: try await registry.steps(jobID: job.id),
+                         cloudUploads: try await registry.cloudUploads(jobID: job.id))
     }
 
-    public init(job: Job, devices jobDevices: [JobDevice], steps: [StepRecord]) {
+    public init(job: Job, devices jobDevices: [JobDevice], steps: [StepRecord], cloudUploads: [CloudUpload] = []) {
+        let uploads = Dictionary(cloudUploads.map { ($0.deviceID, $0) }, uniquingKeysWith: { $1 })
         self.job = job.id
         product = job.productID
         station = job.station
@@ -90,7 +96,8 @@ public struct JobReport: Codable, Sendable {
                           state: device.lastGoodState.map { "failed after \($0)" } ?? device.state,
                           attempts: device.attempts, failedStep: failedStep?.step,
                           reason: device.lastError ?? failedStep?.reason, fingerprint: device.keyFingerprint,
-                          steps: timed, seconds: max(0, last - first))
+                          steps: timed, seconds: max(0, last - first),
+                          cloud: uploads[device.deviceID]?.state.rawValue, cloudReason: uploads[device.deviceID]?.reason)
         }.sorted { ($0.port, $0.deviceID) < ($1.port, $1.deviceID) }
         totals = Self.totals(devices)
     }

@@ -26,17 +26,19 @@ public enum KeyAudit {
     /// memory does not grow with the registry or the store. Returns the number of errors found.
     public static func run(scope: AuditScope, store: (any EscrowStore)?, checkStore: Bool,
                            decryptWith identities: [X25519Identity]?, output: some AuditOutput,
-                           settings: ConnectionSettings = .fromEnvironment()) async throws -> Int {
+                           settings: ConnectionSettings = .fromEnvironment(),
+                           cloudPendingAge: Duration = .seconds(3600)) async throws -> Int {
         let decrypt = identities.flatMap { identities in
             store.map { BackupDecryptCheck(store: $0, identities: identities, reportMissing: !checkStore) }
         }
         return try await RegistryDatabase.audit(settings, scope: scope) { audit in
-            try await run(audit, store: checkStore ? store : nil, decrypt: decrypt, output: output)
+            try await run(audit, store: checkStore ? store : nil, decrypt: decrypt, output: output,
+                          cloudPendingAge: cloudPendingAge)
         }
     }
 
     static func run(_ audit: RegistryAudit, store: (any EscrowStore)?, decrypt: BackupDecryptCheck?,
-                    output: some AuditOutput) async throws -> Int {
+                    output: some AuditOutput, cloudPendingAge: Duration = .seconds(3600)) async throws -> Int {
         // An older schema lacks what the audit reads (step timings, the audit's indexes): refused
         // with the fix, not left to fail on a missing table halfway through a listing.
         try await audit.requireCurrentSchema()
@@ -59,6 +61,7 @@ public enum KeyAudit {
             }
         }
         try await audit.forEachCrossCheckFinding { try spool.add($0) }
+        try await audit.forEachCloudFinding(pendingAge: cloudPendingAge) { try spool.add($0) }
         if let store {
             try await StoreCheck(store: store, audit: audit, report: { try spool.add($0) },
                                  progress: { output.progress($0) }).run()

@@ -85,11 +85,14 @@ extension DeviceWorkflow {
         guard let object else {
             throw ProvisioningError.keyChanged(deviceID: deviceID, recorded: recordedFingerprint ?? "?", found: "no escrow object")
         }
-        let registration = NewKeyRegistration(
+        var registration = NewKeyRegistration(
             productID: definition.product.id, deviceID: deviceID,
             algorithm: key.algorithm == .rsa ? .rsa : .ec, spkiDER: key.publicKey.spkiDER,
             fingerprint: key.publicKey.fingerprint, escrowObjectID: object.id, jobID: jobID, station: definition.station)
-        _ = try await persist { try await registry.registerKey(registration) }
+        // The cloud upload is queued in the same transaction (the pipeline's `cloud.upload`).
+        registration.queueCloudUpload = definition.cloud.queues(for: definition.keyMode)
+        let queued = registration
+        _ = try await persist { try await registry.registerKey(queued) }
         state = .registered
         emit(.stateChanged, step: .register, state: .registered, fingerprint: key.publicKey.fingerprint)
     }

@@ -23,6 +23,8 @@ public struct PipelineDefinition: Sendable {
     public var station: String
     /// A libpq connection string or URI; nil: libpq's environment (DATABASE_URL, PG*).
     public var database: String?
+    /// The `cloud:` section: which keys the Particle cloud must learn and how they are sent.
+    public var cloud = CloudSettings()
 
     public init(name: String, sourcePath: String, product: (id: String, name: String), platform: Platform,
                 images: [FirmwareImage], serverKey: ServerKeyBlob, keyMode: KeyMode, escrow: EscrowSettings,

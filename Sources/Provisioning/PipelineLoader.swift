@@ -20,7 +20,7 @@ import Yams
 /// ```
 public enum PipelineLoader {
     static let topLevelKeys = ["name", "product", "platform", "firmware", "server", "key_mode", "escrow",
-                               "concurrency", "retries", "devices", "station", "database"]
+                               "concurrency", "retries", "devices", "station", "database", "cloud"]
     public static let concurrencyRange = 1...128
     public static let attemptsRange = 1...20
     static let maximumBackoff: Duration = .seconds(3600)
@@ -86,13 +86,16 @@ struct PipelineReading {
         let selection = readSelection(top["devices"], platform: platform)
         let station = overrides.station ?? top["station"].flatMap { yaml.string($0) } ?? StationName.hostName()
         let database = overrides.database ?? top["database"].flatMap { yaml.string($0) }
+        let cloud = readCloud(top["cloud"])
 
         guard let product, let platform, let images, let serverKey, let keyMode, let escrow, let concurrency,
-              let retries, let selection else { return nil }
-        return PipelineDefinition(
+              let retries, let selection, let cloud else { return nil }
+        var definition = PipelineDefinition(
             name: name, sourcePath: yaml.file, product: product, platform: platform, images: images, serverKey: serverKey,
             keyMode: keyMode, escrow: escrow, concurrency: concurrency, retries: retries, selection: selection,
             station: station, database: database)
+        definition.cloud = cloud
+        return definition
     }
 
     /// A path from the file, made absolute against the pipeline's folder.

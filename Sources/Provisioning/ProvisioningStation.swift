@@ -4,6 +4,7 @@ import Dispatch
 import Escrow
 import EscrowS3
 import Foundation
+import ParticleCloud
 import Registry
 
 /// What `keyline provision` is asked for: the pipeline file, the station's settings that win over
@@ -41,6 +42,10 @@ public struct ProvisioningStation: Sendable {
     public let definition: PipelineDefinition
     public let registry: RegistryDatabase
     public let store: any EscrowStore
+    /// Sends the job's cloud uploads while it runs; nil when none can be sent from here.
+    public let cloud: LineCloudUploads?
+    /// A token refusal the drain met while the job ran (then the job's end does not try again).
+    let lastRefusal = CloudRefusalBox()
 
     public static func prepare(_ request: ProvisioningRequest) async throws -> ProvisioningStation {
         let definition = try await offPool {
@@ -56,14 +61,44 @@ public struct ProvisioningStation: Sendable {
             let location = definition.escrow.store
             try await offPool { try EscrowDirectoryCheck.check(location) }
         }
-        return ProvisioningStation(request: request, definition: definition, registry: registry, store: store)
+        let cloud = try await LineCloudUploads.prepare(definition, registry: registry, environment: request.environment)
+        return ProvisioningStation(request: request, definition: definition, registry: registry, store: store, cloud: cloud)
     }
 
     /// Runs the job over `bus` (the station's USB, or a simulated one) until its devices are done
     /// or `stop` is requested.
     public func run(on bus: any DeviceBus, stop: StopSignal,
                     events: @escaping ProvisioningEventSink) async throws -> ProvisioningSummary {
-        try await ProvisioningRunner(definition: definition, registry: registry, store: store, bus: bus,
-                                     options: request.options, stop: stop, events: events).run()
+        let runner = ProvisioningRunner(definition: definition, registry: registry, store: store, bus: bus,
+                                        options: request.options, stop: stop, events: events)
+        guard let cloud else { return try await runner.run() }
+        let drainStop = StopSignal()
+        let drain = Task { await cloud.keepDraining(until: drainStop) }
+        let summary: ProvisioningSummary
+        do {
+            summary = try await runner.run()
+        } catch {
+            drainStop.requestStop()
+            _ = await drain.value
+            throw error
+        }
+        drainStop.requestStop()
+        lastRefusal.set(await drain.value)
+        return summary
     }
+
+    /// After `run`: waits for the job's uploads (the pipeline's `cloud.drain_timeout`) and says
+    /// where they stand; nil when this station sends none.
+    public func finishCloudUploads(jobID: Int64) async throws -> LineCloudUploads.JobOutcome? {
+        guard let cloud else { return nil }
+        return try await cloud.finish(jobID: jobID, refusal: lastRefusal.value)
+    }
+}
+
+/// The drain's token refusal, handed from `run` to `finishCloudUploads`.
+final class CloudRefusalBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var refusal: ParticleCloudError?
+    var value: ParticleCloudError? { lock.withLock { refusal } }
+    func set(_ value: ParticleCloudError?) { lock.withLock { refusal = value } }
 }

@@ -29,9 +29,11 @@ public struct BenchKeyRegistration: Sendable {
               backup.publicKeySHA256 == key.fingerprint else {
             throw BenchKeyError.noBackup(deviceID: deviceID, product: product, fingerprint: key.fingerprint)
         }
-        let registration = NewKeyRegistration(
+        var registration = NewKeyRegistration(
             productID: product, deviceID: deviceID, algorithm: key.algorithm == .rsa ? .rsa : .ec,
             spkiDER: key.spkiDER, fingerprint: key.fingerprint, escrowObjectID: backup.id, jobID: nil, station: station)
+        // The cloud must learn every key the bench registers: queued in the same transaction.
+        registration.queueCloudUpload = true
         return try await registry.registerKey(registration, superseding: supersede, reason: reason)
     }
 

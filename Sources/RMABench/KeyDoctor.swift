@@ -23,6 +23,8 @@ public struct DoctorReport: Sendable, Hashable {
     /// Why the device did not leave DFU mode, when it did not: the key is loaded and read back all
     /// the same, and still registered, so the engineer only has to reset the device.
     public var leaveFailure: String?
+    /// What the Particle cloud did with the new key (nil until registered).
+    public var cloud: BenchCloudUpload.Result?
 }
 
 /// `keyline keys doctor` (particle-cli-keys.md §1): a new key for the device, in this order —
@@ -60,7 +62,12 @@ public struct KeyDoctor: Sendable {
         let productID = try await doctor.registration.product(for: id, given: product)
         let (rekeyed, key) = try await doctor.rekey(deviceID: id, product: productID)
         try await offPool { try files.write(publicFile, Array(key.pem.utf8), secret: false) }
-        return (try await doctor.register(rekeyed), publicFile)
+        var report = try await doctor.register(rekeyed)
+        // After escrow and registration, as the outbox orders it: the new key goes to the cloud.
+        if let registration = try await registry.registration(fingerprint: report.publicKey.fingerprint) {
+            report.cloud = try await BenchCloudUpload.send(registration, registry: registry, station: station.name)
+        }
+        return (report, publicFile)
     }
 
     /// New key, escrow, load, read back, leave DFU. `register(_:)` finishes the doctor.

@@ -34,6 +34,8 @@ public struct KeySendReport: Sendable {
     public var file: String
     public var registered: KeyRegistration
     public var superseded: KeyRegistration?
+    /// What the Particle cloud did with the key.
+    public var cloud: BenchCloudUpload.Result
 }
 
 /// `keyline keys send` (particle-cli-keys.md §1) with the registry in place of the cloud API: a
@@ -81,6 +83,9 @@ public enum KeySend {
         let (registered, superseded) = try await registration.register(
             parsed.publicKey, deviceID: id, product: request.product, backup: backup, supersede: request.supersede,
             reason: request.reason ?? "keys send: replaced by \(parsed.publicKey.fingerprint)")
-        return KeySendReport(deviceID: id, product: request.product, file: path, registered: registered, superseded: superseded)
+        // As particle-cli: the key goes to the cloud (through the outbox, so it is never lost or sent twice).
+        let cloud = try await BenchCloudUpload.send(registered, registry: registry, station: station.name)
+        return KeySendReport(deviceID: id, product: request.product, file: path, registered: registered, superseded: superseded,
+                             cloud: cloud)
     }
 }

@@ -69,6 +69,9 @@ extension RegistryDatabase {
                                  "escrow_object_id": String(registration.escrowObjectID),
                                  "algorithm": registration.algorithm.rawValue],
                         in: transaction)
+        if registration.queueCloudUpload {
+            try queueCloudUpload(of: registered, station: registration.station, in: transaction)
+        }
         return registered
     }
 

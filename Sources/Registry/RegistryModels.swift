@@ -137,6 +137,9 @@ public struct NewKeyRegistration: Sendable, Hashable {
     /// The job whose device moves to `registered` in the same transaction; nil for RMA re-keys.
     public var jobID: Int64?
     public var station: String
+    /// Whether the Particle cloud must learn this key: an upload is queued in the same transaction
+    /// (schema/0009_cloud_outbox.sql; the pipeline's `cloud.upload` decides for the line).
+    public var queueCloudUpload = false
 
     public init(productID: String, deviceID: String, algorithm: RegisteredKeyAlgorithm, spkiDER: [UInt8],
                 fingerprint: String, escrowObjectID: Int64, jobID: Int64?, station: String) {

@@ -25,6 +25,9 @@ struct AuditCommand: AsyncParsableCommand {
               info     key_superseded, key_revoked, restored; warning restoration_failed
               error    backup_does_not_decrypt    (--decrypt) the backup does not decrypt with --identity
               error    backup_key_mismatch        (--decrypt) the backup holds another key or device
+              error    cloud_upload_parked        the Particle cloud refused the key's upload: the device
+                                                  cannot connect (`keyline cloud status`)
+              warning  cloud_upload_pending       the key's upload is still pending after --cloud-pending-age
 
             The audit reads one consistent snapshot of the registry, streamed through a server-side \
             cursor: memory does not grow with the number of registrations. Run it with a login that \
@@ -73,8 +76,13 @@ struct AuditCommand: AsyncParsableCommand {
     @Option(help: "The escrow store: a directory or s3://bucket/prefix (default: KEYLINE_ESCROW_STORE).")
     var store: String?
 
+    @Option(help: ArgumentHelp("Warn about a key whose cloud upload is still pending after this many seconds.",
+                               valueName: "SECONDS"))
+    var cloudPendingAge = 3600
+
     func validate() throws {
         guard AuditFormat(rawValue: format) != nil else { throw ValidationError("--format must be table, csv or json") }
+        guard cloudPendingAge >= 0 else { throw ValidationError("--cloud-pending-age must be 0 or more seconds") }
         if decrypt && identity == nil { throw ValidationError("--decrypt needs --identity FILE (the RMA escrow identity)") }
         if identity != nil && !decrypt { throw ValidationError("--identity is used with --decrypt") }
         if since != nil && Self.parseTime(since!) == nil {
@@ -103,7 +111,8 @@ struct AuditCommand: AsyncParsableCommand {
             let scope = AuditScope(productID: product, since: since.flatMap(Self.parseTime), jobID: job)
             let store = try storeDirectory.map { try EscrowStores.open($0) }
             let errors = try await KeyAudit.run(scope: scope, store: store, checkStore: checkStore, decryptWith: identities,
-                                                output: AuditWriter(format: format, out: StreamingOutput()))
+                                                output: AuditWriter(format: format, out: StreamingOutput()),
+                                                cloudPendingAge: .seconds(cloudPendingAge))
             if errors > 0 { throw ExitCode(KeylineExit.auditErrors.rawValue) }
         }
     }

@@ -20,6 +20,9 @@ extension JobReport {
             if let reason = device.reason, device.outcome != "done" {
                 out += "    " + (device.failedStep.map { "\($0): " } ?? "") + reason + "\n"
             }
+            if let cloud = device.cloud {
+                out += "    cloud: \(cloud)" + (device.cloudReason.map { " (\($0))" } ?? "") + "\n"
+            }
         }
         out += "\n\(totals.devices) devices: \(totals.done) done, \(totals.failed) failed, \(totals.unfinished) unfinished\n"
         out += "wall time \(Self.seconds(totals.wallSeconds)) s, \(String(format: "%.1f", totals.throughputPerMinute)) devices/min, "

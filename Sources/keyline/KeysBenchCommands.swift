@@ -24,7 +24,7 @@ struct BenchEscrowOptions: ParsableArguments {
 extension KeysCommand {
     struct Send: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Register a device's public key for a product in the registry.",
+            abstract: "Register a device's public key for a product and upload it to the Particle cloud.",
             discussion: """
                 As `particle keys send [DEVICE_ID] [FILE] --product_id N`, with keyline's registry in place \
                 of the cloud API: DEVICE_ID defaults to the only device attached; FILE defaults to the \
@@ -35,6 +35,12 @@ extension KeysCommand {
                 --supersede (recorded as a key.superseded event); a key registered to another device is \
                 refused. With --platform (or the device attached), a key the platform cannot use is \
                 refused. The login needs the keyline_rma or an admin role.
+
+                Then, as particle-cli, the public key is uploaded to the Particle cloud (POST \
+                /v1/provisioning/DEVICE_ID) through the registry's cloud outbox, with PARTICLE_ACCESS_TOKEN \
+                or PARTICLE_TOKEN_FILE (mode 0600) and PARTICLE_API_URL; without a token it stays queued \
+                for `keyline cloud push`. A key the cloud accepted before is not sent again. See \
+                `keyline cloud --help` for the cloud's exit codes.
 
                 \(KeylineExit.helpText)
                 """)
@@ -74,10 +80,12 @@ extension KeysCommand {
                     ]
                     object["supersededRegistrationID"] = sent.superseded?.id
                     object["supersededFingerprint"] = sent.superseded?.fingerprint
+                    object["cloud"] = sent.cloud.state
                     CLI.printJSON(object)
                 } else {
                     print("Registered key \(sent.registered.fingerprint) for device \(sent.deviceID) in product \(sent.product)"
                           + (sent.superseded.map { "; key \($0.fingerprint) superseded" } ?? ""))
+                    print(sent.cloud.summary)
                 }
             }
         }
@@ -130,10 +138,12 @@ extension KeysCommand {
                     object["previousFingerprint"] = report.previousFingerprint
                     object["previousEscrowObjectID"] = report.previousEscrowObjectID
                     object["leaveFailure"] = report.leaveFailure
+                    object["cloud"] = report.cloud?.state
                     CLI.printJSON(object)
                 } else {
                     print("New key \(report.publicKey.fingerprint) escrowed, loaded and registered in product \(report.product)"
                           + (report.previousFingerprint.map { "; the key it replaced (\($0)) is escrowed" } ?? ""))
+                    if let cloud = report.cloud { print(cloud.summary) }
                     if let failure = report.leaveFailure {
                         print("Warning: the device did not leave DFU mode (\(failure)); reset it by hand to start with its new key.")
                     } else {

@@ -24,6 +24,15 @@ struct ProvisionCommand: AsyncParsableCommand {
             Ctrl-C stops at the next step boundary and prints how to resume; a second Ctrl-C exits at once \
             (a resume still works).
 
+            The Particle cloud must learn each key: its upload is queued in the registry with the \
+            registration (pipeline `cloud.upload`: all, the default; generated; none) and sent while \
+            the line runs (PARTICLE_ACCESS_TOKEN or `cloud.token_file`, PARTICLE_API_URL or \
+            `cloud.api_url`); the job then waits up to `cloud.drain_timeout` for its uploads and prints \
+            where they stand. A device is done once registered; uploads left pending go out with \
+            `keyline cloud push`. With `cloud.require_accepted: true` the job fails unless all were \
+            accepted (75 pending, 65 parked, 77 token refused; see `keyline cloud --help`). A pipeline \
+            with a `cloud:` section needs its token before any device is touched (78).
+
             EXIT CODES
               0    every device done (or skipped: another platform, already provisioned)
               3    some devices failed; the others are done (see the table and the job's logs)
@@ -113,9 +122,11 @@ struct ProvisionCommand: AsyncParsableCommand {
                 throw error
             }
             await display.finish()
+            // The cloud's line first, so the summary stays the last JSON line.
+            let cloudFailure = try await finishCloud(prepared, jobID: summary.jobID, json: output.json)
             report(summary, logRoot: request.logRoot)
             switch summary.verdict(waited: wait, resumed: resume != nil) {
-            case .done: break
+            case .done: if let cloudFailure { throw cloudFailure }
             case .failed(let error): throw error
             case .interrupted: throw ExitCode(KeylineExit.interrupted.rawValue)
             case .infrastructureFailed: throw ExitCode(KeylineExit.tempFail.rawValue)

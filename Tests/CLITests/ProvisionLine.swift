@@ -25,8 +25,9 @@ final class ProvisionLine: @unchecked Sendable {
     /// The escrow store the line writes to when it is not the directory `store` (an S3 store).
     var objectStore: (any EscrowStore)?
 
-    init(timeScale: Double = 0, seed: UInt64 = 1, _ build: (SimulatedFleet) throws -> Void) async throws {
-        fleet = try SimulatedFleet(timeScale: timeScale, seed: seed)
+    init(timeScale: Double = 0, seed: UInt64 = 1, cloudLink: SimulatedCloudLink? = nil,
+         _ build: (SimulatedFleet) throws -> Void) async throws {
+        fleet = try SimulatedFleet(timeScale: timeScale, seed: seed, cloudLink: cloudLink)
         try build(fleet)
         server = StandInServer(socketPath: Subprocess.socketPath(), fleet: fleet)
         try server.start()
