@@ -164,6 +164,18 @@ import TestSupport
         }
     }
 
+    /// `slow=`: the answer comes late but whole (the delayed write path of the server).
+    @Test func aSlowCloudStillAnswers() async throws {
+        let key = try DevicePrivateKey.generate(.ec).publicKey
+        try await Self.withCloud(faults: "slow=0.05") { cloud, client in
+            let reply = try await Self.upload(client, Self.boronID, key)
+            #expect(reply.status == 200 && reply.headers["x-request-id"]?.isEmpty == false)
+            #expect(cloud.currentFaults.slowSeconds == 0.05)
+            let again = try await Self.upload(client, Self.boronID, key, token: "bad")
+            #expect(again.status == 401)
+        }
+    }
+
     @Test func faultSpecsAreChecked() throws {
         for bad in ["rate-limit", "rate-limit=-1", "error=1:404", "slow=inf", "down=99999", "explode=1", "rate-limit=1:2:3"] {
             #expect(throws: SimulatedCloudFaultError.self, "\(bad)") { try SimulatedCloudFaults.parse(bad) }
