@@ -25,6 +25,7 @@ struct Keyline: AsyncParsableCommand {
             DatabaseCommand.self,
             AuditCommand.self,
             ReportCommand.self,
+            JobCommand.self,
         ]
     )
 }
