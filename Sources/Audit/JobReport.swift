@@ -92,10 +92,12 @@ public struct JobReport: Codable, Sendable {
             let last = timed.map { $0.start + $0.seconds }.max() ?? 0
             let failedStep = device.state == "failed" ? timed.last(where: { $0.outcome == "failed" }) : nil
             return Device(port: device.portPath ?? "-", deviceID: device.deviceID, platform: device.platform,
-                          outcome: device.state == "done" ? "done" : device.state == "failed" ? "failed" : "unfinished",
+                          outcome: device.abandonedAt != nil ? "abandoned"
+                              : device.state == "done" ? "done" : device.state == "failed" ? "failed" : "unfinished",
                           state: device.lastGoodState.map { "failed after \($0)" } ?? device.state,
                           attempts: device.attempts, failedStep: failedStep?.step,
-                          reason: device.lastError ?? failedStep?.reason, fingerprint: device.keyFingerprint,
+                          // An abandoned device says why an operator gave it up (`keyline job abandon`).
+                          reason: device.abandonReason.map { "abandoned: \($0)" } ?? device.lastError ?? failedStep?.reason, fingerprint: device.keyFingerprint,
                           steps: timed, seconds: max(0, last - first),
                           cloud: uploads[device.deviceID]?.state.rawValue, cloudReason: uploads[device.deviceID]?.reason)
         }.sorted { ($0.port, $0.deviceID) < ($1.port, $1.deviceID) }

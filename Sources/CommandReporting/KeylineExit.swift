@@ -44,7 +44,8 @@ public enum KeylineExit: Int32, CaseIterable, Sendable {
           0   success
           1   failure not listed below
           2   audit: at least one finding is an error
-          3   provision, restore --batch: some devices failed, the others are done
+          3   provision, restore --batch: some devices failed, the others are done (provision
+              --resume: also a device of the job that never showed up; the run names it)
           10–17 restore refusals (see `keyline restore --help`); nothing was written to the device
           64  usage error (bad option or argument)
           65  bad input data (malformed or unsuitable key, blob, backup, pipeline)

@@ -14,6 +14,7 @@ extension ProvisioningError: ReportableError {
         case .jobOfAnotherProduct: "jobOfAnotherProduct"
         case .unknownState: "unknownWorkflowState"
         case .jobInUse: "jobInUse"
+        case .activeInAnotherProduct: "activeInAnotherProduct"
         }
     }
 
@@ -27,6 +28,8 @@ extension ProvisioningError: ReportableError {
         case .unfinishedElsewhere(let id, let job, _): ["device": id, "job": String(job)]
         case .unknownJob(let job), .jobOfAnotherProduct(let job, _, _), .jobInUse(let job): ["job": String(job)]
         case .unknownState(let state): ["state": state]
+        case .activeInAnotherProduct(let id, let product, let fingerprint, _):
+            ["device": id, "product": product, "fingerprint": fingerprint]
         }
     }
 

@@ -107,6 +107,8 @@ extension RegistryError: ReportableError {
         case .escrowIntentWithoutJob: "escrowIntentWithoutJob"
         case .noEscrowIntent: "noEscrowIntent"
         case .escrowIntentCommitted: "escrowIntentCommitted"
+        case .noBenchEscrowIntent: "noBenchEscrowIntent"
+        case .keyDoctorInterrupted: "keyDoctorInterrupted"
         case .noActiveKey: "noActiveKey"
         case .productExists: "productExists"
         case .unknownProduct: "unknownProduct"
@@ -128,13 +130,13 @@ extension RegistryError: ReportableError {
             ["device": device, "fingerprint": fingerprint]
         case .escrowObjectMismatch(let id, let product, let device, let fingerprint):
             ["escrowObject": String(id), "product": product, "device": device, "fingerprint": fingerprint]
-        case .escrowObjectExists(let store, let key): ["store": store, "object": key]
+        case .escrowObjectExists(let store, let key), .noBenchEscrowIntent(let store, let key): ["store": store, "object": key]
         case .notEscrowed(let job, let device, _), .stateConflict(let job, let device, _, _),
              .invalidTransition(let job, let device, _, _), .keyFingerprintRequired(let job, let device),
              .keyFingerprintMismatch(let job, let device, _, _), .noEscrowIntent(let job, let device),
              .escrowIntentCommitted(let job, let device, _):
             ["job": String(job), "device": device]
-        case .escrowIntentWithoutJob(let device): ["device": device]
+        case .escrowIntentWithoutJob(let device), .keyDoctorInterrupted(let device): ["device": device]
         case .noActiveKey(let product, let device): ["product": product, "device": device]
         case .productExists(let product), .unknownProduct(let product): ["product": product]
         case .unknownJob(let job): ["job": String(job)]
@@ -151,7 +153,8 @@ extension RegistryError: ReportableError {
         case .activeKeyConflict, .fingerprintConflict, .escrowObjectExists: .dataError
         case .escrowObjectMismatch, .notEscrowed: .dataError
         case .stateConflict, .invalidTransition, .keyFingerprintRequired, .keyFingerprintMismatch,
-             .escrowIntentWithoutJob, .noEscrowIntent, .escrowIntentCommitted: .dataError
+             .escrowIntentWithoutJob, .noEscrowIntent, .escrowIntentCommitted, .noBenchEscrowIntent,
+             .keyDoctorInterrupted: .dataError
         case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration: .dataError
         case .schemaBehind: .configuration
         case .permissionDenied: .noPermission

@@ -248,6 +248,11 @@ public struct SealedBackup: Sendable, Hashable {
     /// Lowercase hex SHA-256 of the key's SPKI DER.
     public let publicKeySHA256: String
 
+    /// The same bytes at `key` (another generation of the same key).
+    public func at(_ key: EscrowObjectKey) -> SealedBackup {
+        SealedBackup(objectKey: key, ciphertext: ciphertext, sha256: sha256, publicKeySHA256: publicKeySHA256)
+    }
+
     /// Internal: only `seal` makes one, so `sha256` always is the ciphertext's.
     init(objectKey: EscrowObjectKey, ciphertext: [UInt8], sha256: String, publicKeySHA256: String) {
         self.objectKey = objectKey

@@ -11,8 +11,16 @@ public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
     public let product: String
     public let deviceID: String
     public let publicKeySHA256: String
+    /// 1 for `<spki-sha256>.age`; N > 1 for `<spki-sha256>.gN.age`, written beside an object at the
+    /// key's path that no record names and the writer cannot take over (a killed write, a backup put
+    /// there by hand): the write goes on under the next generation, and the blocked object stays for
+    /// the audit to report (`keyline audit --check-store` lists objects no record names).
+    public let generation: Int
 
-    public init(product: String, deviceID: String, publicKeySHA256: String) throws(EscrowStoreError) {
+    /// Generations a write tries before giving up (each one occupied by an unrecorded object).
+    public static let generations = 1...16
+
+    public init(product: String, deviceID: String, publicKeySHA256: String, generation: Int = 1) throws(EscrowStoreError) {
         guard Self.isPathSegment(product) else { throw .invalidKey("product \"\(product)\" is not 1-64 letters, digits, '.', '-' or '_'") }
         guard Self.isDeviceID(deviceID) else {
             throw .invalidKey("device ID \"\(deviceID)\" is not 24 lowercase hex digits")
@@ -20,13 +28,34 @@ public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
         guard Self.isSHA256Hex(publicKeySHA256) else {
             throw .invalidKey("public key SHA-256 \"\(publicKeySHA256)\" is not 64 lowercase hex digits")
         }
+        guard Self.generations.contains(generation) else {
+            throw .invalidKey("generation \(generation) is not within \(Self.generations)")
+        }
         self.product = product
         self.deviceID = deviceID
         self.publicKeySHA256 = publicKeySHA256
+        self.generation = generation
+    }
+
+    /// The key a registry row records: `recordedPath` must be this key's path in some generation.
+    public init(recordedPath: String, product: String, deviceID: String, publicKeySHA256: String) throws(EscrowStoreError) {
+        let base = try EscrowObjectKey(product: product, deviceID: deviceID, publicKeySHA256: publicKeySHA256)
+        guard let key = Self.generations.lazy.compactMap({ try? base.at(generation: $0) })
+                .first(where: { $0.path == recordedPath }) else {
+            throw .invalidKey("\"\(recordedPath)\" is not an object key of \(base.path)")
+        }
+        self = key
+    }
+
+    /// The same key in generation `generation`.
+    public func at(generation: Int) throws(EscrowStoreError) -> EscrowObjectKey {
+        try EscrowObjectKey(product: product, deviceID: deviceID, publicKeySHA256: publicKeySHA256, generation: generation)
     }
 
     /// The object's path relative to the store root.
-    public var path: String { "\(product)/\(deviceID)/\(publicKeySHA256).age" }
+    public var path: String {
+        "\(product)/\(deviceID)/\(publicKeySHA256)" + (generation == 1 ? "" : ".g\(generation)") + ".age"
+    }
     public var description: String { path }
 
     /// A Particle device ID as keyline stores it: 12 bytes written as 24 lowercase hex digits.

@@ -9,12 +9,12 @@ public protocol EscrowLedger {
     /// The object already recorded at `objectKey` (its recorded SHA-256, and the record), or nil.
     func recorded(_ objectKey: EscrowObjectKey) async throws -> (sha256: String, record: Recorded)?
 
-    /// The intent an earlier, interrupted attempt recorded for this write: which object, which bytes.
-    func earlierIntent() async throws -> (objectKey: String, sha256: String)?
+    /// The intent an earlier, interrupted attempt recorded for this write (at `objectKey`, for a
+    /// ledger that keeps intents by object): which object, which bytes.
+    func earlierIntent(at objectKey: EscrowObjectKey) async throws -> (objectKey: String, sha256: String)?
 
-    /// Records which object and which bytes are about to be written, before they are. A ledger
-    /// that cannot record ahead does nothing; an interrupted write then leaves an unrecorded
-    /// object, which only an identity can check (`WriteAheadEscrow.identities`).
+    /// Records which object and which bytes are about to be written, before they are (the line:
+    /// the job device's intent; the bench: a bench escrow intent).
     func recordIntent(_ sealed: SealedBackup) async throws
 
     /// About to take over the object an earlier attempt wrote at `objectKey` (its intent matched).
@@ -36,9 +36,9 @@ extension EscrowLedger {
 public struct WriteAheadEscrow<Ledger: EscrowLedger> {
     public let store: any EscrowStore
     public let recipients: [X25519Recipient]
-    /// Whether an object at the key that no record names may be taken over: the RMA bench's
-    /// escrow, whose ledger records nothing ahead. It is adopted only when `identities` decrypt it
-    /// to the backup of exactly this key for this device; otherwise the write finds it and fails.
+    /// Whether an object at the key that no record or intent names may be taken over (the RMA
+    /// bench, which may hold the identity): only when `identities` decrypt it to the backup of
+    /// exactly this key for this device; otherwise the write goes on under the next generation.
     public let adoptsUnrecorded: Bool
     public let identities: [X25519Identity]
     public let ledger: Ledger
@@ -66,30 +66,66 @@ public struct WriteAheadEscrow<Ledger: EscrowLedger> {
 
     /// Escrows the backup `makeBackup` builds (only when a new object must be sealed) at
     /// `objectKey`, and records it; returns the record and how the object came to be there.
+    ///
+    /// An object already at the key that no record or intent names, and that this writer cannot
+    /// take over (a killed write's, one put there by hand; the station has no identity to check
+    /// it), never blocks the key: the backup goes to the key's next generation (`<spki>.g2.age`),
+    /// and the blocked object stays where it is for the audit to report.
     public mutating func write(at objectKey: EscrowObjectKey, _ makeBackup: () throws -> EscrowBackup)
         async throws -> (record: Ledger.Recorded, outcome: Outcome) {
-        if let recorded = try await ledger.recorded(objectKey) {
-            _ = try await store.get(objectKey, expectedSHA256: recorded.sha256)  // still there, intact
-            return (recorded.record, .alreadyRecorded)
+        // Sealed bytes of an earlier attempt of this very write are put again, never sealed anew,
+        // and a retry starts at the generation they went to.
+        var sealedBefore = pending.flatMap { (try? objectKey.at(generation: $0.objectKey.generation)) == $0.objectKey ? $0 : nil }
+        var key = sealedBefore?.objectKey ?? objectKey
+        while true {
+            if let recorded = try await ledger.recorded(key) {
+                _ = try await store.get(key, expectedSHA256: recorded.sha256)  // still there, intact
+                return (recorded.record, .alreadyRecorded)
+            }
+            if let pending, pending.objectKey == key {
+                do {
+                    _ = try await store.put(pending.ciphertext, at: key)
+                    return (try await commit(key, sha256: pending.sha256, size: pending.ciphertext.count), .written)
+                } catch EscrowStoreError.objectExists {
+                    key = try Self.next(after: key)
+                    continue
+                }
+            }
+            if let intent = try await ledger.earlierIntent(at: key), intent.objectKey == key.path {
+                do {
+                    if try await store.adopt(key, expectedSHA256: intent.sha256) {
+                        ledger.willAdopt(key)
+                        return (try await commit(key, sha256: intent.sha256, size: nil), .adopted)
+                    }
+                } catch EscrowStoreError.checksumMismatch {
+                    key = try Self.next(after: key)  // other bytes than the intent's: not ours to take
+                    continue
+                }
+            }
+            if adoptsUnrecorded, try await store.contains(key), let adopted = try await unrecordedBackup(at: key) {
+                return (try await commit(key, sha256: adopted.sha256, size: adopted.size), .adopted)
+            }
+            let sealed = try (sealedBefore ?? makeBackup().seal(to: recipients)).at(key)
+            sealedBefore = sealed
+            try await ledger.recordIntent(sealed)
+            pending = sealed
+            do {
+                _ = try await store.put(sealed.ciphertext, at: key)
+            } catch EscrowStoreError.objectExists {
+                key = try Self.next(after: key)
+                continue
+            }
+            return (try await commit(key, sha256: sealed.sha256, size: sealed.ciphertext.count), .written)
         }
-        if let pending, pending.objectKey == objectKey {
-            _ = try await store.put(pending.ciphertext, at: objectKey)
-            return (try await commit(objectKey, sha256: pending.sha256, size: pending.ciphertext.count), .written)
+    }
+
+    /// The next generation of `key`, or the conflict at `key` once every generation is taken.
+    static func next(after key: EscrowObjectKey) throws -> EscrowObjectKey {
+        guard EscrowObjectKey.generations.contains(key.generation + 1) else {
+            throw EscrowStoreError.invalidKey("every generation of \(key.path) up to \(key.generation) holds an object no record names; "
+                                              + "run `keyline audit --check-store` and look at them")
         }
-        if let intent = try await ledger.earlierIntent(), intent.objectKey == objectKey.path,
-           try await store.adopt(objectKey, expectedSHA256: intent.sha256) {
-            ledger.willAdopt(objectKey)
-            return (try await commit(objectKey, sha256: intent.sha256, size: nil), .adopted)
-        }
-        if adoptsUnrecorded, try await store.contains(objectKey), let adopted = try await unrecordedBackup(at: objectKey) {
-            return (try await commit(objectKey, sha256: adopted.sha256, size: adopted.size), .adopted)
-        }
-        let backup = try makeBackup()
-        let sealed = try backup.seal(to: recipients)
-        try await ledger.recordIntent(sealed)
-        pending = sealed
-        _ = try await store.put(sealed.ciphertext, at: objectKey)
-        return (try await commit(objectKey, sha256: sealed.sha256, size: sealed.ciphertext.count), .written)
+        return try key.at(generation: key.generation + 1)
     }
 
     private mutating func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int?) async throws -> Ledger.Recorded {

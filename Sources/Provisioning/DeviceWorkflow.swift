@@ -123,16 +123,24 @@ final class DeviceWorkflow {
         let (registry, jobID, deviceID, product) = (context.registry, context.jobID, deviceID, definition.product.id)
         let (platformName, station, portPath) = (platform.name, definition.station, port.description)
         let records = try await persist { try await registry.deviceRecords(deviceID: deviceID) }
+        // Every product, not only this pipeline's: a device with an active key in another product
+        // belongs to that product's fleet, and re-flashing it would strand the key its cloud trusts.
+        let active = try await persist { try await registry.activeRegistrations(deviceID: deviceID) }
+        if let elsewhere = active.first(where: { $0.productID != product }) {
+            throw StepFailed(step: .identify, error: ProvisioningError.activeInAnotherProduct(
+                deviceID: deviceID, product: elsewhere.productID, fingerprint: elsewhere.fingerprint, pipelineProduct: product),
+                attempts: 1)
+        }
         // A key registered by another job (before this one, or meanwhile by another station):
         // this device is provisioned; nothing here may touch it.
-        if let active = try await persist({ try await registry.activeRegistration(productID: product, deviceID: deviceID) }),
-           active.jobID != jobID {
-            skipReason = "already provisioned: key \(active.fingerprint) registered" + (active.jobID.map { " by job \($0)" } ?? "")
+        if let registered = active.first(where: { $0.productID == product }), registered.jobID != jobID {
+            skipReason = "already provisioned: key \(registered.fingerprint) registered" + (registered.jobID.map { " by job \($0)" } ?? "")
             emit(.note, message: skipReason)
             return nil
         }
+        // An abandoned record (`keyline job abandon`) holds nobody up.
         if !records.contains(where: { $0.jobID == jobID }),
-           let other = records.first(where: { $0.jobID != jobID && $0.state != DeviceWorkflowState.done.rawValue && Self.holdsAKey($0) }) {
+           let other = records.first(where: { $0.jobID != jobID && $0.isUnfinished && Self.holdsAKey($0) }) {
             throw StepFailed(step: .identify, error: ProvisioningError.unfinishedElsewhere(
                 deviceID: deviceID, jobID: other.jobID, state: other.lastGoodState ?? other.state), attempts: 1)
         }
@@ -142,6 +150,12 @@ final class DeviceWorkflow {
         }
         if row.state == DeviceWorkflowState.done.rawValue {
             skipReason = "already done in job \(context.jobID)"
+            return nil
+        }
+        if let reason = row.abandonReason {
+            skipReason = "abandoned in job \(jobID) by an operator (\(reason)): not touched; "
+                + "`keyline job reopen \(jobID) \(deviceID) --reason …` takes it back"
+            emit(.note, message: skipReason)
             return nil
         }
         if row.state == DeviceWorkflowState.failed.rawValue {

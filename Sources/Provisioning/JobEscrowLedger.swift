@@ -13,7 +13,7 @@ struct JobEscrowLedger: EscrowLedger {
     func recorded(_ objectKey: EscrowObjectKey) async throws -> (sha256: String, record: EscrowObject)? { nil }
 
     /// The intent an earlier run recorded; none can exist when this run recorded `key_ready` itself.
-    func earlierIntent() async throws -> (objectKey: String, sha256: String)? {
+    func earlierIntent(at objectKey: EscrowObjectKey) async throws -> (objectKey: String, sha256: String)? {
         if workflow.keySettledInThisRun { return nil }
         let (registry, jobID, deviceID) = (workflow.context.registry, workflow.context.jobID, workflow.deviceID)
         guard let intent = try await workflow.persist({ try await registry.escrowIntent(jobID: jobID, deviceID: deviceID) }) else {

@@ -22,6 +22,8 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
     case unknownState(String)
     /// Another keyline process is running this job right now.
     case jobInUse(Int64)
+    /// The device has an active key in another product than the pipeline's: never touched.
+    case activeInAnotherProduct(deviceID: String, product: String, fingerprint: String, pipelineProduct: String)
 
     public var failureClass: FailureClass {
         switch self {
@@ -29,6 +31,7 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
         case .noKeyOnDevice, .damagedKeyOnDevice, .keyChanged, .keyReadBackDiffers: .badDevice
         case .unfinishedElsewhere, .unknownJob, .jobOfAnotherProduct, .unknownState: .badInput
         case .jobInUse: .badInput
+        case .activeInAnotherProduct: .badDevice
         }
     }
 
@@ -52,6 +55,10 @@ public enum ProvisioningError: Error, Sendable, Hashable, CustomStringConvertibl
             "job \(id) provisions product \(product), but this pipeline's product is \(expected): resume it with its own pipeline"
         case .jobInUse(let id):
             "job \(id) is being run by another keyline process (this station or another): let it finish or stop it, then resume"
+        case .activeInAnotherProduct(let id, let product, let fingerprint, let pipelineProduct):
+            "device \(id) has an active key (\(fingerprint)) in product \(product), not this pipeline's \(pipelineProduct): "
+                + "not touched. Provision it with product \(product)'s pipeline, or, if it really moves to \(pipelineProduct), "
+                + "revoke or supersede its key in \(product) first (RMA) and run it again"
         case .unknownState(let state):
             "the registry holds workflow state \"\(state)\", which this keyline does not know: update keyline on this station"
         }

@@ -61,19 +61,24 @@ public struct ProvisioningRunner: Sendable {
         self.events = events
     }
 
-    /// Creates (or reopens, with `resumeJobID`) the job, provisions the devices and finishes the
-    /// job: `completed` when every device is done or skipped, `failed` when some failed; left
-    /// `running` when the run was stopped, so `--resume` finds it.
+    /// Creates (or reopens, with `resumeJobID`) the job, takes its lease (every state write of the
+    /// run presents it), provisions the devices and finishes the job: `completed` when the registry
+    /// shows every device of the job done or abandoned, `failed` otherwise (a device that failed,
+    /// or one of the job's that never showed up: named in the summary); left `running` when the run
+    /// was stopped, so `--resume` finds it.
     public func run() async throws -> ProvisioningSummary {
         let clock = ContinuousClock.now
-        let job = try await openJob()
-        // One process per job: a second `--resume` of a running job is refused, not interleaved.
-        guard let lease = try await registry.leaseJob(job.id) else { throw ProvisioningError.jobInUse(job.id) }
+        let found = try await openJob()
+        // One process per job: a second `--resume` of a running job is refused, not interleaved;
+        // and one that took the job over after a database restart fences this one out.
+        guard let lease = try await self.registry.leaseJob(found.id) else { throw ProvisioningError.jobInUse(found.id) }
+        let registry = self.registry.fenced(by: lease)
         // The lease and the logs are given up on every way out, a thrown error included.
         var log: JobLog?
         do {
+            let job = found.status == .running ? found : try await registry.finishJob(id: found.id, status: .running)
             log = try options.logDirectory.map { try JobLog(root: $0, jobID: job.id) }
-            let summary = try await provision(job: job, clock: clock, log: log)
+            let summary = try await provision(job: job, registry: registry, clock: clock, log: log)
             await log?.close()
             await lease.release()
             return summary
@@ -84,7 +89,8 @@ public struct ProvisioningRunner: Sendable {
         }
     }
 
-    private func provision(job: Job, clock: ContinuousClock.Instant, log: JobLog?) async throws -> ProvisioningSummary {
+    private func provision(job: Job, registry: RegistryDatabase, clock: ContinuousClock.Instant,
+                           log: JobLog?) async throws -> ProvisioningSummary {
         let emit: ProvisioningEventSink = { [events] event in
             log?.record(event)
             events(event)
@@ -102,17 +108,32 @@ public struct ProvisioningRunner: Sendable {
         let context = ProvisioningContext(definition: definition, jobID: job.id, registry: registry, store: store,
                                           watcher: watcher, stop: stop, emit: emit,
                                           reenumerationTimeout: options.reenumerationTimeout)
-        let resumeDevices = options.resumeJobID == nil ? nil : try await unfinishedDevices(job.id)
+        let resumeDevices = options.resumeJobID == nil ? nil : try await unfinishedDevices(job.id, registry: registry)
         // Subscribed before the first listing, so no arrival falls between the two.
         let changes = watcher.changes()
         watcher.start()
         defer { watcher.stop() }
         let attached = try await bus.enumerate()
-        let reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices)
+        var reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices)
+        // A run whose lease another run took ends here, saying so: its writes were refused. (The
+        // registry away right now is waited out below, where the job's end is recorded, fenced too.)
+        do { try await registry.requireLease() } catch let lost as JobLeaseError { throw lost } catch {}
         let interrupted = stop.isStopRequested && reports.contains { $0.outcome == .interrupted }
-        let failed = reports.contains { $0.outcome == .failed }
         if !interrupted {
-            try await finish(job.id, status: failed ? .failed : .completed, emit: emit)
+            // The job's own record decides, not this run's reports: a device of the job that never
+            // showed up (a resume) has no report, and the job is not complete while it is unfinished.
+            let unfinished = try await JobCompletion.unaccounted(jobID: job.id, registry: registry, reports: reports)
+            for device in unfinished {
+                let report = JobCompletion.report(device, jobID: job.id, skipped: reports.first { $0.deviceID == device.deviceID },
+                                                  waited: options.reenumerationTimeout)
+                reports.removeAll { $0.deviceID == device.deviceID }
+                emit(ProvisioningEvent(type: .deviceFinished, jobID: job.id, port: report.port, deviceID: report.deviceID,
+                                       platform: report.platform, outcome: .failed, message: report.reason,
+                                       failureClass: report.failureClass))
+                reports.append(report)
+            }
+            let failed = reports.contains { $0.outcome == .failed }
+            try await finish(job.id, registry: registry, status: failed ? .failed : .completed, emit: emit)
         }
         let summary = ProvisioningSummary(jobID: job.id, product: definition.product.id, station: definition.station,
                                           devices: reports.sorted { ($0.port, $0.deviceID ?? "") < ($1.port, $1.deviceID ?? "") },
@@ -128,7 +149,8 @@ public struct ProvisioningRunner: Sendable {
     /// Records the job's end, waiting for the registry if it is away right then (a job left
     /// `running` after a clean end would be resumed for nothing). A stop gives up: the job stays
     /// `running` and a resume finds every device done.
-    private func finish(_ jobID: Int64, status: JobStatus, emit: ProvisioningEventSink) async throws {
+    private func finish(_ jobID: Int64, registry: RegistryDatabase, status: JobStatus,
+                        emit: ProvisioningEventSink) async throws {
         var attempt = 1
         while true {
             do {
@@ -154,7 +176,7 @@ public struct ProvisioningRunner: Sendable {
             guard job.productID == definition.product.id else {
                 throw ProvisioningError.jobOfAnotherProduct(jobID: id, product: job.productID, expected: definition.product.id)
             }
-            return job.status == .running ? job : try await registry.finishJob(id: id, status: .running)
+            return job  // re-opened (status running) once the lease is taken
         }
         if try await registry.product(id: definition.product.id) == nil {
             do {
@@ -168,11 +190,10 @@ public struct ProvisioningRunner: Sendable {
                                             pipeline: definition.name)
     }
 
-    /// Device IDs of the job that are not done (failed ones included: a resume tries them again).
-    private func unfinishedDevices(_ jobID: Int64) async throws -> [String] {
-        try await registry.jobDevices(jobID: jobID)
-            .filter { $0.state != DeviceWorkflowState.done.rawValue }
-            .map(\.deviceID)
+    /// Device IDs of the job that are neither done nor abandoned (failed ones included: a resume
+    /// tries them again).
+    private func unfinishedDevices(_ jobID: Int64, registry: RegistryDatabase) async throws -> [String] {
+        try await registry.jobDevices(jobID: jobID).filter(\.isUnfinished).map(\.deviceID)
     }
 
     // MARK: Devices

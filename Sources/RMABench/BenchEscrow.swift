@@ -40,28 +40,44 @@ public struct BenchEscrow: Sendable {
     }
 }
 
-/// A bench's escrow as the registry records it: an object outside any job, with a
-/// `key.escrowed` event. The registry keeps write-ahead intents for job devices only, so nothing
-/// is recorded ahead here: an object a killed bench left unrecorded is adopted only when the
-/// bench's identity shows it is this key's backup.
+/// A bench's escrow as the registry records it, write-ahead like a job device's: a bench escrow
+/// intent (object key, ciphertext hash) before the object is written, then the object outside any
+/// job with a `key.escrowed` event, committed with the intent. An object a killed bench left is
+/// adopted when its intent names its bytes (or the bench's identity shows it is this key's
+/// backup); anything else at the key is passed by for the next generation, left for the audit.
 struct BenchEscrowLedger: EscrowLedger {
     let escrow: BenchEscrow
     let reason: String
 
+    private var registry: RegistryDatabase { escrow.registry }
+    private var storeURI: String { escrow.store.storeURI }
+
     func recorded(_ objectKey: EscrowObjectKey) async throws -> (sha256: String, record: EscrowObject)? {
-        try await escrow.registry.escrowObject(storeURI: escrow.store.storeURI, objectKey: objectKey.path)
-            .map { ($0.ciphertextSHA256, $0) }
+        try await registry.escrowObject(storeURI: storeURI, objectKey: objectKey.path).map { ($0.ciphertextSHA256, $0) }
     }
 
-    func earlierIntent() async throws -> (objectKey: String, sha256: String)? { nil }
+    func earlierIntent(at objectKey: EscrowObjectKey) async throws -> (objectKey: String, sha256: String)? {
+        try await registry.pendingBenchEscrowIntent(storeURI: storeURI, objectKey: objectKey.path)
+            .map { ($0.objectKey, $0.ciphertextSHA256) }
+    }
 
-    func recordIntent(_ sealed: SealedBackup) async throws {}
+    func recordIntent(_ sealed: SealedBackup) async throws {
+        try await record(sealed.objectKey, sha256: sealed.sha256, size: sealed.ciphertext.count)
+    }
 
-    /// The bench adopts only objects it has read, so the size is always known here.
+    /// An object adopted with the identity (no intent of this bench named it) is recorded as an
+    /// intent first: the registry commits objects outside jobs only from a bench intent.
     func commit(_ objectKey: EscrowObjectKey, sha256: String, size: Int?) async throws -> EscrowObject {
-        try await escrow.registry.recordEscrowObject(NewEscrowObject(
+        if let size, try await earlierIntent(at: objectKey)?.sha256 != sha256 {
+            try await record(objectKey, sha256: sha256, size: size)
+        }
+        return try await registry.commitBenchEscrow(storeURI: storeURI, objectKey: objectKey.path, ciphertextSHA256: sha256)
+    }
+
+    private func record(_ objectKey: EscrowObjectKey, sha256: String, size: Int) async throws {
+        try await registry.recordBenchEscrowIntent(NewEscrowObject(
             productID: objectKey.product, deviceID: objectKey.deviceID, publicKeySHA256: objectKey.publicKeySHA256,
-            storeURI: escrow.store.storeURI, objectKey: objectKey.path, ciphertextSHA256: sha256, sizeBytes: Int64(size ?? 0),
-            recipients: escrow.recipients.map(\.description), jobID: nil, station: escrow.station), eventReason: reason)
+            storeURI: storeURI, objectKey: objectKey.path, ciphertextSHA256: sha256, sizeBytes: Int64(size),
+            recipients: escrow.recipients.map(\.description), jobID: nil, station: escrow.station), reason: reason)
     }
 }

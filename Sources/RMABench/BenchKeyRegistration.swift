@@ -24,7 +24,8 @@ public struct BenchKeyRegistration: Sendable {
 
     /// Registers `key` for the device; `backup` is the recorded escrow object of exactly that key.
     public func register(_ key: DevicePublicKey, deviceID: String, product: String, backup: EscrowObject?,
-                         supersede: Bool, reason: String) async throws -> (registered: KeyRegistration, superseded: KeyRegistration?) {
+                         supersede: Bool, reason: String,
+                         doctorIntent: Int64? = nil) async throws -> (registered: KeyRegistration, superseded: KeyRegistration?) {
         guard let backup, backup.productID == product, backup.deviceID == deviceID,
               backup.publicKeySHA256 == key.fingerprint else {
             throw BenchKeyError.noBackup(deviceID: deviceID, product: product, fingerprint: key.fingerprint)
@@ -34,7 +35,7 @@ public struct BenchKeyRegistration: Sendable {
             spkiDER: key.spkiDER, fingerprint: key.fingerprint, escrowObjectID: backup.id, jobID: nil, station: station)
         // The cloud must learn every key the bench registers: queued in the same transaction.
         registration.queueCloudUpload = true
-        return try await registry.registerKey(registration, superseding: supersede, reason: reason)
+        return try await registry.registerKey(registration, superseding: supersede, reason: reason, doctorIntent: doctorIntent)
     }
 
     /// Refuses a key registered to another device, before anything is escrowed for this one.

@@ -25,12 +25,18 @@ public struct DoctorReport: Sendable, Hashable {
     public var leaveFailure: String?
     /// What the Particle cloud did with the new key (nil until registered).
     public var cloud: BenchCloudUpload.Result?
+    /// The doctor intent recorded before the key was written (closed by `register`).
+    public var doctorIntentID: Int64?
+    /// True when this doctor finished an interrupted one: the device already held the key an
+    /// earlier doctor recorded, escrowed and loaded but never registered; no new key was made.
+    public var finishedInterrupted = false
 }
 
 /// `keyline keys doctor` (particle-cli-keys.md §1): a new key for the device, in this order —
 /// generated in memory, escrowed (object written once and recorded with a `key.escrowed` event),
-/// loaded into the slot with a guarded write and read back, the device leaves DFU, then the key
-/// is registered, superseding the device's active key (a `key.superseded` event) — so an engineer
+/// the doctor's intent recorded (which key replaces which), loaded into the slot with a guarded
+/// write and read back, the device leaves DFU, then the key is registered, superseding the
+/// device's active key (a `key.superseded` event), closing the intent — so an engineer
 /// fixing one device at a bench leaves the same records as the line. The key the slot held
 /// before, if valid, is escrowed first (no key is ever lost). Unlike particle-cli no private key
 /// file is written: the key exists only in memory, the escrow and the device.
@@ -78,8 +84,26 @@ public struct KeyDoctor: Sendable {
         if BenchDevices.isProtected(device) { throw DeviceKeyCommandError.protected(deviceID: device.deviceID) }
         let platform = device.platform
         let slot = try await device.readPrivateKeySlot()
-        let key = try platform.generateDeviceKey()
+        let registry = escrow.registry
 
+        // An earlier doctor on this device that was stopped after recording its intent: when the
+        // device holds the key it meant to load, that doctor is finished (registered), not redone.
+        if let interrupted = try await registry.openKeyDoctorIntent(deviceID: device.deviceID) {
+            if case .key(let held) = DeviceKeySlotContent(slot: slot), held.publicKey.fingerprint == interrupted.newFingerprint {
+                var report = DoctorReport(deviceID: device.deviceID, platform: platform.name, product: interrupted.productID,
+                                          publicKey: held.publicKey, escrowObjectID: interrupted.escrowObjectID, found: "key")
+                report.previousFingerprint = interrupted.previousFingerprint
+                report.doctorIntentID = interrupted.id
+                report.finishedInterrupted = true
+                report.leaveFailure = await BenchDevices.leaveReportingFailure(device).map { "\($0)" }
+                left = true
+                return (report, held.publicKey)
+            }
+            // Stopped before the load: the key never reached the device (its backup stays, unregistered).
+            try await registry.closeKeyDoctorIntentNotLoaded(id: interrupted.id)
+        }
+
+        let key = try platform.generateDeviceKey()
         var report = DoctorReport(deviceID: device.deviceID, platform: platform.name, product: product,
                                   publicKey: key.publicKey, escrowObjectID: 0, found: "blank")
         switch DeviceKeySlotContent(slot: slot) {
@@ -101,6 +125,10 @@ public struct KeyDoctor: Sendable {
         report.escrowObjectID = try await escrow.escrow(key, deviceID: device.deviceID, platform: platform.name,
                                                         product: product, label: "keys-doctor",
                                                         reason: "made by keys doctor").id
+        // Before the key reaches the device: a doctor killed from here on is found, not lost.
+        report.doctorIntentID = try await registry.recordKeyDoctorIntent(
+            productID: product, deviceID: device.deviceID, newFingerprint: key.publicKey.fingerprint,
+            previousFingerprint: report.previousFingerprint, escrowObjectID: report.escrowObjectID, station: escrow.station).id
         try await DeviceKeySlotIO.load(key, into: device, replacing: DeviceKeySlotIO.expectation(slot))
         // The new key is in the slot and read back: a device that then fails to leave DFU must
         // still have its key registered, or it would hold an escrowed key the cloud never learns.
@@ -115,7 +143,7 @@ public struct KeyDoctor: Sendable {
                                                            product: report.product)
         let (registered, superseded) = try await registration.register(
             report.publicKey, deviceID: report.deviceID, product: report.product, backup: backup, supersede: true,
-            reason: "keys doctor: replaced by \(report.publicKey.fingerprint)")
+            reason: "keys doctor: replaced by \(report.publicKey.fingerprint)", doctorIntent: report.doctorIntentID)
         var done = report
         done.registrationID = registered.id
         done.supersededRegistrationID = superseded?.id

@@ -185,10 +185,13 @@ public struct KeyRestore: Sendable {
         // The bench may name a directory (a mounted copy) to read instead of the recorded store.
         let store: any EscrowStore = try storeOverride.map { DirectoryEscrowStore(root: URL(fileURLWithPath: $0)) }
             ?? EscrowStores.open(object.storeURI)
-        let key = try EscrowObjectKey(product: object.productID, deviceID: object.deviceID,
-                                      publicKeySHA256: object.publicKeySHA256)
-        guard key.path == object.objectKey else {
-            throw RestoreError.backupMismatch(deviceID: id, field: "object key", registered: key.path, backup: object.objectKey)
+        // The recorded object key, in whichever generation the escrow wrote it (`<spki>.gN.age`
+        // beside an unrecorded object), but always this device's and this key's.
+        guard let key = try? EscrowObjectKey(recordedPath: object.objectKey, product: object.productID,
+                                             deviceID: object.deviceID, publicKeySHA256: object.publicKeySHA256) else {
+            let expected = try EscrowObjectKey(product: object.productID, deviceID: object.deviceID,
+                                               publicKeySHA256: object.publicKeySHA256)
+            throw RestoreError.backupMismatch(deviceID: id, field: "object key", registered: expected.path, backup: object.objectKey)
         }
         let ciphertext: [UInt8]
         do {

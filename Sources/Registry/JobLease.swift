@@ -1,19 +1,32 @@
+import FailurePolicy
+
 /// The right to run one job: a PostgreSQL session advisory lock held on a connection of its own
-/// for as long as the run lasts. Two `keyline provision --resume J` on one job (a second terminal,
-/// a second station) would otherwise interleave their escrow intents for the same devices. The
-/// server drops the lock with the session, so a crashed or killed station never leaves it held.
+/// for as long as the run lasts, and a lease epoch the registry fences every state write with.
+/// Two `keyline provision --resume J` on one job (a second terminal, a second station) would
+/// otherwise interleave their escrow intents for the same devices. The server drops the lock with
+/// the session, so a crashed or killed station never leaves it held — and a database restart drops
+/// it too, under a run that does not notice: taking the lease therefore bumps the job's
+/// `lease_epoch` (the database allows that only to the session holding the lock), and every write
+/// of a run presents its epoch (`RegistryDatabase.fenced(by:)`), so the run that lost the lease
+/// has its next write refused (`JobLeaseError.lost`) instead of driving the job alongside the new one.
 public final class JobLease: Sendable {
     public let jobID: Int64
+    /// The lease's epoch: one more than the last run's (schema 0010, `jobs.lease_epoch`).
+    public let epoch: Int64
     private let connection: PostgresConnection
 
     /// The advisory lock's first key: "kl" + "jb", keeping job leases apart from other locks
-    /// (the migration runner's among them).
+    /// (the migration runner's among them). The schema's fence trigger names the same value.
     static let lockClass: Int32 = 0x6B6C_6A62
 
-    private init(jobID: Int64, connection: PostgresConnection) {
+    private init(jobID: Int64, epoch: Int64, connection: PostgresConnection) {
         self.jobID = jobID
+        self.epoch = epoch
         self.connection = connection
     }
+
+    /// What a fenced registry presents in each transaction.
+    public var fence: JobLeaseFence { JobLeaseFence(jobID: jobID, epoch: epoch) }
 
     /// Takes the lease, or returns nil when another session holds it.
     static func acquire(jobID: Int64, settings: ConnectionSettings) async throws -> JobLease? {
@@ -25,7 +38,18 @@ public final class JobLease: Sendable {
             await connection.close()
             return nil
         }
-        return JobLease(jobID: jobID, connection: connection)
+        do {
+            // On the locking session: the database checks it holds the lock.
+            let bumped = try await connection.query(
+                "UPDATE jobs SET lease_epoch = COALESCE(lease_epoch, 0) + 1 WHERE id = $1 RETURNING lease_epoch", [jobID])
+            guard let epoch = try bumped.first?.decode("lease_epoch", as: Int64.self) else {
+                throw RegistryError.unknownJob(jobID)
+            }
+            return JobLease(jobID: jobID, epoch: epoch, connection: connection)
+        } catch {
+            await connection.close()
+            throw error
+        }
     }
 
     /// Gives the lease up: unlocked explicitly, so the next lease sees it free at once (a closed
@@ -34,6 +58,23 @@ public final class JobLease: Sendable {
         _ = try? await connection.query("SELECT pg_advisory_unlock($1::integer, $2::integer)",
                                         [Self.lockClass, Int32(truncatingIfNeeded: jobID)])
         await connection.close()
+    }
+}
+
+/// A job lease as each fenced transaction presents it: the transaction-local setting
+/// `keyline.job_lease = '<job>:<epoch>'`, which the schema's fence triggers compare with the job's
+/// current epoch.
+public struct JobLeaseFence: Sendable, Hashable {
+    public let jobID: Int64
+    public let epoch: Int64
+
+    public init(jobID: Int64, epoch: Int64) {
+        self.jobID = jobID
+        self.epoch = epoch
+    }
+
+    func present(in transaction: PostgresTransaction) throws {
+        _ = try transaction.query("SELECT set_config('keyline.job_lease', $1, true)", ["\(jobID):\(epoch)"])
     }
 }
 
@@ -52,7 +93,46 @@ extension RegistryDatabase {
         do {
             return try await JobLease.acquire(jobID: jobID, settings: settings)
         } catch let error as PostgresError {
+            if error.isInsufficientPrivilege { throw RegistryError.permissionDenied(action: "lease jobs", error) }
             throw RegistryError.database(error)
         }
+    }
+}
+
+/// The job's lease was taken by another run: this run must stop (its writes are refused).
+public enum JobLeaseError: Error, Sendable, Hashable, CustomStringConvertible, ClassifiedError {
+    case lost(jobID: Int64, epoch: Int64?)
+
+    /// The fence's refusal (constraint `job_lease_fence`), named for the lease this registry held.
+    init?(_ error: PostgresError, fence: JobLeaseFence?) {
+        guard error.constraint == "job_lease_fence" else { return nil }
+        // The refusal's DETAIL is the job's ID (schema 0010), for a registry that presented no lease.
+        self = .lost(jobID: fence?.jobID ?? error.detail.flatMap { Int64($0) } ?? 0, epoch: fence?.epoch)
+    }
+
+    public var description: String {
+        switch self {
+        case .lost(let job, let epoch):
+            "job \(job) was taken over by another keyline run"
+                + (epoch.map { " (this run held lease \($0))" } ?? "")
+                + ": the registry refuses this run's writes, so it stopped. Let the other run finish; "
+                + "`keyline report \(job)` shows where the job stands"
+        }
+    }
+
+    /// Nothing a wait or a retry fixes: the run stops, and no device is held for it.
+    public var failureClass: FailureClass { .badInput }
+}
+
+extension RegistryDatabase {
+    /// Throws `JobLeaseError.lost` unless the job's current lease is the one this registry
+    /// presents (a run checks before it reports its end).
+    public func requireLease() async throws {
+        guard let fence else { return }
+        let current = try await run("read jobs") { transaction in
+            try transaction.queryOne("SELECT lease_epoch FROM jobs WHERE id = $1", [fence.jobID])?
+                .decode("lease_epoch", as: Int64?.self)
+        }
+        if current != fence.epoch { throw JobLeaseError.lost(jobID: fence.jobID, epoch: fence.epoch) }
     }
 }

@@ -45,11 +45,12 @@ extension RegistryDatabase {
     /// active key in the product (if any) is superseded first, in the same transaction, with a
     /// `key.superseded` event naming `reason`; without it an active key is a conflict. A key
     /// registered to another device is always refused (`fingerprintConflict`).
-    public func registerKey(_ registration: NewKeyRegistration, superseding: Bool,
-                            reason: String) async throws -> (registered: KeyRegistration, superseded: KeyRegistration?) {
+    /// `doctorIntent`: the `keys doctor` intent this registration finishes (closed in the same transaction).
+    public func registerKey(_ registration: NewKeyRegistration, superseding: Bool, reason: String,
+                            doctorIntent: Int64? = nil) async throws -> (registered: KeyRegistration, superseded: KeyRegistration?) {
         precondition(registration.jobID == nil, "re-keys outside a job only")
         do {
-            return try await client.transaction(isolation: .readCommitted) { transaction in
+            return try await transaction { transaction in
                 var superseded: KeyRegistration?
                 if superseding, let row = try transaction.queryOne("""
                     UPDATE key_registrations SET status = 'superseded', status_reason = $3
@@ -69,9 +70,13 @@ extension RegistryDatabase {
                     SELECT \(Self.registrationColumns(prefix: "")) FROM key_registrations
                     WHERE fingerprint = $1 AND device_id = $2 AND product_id = $3 AND status = 'active'
                     """, [registration.fingerprint, registration.deviceID, registration.productID]) {
-                    return (try Self.keyRegistration(same, prefix: ""), superseded)  // already registered: a replay
+                    let registered = try Self.keyRegistration(same, prefix: "")  // already registered: a replay
+                    if let doctorIntent { try Self.closeKeyDoctorIntent(doctorIntent, registrationID: registered.id, in: transaction) }
+                    return (registered, superseded)
                 }
-                return (try Self.insertRegistration(registration, in: transaction), superseded)
+                let registered = try Self.insertRegistration(registration, in: transaction)
+                if let doctorIntent { try Self.closeKeyDoctorIntent(doctorIntent, registrationID: registered.id, in: transaction) }
+                return (registered, superseded)
             }
         } catch let error as PostgresError {
             throw try await conflict(error, registrations: [registration])

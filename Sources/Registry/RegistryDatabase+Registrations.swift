@@ -15,11 +15,12 @@ extension RegistryDatabase {
     public func registerKeys(_ registrations: [NewKeyRegistration]) async throws -> [KeyRegistration] {
         guard !registrations.isEmpty else { return [] }
         do {
-            return try await client.transaction(isolation: .readCommitted) { transaction in
+            return try await transaction { transaction in
                 try registrations.map { try Self.insertRegistration($0, in: transaction) }
             }
         } catch let error as PostgresError {
             // The transaction was rolled back; find out what the failed insert collided with.
+            if let lost = JobLeaseError(error, fence: fence) { throw lost }
             throw try await conflict(error, registrations: registrations)
         } catch let error as RegistryError {
             throw error

@@ -19,7 +19,7 @@ extension RegistryDatabase {
     }
 
     static let jobDeviceColumns = "job_id, device_id, state, last_good_state, attempts, last_error, port_path, "
-        + "platform, key_fingerprint, station, created_at, updated_at"
+        + "platform, key_fingerprint, station, created_at, updated_at, abandoned_at, abandon_reason"
 
     static func jobDevice(_ row: PostgresRow) throws -> JobDevice {
         JobDevice(jobID: try row.decode("job_id"), deviceID: try row.decode("device_id"),
@@ -27,7 +27,8 @@ extension RegistryDatabase {
                   attempts: try row.decode("attempts"), lastError: try row.decode("last_error"),
                   portPath: try row.decode("port_path"), platform: try row.decode("platform"),
                   keyFingerprint: try row.decode("key_fingerprint"), station: try row.decode("station"),
-                  createdAt: try row.decode("created_at"), updatedAt: try row.decode("updated_at"))
+                  createdAt: try row.decode("created_at"), updatedAt: try row.decode("updated_at"),
+                  abandonedAt: try row.decode("abandoned_at"), abandonReason: try row.decode("abandon_reason"))
     }
 
     static let escrowIntentColumns = "id, job_id, device_id, product_id, public_key_sha256, store_uri, object_key, "

@@ -33,10 +33,10 @@ public struct StepRecord: Sendable, Hashable, Codable {
 }
 
 extension RegistryDatabase {
-    /// Appends the timing of one step (one INSERT, its own implicit transaction).
+    /// Appends the timing of one step (one INSERT in one transaction, presenting the run's lease).
     public func recordStep(_ record: StepRecord) async throws {
-        do {
-            _ = try await client.execute("""
+        try await run("record step timings") { transaction in
+            _ = try transaction.execute("""
                 INSERT INTO job_device_steps (job_id, device_id, step, started_at, seconds, attempts, outcome, reason,
                                               port_path, station)
                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
@@ -44,10 +44,8 @@ extension RegistryDatabase {
                       max(1, record.attempts), record.outcome.rawValue,
                       record.outcome == .failed ? (record.reason ?? "failed") : record.reason,
                       record.portPath, record.station])
-        } catch let error as PostgresError {
-            if error.isInsufficientPrivilege { throw RegistryError.permissionDenied(action: "record step timings", error) }
-            if error.sqlState == "23503" { throw RegistryError.unknownJob(record.jobID) }
-            throw RegistryError.database(error)
+        } mapping: { error in
+            error.sqlState == "23503" ? .unknownJob(record.jobID) : nil
         }
     }
 

@@ -12,9 +12,21 @@ import Foundation
 /// (`connect(settings, connections:)`), concurrent device tasks run theirs side by side.
 public struct RegistryDatabase: Sendable {
     public let client: any PostgresClient
+    /// The job lease this registry's writes present (`fenced(by:)`): the database refuses a leased
+    /// job's state writes that do not present its current lease (schema 0010).
+    public private(set) var fence: JobLeaseFence?
 
     public init(client: any PostgresClient) {
         self.client = client
+    }
+
+    /// The same registry, presenting `lease` on every transaction: a run that lost its lease (a
+    /// second `--resume` took the job, e.g. after a database restart) has its next write refused
+    /// with `JobLeaseError.lost`.
+    public func fenced(by lease: JobLease) -> RegistryDatabase {
+        var fenced = self
+        fenced.fence = lease.fence
+        return fenced
     }
 
     /// Connects with `settings` (by default `DATABASE_URL`, libpq's `PG*`, or the local cluster).
@@ -203,12 +215,21 @@ public struct RegistryDatabase: Sendable {
     func run<T: Sendable>(_ action: String, _ body: @escaping @Sendable (PostgresTransaction) throws -> T,
                                   mapping: @Sendable (PostgresError) -> RegistryError? = { _ in nil }) async throws -> T {
         do {
-            return try await client.transaction(isolation: .readCommitted, body)
+            return try await transaction(body)
         } catch let error as PostgresError {
+            if let lost = JobLeaseError(error, fence: fence) { throw lost }
             if let mapped = mapping(error) { throw mapped }
             if error.isInsufficientPrivilege { throw RegistryError.permissionDenied(action: action, error) }
             throw RegistryError.database(error)
         }
     }
 
+    /// One read-committed transaction that first presents the fence, if any.
+    func transaction<T: Sendable>(_ body: @escaping @Sendable (PostgresTransaction) throws -> T) async throws -> T {
+        let fence = self.fence
+        return try await client.transaction(isolation: .readCommitted) { transaction in
+            try fence?.present(in: transaction)
+            return try body(transaction)
+        }
+    }
 }

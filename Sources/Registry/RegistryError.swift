@@ -29,6 +29,10 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible, ClassifiedE
     case noEscrowIntent(jobID: Int64, deviceID: String)
     /// The device's escrow intent is committed; it can no longer be replaced by another object.
     case escrowIntentCommitted(jobID: Int64, deviceID: String, objectKey: String)
+    /// A `keys doctor` on this device was interrupted and is still open.
+    case keyDoctorInterrupted(deviceID: String)
+    /// No pending bench escrow intent names this object: nothing to commit.
+    case noBenchEscrowIntent(storeURI: String, objectKey: String)
     /// The device has no active key to supersede, revoke or restore.
     case noActiveKey(productID: String, deviceID: String)
     case productExists(String)
@@ -79,6 +83,10 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible, ClassifiedE
             "no escrow intent is recorded for device \(device) in job \(job); record it before writing the object"
         case .escrowIntentCommitted(let job, let device, let key):
             "the escrow of device \(device) in job \(job) is committed as \(key); it cannot be replaced"
+        case .keyDoctorInterrupted(let device):
+            "an earlier `keys doctor` on device \(device) was interrupted; run `keyline keys doctor` on the device again to finish it"
+        case .noBenchEscrowIntent(let store, let key):
+            "no bench escrow intent is recorded for \(key) in \(store); record it before writing the object"
         case .noActiveKey(let product, let device):
             "device \(device) has no active key in product \(product)"
         case .productExists(let product):
@@ -108,7 +116,8 @@ extension RegistryError {
     public var failureClass: FailureClass {
         switch self {
         case .activeKeyConflict, .fingerprintConflict, .escrowObjectMismatch, .escrowObjectExists, .notEscrowed,
-             .stateConflict, .keyFingerprintMismatch, .noEscrowIntent, .escrowIntentCommitted:
+             .stateConflict, .keyFingerprintMismatch, .noEscrowIntent, .escrowIntentCommitted, .noBenchEscrowIntent,
+             .keyDoctorInterrupted:
             .badDevice
         case .invalidTransition, .keyFingerprintRequired, .escrowIntentWithoutJob, .noActiveKey, .productExists,
              .unknownProduct, .unknownJob, .unknownRegistration:

@@ -52,6 +52,13 @@ public struct JobDevice: Sendable, Hashable, Codable {
     public let station: String
     public let createdAt: Date
     public let updatedAt: Date
+    /// Set when an operator abandoned the device in this job (`keyline job abandon`): it keeps its
+    /// state, moves no further, and no resume or later job waits for it.
+    public var abandonedAt: Date? = nil
+    public var abandonReason: String? = nil
+
+    /// Neither done nor abandoned: the job is not complete while such a device remains.
+    public var isUnfinished: Bool { state != "done" && abandonedAt == nil }
 }
 
 /// What a station knows about an escrow object it has just written durably.

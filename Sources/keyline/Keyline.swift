@@ -26,6 +26,7 @@ struct Keyline: AsyncParsableCommand {
             AuditCommand.self,
             ReportCommand.self,
             CloudCommand.self,
+            JobCommand.self,
         ]
     )
 }

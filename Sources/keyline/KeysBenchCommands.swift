@@ -104,7 +104,10 @@ extension KeysCommand {
                 found in the slot is escrowed first unless its backup is recorded: no key is lost. \
                 Unlike particle-cli no private key file is written (only DEVICE_ID_<alg>_new.pub.pem); \
                 if the registration fails, `keys send DEVICE_ID DEVICE_ID_<alg>_new.pub.pem --supersede` \
-                finishes it.
+                finishes it. The doctor's intent (the new key and its backup, the key it replaces) is \
+                recorded before the key is written: a doctor stopped after that is found by the next \
+                `keys doctor` on the device, which registers the key the device holds instead of making \
+                another (or, if the key never reached the device, closes the intent and goes on).
 
                 \(KeylineExit.helpText)
                 """)
@@ -139,8 +142,12 @@ extension KeysCommand {
                     object["previousEscrowObjectID"] = report.previousEscrowObjectID
                     object["leaveFailure"] = report.leaveFailure
                     object["cloud"] = report.cloud?.state
+                    object["finishedInterrupted"] = report.finishedInterrupted
                     CLI.printJSON(object)
                 } else {
+                    if report.finishedInterrupted {
+                        print("An interrupted keys doctor on this device loaded key \(report.publicKey.fingerprint); it is now registered")
+                    }
                     print("New key \(report.publicKey.fingerprint) escrowed, loaded and registered in product \(report.product)"
                           + (report.previousFingerprint.map { "; the key it replaced (\($0)) is escrowed" } ?? ""))
                     if let cloud = report.cloud { print(cloud.summary) }

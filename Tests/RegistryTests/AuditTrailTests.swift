@@ -32,11 +32,13 @@ struct AuditTrailTests {
 
         /// Each login with the station it writes as and the tables it may write.
         var all: [(name: String, user: String, registry: RegistryDatabase, station: String, writes: Set<String>)] {
-            let stationTables: Set<String> = ["jobs", "job_devices", "escrow_intents", "escrow_objects", "key_registrations",
-                                              "events", "job_device_steps"]
+            // Since 0010 an escrow object or registration written straight into its table, outside
+            // the write-ahead escrow of a job (or a bench intent), is refused for every login
+            // (BackedRegistrationTests): the forged rows below are such rows.
+            let stationTables: Set<String> = ["jobs", "job_devices", "escrow_intents", "events", "job_device_steps"]
             return [
                 ("station", station.user, station.registry, RegistryFixture.station, stationTables),
-                ("rma", rma.user, rma.registry, "rma-bench", ["escrow_objects", "key_registrations", "restorations", "events"]),
+                ("rma", rma.user, rma.registry, "rma-bench", ["restorations", "events"]),
                 ("auditor", auditor.user, auditor.registry, "audit", []),
                 ("unbound station", unboundStation.user, unboundStation.registry, RegistryFixture.station, []),
                 ("unbound rma", unboundRMA.user, unboundRMA.registry, "rma-bench", []),

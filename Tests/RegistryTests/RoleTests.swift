@@ -141,7 +141,10 @@ struct RoleTests {
             var found = fixture.escrowObject(deviceID: device, key: otherKey)
             found.jobID = nil
             found.station = "rma-bench"
-            let foundObject = try await rma.recordEscrowObject(found)
+            // Since 0010, write-ahead: its bench intent first (BackedRegistrationTests).
+            try await rma.recordBenchEscrowIntent(found, reason: "found on a returned device")
+            let foundObject = try await rma.commitBenchEscrow(storeURI: found.storeURI, objectKey: found.objectKey,
+                                                              ciphertextSHA256: found.ciphertextSHA256)
             var inJob = fixture.escrowObject(deviceID: device, key: try await TestKey.random(using: admin.connection))
             inJob.jobID = fixture.job.id
             await #expect(throws: RegistryError.self) { _ = try await rma.recordEscrowObject(inJob) }
@@ -170,7 +173,7 @@ struct RoleTests {
                                                         reason: "replaced after RMA 4711", station: "rma-bench")
             #expect(superseded.status == .superseded)
             let kinds = try await admin.events(deviceID: device).map(\.kind)
-            #expect(kinds == ["key.registered", "key.restored", "key.superseded"])
+            #expect(kinds == ["key.registered", "key.restored", "key.escrowed", "key.superseded"])
 
             // A bench re-key (`keys doctor`): the found key registered outside any job, superseding
             // nothing now; the same key again is a replay, not a second registration.
@@ -181,7 +184,7 @@ struct RoleTests {
             #expect(registered.status == .active && replaced == nil)
             #expect(try await rma.registerKey(rekey, superseding: true, reason: "keys doctor").registered.id == registered.id)
             #expect(try await admin.events(deviceID: device).map(\.kind)
-                    == ["key.registered", "key.restored", "key.superseded", "key.registered"])
+                    == ["key.registered", "key.restored", "key.escrowed", "key.superseded", "key.registered"])
         }
     }
 
