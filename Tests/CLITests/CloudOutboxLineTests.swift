@@ -99,7 +99,8 @@ struct CloudOutboxLineTests {
         cloud.setFaults(try SimulatedCloudFaults.parse("down=3600"))
         let offline = try await line.keyline(["provision", pipeline, "--json"])
         #expect(offline.status == 0, "\(offline.stderr)\n\(offline.stdout.suffix(2000))")
-        #expect(offline.stderr.contains("still pending"), "\(offline.stderr)")
+        // With --json the cloud's state is a JSON line before the summary.
+        #expect(offline.stdout.contains("\"cloud\"") && offline.stdout.contains("still pending"), "\(offline.stdout.suffix(2000))")
         let registry = try await line.registry()
         #expect(try await registry.cloudUploadCounts().pending == 3)
         #expect(cloud.callCounts.keysAccepted == 0)
@@ -127,7 +128,7 @@ struct CloudOutboxLineTests {
         line.environment["PARTICLE_ACCESS_TOKEN"] = "expired-token-0000"
         let run = try await line.keyline(["provision", ProvisionLine.pipeline("boron-factory.yaml"), "--json"])
         #expect(run.status == 0, "\(run.stderr)\n\(run.stdout.suffix(2000))")
-        #expect(run.stderr.components(separatedBy: "refused the access token").count == 2, "\(run.stderr)")
+        #expect(run.stdout.components(separatedBy: "refused the access token").count == 2, "\(run.stdout.suffix(2000))")
         let registry = try await line.registry()
         let counts = try await registry.cloudUploadCounts()
         #expect(counts.parked == 0 && counts.sent == 0 && counts.pending == 3)
@@ -143,5 +144,33 @@ struct CloudOutboxLineTests {
         let push = try await line.keyline(["cloud", "push"])
         #expect(push.status == 0, "\(push.stderr)")
         try await Self.everyDeviceOnline(line)
+    }
+
+    @Test("Restore of a damaged slot makes no cloud call and the device is online again; keys doctor uploads its new key")
+    func restoreAndDoctor() async throws {
+        let (line, cloud, server) = try await Self.cloudLine(seed: 64, borons: 2)
+        defer { Task { await line.stop(); await server.stop() } }
+        line.environment["PARTICLE_ACCESS_TOKEN"] = Self.token
+        let provisioned = try await line.keyline(["provision", ProvisionLine.pipeline("boron-factory.yaml"), "--json"])
+        #expect(provisioned.status == 0, "\(provisioned.stderr)\n\(provisioned.stdout.suffix(2000))")
+        try await Self.everyDeviceOnline(line)
+        let product = try ProvisionLine.productID(ProvisionLine.pipeline("boron-factory.yaml"))
+        let devices = line.fleet.allDevices.map(\.device)
+        let callsBefore = cloud.callCounts.api
+
+        devices[0].corruptKeySlot(seed: 9)
+        let restored = try await line.keyline(["restore", devices[0].deviceID, "--identity", line.identity.path,
+                                               "--reason", "damaged slot", "--json"])
+        #expect(restored.status == 0, "\(restored.stderr)\n\(restored.stdout)")
+        try await Self.everyDeviceOnline(line)
+        #expect(cloud.callCounts.api == callsBefore, "the restore called the cloud")
+
+        let doctored = try await line.keyline(["keys", "doctor", devices[1].deviceID, "--product", product, "--json"])
+        #expect(doctored.status == 0, "\(doctored.stderr)\n\(doctored.stdout)")
+        #expect(ProvisionLine.events(doctored).last?["cloud"] as? String == "sent")
+        try await Self.everyDeviceOnline(line)
+        try await Self.expectCloudHoldsRegisteredKeys(line, cloud)
+        #expect(cloud.callCounts.api == callsBefore + 2)  // membership and the key, once
+        #expect(try await line.registry().cloudUploadCounts().sent == 3)
     }
 }
