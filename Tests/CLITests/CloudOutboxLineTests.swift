@@ -165,12 +165,48 @@ struct CloudOutboxLineTests {
         try await Self.everyDeviceOnline(line)
         #expect(cloud.callCounts.api == callsBefore, "the restore called the cloud")
 
-        let doctored = try await line.keyline(["keys", "doctor", devices[1].deviceID, "--product", product, "--json"])
+        let doctored = try await line.keyline(["keys", "doctor", devices[1].deviceID, "--product", product, "--force", "--json"])
         #expect(doctored.status == 0, "\(doctored.stderr)\n\(doctored.stdout)")
         #expect(ProvisionLine.events(doctored).last?["cloud"] as? String == "sent")
         try await Self.everyDeviceOnline(line)
         try await Self.expectCloudHoldsRegisteredKeys(line, cloud)
         #expect(cloud.callCounts.api == callsBefore + 2)  // membership and the key, once
         #expect(try await line.registry().cloudUploadCounts().sent == 3)
+    }
+
+    @Test("Device mode with factory keys: each device's own key is escrowed and registered, the cloud holds it, all online")
+    func deviceModeFactoryKeys() async throws {
+        let cloud = try SimulatedCloud(token: Self.token)
+        let server = try await SimulatedCloudServer(cloud: cloud)
+        let client = try SimulatedCloudClient(url: server.url)
+        let link = SimulatedCloudLink(client: client, retryInterval: .seconds(1), log: { _ in })
+        var factory: [SimulatedCloudClient.FactoryDevice] = []
+        let line = try await ProvisionLine(seed: 65, cloudLink: link) { fleet in
+            for index in 1...3 {
+                let key = try DevicePrivateKey.generate(.ec)
+                let device = try fleet.add(.boron, at: Self.port(1, index), mode: .normal, factoryKey: key)
+                factory.append(.init(deviceID: device.deviceID, platform: "boron", publicKey: key.publicKey))
+            }
+        }
+        defer { Task { await line.stop(); await server.stop() } }
+        try await client.registerFactory(factory)
+        try await waitUntil("3 devices attached") { line.fleet.attachedDevices().count >= 3 }
+        line.environment["PARTICLE_API_URL"] = server.url
+        line.environment["PARTICLE_ACCESS_TOKEN"] = Self.token
+        let file = line.scratch.url.appendingPathComponent("boron-device.yaml")
+        try String(contentsOfFile: ProvisionLine.pipeline("boron-factory.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "key_mode: host", with: "key_mode: device")
+            .write(to: file, atomically: true, encoding: .utf8)
+        let result = try await line.keyline(["provision", file.path, "--json"])
+        #expect(result.status == 0, "\(result.stderr)\n\(result.stdout.suffix(2000))")
+        try await line.checkInvariants(product: try ProvisionLine.productID(file.path), devices: line.fleet.allDevices.map(\.device))
+        try await Self.everyDeviceOnline(line)
+        try await Self.expectCloudHoldsRegisteredKeys(line, cloud)
+        let registry = try await line.registry()
+        for entry in factory {
+            #expect(try await registry.activeRegistrations(deviceID: entry.deviceID).first?.fingerprint == entry.publicKey?.fingerprint)
+        }
+        // `cloud.upload: all` (the default) sends the factory keys too: the cloud takes them as the same keys.
+        #expect(try await registry.cloudUploadCounts().sent == 3)
     }
 }

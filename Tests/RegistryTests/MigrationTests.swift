@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Migrations")
 struct MigrationTests {
-    static let tables = ["escrow_intents", "escrow_objects", "events", "job_device_steps", "job_devices", "jobs", "key_registrations", "products",
+    static let tables = ["cloud_uploads", "escrow_intents", "escrow_objects", "events", "job_device_steps", "job_devices", "jobs", "key_registrations", "products",
                          "restorations", "schema_migrations", "station_logins"]
 
     @Test("the migrations compiled into keyline equal schema/*.sql (run `make schema-embed` if not)")
