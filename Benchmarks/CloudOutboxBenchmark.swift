@@ -74,12 +74,12 @@ enum CloudOutboxBenchmark {
                 let object = try transaction.queryOne("""
                     INSERT INTO escrow_objects (product_id, device_id, public_key_sha256, store_uri, object_key,
                                                 ciphertext_sha256, size_bytes, recipients, station)
-                    VALUES ($1, $2, encode(sha256($3), 'hex'), 'file:///bench', $1 || '/' || $2 || '.age',
+                    VALUES ($1, $2, encode(sha256($3), 'hex'), 'file:///bench', $4,
                             repeat('ab', 32), 400, ARRAY['age1bench'], 'bench') RETURNING id
-                    """, [product, deviceID, PostgresValue.bytea(spki)])
+                    """, [product, deviceID, PostgresValue.bytea(spki), "\(product)/\(deviceID).age"])
                 let registration = try transaction.queryOne("""
                     INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station)
-                    VALUES ($1, $2, 'ec', $3, encode(sha256($3), 'hex'), $4, 'bench') RETURNING id, fingerprint
+                    VALUES ($1, $2, 'ec', $3, encode(sha256($3), 'hex'), $4, 'bench') RETURNING id, fingerprint::text AS fingerprint
                     """, [product, deviceID, PostgresValue.bytea(spki), try object!.decode("id", as: Int64.self)])!
                 _ = try transaction.execute("""
                     INSERT INTO cloud_uploads (registration_id, product_id, device_id, fingerprint, algorithm)

@@ -75,16 +75,12 @@ extension RegistryDatabase {
     /// same key finds its row and queues nothing).
     static func queueCloudUpload(of registered: KeyRegistration, station: String,
                                  in transaction: PostgresTransaction) throws {
-        let inserted = try transaction.execute("""
+        // The row is the record (queued_by, queued_at); each delivery attempt is a `cloud.upload` event.
+        _ = try transaction.execute("""
             INSERT INTO cloud_uploads (registration_id, product_id, device_id, fingerprint, algorithm, job_id)
             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING
             """, [registered.id, registered.productID, registered.deviceID, registered.fingerprint,
                   registered.algorithm.rawValue, registered.jobID])
-        if inserted > 0 {
-            try appendEvent(kind: "cloud.queued", station: station, productID: registered.productID,
-                            deviceID: registered.deviceID, jobID: registered.jobID,
-                            detail: ["fingerprint": registered.fingerprint], in: transaction)
-        }
     }
 
     /// Queues the upload of an existing registration (`keys send` of a key registered earlier):

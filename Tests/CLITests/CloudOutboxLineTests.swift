@@ -99,7 +99,8 @@ struct CloudOutboxLineTests {
         cloud.setFaults(try SimulatedCloudFaults.parse("down=3600"))
         let offline = try await line.keyline(["provision", pipeline, "--json"])
         #expect(offline.status == 0, "\(offline.stderr)\n\(offline.stdout.suffix(2000))")
-        #expect(offline.stderr.contains("still pending"), "\(offline.stderr)")
+        // With --json the cloud's state is a JSON line before the summary.
+        #expect(offline.stdout.contains("\"cloud\"") && offline.stdout.contains("still pending"), "\(offline.stdout.suffix(2000))")
         let registry = try await line.registry()
         #expect(try await registry.cloudUploadCounts().pending == 3)
         #expect(cloud.callCounts.keysAccepted == 0)
@@ -127,7 +128,7 @@ struct CloudOutboxLineTests {
         line.environment["PARTICLE_ACCESS_TOKEN"] = "expired-token-0000"
         let run = try await line.keyline(["provision", ProvisionLine.pipeline("boron-factory.yaml"), "--json"])
         #expect(run.status == 0, "\(run.stderr)\n\(run.stdout.suffix(2000))")
-        #expect(run.stderr.components(separatedBy: "refused the access token").count == 2, "\(run.stderr)")
+        #expect(run.stdout.components(separatedBy: "refused the access token").count == 2, "\(run.stdout.suffix(2000))")
         let registry = try await line.registry()
         let counts = try await registry.cloudUploadCounts()
         #expect(counts.parked == 0 && counts.sent == 0 && counts.pending == 3)
@@ -143,5 +144,69 @@ struct CloudOutboxLineTests {
         let push = try await line.keyline(["cloud", "push"])
         #expect(push.status == 0, "\(push.stderr)")
         try await Self.everyDeviceOnline(line)
+    }
+
+    @Test("Restore of a damaged slot makes no cloud call and the device is online again; keys doctor uploads its new key")
+    func restoreAndDoctor() async throws {
+        let (line, cloud, server) = try await Self.cloudLine(seed: 64, borons: 2)
+        defer { Task { await line.stop(); await server.stop() } }
+        line.environment["PARTICLE_ACCESS_TOKEN"] = Self.token
+        let provisioned = try await line.keyline(["provision", ProvisionLine.pipeline("boron-factory.yaml"), "--json"])
+        #expect(provisioned.status == 0, "\(provisioned.stderr)\n\(provisioned.stdout.suffix(2000))")
+        try await Self.everyDeviceOnline(line)
+        let product = try ProvisionLine.productID(ProvisionLine.pipeline("boron-factory.yaml"))
+        let devices = line.fleet.allDevices.map(\.device)
+        let callsBefore = cloud.callCounts.api
+
+        devices[0].corruptKeySlot(seed: 9)
+        let restored = try await line.keyline(["restore", devices[0].deviceID, "--identity", line.identity.path,
+                                               "--reason", "damaged slot", "--json"])
+        #expect(restored.status == 0, "\(restored.stderr)\n\(restored.stdout)")
+        try await Self.everyDeviceOnline(line)
+        #expect(cloud.callCounts.api == callsBefore, "the restore called the cloud")
+
+        let doctored = try await line.keyline(["keys", "doctor", devices[1].deviceID, "--product", product, "--force", "--json"])
+        #expect(doctored.status == 0, "\(doctored.stderr)\n\(doctored.stdout)")
+        #expect(ProvisionLine.events(doctored).last?["cloud"] as? String == "sent")
+        try await Self.everyDeviceOnline(line)
+        try await Self.expectCloudHoldsRegisteredKeys(line, cloud)
+        #expect(cloud.callCounts.api == callsBefore + 2)  // membership and the key, once
+        #expect(try await line.registry().cloudUploadCounts().sent == 3)
+    }
+
+    @Test("Device mode with factory keys: each device's own key is escrowed and registered, the cloud holds it, all online")
+    func deviceModeFactoryKeys() async throws {
+        let cloud = try SimulatedCloud(token: Self.token)
+        let server = try await SimulatedCloudServer(cloud: cloud)
+        let client = try SimulatedCloudClient(url: server.url)
+        let link = SimulatedCloudLink(client: client, retryInterval: .seconds(1), log: { _ in })
+        var factory: [SimulatedCloudClient.FactoryDevice] = []
+        let line = try await ProvisionLine(seed: 65, cloudLink: link) { fleet in
+            for index in 1...3 {
+                let key = try DevicePrivateKey.generate(.ec)
+                let device = try fleet.add(.boron, at: Self.port(1, index), mode: .normal, factoryKey: key)
+                factory.append(.init(deviceID: device.deviceID, platform: "boron", publicKey: key.publicKey))
+            }
+        }
+        defer { Task { await line.stop(); await server.stop() } }
+        try await client.registerFactory(factory)
+        try await waitUntil("3 devices attached") { line.fleet.attachedDevices().count >= 3 }
+        line.environment["PARTICLE_API_URL"] = server.url
+        line.environment["PARTICLE_ACCESS_TOKEN"] = Self.token
+        let file = line.scratch.url.appendingPathComponent("boron-device.yaml")
+        try String(contentsOfFile: ProvisionLine.pipeline("boron-factory.yaml"), encoding: .utf8)
+            .replacingOccurrences(of: "key_mode: host", with: "key_mode: device")
+            .write(to: file, atomically: true, encoding: .utf8)
+        let result = try await line.keyline(["provision", file.path, "--json"])
+        #expect(result.status == 0, "\(result.stderr)\n\(result.stdout.suffix(2000))")
+        try await line.checkInvariants(product: try ProvisionLine.productID(file.path), devices: line.fleet.allDevices.map(\.device))
+        try await Self.everyDeviceOnline(line)
+        try await Self.expectCloudHoldsRegisteredKeys(line, cloud)
+        let registry = try await line.registry()
+        for entry in factory {
+            #expect(try await registry.activeRegistrations(deviceID: entry.deviceID).first?.fingerprint == entry.publicKey?.fingerprint)
+        }
+        // `cloud.upload: all` (the default) sends the factory keys too: the cloud takes them as the same keys.
+        #expect(try await registry.cloudUploadCounts().sent == 3)
     }
 }

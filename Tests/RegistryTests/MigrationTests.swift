@@ -4,7 +4,7 @@ import Testing
 
 @Suite("Migrations")
 struct MigrationTests {
-    static let tables = ["bench_escrow_intents", "escrow_intents", "escrow_objects", "events", "job_device_steps", "job_devices", "jobs",
+    static let tables = ["bench_escrow_intents", "cloud_uploads", "escrow_intents", "escrow_objects", "events", "job_device_steps", "job_devices", "jobs",
                          "key_doctor_intents", "key_registrations", "products",
                          "restorations", "schema_migrations", "station_logins"]
 
