@@ -108,6 +108,7 @@ extension RegistryError: ReportableError {
         case .noEscrowIntent: "noEscrowIntent"
         case .escrowIntentCommitted: "escrowIntentCommitted"
         case .noActiveKey: "noActiveKey"
+        case .registrationNotActive: "registrationNotActive"
         case .productExists: "productExists"
         case .unknownProduct: "unknownProduct"
         case .unknownJob: "unknownJob"
@@ -138,7 +139,7 @@ extension RegistryError: ReportableError {
         case .noActiveKey(let product, let device): ["product": product, "device": device]
         case .productExists(let product), .unknownProduct(let product): ["product": product]
         case .unknownJob(let job): ["job": String(job)]
-        case .unknownRegistration(let id): ["registration": String(id)]
+        case .unknownRegistration(let id), .registrationNotActive(let id, _): ["registration": String(id)]
         case .schemaBehind(_, let need): ["need": String(need)]
         case .permissionDenied(_, let error), .database(let error): DatabaseFailure(error).context
         }
@@ -152,7 +153,8 @@ extension RegistryError: ReportableError {
         case .escrowObjectMismatch, .notEscrowed: .dataError
         case .stateConflict, .invalidTransition, .keyFingerprintRequired, .keyFingerprintMismatch,
              .escrowIntentWithoutJob, .noEscrowIntent, .escrowIntentCommitted: .dataError
-        case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration: .dataError
+        case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration,
+             .registrationNotActive: .dataError
         case .schemaBehind: .configuration
         case .permissionDenied: .noPermission
         case .database(let error): DatabaseFailure(error).exit

@@ -31,6 +31,9 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible, ClassifiedE
     case escrowIntentCommitted(jobID: Int64, deviceID: String, objectKey: String)
     /// The device has no active key to supersede, revoke or restore.
     case noActiveKey(productID: String, deviceID: String)
+    /// The registration is no longer active (superseded or revoked meanwhile): its key is not
+    /// recorded restored (0011 re-reads it in the recording transaction).
+    case registrationNotActive(registrationID: Int64, status: String?)
     case productExists(String)
     case unknownProduct(String)
     case unknownJob(Int64)
@@ -81,6 +84,9 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible, ClassifiedE
             "the escrow of device \(device) in job \(job) is committed as \(key); it cannot be replaced"
         case .noActiveKey(let product, let device):
             "device \(device) has no active key in product \(product)"
+        case .registrationNotActive(let id, let status):
+            "key registration \(id) is \(status ?? "no longer active") (superseded or revoked while the restore ran); "
+                + "its key is not recorded restored: check the device and the registration's events"
         case .productExists(let product):
             "product \(product) already exists"
         case .unknownProduct(let product):
@@ -108,7 +114,7 @@ extension RegistryError {
     public var failureClass: FailureClass {
         switch self {
         case .activeKeyConflict, .fingerprintConflict, .escrowObjectMismatch, .escrowObjectExists, .notEscrowed,
-             .stateConflict, .keyFingerprintMismatch, .noEscrowIntent, .escrowIntentCommitted:
+             .stateConflict, .keyFingerprintMismatch, .noEscrowIntent, .escrowIntentCommitted, .registrationNotActive:
             .badDevice
         case .invalidTransition, .keyFingerprintRequired, .escrowIntentWithoutJob, .noActiveKey, .productExists,
              .unknownProduct, .unknownJob, .unknownRegistration:

@@ -112,7 +112,7 @@ struct AuditTests {
             "no_escrow_object": .error, "several_active_keys": .error, "public_key_on_two_devices": .error,
             "escrow_object_modified": .error, "escrow_object_missing": .error, "backup_does_not_decrypt": .error,
             "backup_key_mismatch": .error, "orphan_object": .warning, "key_never_registered": .warning,
-            "key_superseded": .info, "restored": .info, "objects_in_other_store": .info,
+            "key_superseded": .info, "restored": .info, "objects_in_other_store": .error,
         ]
         for (code, severity) in expected {
             let matches = found.filter { $0.code == code }
