@@ -152,7 +152,7 @@ let package = Package(
         ]),
         .testTarget(name: "CLITests", dependencies: [
             "keyline", "keyline-sim", "CommandReporting", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "CLibUSB", "ParticleDevice",
-            "Simulator", "Age", "Escrow", "EscrowS3", "Registry", "TestSupport",
+            "Simulator", "Age", "Escrow", "EscrowS3", "Registry", "Audit", "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

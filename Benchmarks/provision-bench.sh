@@ -40,7 +40,8 @@ export KEYLINE_FIRMWARE=$w/firmware KEYLINE_RECIPIENTS=$w/recipients.txt KEYLINE
 # keyline provision over N fresh Photons in DFU mode at time scale TS, N at a time, on 16-port
 # hubs of kind HUB (multi by default; see `keyline-sim serve --help`).
 # Sets wall, cpu (user + system of keyline), slowest (the slowest device's own run time) and
-# limit (the simulator's device-bound limit: the slowest device's modelled time, bus included).
+# limit (the simulator's device-bound limit: the slowest device's modelled time to the answer to its
+# leave request, bus included: where the batch wall ends too).
 provision() {
   local n=$1 ts=$2 platform=${3:-photon} hub=${4:-multi} sock=$w/sim.sock
   rm -f "$sock"
@@ -61,7 +62,8 @@ provision() {
 }
 
 echo "== provision: parallel efficiency, timing model on (time scale 1, 64 KiB image, Photons on 16-port hubs)"
-echo "   efficiency = the slowest device's modelled time (the simulator's device-bound limit, bus included) / batch wall"
+echo "   efficiency = the slowest device's modelled time to its leave request (the simulator's device-bound limit, bus"
+echo "   included; the boot after leave is outside both, as keyline exits once every device is asked to leave) / batch wall"
 for hub in multi single; do
   for n in 16 32 64; do
     provision "$n" 1 photon "$hub"

@@ -13,6 +13,9 @@ public enum AuditError: Error, Sendable, Equatable, CustomStringConvertible {
     case findingsDamaged(directory: String)
     /// `keyline report JOB` for a job the registry does not have.
     case unknownJob(Int64)
+    /// `--check-store` names a store in which no escrow object in scope is recorded, while some
+    /// are recorded in others: nothing could be verified.
+    case storeNotRecorded(store: String, recorded: [String])
 
     public var description: String {
         switch self {
@@ -26,6 +29,10 @@ public enum AuditError: Error, Sendable, Equatable, CustomStringConvertible {
             "the audit's temporary findings file in \(directory) reads back damaged"
         case .unknownJob(let job):
             "there is no job \(job) in the registry"
+        case .storeNotRecorded(let store, let recorded):
+            "--check-store: no escrow object in scope is recorded in \(store); they are recorded in "
+                + recorded.joined(separator: ", ") + ". Nothing was verified: name the recorded store with --store "
+                + "(or KEYLINE_ESCROW_STORE)"
         }
     }
 

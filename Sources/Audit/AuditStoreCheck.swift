@@ -27,8 +27,9 @@ struct StoreCheck {
     func run() async throws {
         let counts = try await audit.objectCounts()
         for (uri, count) in counts where uri != store.storeURI {
-            try report(AuditFinding(.info, "objects_in_other_store", objectKey: uri,
-                                    message: "\(count) escrow objects are recorded in \(uri), not in the store checked (\(store.storeURI)); not checked"))
+            // Asked to check the objects and could not: an error, so the audit does not pass.
+            try report(AuditFinding(.error, "objects_in_other_store", objectKey: uri,
+                                    message: "\(count) escrow objects are recorded in \(uri), not in the store checked (\(store.storeURI)); not checked: audit that store too"))
         }
         let total = counts.first { $0.storeURI == store.storeURI }?.count ?? 0
         progress(.started(.hashingRecorded, store: store.displayName, total: total))

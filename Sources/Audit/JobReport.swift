@@ -13,6 +13,8 @@ public struct JobReport: Codable, Sendable {
         public var outcome: String
         public var reason: String?
         public var startedAt: Date
+        /// A failed try of a step that ran again after it (the device did not fail here).
+        public var retried: Bool = false
     }
 
     public struct Device: Codable, Sendable {
@@ -48,7 +50,8 @@ public struct JobReport: Codable, Sendable {
         public var peakParallel: Int
         /// Devices done per minute of wall time.
         public var throughputPerMinute: Double
-        /// busy / (wall × peak parallel): 1 when every port worked the whole time.
+        /// busy / (wall × peak parallel) over the devices that finished (done): 1 when every port
+        /// worked the whole time. A failed device (held, then given up) would dominate it otherwise.
         public var parallelEfficiency: Double
     }
 
@@ -83,10 +86,14 @@ public struct JobReport: Codable, Sendable {
         let byDevice = Dictionary(grouping: steps, by: \.deviceID)
         devices = jobDevices.map { device in
             let records = (byDevice[device.deviceID] ?? []).sorted { $0.startedAt < $1.startedAt }
-            let timed = records.map { record in
+            var timed = records.map { record in
                 Step(step: record.step, start: record.startedAt.timeIntervalSince(origin), seconds: record.seconds,
                      attempts: record.attempts, outcome: record.outcome.rawValue, reason: record.reason,
                      startedAt: record.startedAt)
+            }
+            // Every try is a row (the runner records each one); a failed one the step ran again after was retried.
+            for index in timed.indices where timed[index].outcome == "failed" {
+                timed[index].retried = timed[(index + 1)...].contains { $0.step == timed[index].step }
             }
             let first = timed.map(\.start).min() ?? 0
             let last = timed.map { $0.start + $0.seconds }.max() ?? 0
@@ -105,6 +112,19 @@ public struct JobReport: Codable, Sendable {
     }
 
     static func totals(_ devices: [Device]) -> Totals {
+        let all = usage(devices)
+        let finished = usage(devices.filter { $0.outcome == "done" })
+        let done = devices.filter { $0.outcome == "done" }.count
+        let failed = devices.filter { $0.outcome == "failed" }.count
+        return Totals(devices: devices.count, done: done, failed: failed, unfinished: devices.count - done - failed,
+                      wallSeconds: all.wall, busySeconds: all.busy, peakParallel: all.peak,
+                      throughputPerMinute: all.wall > 0 ? Double(done) * 60 / all.wall : 0,
+                      parallelEfficiency: finished.wall > 0 && finished.peak > 0
+                          ? min(1, finished.busy / (finished.wall * Double(finished.peak))) : 0)
+    }
+
+    /// The wall time the devices' steps span, the time their steps ran, and the most at once.
+    static func usage(_ devices: [Device]) -> (wall: Double, busy: Double, peak: Int) {
         let spans = devices.compactMap { device -> (Double, Double)? in
             guard let first = device.steps.map(\.start).min(),
                   let last = device.steps.map({ $0.start + $0.seconds }).max() else { return nil }
@@ -125,11 +145,6 @@ public struct JobReport: Codable, Sendable {
             running += edge.change
             peak = max(peak, running)
         }
-        let done = devices.filter { $0.outcome == "done" }.count
-        let failed = devices.filter { $0.outcome == "failed" }.count
-        return Totals(devices: devices.count, done: done, failed: failed, unfinished: devices.count - done - failed,
-                      wallSeconds: wall, busySeconds: busy, peakParallel: peak,
-                      throughputPerMinute: wall > 0 ? Double(done) * 60 / wall : 0,
-                      parallelEfficiency: wall > 0 && peak > 0 ? min(1, busy / (wall * Double(peak))) : 0)
+        return (wall, busy, peak)
     }
 }

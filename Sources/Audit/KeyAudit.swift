@@ -45,6 +45,15 @@ public enum KeyAudit {
         let login = try await audit.privileges()
         if !login.unreadable.isEmpty { throw AuditError.loginCannotRead(user: login.user, tables: login.unreadable) }
         if !login.isReadOnly { output.loginNotReadOnly(login) }
+        // A store that holds none of the recorded objects would turn every one into "not
+        // checked" and pass: refused before anything is listed (issue 21, item 15).
+        if let directory = store as? DirectoryEscrowStore { try directory.checkRootIsSafe() }
+        if let store {
+            let counts = try await audit.objectCounts()
+            if !counts.isEmpty, !counts.contains(where: { $0.storeURI == store.storeURI }) {
+                throw AuditError.storeNotRecorded(store: store.storeURI, recorded: counts.map(\.storeURI))
+            }
+        }
         let spool = try FindingSpool()
         try output.begin(login: login)
         var registrations = 0
@@ -71,13 +80,27 @@ public enum KeyAudit {
         return spool.counts[.error] ?? 0
     }
 
-    /// What one registration alone shows: no backup recorded, or a key no longer active.
+    /// What one registration alone shows: no backup recorded, another key's backup, or a key no
+    /// longer active.
     static func findings(of key: AuditedKey) -> [AuditFinding] {
         var findings: [AuditFinding] = []
         if key.objectKey == nil {
             findings.append(AuditFinding(.error, "no_escrow_object", productID: key.productID, deviceID: key.deviceID,
                                          fingerprint: key.fingerprint, jobID: key.jobID,
                                          message: "key \(key.fingerprint) of device \(key.deviceID) is registered but escrow object \(key.escrowObjectID) does not exist: no backup"))
+        }
+        // The registry's foreign key ties a registration to its own device's object; one loaded
+        // around it (a restore from a dump, replication, a superuser) shows only here, and
+        // `restore` would refuse the device.
+        if key.objectKey != nil,
+           key.objectDeviceID != key.deviceID || key.objectProductID != key.productID
+            || key.objectPublicKeySHA256 != key.fingerprint {
+            findings.append(AuditFinding(.error, "escrow_object_of_another_key", productID: key.productID,
+                                         deviceID: key.deviceID, fingerprint: key.fingerprint, jobID: key.jobID,
+                                         objectKey: key.objectKey,
+                                         message: "key \(key.fingerprint) of device \(key.deviceID) names escrow object \(key.escrowObjectID), "
+                                             + "which was recorded for device \(key.objectDeviceID ?? "?") in product \(key.objectProductID ?? "?") "
+                                             + "with key \(key.objectPublicKeySHA256 ?? "?"): this registration has no backup of its own"))
         }
         if key.status != "active" {
             findings.append(AuditFinding(.info, "key_\(key.status)", productID: key.productID, deviceID: key.deviceID,

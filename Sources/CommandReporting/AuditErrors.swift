@@ -9,6 +9,7 @@ extension AuditError: ReportableError {
         case .loginCannotRead: "databasePermissionDenied"
         case .findingsUnwritable, .findingsDamaged: "cannotWriteFindings"
         case .unknownJob: "unknownJob"
+        case .storeNotRecorded: "storeNotRecorded"
         }
     }
 
@@ -20,6 +21,7 @@ extension AuditError: ReportableError {
         case .findingsUnwritable(_, let directory, let code): ["directory": directory, "errno": String(code)]
         case .findingsDamaged(let directory): ["directory": directory]
         case .unknownJob(let job): ["job": String(job)]
+        case .storeNotRecorded(let store, let recorded): ["store": store, "recorded": recorded.joined(separator: " ")]
         }
     }
 
@@ -28,6 +30,7 @@ extension AuditError: ReportableError {
         case .loginCannotRead: .noPermission
         case .findingsUnwritable, .findingsDamaged: .ioError
         case .unknownJob: .noInput
+        case .storeNotRecorded: .configuration
         }
     }
 }

@@ -34,12 +34,14 @@ extension RestoreBatchError: ReportableError {
         case .notADeviceID: "invalidBatchRow"
         case .listedTwice: "duplicateBatchRow"
         case .empty: "emptyBatch"
+        case .unterminatedQuote: "invalidBatchRow"
         }
     }
     public var message: String { description }
     public var context: [String: String] {
         switch self {
-        case .notADeviceID(let file, let line, _), .listedTwice(let file, let line, _): ["file": file, "line": String(line)]
+        case .notADeviceID(let file, let line, _), .listedTwice(let file, let line, _), .unterminatedQuote(let file, let line):
+            ["file": file, "line": String(line)]
         case .empty(let file): ["file": file]
         }
     }

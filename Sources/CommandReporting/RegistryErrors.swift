@@ -110,6 +110,7 @@ extension RegistryError: ReportableError {
         case .noBenchEscrowIntent: "noBenchEscrowIntent"
         case .keyDoctorInterrupted: "keyDoctorInterrupted"
         case .noActiveKey: "noActiveKey"
+        case .registrationNotActive: "registrationNotActive"
         case .productExists: "productExists"
         case .unknownProduct: "unknownProduct"
         case .unknownJob: "unknownJob"
@@ -140,7 +141,7 @@ extension RegistryError: ReportableError {
         case .noActiveKey(let product, let device): ["product": product, "device": device]
         case .productExists(let product), .unknownProduct(let product): ["product": product]
         case .unknownJob(let job): ["job": String(job)]
-        case .unknownRegistration(let id): ["registration": String(id)]
+        case .unknownRegistration(let id), .registrationNotActive(let id, _): ["registration": String(id)]
         case .schemaBehind(_, let need): ["need": String(need)]
         case .permissionDenied(_, let error), .database(let error): DatabaseFailure(error).context
         }
@@ -155,7 +156,8 @@ extension RegistryError: ReportableError {
         case .stateConflict, .invalidTransition, .keyFingerprintRequired, .keyFingerprintMismatch,
              .escrowIntentWithoutJob, .noEscrowIntent, .escrowIntentCommitted, .noBenchEscrowIntent,
              .keyDoctorInterrupted: .dataError
-        case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration: .dataError
+        case .noActiveKey, .productExists, .unknownProduct, .unknownJob, .unknownRegistration,
+             .registrationNotActive: .dataError
         case .schemaBehind: .configuration
         case .permissionDenied: .noPermission
         case .database(let error): DatabaseFailure(error).exit

@@ -39,11 +39,7 @@ extension DirectoryEscrowStore {
     /// The bytes of the file at `relativePath`, or nil when there is none. Blocking: call it off the pool.
     public func contents(ofObjectAt relativePath: String) throws(EscrowStoreError) -> [UInt8]? {
         let path = root.path + "/" + relativePath
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT || errno == ENOTDIR { return nil }
-            throw .io(operation: "open", path: path, errno: errno)
-        }
+        guard let fd = try openObjectForAudit(relativePath) else { return nil }
         defer { close(fd) }
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -62,11 +58,7 @@ extension DirectoryEscrowStore {
     /// Blocking: call it off the pool.
     public func sha256(ofObjectAt relativePath: String) throws(EscrowStoreError) -> String? {
         let path = root.path + "/" + relativePath
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            if errno == ENOENT || errno == ENOTDIR { return nil }
-            throw .io(operation: "open", path: path, errno: errno)
-        }
+        guard let fd = try openObjectForAudit(relativePath) else { return nil }
         defer { close(fd) }
         var hasher = SHA256Digest()
         var buffer = [UInt8](repeating: 0, count: 64 * 1024)
@@ -80,6 +72,27 @@ extension DirectoryEscrowStore {
             buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
         }
         return Hex.encode(hasher.finalize())
+    }
+}
+
+extension DirectoryEscrowStore {
+    /// Opens an object to audit it after the checks `put` makes (issue 21, item 16): the root and
+    /// the folders down to the object are real folders nobody else can write, and the object is
+    /// not a symlink; nil when it does not exist. An object reached through a link is not the
+    /// store's, so it is refused rather than hashed.
+    func openObjectForAudit(_ relativePath: String) throws(EscrowStoreError) -> Int32? {
+        let components = relativePath.split(separator: "/").map(String.init)
+        try Self.checkFolders(root: root.path, components: Array(components.dropLast()))
+        let path = root.path + "/" + relativePath
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)
+        guard fd >= 0 else {
+            if errno == ENOENT || errno == ENOTDIR { return nil }
+            if errno == ELOOP {
+                throw .unsafeStore(path: path, problem: "is a symbolic link, not an object written by the store; remove it and restore the object from a backup of the store")
+            }
+            throw .io(operation: "open", path: path, errno: errno)
+        }
+        return fd
     }
 }
 
@@ -131,10 +144,15 @@ public final class DirectoryObjectWalk: @unchecked Sendable {
             if parent.isEmpty && name == DirectoryEscrowStore.markerName { continue }
             let path = parent.isEmpty ? name : parent + "/" + name
             var isDirectory = entry.pointee.d_type == UInt8(DT_DIR)
+            var isLink = entry.pointee.d_type == UInt8(DT_LNK)
             if entry.pointee.d_type == UInt8(DT_UNKNOWN) {
                 var info = stat()
-                isDirectory = lstat(root + "/" + path, &info) == 0 && info.st_mode & S_IFMT == S_IFDIR
+                let known = lstat(root + "/" + path, &info) == 0
+                isDirectory = known && info.st_mode & S_IFMT == S_IFDIR
+                isLink = known && info.st_mode & S_IFMT == S_IFLNK
             }
+            // The checks `put` makes: a link in the store points outside it.
+            if isLink { try DirectoryEscrowStore.checkFolder(root + "/" + path) }
             if isDirectory { try descend(into: path) } else { paths.append(path) }
         }
         return paths
@@ -142,6 +160,8 @@ public final class DirectoryObjectWalk: @unchecked Sendable {
 
     private func descend(into path: String) throws(EscrowStoreError) {
         let full = path.isEmpty ? root : root + "/" + path
+        // A symlink or a group/world-writable folder is refused, as `put` refuses it.
+        guard try DirectoryEscrowStore.checkFolder(full) else { return }
         guard let handle = opendir(full) else {
             if errno == ENOENT || errno == ENOTDIR { return }
             throw .io(operation: "open directory", path: full, errno: errno)

@@ -10,7 +10,9 @@ import DeviceKeys
 /// twice with `If-None-Match: *`; the second put must be refused with 412. If it is accepted, the
 /// store is refused with `.unsafeStore` (exit 79, needs an operator) and nothing is escrowed
 /// there. Once per store value and process (two extra requests per run), shared by concurrent puts.
-/// A probe that fails for another reason does not stop the put (see `requireConditionalPuts`).
+/// The probe fails closed: any answer but the expected ones (2xx, then 412) stops the put with the
+/// probe's own error (a 403 on the probe's name, the store away), so no object is written to a
+/// store whose write-once was not checked; the next put probes again.
 extension S3EscrowStore {
     /// The probe's name under the prefix; audit listings leave it out.
     public static let probeName = ".keyline-conditional-put-probe"
@@ -18,20 +20,10 @@ extension S3EscrowStore {
     static let probeBytes = Array("keyline: this object checks that the store refuses to overwrite (If-None-Match: *)\n".utf8)
     static let probeSHA256 = SHA256Digest.hash(probeBytes)
 
-    /// Runs the probe once (later callers wait for the first one's result). Only a detected
-    /// overwrite stops the put: when the probe itself fails (a missing bucket, no permission for the
-    /// probe's name, the store away), the put goes on and reports its own error, naming its own
-    /// key, and the next put probes again.
+    /// Runs the probe once (later callers wait for the first one's result) and throws whatever
+    /// stopped it: a detected overwrite (`unsafeStore`) or the probe request's own error.
     func requireConditionalPuts() async throws {
-        do {
-            try await conditionalPutCheck.run { try await probeConditionalPut() }
-        } catch let error as EscrowStoreError {
-            throw error
-        } catch is CancellationError {
-            throw CancellationError()
-        } catch {
-            return
-        }
+        try await conditionalPutCheck.run { try await probeConditionalPut() }
     }
 
     private func probeConditionalPut() async throws {

@@ -75,6 +75,12 @@ public struct S3StoreSettings: Sendable, Hashable {
                   url.host != nil, url.path.isEmpty || url.path == "/", url.query == nil, url.user == nil else {
                 throw .invalidStore("endpoint \(endpointText) is not http(s)://host[:port]")
             }
+            // Plain HTTP lets anyone on the path answer the PUT (and its overwrite check): only
+            // to a server on this machine, as a test's.
+            guard scheme == "https" || isLoopback(url.host!) else {
+                throw .invalidStore("endpoint \(endpointText) uses plain http:// to \(url.host!), which is not this "
+                                    + "machine: use https:// (http:// is allowed only to localhost, 127.0.0.0/8 or ::1)")
+            }
             endpoint = url
             pathStyle = true
         } else {
@@ -105,6 +111,15 @@ public struct S3StoreSettings: Sendable, Hashable {
         let host = endpoint.host!
         let authority = endpoint.port.map { "\(host):\($0)" } ?? host
         return pathStyle ? (authority, "/\(bucket)/\(name)") : ("\(bucket).\(authority)", "/\(name)")
+    }
+
+    /// localhost, 127.0.0.0/8 or ::1: addresses that never leave the machine.
+    static func isLoopback(_ host: String) -> Bool {
+        let name = host.lowercased().trimmingCharacters(in: CharacterSet(charactersIn: "[]"))
+        if name == "localhost" || name == "::1" || name == "0:0:0:0:0:0:0:1" { return true }
+        let octets = name.split(separator: ".", omittingEmptySubsequences: false)
+        return octets.count == 4 && octets[0] == "127"
+            && octets.allSatisfy { octet in octet.count <= 3 && UInt8(octet).map { _ in true } ?? false }
     }
 
     static func isBucketName(_ name: String) -> Bool {

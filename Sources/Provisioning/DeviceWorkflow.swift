@@ -186,6 +186,7 @@ final class DeviceWorkflow {
     private func perform(_ step: ProvisioningStep) async throws {
         var attempt = 1
         var holds = 0
+        var storeWaits = 0
         while true {
             if context.stop.isStopRequested { throw StopRequested() }
             let clock = ContinuousClock.now
@@ -193,6 +194,7 @@ final class DeviceWorkflow {
             emit(.stepStarted, step: step, attempt: attempt)
             do {
                 try await body(of: step)
+                if storeWaits > 0 { emit(.note, step: step, message: "the escrow store is back; going on") }
                 await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
                 return
             } catch let error as StopRequested {
@@ -201,8 +203,24 @@ final class DeviceWorkflow {
                 // The device may be anywhere after a failed step (re-enumerating, reset): open it afresh.
                 await closeSession()
                 let failureClass = error.failureClass
+                let thisTry = StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt)
+                // The store away is waited out as the registry's outages are (`persist`): held,
+                // visibly, until it returns or the run is stopped; not failed after N attempts.
+                if StoreOutage.isOutage(error) {
+                    if storeWaits == 0 {
+                        emit(.held, step: step, attempt: attempt, message: "store unreachable, holding: \(error)",
+                             failureClass: failureClass)
+                    }
+                    storeWaits += 1
+                    await recordTry(thisTry, failure: "\(error)")
+                    if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: storeWaits + 1)) {
+                        throw StopRequested(heldBy: "the escrow store: \(error)")
+                    }
+                    continue
+                }
                 if failureClass == .retryable && attempt < definition.retries.attempts {
                     emit(.retrying, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
+                    await recordTry(thisTry, failure: "\(error)")
                     if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: attempt + 1)) { throw StopRequested() }
                     attempt += 1
                     continue
@@ -213,14 +231,23 @@ final class DeviceWorkflow {
                 if failureClass == .needsOperator && holds < Self.holdLimit {
                     holds += 1
                     emit(.held, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)
+                    await recordTry(thisTry, failure: "\(error)")
                     if await context.stop.sleep(for: definition.retries.maxBackoff) { throw StopRequested(heldBy: "\(error)") }
                     continue
                 }
-                await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt),
-                                 failure: "\(error)")
+                await recordStep(thisTry, failure: "\(error)")
                 throw StepFailed(step: step, error: error, attempts: attempt)
             }
         }
+    }
+
+    /// Records a failed try of a step that is tried again, so `keyline report` draws every try, not
+    /// only the last. Best effort, and never waited for: a try is history, not a state.
+    private func recordTry(_ timing: StepTiming, failure: String) async {
+        let record = StepRecord(jobID: context.jobID, deviceID: deviceID, step: timing.step.rawValue, startedAt: timing.started,
+                                seconds: timing.seconds, attempts: timing.attempts, outcome: .failed,
+                                reason: failure, portPath: port.description, station: definition.station)
+        _ = try? await context.registry.recordStep(record)
     }
 
     /// Keeps a step's timing for the run's report and records it in the registry for

@@ -162,11 +162,18 @@ public struct KeyRestore: Sendable {
 
         let details = [superseded.map { "the device held key \($0.fingerprint): escrowed as superseded" },
                        leaveFailure.map { "the device did not leave DFU mode: \($0)" }].compactMap { $0 }
-        let restoration = try await registry.recordRestoration(NewRestoration(
-            registrationID: registration.id, station: station, outcome: .restored,
-            detail: details.isEmpty ? nil : details.joined(separator: "; "),
-            reason: request.reason, ticket: request.ticket, durationMilliseconds: Self.milliseconds(since: started),
-            foundKey: foundKey, supersededEscrowObjectID: superseded?.object.id))
+        // The registry re-reads the registration in the transaction that records the restoration:
+        // one superseded or revoked since the check above is refused, not recorded restored.
+        let restoration: Restoration
+        do {
+            restoration = try await registry.recordRestoration(NewRestoration(
+                registrationID: registration.id, station: station, outcome: .restored,
+                detail: details.isEmpty ? nil : details.joined(separator: "; "),
+                reason: request.reason, ticket: request.ticket, durationMilliseconds: Self.milliseconds(since: started),
+                foundKey: foundKey, supersededEscrowObjectID: superseded?.object.id))
+        } catch RegistryError.registrationNotActive {
+            throw RestoreError.registrationChanged(deviceID: id, registrationID: registration.id)
+        }
         return RestoreReport(deviceID: id, productID: registration.productID, platform: attachedPlatform.name,
                              fingerprint: registration.fingerprint, registrationID: registration.id, foundKey: foundKey,
                              supersededFingerprint: superseded?.fingerprint, supersededEscrowObjectID: superseded?.object.id,

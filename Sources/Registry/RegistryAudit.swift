@@ -65,6 +65,11 @@ public struct AuditedKey: Sendable, Hashable {
     public var storeURI: String?
     public var objectKey: String?
     public var ciphertextSHA256: String?
+    /// The device, product and public key the escrow object was recorded for (nil without one):
+    /// a registration naming another device's object shows here, without decrypting anything.
+    public var objectDeviceID: String? = nil
+    public var objectProductID: String? = nil
+    public var objectPublicKeySHA256: String? = nil
 }
 
 /// An escrow object's place in a store, as `--check-store` compares it with the store.
@@ -151,7 +156,8 @@ public struct RegistryAudit: Sendable {
         try await snapshot.forEachBatch("""
             SELECT r.id, r.product_id, r.device_id, d.platform, r.algorithm, r.fingerprint,
                    trunc(extract(epoch FROM r.registered_at))::bigint, r.job_id,
-                   r.station, r.status, r.status_reason, r.escrow_object_id, e.store_uri, e.object_key, e.ciphertext_sha256
+                   r.station, r.status, r.status_reason, r.escrow_object_id, e.store_uri, e.object_key, e.ciphertext_sha256,
+                   e.device_id, e.product_id, e.public_key_sha256
             FROM key_registrations r
             LEFT JOIN escrow_objects e ON e.id = r.escrow_object_id
             LEFT JOIN job_devices d ON d.job_id = r.job_id AND d.device_id = r.device_id
@@ -167,7 +173,8 @@ public struct RegistryAudit: Sendable {
                            station: try row.decode(at: 8), status: try row.decode(at: 9),
                            statusReason: try row.decode(at: 10), escrowObjectID: try row.decode(at: 11),
                            storeURI: try row.decode(at: 12), objectKey: try row.decode(at: 13),
-                           ciphertextSHA256: try row.decode(at: 14))
+                           ciphertextSHA256: try row.decode(at: 14), objectDeviceID: try row.decode(at: 15),
+                           objectProductID: try row.decode(at: 16), objectPublicKeySHA256: try row.decode(at: 17))
             })
         }
     }

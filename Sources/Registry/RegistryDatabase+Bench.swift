@@ -47,24 +47,16 @@ extension RegistryDatabase {
     /// registered to another device is always refused (`fingerprintConflict`).
     /// `doctorIntent`: the `keys doctor` intent this registration finishes (closed in the same transaction).
     public func registerKey(_ registration: NewKeyRegistration, superseding: Bool, reason: String,
-                            doctorIntent: Int64? = nil) async throws -> (registered: KeyRegistration, superseded: KeyRegistration?) {
+                            ticket: String? = nil, doctorIntent: Int64? = nil) async throws -> (registered: KeyRegistration, superseded: KeyRegistration?) {
         precondition(registration.jobID == nil, "re-keys outside a job only")
         do {
             return try await transaction { transaction in
                 var superseded: KeyRegistration?
-                if superseding, let row = try transaction.queryOne("""
-                    UPDATE key_registrations SET status = 'superseded', status_reason = $3
-                    WHERE product_id = $1 AND device_id = $2 AND status = 'active' AND fingerprint <> $4
-                    RETURNING \(Self.registrationColumns(prefix: ""))
-                    """, [registration.productID, registration.deviceID, reason, registration.fingerprint]) {
-                    let old = try Self.keyRegistration(row, prefix: "")
-                    superseded = old
-                    try Self.appendEvent(kind: "key.superseded", station: registration.station,
-                                         productID: registration.productID, deviceID: registration.deviceID, jobID: nil,
-                                         detail: ["fingerprint": old.fingerprint, "reason": reason,
-                                                  "registration_id": String(old.id),
-                                                  "replaced_by": registration.fingerprint],
-                                         in: transaction)
+                if superseding {
+                    superseded = try Self.changeStatus(to: .superseded, productID: registration.productID,
+                                                       deviceID: registration.deviceID, reason: reason, ticket: ticket,
+                                                       station: registration.station,
+                                                       replacedBy: registration.fingerprint, in: transaction)
                 }
                 if let same = try transaction.queryOne("""
                     SELECT \(Self.registrationColumns(prefix: "")) FROM key_registrations

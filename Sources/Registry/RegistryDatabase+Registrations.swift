@@ -143,36 +143,42 @@ extension RegistryDatabase {
         }
     }
 
-    /// Marks the device's active key superseded (RMA: a new key replaces it).
-    public func supersedeKey(productID: String, deviceID: String, reason: String,
+    /// Marks the device's active key superseded (RMA: a new key replaces it). The database records
+    /// who, where, when and why on the row and appends the `key.superseded` event (0011).
+    public func supersedeKey(productID: String, deviceID: String, reason: String, ticket: String? = nil,
                              station: String) async throws -> KeyRegistration {
-        try await changeStatus(to: .superseded, productID: productID, deviceID: deviceID, reason: reason, station: station)
+        try await changeStatus(to: .superseded, productID: productID, deviceID: deviceID, reason: reason,
+                               ticket: ticket, station: station)
     }
 
     /// Marks the device's active key revoked (compromised or retired); the device then has none.
-    public func revokeKey(productID: String, deviceID: String, reason: String,
+    /// An administrator's call: bench and station logins are refused by the database.
+    public func revokeKey(productID: String, deviceID: String, reason: String, ticket: String? = nil,
                           station: String) async throws -> KeyRegistration {
-        try await changeStatus(to: .revoked, productID: productID, deviceID: deviceID, reason: reason, station: station)
+        try await changeStatus(to: .revoked, productID: productID, deviceID: deviceID, reason: reason,
+                               ticket: ticket, station: station)
     }
 
     func changeStatus(to status: RegistrationStatus, productID: String, deviceID: String, reason: String,
-                              station: String) async throws -> KeyRegistration {
+                      ticket: String?, station: String) async throws -> KeyRegistration {
         try await run(status == .revoked ? "revoke keys" : "supersede keys") { transaction in
-            guard let row = try transaction.queryOne("""
-                UPDATE key_registrations SET status = $3, status_reason = $4
-                WHERE product_id = $1 AND device_id = $2 AND status = 'active'
-                RETURNING \(Self.registrationColumns(prefix: ""))
-                """, [productID, deviceID, status.rawValue, reason]) else {
+            guard let row = try Self.changeStatus(to: status, productID: productID, deviceID: deviceID, reason: reason,
+                                                  ticket: ticket, station: station, replacedBy: nil, in: transaction) else {
                 throw RegistryError.noActiveKey(productID: productID, deviceID: deviceID)
             }
-            let registration = try Self.keyRegistration(row, prefix: "")
-            try Self.appendEvent(kind: "key.\(status.rawValue)", station: station, productID: productID,
-                                 deviceID: deviceID, jobID: nil,
-                                 detail: ["fingerprint": registration.fingerprint, "reason": reason,
-                                          "registration_id": String(registration.id)],
-                                 in: transaction)
-            return registration
+            return row
         }
+    }
+
+    /// The one way a registration's status changes (`keyline_change_key_status`, 0011): the
+    /// function checks the login's binding and the trigger behind it appends the event.
+    static func changeStatus(to status: RegistrationStatus, productID: String, deviceID: String, reason: String,
+                             ticket: String?, station: String, replacedBy: String?,
+                             in transaction: PostgresTransaction) throws -> KeyRegistration? {
+        try transaction.queryOne("""
+            SELECT \(registrationColumns(prefix: "")) FROM keyline_change_key_status($1, $2, $3, $4, $5, $6, $7)
+            """, [productID, deviceID, status.rawValue, reason, ticket, station, replacedBy])
+            .map { try keyRegistration($0, prefix: "") }
     }
 
     /// Registrations of a product with the escrow object backing each, oldest first.

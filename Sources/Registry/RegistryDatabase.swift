@@ -137,7 +137,17 @@ public struct RegistryDatabase: Sendable {
     /// Records a restore attempt (operator = the database login, set by the database) and appends
     /// a `key.restored` or `key.restore_failed` event with its reason, ticket, outcome and duration.
     public func recordRestoration(_ new: NewRestoration) async throws -> Restoration {
-        try await run("record restorations") { transaction in
+        try await run("record restorations", { transaction in
+            // Re-read in this transaction: a key superseded or revoked since the restore read it is
+            // not recorded restored (the database's trigger holds the same rule under a lock).
+            if new.outcome == .restored,
+               let current = try transaction.queryOne("SELECT status FROM key_registrations WHERE id = $1",
+                                                      [new.registrationID]) {
+                let status: String = try current.decode("status")
+                guard status == RegistrationStatus.active.rawValue else {
+                    throw RegistryError.registrationNotActive(registrationID: new.registrationID, status: status)
+                }
+            }
             guard let row = try transaction.queryOne("""
                 INSERT INTO restorations (registration_id, product_id, device_id, escrow_object_id, station, outcome,
                                           detail, reason, ticket, duration_ms, found_key, superseded_escrow_object_id)
@@ -161,7 +171,10 @@ public struct RegistryDatabase: Sendable {
                                  productID: restoration.productID, deviceID: restoration.deviceID, jobID: nil,
                                  detail: detail, in: transaction)
             return restoration
-        }
+        }, mapping: { error in
+            error.constraint == "restorations_registration_active"
+                ? .registrationNotActive(registrationID: new.registrationID, status: nil) : nil
+        })
     }
 
     public func restorations(productID: String, deviceID: String? = nil) async throws -> [Restoration] {

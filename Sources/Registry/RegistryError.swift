@@ -35,6 +35,9 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible, ClassifiedE
     case noBenchEscrowIntent(storeURI: String, objectKey: String)
     /// The device has no active key to supersede, revoke or restore.
     case noActiveKey(productID: String, deviceID: String)
+    /// The registration is no longer active (superseded or revoked meanwhile): its key is not
+    /// recorded restored (0011 re-reads it in the recording transaction).
+    case registrationNotActive(registrationID: Int64, status: String?)
     case productExists(String)
     case unknownProduct(String)
     case unknownJob(Int64)
@@ -89,6 +92,9 @@ public enum RegistryError: Error, Sendable, CustomStringConvertible, ClassifiedE
             "no bench escrow intent is recorded for \(key) in \(store); record it before writing the object"
         case .noActiveKey(let product, let device):
             "device \(device) has no active key in product \(product)"
+        case .registrationNotActive(let id, let status):
+            "key registration \(id) is \(status ?? "no longer active") (superseded or revoked while the restore ran); "
+                + "its key is not recorded restored: check the device and the registration's events"
         case .productExists(let product):
             "product \(product) already exists"
         case .unknownProduct(let product):
@@ -117,7 +123,7 @@ extension RegistryError {
         switch self {
         case .activeKeyConflict, .fingerprintConflict, .escrowObjectMismatch, .escrowObjectExists, .notEscrowed,
              .stateConflict, .keyFingerprintMismatch, .noEscrowIntent, .escrowIntentCommitted, .noBenchEscrowIntent,
-             .keyDoctorInterrupted:
+             .keyDoctorInterrupted, .registrationNotActive:
             .badDevice
         case .invalidTransition, .keyFingerprintRequired, .escrowIntentWithoutJob, .noActiveKey, .productExists,
              .unknownProduct, .unknownJob, .unknownRegistration:

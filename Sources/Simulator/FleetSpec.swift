@@ -57,6 +57,11 @@ public enum FleetSpec {
                 plan.hubs[hubPath] = kind
                 let port = USBPortPath(bus: 1, ports: hubPath.ports + [UInt8(index % perHub + 1)])
                 let isProtected = protectedPorts.map { $0 == nil || $0!.contains(port) } ?? false
+                // Protected Device mode is a Device OS 6.x feature of Gen 3 and later bootloaders
+                // (device-os-keys.md, "Protected Device mode"); a Gen 2 device has no such mode.
+                if isProtected && platform.generation < 3 {
+                    throw specError("--protected: \(platform.name) at \(port) is a Gen \(platform.generation) device; Device Protection exists on Gen 3 and later only (name the Gen 3 ports instead of \"all\")")
+                }
                 plan.devices.append(PlannedDevice(platform: platform, port: port, mode: itemMode ?? usbMode, protected: isProtected,
                                                   faults: faultPlan.faults(for: port)))
             }

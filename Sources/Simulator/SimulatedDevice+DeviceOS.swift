@@ -51,6 +51,7 @@ extension SimulatedDevice {
             lock.withLock {
                 stats.resetsAfterKeyGeneration += 1
                 stats.modelledTime += boot
+                stats.modelledTimeAfterLeave += boot
             }
             queue.asyncAfter(deadline: deadline(after: boot, factor: factor)) { self.bootApplication(factor: factor) }
             return

@@ -45,6 +45,12 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
         /// wire, bus wait, flash busy, reported poll timeouts, re-enumeration and boot). What a
         /// batch would take with an infinitely fast host. Counted only at a time scale above 0.
         public var modelledTime = Duration.zero
+        /// The part of `modelledTime` after the last leave-DFU request was answered (the detach,
+        /// the application's boot, a Gen2 reset after generating a key): a batch's wall ends at
+        /// that answer (the station does not wait for the boot), so its device-bound limit must too.
+        public var modelledTimeAfterLeave = Duration.zero
+        /// `modelledTime` up to the answer to the last leave-DFU request: the event a batch ends on.
+        public var modelledTimeToLeave: Duration { modelledTime - modelledTimeAfterLeave }
     }
 
     let queue: DispatchQueue
@@ -284,7 +290,10 @@ public final class SimulatedDevice: @unchecked Sendable, CustomStringConvertible
             // Both detach, then boot the application and come back in normal mode. 20 ms from
             // the reply to the reset: an assumption.
             let detachAfter = action == .leaveDFU ? usb.leaveDelay : .milliseconds(20)
-            if timeScale > 0 { stats.modelledTime += (detachAfter + usb.boot) * faults.slowdown }
+            if timeScale > 0 {
+                stats.modelledTime += (detachAfter + usb.boot) * faults.slowdown
+                stats.modelledTimeAfterLeave = action == .leaveDFU ? (detachAfter + usb.boot) * faults.slowdown : .zero
+            }
             queue.asyncAfter(deadline: deadline(after: detachAfter, factor: factor)) {
                 let event = self.lock.withLock { self.session == session ? self.detachLocked() : nil }
                 self.notify(event)

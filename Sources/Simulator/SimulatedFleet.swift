@@ -172,10 +172,12 @@ public final class SimulatedFleet: DeviceBus, USBDeviceLocator, @unchecked Senda
     /// Whether the hub at `path` (e.g. 1-2 for ports 1-2.1 …) is single- or multi-TT.
     public func hubKind(at path: USBPortPath) -> HubKind { hubs.kind(ofHubAt: path) }
 
-    /// The slowest device's device-bound modelled time (see `Statistics.modelledTime`): the
-    /// least a batch over this fleet can take, bus included, with an infinitely fast host.
+    /// The slowest device's device-bound modelled time up to the answer to its leave-DFU request
+    /// (`Statistics.modelledTimeToLeave`): the least a batch over this fleet can take, bus
+    /// included, with an infinitely fast host. It ends where a batch's wall ends (the station is
+    /// done with a device once it is asked to leave), so `limit / wall` compares with 1.0.
     public var deviceBoundLimit: (port: USBPortPath, time: Duration)? {
-        allDevices.map { ($0.port, $0.device.statistics.modelledTime) }.max { $0.1 < $1.1 }
+        allDevices.map { ($0.port, $0.device.statistics.modelledTimeToLeave) }.max { $0.1 < $1.1 }
     }
 
     // MARK: - Bus view

@@ -104,7 +104,7 @@ struct SimServeCommand: AsyncParsableCommand {
             try await line.stop()
             if let limit = fleet.deviceBoundLimit, timeScale > 0 {
                 let seconds = Double(limit.time.components.seconds) + Double(limit.time.components.attoseconds) / 1e18
-                say("device-bound limit \(String(format: "%.3f", seconds)) s modelled (slowest device \(limit.port), bus included)")
+                say("device-bound limit \(String(format: "%.3f", seconds)) s modelled to the last leave request (slowest device \(limit.port), bus included)")
             }
             say("stopped by signal \(signal)")
             // Devices may still be busy on their own queues (booting, generating a key): leave

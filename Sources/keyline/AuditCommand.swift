@@ -19,6 +19,11 @@ struct AuditCommand: AsyncParsableCommand {
               error    escrow_object_missing      (--check-store) the recorded object is not in the store
               error    escrow_object_modified     (--check-store) the object's SHA-256 differs from the record
               warning  orphan_object              (--check-store) a file in the store no record names
+              error    objects_in_other_store     (--check-store) objects recorded in another store: not checked
+              error    escrow_object_unreadable   (--check-store) unreadable, or behind a symlink or a
+                                                  group/world-writable folder (the checks `put` makes)
+              error    escrow_object_of_another_key  the registration names an escrow object recorded
+                                                  for another device, product or key
               error    public_key_on_two_devices  one public key recorded for two devices
               error    several_active_keys        more than one active key for a device
               warning  key_never_registered       a device reached key_ready/escrowed in a stopped job
@@ -49,7 +54,9 @@ struct AuditCommand: AsyncParsableCommand {
               75  registry unreachable
               77  permission denied (the login cannot read the registry)
               78  database settings invalid, or the registry's schema is older than this keyline \
-                  (`keyline db migrate`)
+                  (`keyline db migrate`), or --check-store names a store where none of the \
+                  objects in scope is recorded (storeNotRecorded: nothing would be verified)
+              79  --check-store: the store's root is a symlink or group/world-writable
             """)
 
     @Option(help: "Only this product's keys.")

@@ -43,7 +43,7 @@ extension JobReport {
             ("Devices", "\(totals.devices): \(totals.done) done, \(totals.failed) failed, \(totals.unfinished) unfinished"),
             ("Wall time", "\(Self.seconds(totals.wallSeconds)) s"),
             ("Throughput", String(format: "%.1f devices/min", totals.throughputPerMinute)),
-            ("Parallel", "up to \(totals.peakParallel) at once; efficiency \(efficiency)%"),
+            ("Parallel", "up to \(totals.peakParallel) at once; efficiency \(efficiency)% over the devices that finished"),
         ]
         var out = "<section class=\"summary\" id=\"summary\">\n<dl>\n"
         for (name, value) in facts {
@@ -80,11 +80,14 @@ extension JobReport {
                 for step in device.steps {
                     let x = label + step.start * scale
                     let w = max(step.seconds * scale, 1.5)
-                    let failed = step.outcome == "failed"
-                    let colour = Self.stepColours[step.step] ?? "#cccccc"
+                    // A failed try that ran again is drawn, in its own colour; only a step the device failed on is marked failed.
+                    let failed = step.outcome == "failed" && !step.retried
+                    let colour = step.retried ? "#fdae61" : Self.stepColours[step.step] ?? "#cccccc"
                     let tip = "\(device.deviceID) \(step.step): \(Self.seconds(step.start)) s + \(Self.seconds(step.seconds)) s"
                         + (step.attempts > 1 ? ", \(step.attempts) attempts" : "") + (failed ? ", FAILED: \(step.reason ?? "")" : "")
-                    out += "<rect class=\"step\(failed ? " failed" : "")\" data-step=\"\(step.step)\" x=\"\(Self.f(x))\" y=\"\(Self.f(y + 3))\" "
+                        + (step.retried ? ", try failed, tried again: \(step.reason ?? "")" : "")
+                    let classes = failed ? " failed" : step.retried ? " retried" : ""
+                    out += "<rect class=\"step\(classes)\" data-step=\"\(step.step)\" x=\"\(Self.f(x))\" y=\"\(Self.f(y + 3))\" "
                         + "width=\"\(Self.f(w))\" height=\"\(Self.f(rowHeight - 6))\" fill=\"\(failed ? "#d7191c" : colour)\">"
                         + "<title>\(Self.escape(tip))</title></rect>\n"
                     if failed {
@@ -103,7 +106,8 @@ extension JobReport {
         for step in Self.stepOrder {
             out += "<li><span class=\"swatch\" style=\"background:\(Self.stepColours[step]!)\"></span>\(step)</li>\n"
         }
-        return out + "<li><span class=\"swatch\" style=\"background:#d7191c\"></span>failed step ✕</li>\n</ul>\n"
+        return out + "<li><span class=\"swatch\" style=\"background:#fdae61\"></span>failed try, tried again</li>\n"
+            + "<li><span class=\"swatch\" style=\"background:#d7191c\"></span>failed step ✕</li>\n</ul>\n"
     }
 
     private func deviceTable() -> String {

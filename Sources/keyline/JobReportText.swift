@@ -26,7 +26,7 @@ extension JobReport {
         }
         out += "\n\(totals.devices) devices: \(totals.done) done, \(totals.failed) failed, \(totals.unfinished) unfinished\n"
         out += "wall time \(Self.seconds(totals.wallSeconds)) s, \(String(format: "%.1f", totals.throughputPerMinute)) devices/min, "
-            + "up to \(totals.peakParallel) at once, parallel efficiency \(Int((totals.parallelEfficiency * 100).rounded()))%\n"
+            + "up to \(totals.peakParallel) at once, parallel efficiency \(Int((totals.parallelEfficiency * 100).rounded()))% (devices done)\n"
         return out
     }
 

@@ -11,7 +11,8 @@ struct KeysCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "keys",
         abstract: "Make, inspect and format device and server keys.",
-        subcommands: [New.self, Save.self, Load.self, Server.self, Address.self, Send.self, Doctor.self, Inspect.self, ServerBlob.self]
+        subcommands: [New.self, Save.self, Load.self, Server.self, Address.self, Send.self, Doctor.self, Inspect.self, ServerBlob.self,
+                      Revoke.self, Supersede.self]
     )
 }
 

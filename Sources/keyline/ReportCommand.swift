@@ -10,10 +10,11 @@ struct ReportCommand: AsyncParsableCommand {
         abstract: "Report how a provisioning job went: each device, each step's timing, totals.",
         discussion: """
             Per device: port, device ID, platform, outcome, attempts, each step with its start (seconds \
-            from the batch's first step) and duration, and the failure with its reason. Totals: devices \
-            done/failed/unfinished, wall time, throughput (devices done per minute), the most devices \
-            running at once and the parallel efficiency (time the devices' steps ran ÷ (wall time × \
-            that peak)). --format html writes one self-contained page (summary, timeline chart with \
+            from the batch's first step) and duration, every failed try of a retried step included, and \
+            the failure with its reason. Totals: devices done/failed/unfinished, wall time, throughput \
+            (devices done per minute), the most devices running at once and the parallel efficiency of \
+            the devices that finished (time their steps ran ÷ (their wall time × their peak at once); a \
+            device that failed after a long hold does not drag it down). --format html writes one self-contained page (summary, timeline chart with \
             one row per port, device table) to standard output or -o FILE.
 
             EXIT CODES

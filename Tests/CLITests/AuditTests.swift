@@ -88,10 +88,10 @@ struct AuditTests {
                               \(backupOfOne.count), ARRAY['age1x'], 'x' FROM k RETURNING id, public_key_sha256)
             INSERT INTO key_registrations (product_id, device_id, algorithm, spki_der, fingerprint, escrow_object_id, station)
                 SELECT '\(product)', '\(mismatchDevice)', 'ec', k.b, e.public_key_sha256, e.id, 'x' FROM k, e;
-            UPDATE key_registrations SET status = 'superseded', status_reason = 'RMA 17' WHERE device_id = '\(four[0])';
             INSERT INTO restorations (registration_id, product_id, device_id, escrow_object_id, station, outcome)
                 SELECT id, product_id, device_id, escrow_object_id, 'rma-bench', 'restored' FROM key_registrations
                 WHERE device_id = '\(four[0])';
+            UPDATE key_registrations SET status = 'superseded', status_reason = 'RMA 17' WHERE device_id = '\(four[0])';
             INSERT INTO jobs (product_id, station, pipeline) VALUES ('\(product)', 'x', 'stopped.yaml');
             INSERT INTO job_devices (job_id, device_id, state, station) SELECT max(id), 'eeeeeeeeeeeeeeeeeeeeee05', 'detected', 'x' FROM jobs;
             UPDATE job_devices SET state = 'dfu' WHERE device_id = 'eeeeeeeeeeeeeeeeeeeeee05';
@@ -112,7 +112,7 @@ struct AuditTests {
             "no_escrow_object": .error, "several_active_keys": .error, "public_key_on_two_devices": .error,
             "escrow_object_modified": .error, "escrow_object_missing": .error, "backup_does_not_decrypt": .error,
             "backup_key_mismatch": .error, "orphan_object": .warning, "key_never_registered": .warning,
-            "key_superseded": .info, "restored": .info, "objects_in_other_store": .info,
+            "key_superseded": .info, "restored": .info, "objects_in_other_store": .error,
         ]
         for (code, severity) in expected {
             let matches = found.filter { $0.code == code }

@@ -29,6 +29,23 @@ import Testing
         #expect(try await direct.contains(key) == false)
     }
 
+    @Test func aProbeRefusedForAnotherReasonStopsThePutFailingClosed() async throws {
+        // A 403 on the probe's name alone (a bucket policy): before, the put went on unchecked.
+        let proxy = try FaultProxy(forbidProbe: true)
+        defer { Task { try? await proxy.stop() } }
+        let store = try await S3TestServer.store(prefix: "escrow", endpoint: proxy.endpoint)
+        let key = try S3TestServer.key(71)
+        await #expect {
+            _ = try await store.put(S3TestServer.bytes("unchecked"), at: key)
+        } throws: { error in
+            guard case S3StoreError.http(_, _, let name, 403, _, _, _) = error else { return false }
+            return name.hasSuffix(S3EscrowStore.probeName) && (error as? S3StoreError)?.failureClass == .needsOperator
+        }
+        #expect(proxy.faults.contains { $0.hasPrefix("fault forbid-probe PUT") })
+        let direct = try S3EscrowStore(uri: "s3://\(store.settings.bucket)/escrow", environment: S3TestServer.environment())
+        #expect(try await direct.contains(key) == false)
+    }
+
     @Test func aServerThatHonoursItPassesTheProbeOnceAndListingsLeaveTheProbeOut() async throws {
         let store = try await S3TestServer.store(prefix: "escrow")
         // 16 concurrent first puts share one probe; each object is written.

@@ -133,7 +133,8 @@ import Testing
             Issue.record("put into a missing bucket succeeded")
         } catch let error as S3StoreError {
             let text = error.description
-            #expect(text.contains("NoSuchBucket") && text.contains(store.settings.bucket) && text.contains("p/\(key.path)"))
+            // The conditional-put probe is the first request, and fails closed: its error names it.
+            #expect(text.contains("NoSuchBucket") && text.contains(store.settings.bucket) && text.contains("p/\(S3EscrowStore.probeName)"))
             #expect(!text.contains("keyline-test-secret"))
             #expect(error.failureClass == .needsOperator)
         }

@@ -22,6 +22,23 @@ import TestSupport
         #expect(specific.region == "ap-south-1" && specific.endpoint.absoluteString == "https://b:2" && specific.prefix == "")
     }
 
+    @Test func plainHTTPOnlyToLoopback() throws {
+        for endpoint in ["http://127.0.0.1:9000", "http://localhost:9000", "http://127.1.2.3", "http://[::1]:9000"] {
+            #expect(try S3StoreSettings.parse("s3://escrow-bucket?endpoint=\(endpoint)", environment: [:]).endpoint
+                    == URL(string: endpoint)!)
+        }
+        for endpoint in ["http://minio.factory:9000", "http://10.0.0.5:9000", "http://128.0.0.1", "http://127.0.0.1.evil.example"] {
+            #expect {
+                _ = try S3StoreSettings.parse("s3://escrow-bucket", environment: ["AWS_ENDPOINT_URL": endpoint])
+            } throws: { error in
+                guard case EscrowStoreError.invalidStore(let reason) = error else { return false }
+                return reason.contains(endpoint) && reason.contains("https://")
+            }
+        }
+        #expect(try S3StoreSettings.parse("s3://escrow-bucket?endpoint=https://minio.factory:9000", environment: [:])
+                .endpoint.absoluteString == "https://minio.factory:9000")
+    }
+
     @Test func awsItselfByDefault() throws {
         let settings = try S3StoreSettings.parse("s3://escrow-bucket/x/", environment: ["AWS_REGION": "eu-central-1"])
         #expect(settings.endpoint.absoluteString == "https://s3.eu-central-1.amazonaws.com" && !settings.pathStyle)

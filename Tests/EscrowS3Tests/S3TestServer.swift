@@ -63,10 +63,11 @@ final class FaultProxy: @unchecked Sendable {
 
     static let script = Bundle.module.resourceURL!.appendingPathComponent("Fixtures/s3-fault-proxy.py").path
 
-    init(slowdown: Int = 0, reset: Int = 0, loseReply: Int = 0, stripIfNoneMatch: Bool = false) throws {
+    init(slowdown: Int = 0, reset: Int = 0, loseReply: Int = 0, stripIfNoneMatch: Bool = false,
+         forbidProbe: Bool = false) throws {
         let upstream = try S3TestServer.endpoint().replacingOccurrences(of: "http://", with: "")
         arguments = ["--upstream", upstream, "--slowdown", "\(slowdown)", "--reset", "\(reset)", "--lose-reply", "\(loseReply)"]
-            + (stripIfNoneMatch ? ["--strip-if-none-match"] : [])
+            + (stripIfNoneMatch ? ["--strip-if-none-match"] : []) + (forbidProbe ? ["--forbid-probe"] : [])
         port = 0
         try start(port: 0)
     }

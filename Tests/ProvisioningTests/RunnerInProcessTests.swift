@@ -102,6 +102,10 @@ struct RunnerInProcessTests {
             #expect(summary.devices.map(\.outcome) == [.done, .done], "\(summary.devices.map { $0.reason ?? "" })")
             // Each device's retry wrote the very bytes of its first attempt: one hash per device.
             #expect(Set(store.puts).count == 2, "\(store.puts)")
+            // Every try is recorded for `keyline report`: the two failed puts, then each device's escrow.
+            let escrowSteps = try await registry.steps(jobID: summary.jobID).filter { $0.step == "escrow" }
+            #expect(escrowSteps.filter { $0.outcome == .failed }.count == 2, "\(escrowSteps)")
+            #expect(escrowSteps.filter { $0.outcome == .done }.count == 2, "\(escrowSteps)")
             for audited in try await registry.registrations(productID: "inproc") {
                 let key = try EscrowObjectKey(product: "inproc", deviceID: audited.registration.deviceID,
                                               publicKeySHA256: audited.registration.fingerprint)

@@ -11,6 +11,8 @@ to --upstream, except:
                  stays open until the test acts).
   --strip-if-none-match  forwards PUTs without their If-None-Match header: a server that does
                  not honour conditional writes (moto does not check signatures).
+  --forbid-probe  answers every request for the conditional-put probe with 403 AccessDenied (a
+                 bucket policy that denies that one name).
 Requests for the conditional-put probe (.keyline-conditional-put-probe) are never faulted, so
 the counts above apply to the requests a test makes.
 Prints "listening PORT" once it accepts, and one line per injected fault.
@@ -35,12 +37,15 @@ parser.add_argument("--reset", type=int, default=0)
 parser.add_argument("--lose-reply", type=int, default=0)
 parser.add_argument("--down-after-lose", action="store_true")
 parser.add_argument("--strip-if-none-match", action="store_true")
+parser.add_argument("--forbid-probe", action="store_true")
 args = parser.parse_args()
 host, port = args.upstream.rsplit(":", 1)
 lock = threading.Lock()
 budget = {"slowdown": args.slowdown, "reset": args.reset, "lose": args.lose_reply}
 down = {"now": False}
 
+DENIED = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>AccessDenied</Code>'
+          b'<Message>Access Denied</Message><RequestId>fault-proxy</RequestId></Error>')
 SLOWDOWN = (b'<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>'
             b'<Message>Please reduce your request rate.</Message><RequestId>fault-proxy</RequestId></Error>')
 
@@ -66,6 +71,15 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if args.strip_if_none_match:
             headers = {k: v for k, v in headers.items() if k.lower() != "if-none-match"}
         if ".keyline-conditional-put-probe" in self.path:
+            if args.forbid_probe:
+                print("fault forbid-probe", self.command, self.path, flush=True)
+                self.send_response(403)
+                self.send_header("Content-Type", "application/xml")
+                self.send_header("Content-Length", str(len(DENIED)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(DENIED)
+                return
             self.forward(body, headers)
             return
         if take("slowdown"):
