@@ -63,8 +63,16 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),  // named only to pin its version
         ]),
 
+        // Shamir's secret sharing over GF(2^8): a format, like Age, with no I/O (escrow custody).
+        .target(name: "Shamir", dependencies: ["FailurePolicy"]),
+
         // The registry (PostgreSQL through libpq).
         .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy", "HexEncoding"]),
+
+        // Escrow custody: epochs split among custodians, recovery, reshare, rotation (issue 22).
+        .target(name: "Custody", dependencies: [
+            "Age", "Escrow", "EscrowS3", "Registry", "Shamir", "FailurePolicy", "HexEncoding", "LocalFiles",
+        ]),
 
         // What stations, benches and auditors do.
         .target(name: "Provisioning", dependencies: [
@@ -73,7 +81,7 @@ let package = Package(
         ]),
         .target(name: "RMABench", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
-            "HexEncoding", "LocalFiles",
+            "HexEncoding", "LocalFiles", "Custody",
         ]),
         .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry", "LocalFiles"]),
 
@@ -85,12 +93,12 @@ let package = Package(
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
         .target(name: "CommandReporting", dependencies: [
             "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
-            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles",
+            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles", "Custody", "Shamir",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [
             "CommandReporting", "DeviceKeys", "ParticlePlatform", "USB", "ParticleDevice", "Age", "Escrow", "EscrowS3", "Registry",
-            "Provisioning", "RMABench", "Audit",
+            "Provisioning", "RMABench", "Audit", "Custody",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline-sim", dependencies: [
@@ -100,7 +108,7 @@ let package = Package(
         // Benchmarks are an executable, never timed assertions in tests (`make bench`).
         .executableTarget(name: "keyline-bench", dependencies: [
             "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "EscrowS3", "Registry", "Simulator",
-            "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
+            "Custody", "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
         ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh", "baseline-keyline.sh"]),
 
         // Shared test code (child processes, scratch directories, the test database).
@@ -122,6 +130,11 @@ let package = Package(
         .testTarget(name: "EscrowS3Tests", dependencies: [
             "EscrowS3", "Escrow", "Age", "DeviceKeys", "FailurePolicy", "TestSupport",
         ], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ShamirTests", dependencies: ["Shamir"]),
+        .testTarget(name: "CustodyTests", dependencies: [
+            "Custody", "Registry", "Age", "Escrow", "DeviceKeys", "RMABench", "Simulator", "DeviceBus", "ParticlePlatform",
+            "TestSupport",
+        ]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "FailurePolicy", "TestSupport"]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "DeviceKeys", "ParticleDevice", "ParticlePlatform", "DeviceBus", "Age", "Escrow",
@@ -132,7 +145,7 @@ let package = Package(
         ]),
         .testTarget(name: "CLITests", dependencies: [
             "keyline", "keyline-sim", "CommandReporting", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "CLibUSB", "ParticleDevice",
-            "Simulator", "Age", "Escrow", "EscrowS3", "Registry", "TestSupport",
+            "Simulator", "Age", "Escrow", "EscrowS3", "Registry", "Custody", "TestSupport",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -18,6 +18,7 @@ let benchmarks: [Benchmark] = [
     Benchmark(name: "registry", run: registryBenchmark),
     Benchmark(name: "dfu", run: DFUBenchmarks.run),
     Benchmark(name: "usb-standin", run: StandInBenchmark.run),
+    Benchmark(name: "custody-rotation", run: RotationBenchmark.run),
     // Only on request (provision-bench.sh asks for it): the yardstick of the runner's CPU per device.
 ]
 

@@ -148,7 +148,7 @@ public struct DirectoryEscrowStore: EscrowStore {
         let digest = SHA256Digest.hex(ciphertext)
         let components = [key.product, key.deviceID]
         let directory = "\(root)/\(key.product)/\(key.deviceID)"
-        let final = "\(directory)/\(key.publicKeySHA256).age"
+        let final = "\(directory)/\(key.fileName)"
         try makeDirectories(root: root, components: components, sync: sync)
 
         if let existing = try readIfExists(final) {

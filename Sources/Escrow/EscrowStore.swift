@@ -6,13 +6,17 @@ import HexEncoding
 
 /// Where a backup lives in a store: `<product>/<device-id>/<spki-sha256>.age` (design.md,
 /// "Escrow format"). One object per key a device ever had, so a re-keyed device never
-/// overwrites the backup of its earlier key.
+/// overwrites the backup of its earlier key. A custody rotation re-encrypts a backup as a new
+/// generation beside it (`<spki-sha256>.g2.age`, …): the store is write-once, so the first stays.
 public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
     public let product: String
     public let deviceID: String
     public let publicKeySHA256: String
+    /// 1 for the object a key was first escrowed as; a rotation writes the next.
+    public let generation: Int
 
-    public init(product: String, deviceID: String, publicKeySHA256: String) throws(EscrowStoreError) {
+    public init(product: String, deviceID: String, publicKeySHA256: String, generation: Int = 1) throws(EscrowStoreError) {
+        guard (1...9_999).contains(generation) else { throw .invalidKey("generation \(generation) is not 1-9999") }
         guard Self.isPathSegment(product) else { throw .invalidKey("product \"\(product)\" is not 1-64 letters, digits, '.', '-' or '_'") }
         guard Self.isDeviceID(deviceID) else {
             throw .invalidKey("device ID \"\(deviceID)\" is not 24 lowercase hex digits")
@@ -23,10 +27,32 @@ public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
         self.product = product
         self.deviceID = deviceID
         self.publicKeySHA256 = publicKeySHA256
+        self.generation = generation
     }
 
     /// The object's path relative to the store root.
-    public var path: String { "\(product)/\(deviceID)/\(publicKeySHA256).age" }
+    public var path: String { "\(product)/\(deviceID)/\(fileName)" }
+
+    /// The object's name in its device's folder.
+    public var fileName: String { generation == 1 ? "\(publicKeySHA256).age" : "\(publicKeySHA256).g\(generation).age" }
+
+    /// The key a recorded object key names (`path` read back), or nil when it is not one.
+    public init?(path: String) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, parts[2].hasSuffix(".age") else { return nil }
+        let stem = parts[2].dropLast(4).split(separator: ".", omittingEmptySubsequences: false)
+        var generation = 1
+        if stem.count == 2 {
+            guard stem[1].first == "g", let number = Int(stem[1].dropFirst()), number >= 2,
+                  String(number) == String(stem[1].dropFirst()) else { return nil }
+            generation = number
+        } else if stem.count != 1 {
+            return nil
+        }
+        guard let key = try? EscrowObjectKey(product: parts[0], deviceID: parts[1], publicKeySHA256: String(stem[0]),
+                                             generation: generation) else { return nil }
+        self = key
+    }
     public var description: String { path }
 
     /// A Particle device ID as keyline stores it: 12 bytes written as 24 lowercase hex digits.

@@ -178,7 +178,8 @@ public struct KeyRestore: Sendable {
     /// registry: the file alone is trusted for nothing.
     private func verifiedBackup(_ registration: KeyRegistration) async throws -> (EscrowBackup, EscrowObject) {
         let id = registration.deviceID
-        guard let object = try await registry.escrowObject(id: registration.escrowObjectID) else {
+        // The registration's current object: after a custody rotation, its latest generation.
+        guard let object = try await registry.currentEscrowObject(registrationID: registration.id)?.object else {
             throw RestoreError.backupUnavailable(deviceID: id, objectKey: "escrow object \(registration.escrowObjectID)",
                                                  detail: "not recorded")
         }
@@ -186,7 +187,8 @@ public struct KeyRestore: Sendable {
         let store: any EscrowStore = try storeOverride.map { DirectoryEscrowStore(root: URL(fileURLWithPath: $0)) }
             ?? EscrowStores.open(object.storeURI)
         let key = try EscrowObjectKey(product: object.productID, deviceID: object.deviceID,
-                                      publicKeySHA256: object.publicKeySHA256)
+                                      publicKeySHA256: object.publicKeySHA256,
+                                      generation: EscrowObjectKey(path: object.objectKey)?.generation ?? 1)
         guard key.path == object.objectKey else {
             throw RestoreError.backupMismatch(deviceID: id, field: "object key", registered: key.path, backup: object.objectKey)
         }
