@@ -131,10 +131,7 @@ let package = Package(
             "EscrowS3", "Escrow", "Age", "DeviceKeys", "FailurePolicy", "TestSupport",
         ], resources: [.copy("Fixtures")]),
         .testTarget(name: "ShamirTests", dependencies: ["Shamir"]),
-        .testTarget(name: "CustodyTests", dependencies: [
-            "Custody", "Registry", "Age", "Escrow", "DeviceKeys", "RMABench", "Simulator", "DeviceBus", "ParticlePlatform",
-            "TestSupport",
-        ]),
+        .testTarget(name: "CustodyTests", dependencies: ["Custody", "Registry", "Age", "Escrow", "DeviceKeys", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "FailurePolicy", "TestSupport"]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "DeviceKeys", "ParticleDevice", "ParticlePlatform", "DeviceBus", "Age", "Escrow",
