@@ -17,6 +17,7 @@ enum RotationBenchmark {
     static func run() async throws {
         let base = ConnectionSettings.fromEnvironment()
         let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("keyline-bench-rotate-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: scratch) }
         var stores: [(String, String)] = [("directory", scratch.appendingPathComponent("store").path)]
         if let endpoint = ProcessInfo.processInfo.environment["KEYLINE_TEST_S3_ENDPOINT"], !endpoint.isEmpty {
