@@ -109,7 +109,10 @@ struct CustodyRotateCLITests {
         #expect(events.count == 50)
         #expect(Set(events.compactMap(\.deviceID)).count == 50)
         // The audit finds nothing wrong with the generations.
-        let audit = try await line.keyline(["audit", "--product", "rotated", "--format", "json"])
+        let audit = try await line.keyline(["audit", "--product", "rotated", "--format", "json", "--check-store",
+                                            "--decrypt", "--identity", scratch.path("epoch-2-identity.txt")])
+        #expect(audit.status == 0, "\(audit.stdout)\(audit.stderr)")
+        #expect(!audit.stdout.contains("backup_does_not_decrypt") && !audit.stdout.contains("orphan_object"), "\(audit.stdout)")
         #expect(!audit.stdout.contains("generation_not_registered"), "\(audit.stdout)")
         #expect(!audit.stdout.contains("backup_under_retired_epoch"), "\(audit.stdout)")
     }
