@@ -63,6 +63,9 @@ let package = Package(
             .product(name: "NIOSSL", package: "swift-nio-ssl"),  // named only to pin its version
         ]),
 
+        // Shamir's secret sharing over GF(2^8): a format, like Age, with no I/O (escrow custody).
+        .target(name: "Shamir", dependencies: ["FailurePolicy"]),
+
         // The registry (PostgreSQL through libpq).
         .target(name: "Registry", dependencies: ["CLibPQ", "FailurePolicy", "HexEncoding"]),
 
@@ -73,6 +76,10 @@ let package = Package(
             .product(name: "NIOCore", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        // Escrow custody: epochs split among custodians, recovery, reshare, rotation (issue 22).
+        .target(name: "Custody", dependencies: [
+            "Age", "Escrow", "EscrowS3", "Registry", "Shamir", "FailurePolicy", "HexEncoding", "LocalFiles",
+        ]),
 
         // What stations, benches and auditors do.
         .target(name: "Provisioning", dependencies: [
@@ -81,7 +88,7 @@ let package = Package(
         ]),
         .target(name: "RMABench", dependencies: [
             "DeviceBus", "DFU", "ParticleDevice", "ParticlePlatform", "DeviceKeys", "Age", "Escrow", "EscrowS3", "Registry", "FailurePolicy",
-            "HexEncoding", "LocalFiles", "ParticleCloud",
+            "HexEncoding", "LocalFiles", "ParticleCloud", "Custody",
         ]),
         .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry", "LocalFiles"]),
 
@@ -98,12 +105,12 @@ let package = Package(
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
         .target(name: "CommandReporting", dependencies: [
             "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
-            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles", "ParticleCloud",
+            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles", "ParticleCloud", "Custody", "Shamir",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [
             "CommandReporting", "DeviceKeys", "ParticlePlatform", "USB", "ParticleDevice", "Age", "Escrow", "EscrowS3", "Registry",
-            "Provisioning", "RMABench", "Audit", "ParticleCloud",
+            "Provisioning", "RMABench", "Audit", "ParticleCloud", "Custody",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline-sim", dependencies: [
@@ -114,7 +121,7 @@ let package = Package(
         .executableTarget(name: "keyline-bench", dependencies: [
             "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "EscrowS3", "Registry", "Simulator",
             "ParticleCloud",  // the cloud outbox's drain against the simulated cloud
-            "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
+            "Custody", "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
         ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh", "baseline-keyline.sh"]),
 
         // Shared test code (child processes, scratch directories, the test database).
@@ -142,6 +149,8 @@ let package = Package(
             .product(name: "NIOPosix", package: "swift-nio"),
             .product(name: "NIOHTTP1", package: "swift-nio"),
         ]),
+        .testTarget(name: "ShamirTests", dependencies: ["Shamir"]),
+        .testTarget(name: "CustodyTests", dependencies: ["Custody", "Registry", "Age", "Escrow", "DeviceKeys", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "FailurePolicy", "TestSupport"]),
         .testTarget(name: "ProvisioningTests", dependencies: [
             "Provisioning", "Registry", "DeviceKeys", "ParticleDevice", "ParticlePlatform", "DeviceBus", "Age", "Escrow",
@@ -152,7 +161,7 @@ let package = Package(
         ]),
         .testTarget(name: "CLITests", dependencies: [
             "keyline", "keyline-sim", "CommandReporting", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "CLibUSB", "ParticleDevice",
-            "Simulator", "Age", "Escrow", "EscrowS3", "Registry", "Audit", "TestSupport",
+            "Simulator", "Age", "Escrow", "EscrowS3", "Registry", "Audit", "TestSupport", "Custody",
         ]),
     ],
     swiftLanguageModes: [.v6]

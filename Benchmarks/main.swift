@@ -19,6 +19,7 @@ let benchmarks: [Benchmark] = [
     Benchmark(name: "dfu", run: DFUBenchmarks.run),
     Benchmark(name: "usb-standin", run: StandInBenchmark.run),
     Benchmark(name: "cloud-outbox", run: CloudOutboxBenchmark.run),
+    Benchmark(name: "custody-rotation", run: RotationBenchmark.run),
     // Only on request (provision-bench.sh asks for it): the yardstick of the runner's CPU per device.
 ]
 

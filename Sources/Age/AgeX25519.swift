@@ -104,13 +104,13 @@ public struct X25519Recipient: AgeRecipient, Hashable, CustomStringConvertible {
 /// An X25519 private key, written `AGE-SECRET-KEY-1…`. Its `description` shows only the
 /// recipient; the secret text comes out only through `secretKeyString`.
 public struct X25519Identity: AgeIdentity, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
-    private let privateKey: Curve25519.KeyAgreement.PrivateKey
+    let privateKey: Curve25519.KeyAgreement.PrivateKey
 
     public static func generate() -> X25519Identity {
         X25519Identity(privateKey: Curve25519.KeyAgreement.PrivateKey())
     }
 
-    private init(privateKey: Curve25519.KeyAgreement.PrivateKey) {
+    init(privateKey: Curve25519.KeyAgreement.PrivateKey) {
         self.privateKey = privateKey
     }
 

@@ -72,6 +72,7 @@ public enum KeyAudit {
         try await audit.forEachCrossCheckFinding { try spool.add($0) }
         try await audit.forEachCloudFinding(pendingAge: cloudPendingAge) { try spool.add($0) }
         try await audit.forEachInterruptedDoctorFinding { try spool.add($0) }
+        try await CustodyAuditCheck(audit: audit).run { try spool.add($0) }
         if let store {
             try await StoreCheck(store: store, audit: audit, report: { try spool.add($0) },
                                  progress: { output.progress($0) }).run()

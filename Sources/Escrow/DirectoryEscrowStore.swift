@@ -148,7 +148,7 @@ public struct DirectoryEscrowStore: EscrowStore {
         let digest = SHA256Digest.hex(ciphertext)
         let components = [key.product, key.deviceID]
         let directory = "\(root)/\(key.product)/\(key.deviceID)"
-        let final = "\(root)/\(key.path)"  // `<spki-sha256>.age`, or `.gN.age` for a later generation
+        let final = "\(directory)/\(key.fileName)"
         try makeDirectories(root: root, components: components, sync: sync)
 
         if let existing = try readIfExists(final) {

@@ -6,21 +6,24 @@ import HexEncoding
 
 /// Where a backup lives in a store: `<product>/<device-id>/<spki-sha256>.age` (design.md,
 /// "Escrow format"). One object per key a device ever had, so a re-keyed device never
-/// overwrites the backup of its earlier key.
+/// overwrites the backup of its earlier key. A custody rotation re-encrypts a backup as a new
+/// generation beside it (`<spki-sha256>.g2.age`, …): the store is write-once, so the first stays.
 public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
     public let product: String
     public let deviceID: String
     public let publicKeySHA256: String
-    /// 1 for `<spki-sha256>.age`; N > 1 for `<spki-sha256>.gN.age`, written beside an object at the
-    /// key's path that no record names and the writer cannot take over (a killed write, a backup put
-    /// there by hand): the write goes on under the next generation, and the blocked object stays for
-    /// the audit to report (`keyline audit --check-store` lists objects no record names).
+    /// 1 for `<spki-sha256>.age`; N > 1 for `<spki-sha256>.gN.age`. A later generation is written
+    /// either by a custody rotation (the backup re-encrypted to a new epoch, 0012) or beside an object
+    /// at the key's path that no record names and the writer cannot take over (a killed write, a
+    /// backup put there by hand): the write goes on under the next generation, and the blocked object
+    /// stays for the audit to report (`keyline audit --check-store` lists objects no record names).
     public let generation: Int
 
     /// Generations a write tries before giving up (each one occupied by an unrecorded object).
     public static let generations = 1...16
 
     public init(product: String, deviceID: String, publicKeySHA256: String, generation: Int = 1) throws(EscrowStoreError) {
+        guard (1...9_999).contains(generation) else { throw .invalidKey("generation \(generation) is not 1-9999") }
         guard Self.isPathSegment(product) else { throw .invalidKey("product \"\(product)\" is not 1-64 letters, digits, '.', '-' or '_'") }
         guard Self.isDeviceID(deviceID) else {
             throw .invalidKey("device ID \"\(deviceID)\" is not 24 lowercase hex digits")
@@ -28,21 +31,18 @@ public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
         guard Self.isSHA256Hex(publicKeySHA256) else {
             throw .invalidKey("public key SHA-256 \"\(publicKeySHA256)\" is not 64 lowercase hex digits")
         }
-        guard Self.generations.contains(generation) else {
-            throw .invalidKey("generation \(generation) is not within \(Self.generations)")
-        }
         self.product = product
         self.deviceID = deviceID
         self.publicKeySHA256 = publicKeySHA256
         self.generation = generation
     }
 
-    /// The key a registry row records: `recordedPath` must be this key's path in some generation.
+    /// The key a registry row records: `recordedPath` must be this device's and this key's object
+    /// in some generation.
     public init(recordedPath: String, product: String, deviceID: String, publicKeySHA256: String) throws(EscrowStoreError) {
-        let base = try EscrowObjectKey(product: product, deviceID: deviceID, publicKeySHA256: publicKeySHA256)
-        guard let key = Self.generations.lazy.compactMap({ try? base.at(generation: $0) })
-                .first(where: { $0.path == recordedPath }) else {
-            throw .invalidKey("\"\(recordedPath)\" is not an object key of \(base.path)")
+        guard let key = EscrowObjectKey(path: recordedPath), key.product == product, key.deviceID == deviceID,
+              key.publicKeySHA256 == publicKeySHA256 else {
+            throw .invalidKey("\"\(recordedPath)\" is not an object key of \(product)/\(deviceID)/\(publicKeySHA256)")
         }
         self = key
     }
@@ -53,8 +53,27 @@ public struct EscrowObjectKey: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// The object's path relative to the store root.
-    public var path: String {
-        "\(product)/\(deviceID)/\(publicKeySHA256)" + (generation == 1 ? "" : ".g\(generation)") + ".age"
+    public var path: String { "\(product)/\(deviceID)/\(fileName)" }
+
+    /// The object's name in its device's folder.
+    public var fileName: String { generation == 1 ? "\(publicKeySHA256).age" : "\(publicKeySHA256).g\(generation).age" }
+
+    /// The key a recorded object key names (`path` read back), or nil when it is not one.
+    public init?(path: String) {
+        let parts = path.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count == 3, parts[2].hasSuffix(".age") else { return nil }
+        let stem = parts[2].dropLast(4).split(separator: ".", omittingEmptySubsequences: false)
+        var generation = 1
+        if stem.count == 2 {
+            guard stem[1].first == "g", let number = Int(stem[1].dropFirst()), number >= 2,
+                  String(number) == String(stem[1].dropFirst()) else { return nil }
+            generation = number
+        } else if stem.count != 1 {
+            return nil
+        }
+        guard let key = try? EscrowObjectKey(product: parts[0], deviceID: parts[1], publicKeySHA256: String(stem[0]),
+                                             generation: generation) else { return nil }
+        self = key
     }
     public var description: String { path }
 

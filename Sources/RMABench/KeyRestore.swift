@@ -185,7 +185,8 @@ public struct KeyRestore: Sendable {
     /// registry: the file alone is trusted for nothing.
     private func verifiedBackup(_ registration: KeyRegistration) async throws -> (EscrowBackup, EscrowObject) {
         let id = registration.deviceID
-        guard let object = try await registry.escrowObject(id: registration.escrowObjectID) else {
+        // The registration's current object: after a custody rotation, its latest generation.
+        guard let object = try await registry.currentEscrowObject(registrationID: registration.id)?.object else {
             throw RestoreError.backupUnavailable(deviceID: id, objectKey: "escrow object \(registration.escrowObjectID)",
                                                  detail: "not recorded")
         }

@@ -156,10 +156,14 @@ public struct RegistryAudit: Sendable {
         try await snapshot.forEachBatch("""
             SELECT r.id, r.product_id, r.device_id, d.platform, r.algorithm, r.fingerprint,
                    trunc(extract(epoch FROM r.registered_at))::bigint, r.job_id,
-                   r.station, r.status, r.status_reason, r.escrow_object_id, e.store_uri, e.object_key, e.ciphertext_sha256,
+                   r.station, r.status, r.status_reason, coalesce(g.escrow_object_id, r.escrow_object_id),
+                   e.store_uri, e.object_key, e.ciphertext_sha256,
                    e.device_id, e.product_id, e.public_key_sha256
             FROM key_registrations r
-            LEFT JOIN escrow_objects e ON e.id = r.escrow_object_id
+            -- The registration's current object: its latest generation after a custody rotation (0012).
+            LEFT JOIN LATERAL (SELECT escrow_object_id FROM escrow_object_generations
+                               WHERE registration_id = r.id ORDER BY generation DESC LIMIT 1) g ON true
+            LEFT JOIN escrow_objects e ON e.id = coalesce(g.escrow_object_id, r.escrow_object_id)
             LEFT JOIN job_devices d ON d.job_id = r.job_id AND d.device_id = r.device_id
             WHERE ($1::text IS NULL OR r.product_id = $1) AND ($2::timestamptz IS NULL OR r.registered_at >= $2)
               AND ($3::bigint IS NULL OR r.job_id = $3)

@@ -151,7 +151,7 @@ public struct RegistryDatabase: Sendable {
             guard let row = try transaction.queryOne("""
                 INSERT INTO restorations (registration_id, product_id, device_id, escrow_object_id, station, outcome,
                                           detail, reason, ticket, duration_ms, found_key, superseded_escrow_object_id)
-                SELECT id, product_id, device_id, escrow_object_id, $2, $3, $4, $5, $6, $7, $8, $9
+                SELECT id, product_id, device_id, keyline_current_escrow_object(id), $2, $3, $4, $5, $6, $7, $8, $9
                 FROM key_registrations WHERE id = $1
                 RETURNING \(Self.restorationColumns)
                 """, [new.registrationID, new.station, new.outcome.rawValue, new.detail, new.reason, new.ticket,

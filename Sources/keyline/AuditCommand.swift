@@ -33,6 +33,11 @@ struct AuditCommand: AsyncParsableCommand {
               error    cloud_upload_parked        the Particle cloud refused the key's upload: the device
                                                   cannot connect (`keyline cloud status`)
               warning  cloud_upload_pending       the key's upload is still pending after --cloud-pending-age
+              warning  backup_under_retired_epoch an active key's backup is still encrypted to a retired epoch
+              error    generation_not_registered  a rotated object (.gN.age) no registration records as generation N
+              error    epoch_short_of_custodians  an active epoch has fewer reachable custodians than its threshold
+              warning  epoch_at_threshold         exactly as many reachable custodians as the threshold
+              error    epoch_without_shares       an active epoch with no share set
 
             The audit reads one consistent snapshot of the registry, streamed through a server-side \
             cursor: memory does not grow with the number of registrations. Run it with a login that \

@@ -24,6 +24,7 @@ struct Keyline: AsyncParsableCommand {
             EscrowCommand.self,
             DatabaseCommand.self,
             AuditCommand.self,
+            CustodyCommand.self,
             ReportCommand.self,
             CloudCommand.self,
             JobCommand.self,

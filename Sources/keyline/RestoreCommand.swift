@@ -18,6 +18,13 @@ struct RestoreCommand: AsyncParsableCommand {
             that does not is still restored: a warning says to reset it by hand). A restoration and an \
             event are recorded (operator = the database login). Decrypted key bytes live only in memory.
 
+            --shares FILE… instead of --identity: the escrow epoch's identity is rebuilt in memory from M \
+            custodians' share files (each opened with --custodian-identity, asked for at the terminal, or \
+            already opened by its custodian with `age -d`), checked share by share and against the epoch's \
+            recorded recipient (a tampered, repeated or other epoch's share is named and refused, exit 65; \
+            too few, exit 64), used for this session only, and recorded as a recovery ceremony with the \
+            devices restored under it.
+
             --batch FILE.csv restores a tray: one row per device (device ID, reason, ticket; a header \
             row is allowed), --concurrency at a time.
 
@@ -32,7 +39,8 @@ struct RestoreCommand: AsyncParsableCommand {
               15  the device is protected (Device Protection)
               16  the device is not attached
               17  the registration was superseded or revoked while the restore ran
-              64  usage error; 66 identity or CSV file missing; 75 registry or store unreachable
+              64  usage error (--shares: fewer than the epoch's threshold); 65 a share refused (named)
+              66  identity, share or CSV file missing; 75 registry or store unreachable
               69/76 USB or DFU failure while writing (see the message)
             Every refusal (10–17) is decided before anything is written to the device.
             """)
@@ -44,7 +52,18 @@ struct RestoreCommand: AsyncParsableCommand {
     var batch: String?
 
     @Option(help: "Age identity file (AGE-SECRET-KEY-1…) that decrypts the line's backups.")
-    var identity: String
+    var identity: String?
+
+    @Option(parsing: .upToNextOption,
+            help: "Instead of --identity: M share files of the escrow epoch (the age files, or documents custodians opened with `age -d`).")
+    var shares: [String] = []
+
+    @Option(name: .customLong("custodian-identity"),
+            help: "With --shares: a custodian's identity file that opens their share file (repeatable); without one keyline asks at the terminal.")
+    var custodianIdentities: [String] = []
+
+    @Option(help: "With --shares: the epoch the shares must belong to.")
+    var epoch: String?
 
     @Option(help: "Why the device came back (recorded).")
     var reason: String?
@@ -71,6 +90,7 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func validate() throws {
         if (deviceID == nil) == (batch == nil) { throw ValidationError("give a DEVICE_ID or --batch FILE.csv (not both)") }
+        if identity == nil && shares.isEmpty { throw ValidationError("give --identity FILE or the epoch's --shares FILE…") }
         if batch != nil && (reason != nil || ticket != nil) {
             throw ValidationError("--reason and --ticket are per row with --batch")
         }
@@ -80,7 +100,10 @@ struct RestoreCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await DatabaseCommand.run(json: output.json) {
-            let settings = RestoreSettings(identityFiles: [identity], station: station, storeOverride: store, concurrency: concurrency)
+            let custody = shares.isEmpty ? nil : RestoreShares(files: shares, custodianIdentityFiles: custodianIdentities,
+                                                               epoch: epoch, prompt: CustodianPrompt.onTerminal)
+            let settings = RestoreSettings(identityFiles: identity.map { [$0] } ?? [], station: station, storeOverride: store,
+                                           concurrency: concurrency, shares: custody)
             let bus = BenchBus.usb(timeoutSeconds: timeout)
             guard let batch else {
                 let request = RestoreRequest(deviceID: deviceID!, productID: product, reason: reason, ticket: ticket)

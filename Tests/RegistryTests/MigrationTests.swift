@@ -4,8 +4,10 @@ import Testing
 
 @Suite("Migrations")
 struct MigrationTests {
-    static let tables = ["bench_escrow_intents", "cloud_uploads", "escrow_intents", "escrow_objects", "events", "job_device_steps", "job_devices", "jobs",
-                         "key_doctor_intents", "key_registrations", "products",
+    static let tables = ["bench_escrow_intents", "cloud_uploads", "custody_ceremonies", "custody_ceremony_restorations", "custody_ceremony_shares",
+                         "custody_rotation_intents", "custody_share_losses", "custody_share_sets", "custody_shares", "escrow_epochs",
+                         "escrow_intents", "escrow_object_generations", "escrow_objects", "events", "job_device_steps",
+                         "job_devices", "jobs", "key_doctor_intents", "key_registrations", "products",
                          "restorations", "schema_migrations", "station_logins"]
 
     @Test("the migrations compiled into keyline equal schema/*.sql (run `make schema-embed` if not)")
