@@ -61,9 +61,9 @@ CREATE TRIGGER cloud_uploads_guard BEFORE UPDATE OR DELETE ON cloud_uploads
 
 -- The upload names exactly its registration's key.
 CREATE FUNCTION keyline_cloud_upload_matches() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM 1 FROM key_registrations r
+    PERFORM 1 FROM public.key_registrations r
      WHERE r.id = NEW.registration_id AND r.product_id = NEW.product_id AND r.device_id = NEW.device_id
        AND r.fingerprint = NEW.fingerprint AND r.algorithm = NEW.algorithm;
     IF NOT FOUND THEN

@@ -244,7 +244,8 @@ CREATE TRIGGER restorations_registration_active BEFORE INSERT ON restorations
 -- 9: no keyline role, nor a login in one (unless it can act as the schema's owner anyway), may
 -- create in a schema a SECURITY DEFINER function searches, or in `public`, where the tables its
 -- qualified names point at live.
-DO $$
+CREATE FUNCTION public.keyline_require_safe_definer_paths() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     offender record;
 BEGIN
@@ -279,3 +280,5 @@ BEGIN
     END LOOP;
 END
 $$;
+-- Every later migration that adds a SECURITY DEFINER function calls it again (0012 does).
+SELECT public.keyline_require_safe_definer_paths();

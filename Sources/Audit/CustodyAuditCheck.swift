@@ -24,22 +24,23 @@ struct CustodyAuditCheck {
                                               message: "the backup of device \(device) is encrypted to retired epoch \(epoch): `keyline custody rotate` moves it to the current epoch"))
             }
         }
+        // A `.gN.age` object is either a rotation's (recorded as a generation) or the first backup of
+        // a key whose path an unrecorded object blocked (write-ahead escrow; its registration or
+        // its job's committed intent names it). One that nothing names was written and never recorded.
         try await audit.snapshot.forEachBatch("""
-            SELECT e.product_id, e.device_id, e.public_key_sha256, e.object_key,
-                   substring(e.object_key from '\\.g([0-9]+)\\.age$')::int AS named, g.generation
-            FROM escrow_objects e LEFT JOIN escrow_object_generations g ON g.escrow_object_id = e.id
+            SELECT e.product_id, e.device_id, e.public_key_sha256, e.object_key
+            FROM escrow_objects e
             WHERE e.object_key ~ '\\.g[0-9]+\\.age$' AND ($1::text IS NULL OR e.product_id = $1)
-              AND g.generation IS DISTINCT FROM substring(e.object_key from '\\.g([0-9]+)\\.age$')::int
+              AND NOT EXISTS (SELECT 1 FROM escrow_object_generations g WHERE g.escrow_object_id = e.id)
+              AND NOT EXISTS (SELECT 1 FROM key_registrations r WHERE r.escrow_object_id = e.id)
+              AND NOT EXISTS (SELECT 1 FROM escrow_intents i WHERE i.committed_object_id = e.id)
             ORDER BY e.id
             """, [product], batchSize: audit.batchSize) { rows in
             for row in rows {
                 let key: String = try row.decode(at: 3)
-                let named: Int = try row.decode(at: 4)
-                let recorded: Int? = try row.decode(at: 5)
                 try await report(AuditFinding(.error, "generation_not_registered", productID: try row.decode(at: 0),
                                               deviceID: try row.decode(at: 1), fingerprint: try row.decode(at: 2), objectKey: key,
-                                              message: recorded.map { "escrow object \(key) names generation \(named) but is recorded as generation \($0)" }
-                                                ?? "escrow object \(key) names generation \(named) but no registration records it as a generation: a rotation wrote it without recording it"))
+                                              message: "escrow object \(key) is a later generation that no registration, rotation or job records: it was written and never recorded"))
             }
         }
         // Custody is not per product: reported with every audit.

@@ -790,9 +790,9 @@ CREATE TRIGGER cloud_uploads_guard BEFORE UPDATE OR DELETE ON cloud_uploads
 
 -- The upload names exactly its registration's key.
 CREATE FUNCTION keyline_cloud_upload_matches() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 BEGIN
-    PERFORM 1 FROM key_registrations r
+    PERFORM 1 FROM public.key_registrations r
      WHERE r.id = NEW.registration_id AND r.product_id = NEW.product_id AND r.device_id = NEW.device_id
        AND r.fingerprint = NEW.fingerprint AND r.algorithm = NEW.algorithm;
     IF NOT FOUND THEN
@@ -1381,7 +1381,8 @@ CREATE TRIGGER restorations_registration_active BEFORE INSERT ON restorations
 -- 9: no keyline role, nor a login in one (unless it can act as the schema's owner anyway), may
 -- create in a schema a SECURITY DEFINER function searches, or in `public`, where the tables its
 -- qualified names point at live.
-DO $$
+CREATE FUNCTION public.keyline_require_safe_definer_paths() RETURNS void
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     offender record;
 BEGIN
@@ -1416,6 +1417,8 @@ BEGIN
     END LOOP;
 END
 $$;
+-- Every later migration that adds a SECURITY DEFINER function calls it again (0012 does).
+SELECT public.keyline_require_safe_definer_paths();
 
 """#),
         Migration(version: 12, name: "custody", sql: #"""
@@ -1543,27 +1546,47 @@ CREATE TABLE custody_rotation_intents (
 -- The registration's current escrow object: its latest generation, else the one it was
 -- registered with. Restores and audits read through this, so a rotation moves every reader.
 CREATE FUNCTION keyline_current_escrow_object(registration bigint) RETURNS bigint
-    LANGUAGE sql STABLE SET search_path = pg_catalog, public, pg_temp AS $$
+    LANGUAGE sql STABLE SET search_path = pg_catalog, pg_temp AS $$
     SELECT coalesce(
-        (SELECT g.escrow_object_id FROM escrow_object_generations g
+        (SELECT g.escrow_object_id FROM public.escrow_object_generations g
          WHERE g.registration_id = registration ORDER BY g.generation DESC LIMIT 1),
-        (SELECT r.escrow_object_id FROM key_registrations r WHERE r.id = registration))
+        (SELECT r.escrow_object_id FROM public.key_registrations r WHERE r.id = registration))
 $$;
 
 -- A generation names an object of the same product, device and public key as its registration,
 -- and is exactly the next one; the database, not the client, says when.
 CREATE FUNCTION keyline_escrow_object_generation_insert() RETURNS trigger
-    LANGUAGE plpgsql SET search_path = pg_catalog, public, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
     latest integer;
+    ceremony public.custody_ceremonies%ROWTYPE;
+    binding public.station_logins%ROWTYPE;
 BEGIN
-    IF NOT EXISTS (SELECT 1 FROM key_registrations r JOIN escrow_objects e
+    IF NOT EXISTS (SELECT 1 FROM public.key_registrations r JOIN public.escrow_objects e
                    ON e.product_id = r.product_id AND e.device_id = r.device_id AND e.public_key_sha256 = r.fingerprint
                    WHERE r.id = NEW.registration_id AND e.id = NEW.escrow_object_id) THEN
         RAISE EXCEPTION 'escrow object % is not a backup of registration %''s key', NEW.escrow_object_id, NEW.registration_id
             USING ERRCODE = 'check_violation';
     END IF;
-    SELECT coalesce(max(generation), 1) INTO latest FROM escrow_object_generations WHERE registration_id = NEW.registration_id;
+    -- Only a running rotation to this very epoch moves a registration to a new object: nobody can
+    -- point a key back at a backup under an older (possibly compromised) epoch.
+    SELECT * INTO ceremony FROM public.custody_ceremonies c WHERE c.id = NEW.ceremony_id;
+    IF NOT FOUND OR ceremony.kind <> 'rotate' OR ceremony.finished_at IS NOT NULL
+       OR ceremony.new_epoch_id IS DISTINCT FROM NEW.epoch_id THEN
+        RAISE EXCEPTION 'generation % of registration % names ceremony %, which is not a running rotation to epoch %',
+            NEW.generation, NEW.registration_id, NEW.ceremony_id, NEW.epoch_id
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
+    IF NOT public.keyline_session_trusted(TG_RELID) THEN
+        SELECT * INTO binding FROM public.station_logins l WHERE l.login = session_user;
+        IF NOT FOUND OR binding.role <> 'rma' OR binding.station IS DISTINCT FROM ceremony.station THEN
+            RAISE EXCEPTION 'login % may not record a rotated backup of ceremony %: only the RMA/officer login bound to bench % may',
+                session_user, ceremony.id, ceremony.station
+                USING ERRCODE = 'insufficient_privilege';
+        END IF;
+    END IF;
+    SELECT coalesce(max(g.generation), 1) INTO latest FROM public.escrow_object_generations g
+    WHERE g.registration_id = NEW.registration_id;
     IF NEW.generation <> latest + 1 THEN
         RAISE EXCEPTION 'registration % is at generation %, so the next is %, not %', NEW.registration_id, latest,
             latest + 1, NEW.generation
@@ -1579,16 +1602,16 @@ CREATE TRIGGER escrow_object_generations_insert BEFORE INSERT ON escrow_object_g
 -- Who and when on custody rows: the session's login and the database's clock. A login that is
 -- not the administrator must be an RMA/officer login bound to the bench it names.
 CREATE FUNCTION keyline_custody_who_when() RETURNS trigger
-    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, public, pg_temp AS $$
+    LANGUAGE plpgsql SECURITY DEFINER SET search_path = pg_catalog, pg_temp AS $$
 DECLARE
-    binding station_logins%ROWTYPE;
+    binding public.station_logins%ROWTYPE;
 BEGIN
     IF TG_TABLE_NAME = 'custody_ceremonies' AND TG_OP = 'INSERT' THEN
         NEW.operator := session_user;
         NEW.started_at := now();
         NEW.finished_at := NULL;
-        IF NOT keyline_session_trusted(TG_RELID) THEN
-            SELECT * INTO binding FROM station_logins WHERE login = session_user;
+        IF NOT public.keyline_session_trusted(TG_RELID) THEN
+            SELECT * INTO binding FROM public.station_logins l WHERE l.login = session_user;
             IF NOT FOUND OR binding.role <> 'rma' OR binding.station IS DISTINCT FROM NEW.station THEN
                 RAISE EXCEPTION 'login % may not run a custody ceremony as %: only an RMA/officer login bound to that bench may',
                     session_user, NEW.station
@@ -1675,6 +1698,50 @@ GRANT UPDATE (status, retired_at) ON escrow_epochs, custody_share_sets TO keylin
 GRANT UPDATE (finished_at) ON custody_ceremonies TO keyline_rma;
 GRANT UPDATE (store_uri, object_key, ciphertext_sha256, size_bytes, recorded_at, generation) ON custody_rotation_intents TO keyline_rma;
 GRANT EXECUTE ON FUNCTION keyline_current_escrow_object(bigint) TO keyline_station, keyline_rma, keyline_auditor;
+
+-- A rotation's re-encrypted backup is an escrow object outside any job: 0010's rule that such an
+-- object is the commit of a pending intent also accepts the intent of a running rotation at the
+-- bench that records it.
+CREATE OR REPLACE FUNCTION public.keyline_escrow_object_backed() RETURNS trigger
+    LANGUAGE plpgsql SET search_path = pg_catalog, pg_temp AS $$
+BEGIN
+    IF public.keyline_session_trusted(TG_RELID) THEN
+        RETURN NEW;
+    END IF;
+    IF NEW.job_id IS NOT NULL THEN
+        IF NOT EXISTS (SELECT 1 FROM public.escrow_intents i
+                       WHERE i.job_id = NEW.job_id AND i.device_id = NEW.device_id AND i.committed_object_id IS NULL
+                         AND (i.product_id, i.public_key_sha256, i.store_uri, i.object_key, i.ciphertext_sha256, i.size_bytes)
+                           = (NEW.product_id, NEW.public_key_sha256, NEW.store_uri, NEW.object_key, NEW.ciphertext_sha256,
+                              NEW.size_bytes)) THEN
+            RAISE EXCEPTION 'escrow object % for device % in job % has no pending escrow intent naming it', NEW.object_key,
+                NEW.device_id, NEW.job_id
+                USING ERRCODE = 'insufficient_privilege', CONSTRAINT = 'escrow_objects_backed_by_intent';
+        END IF;
+    ELSIF NOT EXISTS (SELECT 1 FROM public.custody_rotation_intents ri
+                      JOIN public.custody_ceremonies c ON c.id = ri.ceremony_id
+                      JOIN public.key_registrations r ON r.id = ri.registration_id
+                      WHERE c.kind = 'rotate' AND c.finished_at IS NULL AND c.station = NEW.station
+                        AND (r.product_id, r.device_id, r.fingerprint, ri.store_uri, ri.object_key,
+                             ri.ciphertext_sha256, ri.size_bytes)
+                          = (NEW.product_id, NEW.device_id, NEW.public_key_sha256, NEW.store_uri, NEW.object_key,
+                             NEW.ciphertext_sha256, NEW.size_bytes))
+      AND NOT EXISTS (SELECT 1 FROM public.bench_escrow_intents b
+                      WHERE b.committed_object_id IS NULL AND b.station = NEW.station
+                        AND (b.product_id, b.device_id, b.public_key_sha256, b.store_uri, b.object_key,
+                             b.ciphertext_sha256, b.size_bytes)
+                          = (NEW.product_id, NEW.device_id, NEW.public_key_sha256, NEW.store_uri, NEW.object_key,
+                             NEW.ciphertext_sha256, NEW.size_bytes)) THEN
+        RAISE EXCEPTION 'escrow object % outside any job has no pending bench escrow intent of % naming it',
+            NEW.object_key, NEW.station
+            USING ERRCODE = 'insufficient_privilege', CONSTRAINT = 'escrow_objects_backed_by_intent';
+    END IF;
+    RETURN NEW;
+END
+$$;
+
+-- 0011's rule again, now that this migration added SECURITY DEFINER functions.
+SELECT public.keyline_require_safe_definer_paths();
 
 """#),
     ]

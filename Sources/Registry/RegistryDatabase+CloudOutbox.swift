@@ -107,10 +107,20 @@ extension RegistryDatabase {
         let leaseSeconds = Double(lease.components.seconds) + Double(lease.components.attoseconds) / 1e18
         let idList = ids.map { "{" + $0.map(String.init).joined(separator: ",") + "}" }
         return try await run("send cloud uploads") { transaction in
-            try transaction.query("""
+            // A key superseded or revoked while its upload waited is never sent: a compromised key
+            // must not reach the cloud, and an old key must not land after the one that replaced it.
+            _ = try transaction.execute("""
+                UPDATE cloud_uploads u SET state = 'parked',
+                       reason = 'the key is no longer active (' || r.status || '): not sent to the cloud'
+                FROM key_registrations r
+                WHERE r.id = u.registration_id AND u.state = 'pending' AND r.status <> 'active'
+                  AND ($1::bigint[] IS NULL OR u.id = ANY($1::bigint[])) AND ($2::bigint IS NULL OR u.job_id = $2)
+                """, [idList, jobID])
+            return try transaction.query("""
                 WITH due AS (
                     SELECT id FROM cloud_uploads
                     WHERE state = 'pending' AND next_attempt_at <= now()
+                      AND EXISTS (SELECT 1 FROM key_registrations k WHERE k.id = registration_id AND k.status = 'active')
                       AND ($2::bigint[] IS NULL OR id = ANY($2::bigint[]))
                       AND ($3::bigint IS NULL OR job_id = $3)
                     ORDER BY next_attempt_at, id LIMIT $1 FOR UPDATE SKIP LOCKED)
@@ -150,8 +160,12 @@ extension RegistryDatabase {
             if let status { detail["status"] = String(status) }
             if let requestID { detail["request_id"] = requestID }
             if let reason { detail["reason"] = reason }
+            // The job goes in the detail, not the event's job column: any drainer (another
+            // station's line, `cloud push`, the bench) may send a job's upload, and the database
+            // lets a login write events only for its own station's jobs (0011).
+            if let job = upload.jobID { detail["job"] = String(job) }
             try Self.appendEvent(kind: "cloud.upload", station: station, productID: upload.productID,
-                                 deviceID: upload.deviceID, jobID: upload.jobID, detail: detail, in: transaction)
+                                 deviceID: upload.deviceID, jobID: nil, detail: detail, in: transaction)
             return try row.map(Self.cloudUpload)
         }
     }

@@ -34,7 +34,7 @@ struct AuditCommand: AsyncParsableCommand {
                                                   cannot connect (`keyline cloud status`)
               warning  cloud_upload_pending       the key's upload is still pending after --cloud-pending-age
               warning  backup_under_retired_epoch an active key's backup is still encrypted to a retired epoch
-              error    generation_not_registered  a rotated object (.gN.age) no registration records as generation N
+              error    generation_not_registered  a later-generation object (.gN.age) no registration, rotation or job records
               error    epoch_short_of_custodians  an active epoch has fewer reachable custodians than its threshold
               warning  epoch_at_threshold         exactly as many reachable custodians as the threshold
               error    epoch_without_shares       an active epoch with no share set

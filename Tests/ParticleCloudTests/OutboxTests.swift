@@ -25,6 +25,22 @@ struct OutboxTests {
         }
     }
 
+    @Test("A key revoked or superseded while its upload waited is parked, never sent")
+    func inactiveKeysAreNotSent() async throws {
+        try await TestPostgres.withMigratedDatabase { registry in
+            let fixture = try await OutboxFixture.make(registry)
+            try await fixture.register(11)
+            try await fixture.register(12)
+            _ = try await registry.revokeKey(productID: OutboxFixture.product, deviceID: OutboxFixture.deviceID(11),
+                                             reason: "compromised", station: OutboxFixture.station)
+            let claimed = try await registry.claimCloudUploads(limit: 10, lease: .seconds(60))
+            #expect(claimed.map(\.upload.deviceID) == [OutboxFixture.deviceID(12)])
+            let parked = try await registry.cloudUploads(state: .parked, deviceID: OutboxFixture.deviceID(11))
+            #expect(parked.count == 1)
+            #expect(parked.first?.reason?.contains("no longer active (revoked)") == true)
+        }
+    }
+
     @Test("A failed registration queues nothing")
     func rolledBackTogether() async throws {
         try await TestPostgres.withMigratedDatabase { registry in

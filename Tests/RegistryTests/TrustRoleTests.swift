@@ -113,6 +113,21 @@ struct TrustRoleTests {
         }
     }
 
+    @Test("every SECURITY DEFINER function keyline's migrations create searches only pg_catalog and pg_temp")
+    func definerFunctionsArePinned() async throws {
+        try await withTestDatabase { database in
+            let admin = try await database.registry()
+            let loose = try await admin.connection.query("""
+                SELECT p.proname, coalesce(array_to_string(p.proconfig, ' '), '') FROM pg_proc p
+                JOIN pg_namespace n ON n.oid = p.pronamespace
+                WHERE p.prosecdef AND n.nspname = 'public' AND p.proname LIKE 'keyline%'
+                  AND NOT coalesce('search_path=pg_catalog, pg_temp' = ANY(p.proconfig), false)
+                ORDER BY 1
+                """).map { "\(try $0.decode(at: 0) as String) \(try $0.decode(at: 1) as String)" }
+            #expect(loose == [])
+        }
+    }
+
     @Test("a station login that can create in public cannot shadow a function the who/where/when trigger calls")
     func stationCannotShadowFunctions() async throws {
         try await withTestDatabase { database in
