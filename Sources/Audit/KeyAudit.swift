@@ -1,6 +1,7 @@
 import Age
 import Escrow
 import Registry
+import LocalFiles
 
 /// Where an audit goes as it runs: registrations as they stream, the findings after them, the
 /// store check's progress. The command line renders them (table, CSV, JSON); the audit decides
@@ -47,7 +48,7 @@ public enum KeyAudit {
         if !login.isReadOnly { output.loginNotReadOnly(login) }
         // A store that holds none of the recorded objects would turn every one into "not
         // checked" and pass: refused before anything is listed (issue 21, item 15).
-        if let directory = store as? DirectoryEscrowStore { try directory.checkRootIsSafe() }
+        if let directory = store as? DirectoryEscrowStore { try await offPool { try directory.checkRootIsSafe() } }
         if let store {
             let counts = try await audit.objectCounts()
             if !counts.isEmpty, !counts.contains(where: { $0.storeURI == store.storeURI }) {

@@ -17,7 +17,8 @@ public struct ParticleAPIBase: Sendable, Hashable, CustomStringConvertible {
             throw .apiURL(text, problem: "is not a URL such as https://api.particle.io")
         }
         guard components.user == nil, components.password == nil, components.query == nil, components.fragment == nil else {
-            throw .apiURL(text, problem: "must not hold a user, password, query or fragment")
+            // The URL itself is not repeated: it may hold a password.
+            throw .apiURL("\(scheme)://\(host)/…", problem: "must not hold a user, password, query or fragment")
         }
         switch scheme {
         case "https": break

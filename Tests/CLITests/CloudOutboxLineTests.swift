@@ -121,6 +121,45 @@ struct CloudOutboxLineTests {
         #expect(cloud.callCounts.keysAccepted == 3)
     }
 
+    @Test("SIGKILL between registration and upload: the resume sends exactly the pending uploads, each once")
+    func killedBetweenRegistrationAndUpload() async throws {
+        let (line, cloud, server) = try await Self.cloudLine(seed: 64, borons: 3)
+        defer { Task { await line.stop(); await server.stop() } }
+        let token = try Self.tokenFile(line, Self.token)
+        // A drain timeout longer than the outbox's 90 s lease: an upload the killed run had claimed
+        // is sent by the resume once its lease runs out.
+        let pipeline = try Self.pipeline(line, cloud: "  token_file: \(token)\n  drain_timeout: 180s\n")
+        cloud.setFaults(try SimulatedCloudFaults.parse("down=3600"))
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: Subprocess.keyline)
+        process.arguments = ["provision", pipeline, "--json"]
+        process.environment = ProcessInfo.processInfo.environment.merging(line.environment) { _, new in new }
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        let registry = try await line.registry()
+        // Every key registered (its upload queued in the same transaction), none accepted: kill.
+        try await waitUntil(deadline: .seconds(240), poll: .milliseconds(20), "three uploads queued") {
+            try await registry.cloudUploadCounts().pending == 3
+        }
+        #expect(kill(process.processIdentifier, SIGKILL) == 0)
+        await process.waitForExit()
+        #expect(process.terminationReason == .uncaughtSignal)
+        #expect(cloud.callCounts.keysAccepted == 0)
+        let jobID = try #require(try await registry.cloudUploads().first?.jobID)
+
+        cloud.setFaults(SimulatedCloudFaults())
+        let resume = try await line.keyline(["provision", pipeline, "--resume", String(jobID), "--json"])
+        #expect(resume.status == 0, "\(resume.stderr)\n\(resume.stdout.suffix(2000))")
+        #expect(try await registry.cloudUploadCounts().sent == 3)
+        #expect(cloud.callCounts.keysAccepted == 3)
+        for (_, device) in line.fleet.allDevices {
+            #expect(cloud.callCounts(for: device.deviceID).keysAccepted == 1, "\(device.deviceID)")
+        }
+        try await Self.everyDeviceOnline(line)
+        try await Self.expectCloudHoldsRegisteredKeys(line, cloud)
+    }
+
     @Test("401: one clear operator error, nothing parked; a good token then finishes the job")
     func refusedToken() async throws {
         let (line, cloud, server) = try await Self.cloudLine(seed: 63, borons: 3)

@@ -44,6 +44,12 @@ struct CloudRequestTests {
                         "https://user:pw@api.particle.io", "http://127.0.0.1.evil.example"] {
             #expect(throws: ParticleCloudError.self, "\(refused)") { try ParticleAPIBase(refused) }
         }
+        // A password in the URL never comes back in the error.
+        do {
+            _ = try ParticleAPIBase("https://user:s3cret-pw@api.particle.io")
+        } catch {
+            #expect(!"\(error)".contains("s3cret-pw"))
+        }
         #expect(try ParticleAPIBase.resolve(pipeline: "https://a.example", environment: [:]).origin == "https://a.example")
         #expect(try ParticleAPIBase.resolve(pipeline: "https://a.example",
                                             environment: ["PARTICLE_API_URL": "http://127.0.0.1:5"]).origin == "http://127.0.0.1:5")
