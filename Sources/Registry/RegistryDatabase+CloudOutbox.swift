@@ -109,13 +109,18 @@ extension RegistryDatabase {
         return try await run("send cloud uploads") { transaction in
             // A key superseded or revoked while its upload waited is never sent: a compromised key
             // must not reach the cloud, and an old key must not land after the one that replaced it.
+            // Only among the uploads this claim would take (the due index, LIMIT): a backlog of
+            // thousands is not scanned on every claim.
             _ = try transaction.execute("""
                 UPDATE cloud_uploads u SET state = 'parked',
                        reason = 'the key is no longer active (' || r.status || '): not sent to the cloud'
                 FROM key_registrations r
-                WHERE r.id = u.registration_id AND u.state = 'pending' AND r.status <> 'active'
-                  AND ($1::bigint[] IS NULL OR u.id = ANY($1::bigint[])) AND ($2::bigint IS NULL OR u.job_id = $2)
-                """, [idList, jobID])
+                WHERE r.id = u.registration_id AND r.status <> 'active'
+                  AND u.id IN (SELECT id FROM cloud_uploads
+                               WHERE state = 'pending' AND next_attempt_at <= now()
+                                 AND ($1::bigint[] IS NULL OR id = ANY($1::bigint[])) AND ($2::bigint IS NULL OR job_id = $2)
+                               ORDER BY next_attempt_at, id LIMIT $3 FOR UPDATE SKIP LOCKED)
+                """, [idList, jobID, limit])
             return try transaction.query("""
                 WITH due AS (
                     SELECT id FROM cloud_uploads
