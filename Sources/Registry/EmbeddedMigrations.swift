@@ -759,7 +759,8 @@ CREATE TABLE cloud_uploads (
     CHECK (state <> 'parked' OR reason IS NOT NULL)
 );
 
-CREATE INDEX cloud_uploads_due ON cloud_uploads (next_attempt_at) WHERE state = 'pending';
+-- (next_attempt_at, id): the claim's ORDER BY, so a claim reads LIMIT rows of the index, not a sorted backlog.
+CREATE INDEX cloud_uploads_due ON cloud_uploads (next_attempt_at, id) WHERE state = 'pending';
 CREATE INDEX cloud_uploads_job ON cloud_uploads (job_id) WHERE job_id IS NOT NULL;
 
 -- A key recorded as sent is never sent again: no role, the owner included, moves an upload out
