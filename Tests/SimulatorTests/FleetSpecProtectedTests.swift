@@ -1,6 +1,7 @@
 import DeviceBus
 import ParticlePlatform
 import Testing
+import TestSupport
 @testable import Simulator
 
 /// `keyline-sim serve --protected` (issue 21, "Smaller"): Protected Device mode exists on Gen 3
@@ -31,10 +32,8 @@ import Testing
         let device = try fleet.add(.photon, at: USBPortPath(bus: 1, ports: [1, 1]), mode: .dfu)
         try await openDFU(device).leave()
         // Back in normal mode: the detach, the boot and any reset after generating a key are counted.
-        let deadline = ContinuousClock.now + .seconds(30)
-        while !(device.isAttached && device.currentMode == .normal) {
-            try #require(ContinuousClock.now < deadline, "the device did not come back in normal mode")
-            try await Task.sleep(for: .milliseconds(5))
+        try await waitUntil(deadline: .seconds(30), poll: .milliseconds(5), "the device back in normal mode") {
+            device.isAttached && device.currentMode == .normal
         }
         let usb = try #require(SimulatedHardware.forPlatform(.photon)).usb
         let statistics = device.statistics
