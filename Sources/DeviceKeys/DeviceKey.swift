@@ -58,9 +58,22 @@ public struct DevicePublicKey: Sendable, Hashable, CustomStringConvertible {
 /// in a log line or an error shows only its algorithm and public fingerprint.
 public struct DevicePrivateKey: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
     public let algorithm: KeyAlgorithm
-    /// PKCS#1 RSAPrivateKey (RSA) or SEC1 ECPrivateKey (EC) DER: the bytes written to the DCT.
-    public let der: [UInt8]
+    /// PKCS#1 RSAPrivateKey (RSA) or SEC1 ECPrivateKey (EC) DER: the bytes written to the DCT,
+    /// cleared from memory when the last copy of this key goes (`SecretBytes`).
+    public let secret: SecretBytes
     public let publicKey: DevicePublicKey
+
+    /// A copy of the DER the caller owns: clear it (`SecretBytes.clear`) when done. Code that only
+    /// reads the bytes uses `withDER`, which makes no copy.
+    public var der: [UInt8] { secret.copy() }
+
+    /// The DER's length (what a key slot must hold).
+    public var derCount: Int { secret.count }
+
+    /// Reads the DER in place, without copying it out.
+    public func withDER<R, E: Error>(_ body: (UnsafeRawBufferPointer) throws(E) -> R) throws(E) -> R {
+        try secret.withUnsafeBytes(body)
+    }
 
     /// A new key as Device OS would make it: RSA-1024 with e = 65537 or EC P-256
     /// (`gen_rsa_key()` / `gen_ec_key()`, device-os-keys.md §1.3).
@@ -90,7 +103,8 @@ public struct DevicePrivateKey: Sendable, CustomStringConvertible, CustomDebugSt
             if encoding == .pkcs8 { throw .truncatedPKCS8InSlot(keyLength: header.totalLength, slotSize: slot.count) }
             throw .corruptSlot(slotSize: slot.count, reason: "its DER header claims \(header.totalLength) bytes, more than the slot holds")
         }
-        let der = Array(slot.prefix(header.totalLength))
+        var der = Array(slot.prefix(header.totalLength))
+        defer { SecretBytes.clear(&der) }
         do {
             let parsed = try KeyFile.parseDER(der, allowTrailing: false)
             guard case .privateKey(let key) = parsed.material else {
@@ -122,18 +136,27 @@ public struct DevicePrivateKey: Sendable, CustomStringConvertible, CustomDebugSt
             }
         }
         if primalityChecked, !key.isPairwiseConsistent { throw .inconsistentKeyPair(algorithm: publicKey.algorithm) }
-        guard let der = key.typeSpecificPrivateDER() else {
+        guard var der = key.typeSpecificPrivateDER() else {
             throw .malformedDER(encoding: publicKey.algorithm == .rsa ? .pkcs1 : .sec1, reason: OpenSSLKey.lastError())
         }
         self.algorithm = publicKey.algorithm
-        self.der = der
+        self.secret = SecretBytes(clearing: &der)
         self.publicKey = publicKey
+    }
+
+    /// The DER followed by 0xFF to `size` bytes, as Device OS's own setter leaves a slot (no tail of
+    /// an older key remains). Made at its final size, so no partial copy is left behind by growth;
+    /// the caller clears it after the write.
+    public func slotImage(size: Int) -> [UInt8] {
+        var image = [UInt8](repeating: 0xFF, count: max(size, secret.count))
+        withDER { der in image.withUnsafeMutableBytes { $0.copyMemory(from: der) } }
+        return image
     }
 
     /// `BEGIN RSA PRIVATE KEY` / `BEGIN EC PRIVATE KEY` PEM of `der` (the `<name>.pem` file).
     public func pem() throws(DeviceKeyError) -> String {
         let encoding: KeyEncoding = algorithm == .rsa ? .pkcs1 : .sec1
-        guard let key = OpenSSLKey.decodePrivate(der, as: encoding), let pem = key.traditionalPrivatePEM() else {
+        guard let key = withDER({ OpenSSLKey.decodePrivate($0, as: encoding) }), let pem = key.traditionalPrivatePEM() else {
             throw .malformedDER(encoding: encoding, reason: OpenSSLKey.lastError())
         }
         return pem

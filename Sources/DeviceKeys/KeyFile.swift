@@ -88,7 +88,9 @@ public struct KeyFile: Sendable {
         if header.totalLength < bytes.count, bytes.count > largestSlotDump {
             throw .tooLongForSlotDump(keyLength: header.totalLength, fileLength: bytes.count, largestSlot: largestSlotDump)
         }
-        let der = Array(bytes.prefix(header.totalLength))
+        // May be private key bytes: cleared once OpenSSL has read them.
+        var der = Array(bytes.prefix(header.totalLength))
+        defer { SecretBytes.clear(&der) }
         let container: Container = header.totalLength < bytes.count ? .slotDump : .der
         switch encoding {
         case .pkcs1, .sec1, .pkcs8:

@@ -36,8 +36,12 @@ final class OpenSSLKey {
     // MARK: decoding (each consumes exactly `der`)
 
     static func decodePrivate(_ der: [UInt8], as encoding: KeyEncoding) -> OpenSSLKey? {
+        der.withUnsafeBytes { decodePrivate($0, as: encoding) }
+    }
+
+    static func decodePrivate(_ der: UnsafeRawBufferPointer, as encoding: KeyEncoding) -> OpenSSLKey? {
         OpenSSLRuntime.enter()
-        return der.withUnsafeBufferPointer { buffer -> OpenSSLKey? in
+        return der.withMemoryRebound(to: UInt8.self) { buffer -> OpenSSLKey? in
             var cursor: UnsafePointer<UInt8>? = buffer.baseAddress
             let pkey: OpaquePointer? = switch encoding {
             case .pkcs1: d2i_PrivateKey(EVP_PKEY_RSA, nil, &cursor, buffer.count)

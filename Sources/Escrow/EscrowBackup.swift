@@ -78,13 +78,10 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
 
     // MARK: - JSON
 
-    /// The JSON document (UTF-8, keys sorted). Holds the private key: keep it in memory only.
+    /// The JSON document (UTF-8, keys sorted). Holds the private key: keep it in memory only, and
+    /// clear it (`SecretBytes.clear`) once used, as `encrypt` does.
     public func encoded() -> [UInt8] {
-        var document: [String: Any] = metadata
-        document["version"] = Self.version
-        document["private_key_der"] = Data(privateKey.der).base64EncodedString()
-        // Only strings and an integer: serialization cannot fail.
-        return Array(try! JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes]))
+        EscrowBackupDocument.encode(self)
     }
 
     static let fields: Set<String> = ["format", "version", "device_id", "platform", "product", "algorithm",
@@ -128,18 +125,23 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
         guard EscrowObjectKey.isSHA256Hex(recordedFingerprint) else {
             throw .invalidField("public_key_sha256", reason: "must be 64 lowercase hex digits")
         }
-        guard let der = Data(base64Encoded: try string("private_key_der")), !der.isEmpty else {
+        guard var der = Data(base64Encoded: try string("private_key_der")), !der.isEmpty else {
             throw .invalidField("private_key_der", reason: "must be base64")
         }
+        // The decoded key bytes and their array copy are cleared on every way out. (The base64
+        // text inside Foundation's parsed JSON object is out of reach.)
+        defer { der.withUnsafeMutableBytes { SecretBytes.clear($0) } }
         // Bounded before OpenSSL sees it: no device slot holds more.
         guard der.count <= KeyFile.largestSlotDump else {
             throw .invalidField("private_key_der", reason: "\(der.count) bytes, more than any device key slot holds")
         }
+        var derBytes = Array(der)
+        defer { SecretBytes.clear(&derBytes) }
         let key: DevicePrivateKey
-        do { key = try DevicePrivateKey(der: Array(der)) } catch {
+        do { key = try DevicePrivateKey(der: derBytes) } catch {
             throw .invalidField("private_key_der", reason: "not a usable private key (\(error))")
         }
-        guard key.der == Array(der) else {
+        guard key.secret.equals(derBytes) else {
             throw .invalidField("private_key_der", reason: "not in the device format (PKCS#1 for RSA, SEC1 for EC)")
         }
         guard key.algorithm == algorithm else { throw .algorithmMismatch(recorded: algorithm, actual: key.algorithm) }
@@ -172,7 +174,9 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
 
     /// The backup as an age file (binary) for `recipients`.
     public func encrypt(to recipients: [any AgeRecipient]) throws -> [UInt8] {
-        try Age.encrypt(encoded(), to: recipients)
+        var plaintext = encoded()
+        defer { SecretBytes.clear(&plaintext) }
+        return try Age.encrypt(plaintext, to: recipients)
     }
 
     /// The backup encrypted for `recipients`, with everything a store and the registry need:
@@ -188,7 +192,9 @@ public struct EscrowBackup: Sendable, CustomStringConvertible, CustomDebugString
     /// Decrypts and validates a backup. age errors (`AgeError`) and document errors
     /// (`EscrowBackupError`) come out unchanged.
     public static func decrypt(_ file: [UInt8], identities: [any AgeIdentity]) throws -> EscrowBackup {
-        try decode(Age.decrypt(file, identities: identities))
+        var plaintext = try Age.decrypt(file, identities: identities)
+        defer { SecretBytes.clear(&plaintext) }
+        return try decode(plaintext)
     }
 
     // MARK: - Field rules

@@ -6,7 +6,9 @@ extension ParticleDFUDevice {
     /// What the private-key slot holds: blank, a key, or something corrupt. Only the transfer
     /// can fail; the slot's content is the answer, not an error.
     public func readKeySlot() async throws(ParticleDeviceError) -> DeviceKeySlotContent {
-        DeviceKeySlotContent(slot: try await readPrivateKeySlot())
+        var slot = try await readPrivateKeySlot()
+        defer { SecretBytes.clear(&slot) }
+        return DeviceKeySlotContent(slot: slot)
     }
 
     /// Writes `key` into the platform's slot, but only over what the caller says is there.
@@ -20,13 +22,16 @@ extension ParticleDFUDevice {
         let slot = platform.privateKeySlot
         // The same check as `keyline keys inspect --platform`, before touching the device.
         do { try platform.checkDeviceKey(key) } catch { throw fail(.writeKey, .keySlot(error)) }
-        let current = try await readDCT(slot, step: .writeKey)
+        // Both buffers hold a private key: cleared on every way out.
+        var current = try await readDCT(slot, step: .writeKey)
+        defer { SecretBytes.clear(&current) }
         let content = DeviceKeySlotContent(slot: current)
         guard content.matches(expected, slot: current) else {
             throw ParticleDeviceError(step: .writeKey, deviceID: deviceID, port: port,
                                       reason: .unexpectedKey(found: content.summary), expectedKey: expected)
         }
-        let bytes = key.der + [UInt8](repeating: 0xFF, count: slot.size - key.der.count)
+        var bytes = key.slotImage(size: slot.size)
+        defer { SecretBytes.clear(&bytes) }
         if current == bytes { return }
         try await writeDCT(bytes, at: slot, step: .writeKey)
     }

@@ -91,7 +91,8 @@ public struct ParticleDFUDevice: Sendable {
     /// The private key the device holds, parsed as Device OS does (DER length from the header).
     /// Throws `.key(.blankSlot)` for a device that has not generated one yet.
     public func readPrivateKey() async throws(ParticleDeviceError) -> DevicePrivateKey {
-        let slot = try await readPrivateKeySlot()
+        var slot = try await readPrivateKeySlot()
+        defer { SecretBytes.clear(&slot) }
         do { return try DevicePrivateKey(slot: slot) } catch { throw fail(.readKey, .key(error)) }
     }
 

@@ -45,10 +45,11 @@ public enum DeviceKeySlotIO {
             } catch {
                 throw FileContentError(path: file, error: error)
             }
-            let slot = try await device.readPrivateKeySlot()
+            var slot = try await device.readPrivateKeySlot()
+            defer { SecretBytes.clear(&slot) }
             let backup = KeyFileNames.loadBackup(base: base, platform: device.platform)
             let content = DeviceKeySlotContent(slot: slot)
-            try await offPool {
+            try await offPool { [slot] in
                 try backups.write(backup, slot, secret: true)
                 if case .key(let held) = content {
                     try backups.write(KeyFileNames.publicKey(of: backup), Array(held.publicKey.pem.utf8), secret: false)
@@ -85,8 +86,9 @@ public enum DeviceKeySlotIO {
                             replacing: ExpectedDeviceKey) async throws {
         if BenchDevices.isProtected(device) { throw DeviceKeyCommandError.protected(deviceID: device.deviceID) }
         try await device.writePrivateKey(key, replacing: replacing)
-        let back = try await device.readPrivateKeySlot()
-        guard Array(back.prefix(key.der.count)) == key.der else {
+        var back = try await device.readPrivateKeySlot()
+        defer { SecretBytes.clear(&back) }
+        guard key.secret.equals(back.prefix(key.derCount)) else {
             throw DeviceKeyCommandError.readBackDiffers(deviceID: device.deviceID)
         }
     }

@@ -83,7 +83,8 @@ public struct KeyDoctor: Sendable {
         defer { if !left { Task { await BenchDevices.close(device) } } }
         if BenchDevices.isProtected(device) { throw DeviceKeyCommandError.protected(deviceID: device.deviceID) }
         let platform = device.platform
-        let slot = try await device.readPrivateKeySlot()
+        var slot = try await device.readPrivateKeySlot()
+        defer { SecretBytes.clear(&slot) }
         let registry = escrow.registry
 
         // An earlier doctor on this device that was stopped after recording its intent: when the

@@ -108,7 +108,8 @@ public struct KeyRestore: Sendable {
         var left = false
         defer { if !left { Task { await BenchDevices.close(device) } } }
         if BenchDevices.isProtected(device) { throw RestoreError.deviceProtected(deviceID: id) }
-        let slot = try await device.readPrivateKeySlot()
+        var slot = try await device.readPrivateKeySlot()
+        defer { SecretBytes.clear(&slot) }
         let content = DeviceKeySlotContent(slot: slot)
 
         var foundKey: String
@@ -148,10 +149,13 @@ public struct KeyRestore: Sendable {
             throw RestoreError.registrationChanged(deviceID: id, registrationID: registration.id)
         }
         try await device.writePrivateKey(original, replacing: expected)
-        let padded = original.der + [UInt8](repeating: 0xFF, count: attachedPlatform.privateKeySlot.size - original.der.count)
-        let readBack = try await device.readPrivateKeySlot()
+        // Both hold the original key: cleared once compared.
+        var padded = original.slotImage(size: attachedPlatform.privateKeySlot.size)
+        defer { SecretBytes.clear(&padded) }
+        var readBack = try await device.readPrivateKeySlot()
+        defer { SecretBytes.clear(&readBack) }
         // Byte for byte: the key's DER (and, where keyline wrote the slot, its 0xFF fill).
-        guard Array(readBack.prefix(original.der.count)) == original.der,
+        guard original.secret.equals(readBack.prefix(original.derCount)),
               foundKey == "original" || readBack == padded else {
             throw RestoreError.readBackDiffers(deviceID: id)
         }

@@ -152,6 +152,9 @@ extension RegistryDatabase {
         case .released: ("pending", 0)
         }
         return try await run("record cloud uploads") { transaction in
+            // The database writes the attempt's `cloud.upload` event itself (0013), naming this
+            // station when the session is trusted and bound to none.
+            try Self.nameStation(station, in: transaction)
             let row = try transaction.queryOne("""
                 UPDATE cloud_uploads u SET state = $2::text, last_status = $3::integer, last_request_id = $4::text,
                        reason = CASE WHEN $2::text = 'sent' THEN NULL ELSE $5::text END,
@@ -160,8 +163,11 @@ extension RegistryDatabase {
                 WHERE u.id = $1 AND u.state <> 'sent'
                 RETURNING \(Self.cloudUploadColumns)
                 """, [upload.id, state, status, requestID, reason, delay])
+            if let row { return try Self.cloudUpload(row) }
+            // Already sent (a late duplicate's report): the upload does not change, so no trigger
+            // records the attempt; it is recorded here, as what it was.
             var detail = ["fingerprint": upload.fingerprint, "outcome": state == "pending" ? "retry" : state,
-                          "attempt": String(upload.attempts)]
+                          "attempt": String(upload.attempts), "note": "the upload was already sent"]
             if let status { detail["status"] = String(status) }
             if let requestID { detail["request_id"] = requestID }
             if let reason { detail["reason"] = reason }
@@ -171,8 +177,14 @@ extension RegistryDatabase {
             if let job = upload.jobID { detail["job"] = String(job) }
             try Self.appendEvent(kind: "cloud.upload", station: station, productID: upload.productID,
                                  deviceID: upload.deviceID, jobID: nil, detail: detail, in: transaction)
-            return try row.map(Self.cloudUpload)
+            return nil
         }
+    }
+
+    /// Names the station for the events the database writes in this transaction (0013's trigger).
+    static func nameStation(_ station: String?, in transaction: PostgresTransaction) throws {
+        guard let station else { return }
+        _ = try transaction.queryOne("SELECT set_config('keyline.station', $1, true)", [station])
     }
 
     /// Uploads in a state (all when nil), of a job or a device, oldest first.

@@ -58,10 +58,12 @@ extension KeysCommand {
                 }
                 try CLI.writeNewFile(files[0], Array(try key.pem().utf8), mode: 0o600, force: force)
                 try CLI.writeNewFile(files[1], Array(key.publicKey.pem.utf8), mode: 0o644, force: force)
-                try CLI.writeNewFile(files[2], key.der, mode: 0o600, force: force)
+                var der = key.der
+                defer { SecretBytes.clear(&der) }
+                try CLI.writeNewFile(files[2], der, mode: 0o600, force: force)
                 if output.json {
                     CLI.printJSON([
-                        "files": files, "algorithm": made.algorithm.rawValue, "derLength": key.der.count,
+                        "files": files, "algorithm": made.algorithm.rawValue, "derLength": key.derCount,
                         "fingerprint": key.publicKey.fingerprint, "platform": made.platform?.name ?? NSNull(),
                         "deviceID": made.deviceID ?? NSNull(),
                     ])

@@ -230,3 +230,31 @@ import TestSupport
                 throws: { Self.fieldError($0)?.hasPrefix("document: ") == true })
     }
 }
+
+@Suite("The backup document is written without Foundation")
+struct EscrowBackupDocumentTests {
+    @Test("the same bytes JSONSerialization writes with sorted keys, for awkward labels too", arguments: KeyAlgorithm.allCases)
+    func sameBytesAsFoundation(algorithm: KeyAlgorithm) throws {
+        for station in ["line-1 station 3", "quote \" slash / backslash \\ ünï 中"] {
+            let backup = try EscrowBackup(deviceID: "E00FCE68A1B2C3D4E5F60718", platform: algorithm == .rsa ? "photon" : "boron",
+                                          product: "12345", privateKey: DevicePrivateKey.generate(algorithm),
+                                          job: "job/2026", station: station, createdAt: Date(timeIntervalSince1970: 1_795_000_000))
+            var document: [String: Any] = backup.metadata
+            document["version"] = EscrowBackup.version
+            document["private_key_der"] = Data(backup.privateKey.der).base64EncodedString()
+            let foundation = Array(try JSONSerialization.data(withJSONObject: document, options: [.sortedKeys, .withoutEscapingSlashes]))
+            #expect(String(decoding: backup.encoded(), as: UTF8.self) == String(decoding: foundation, as: UTF8.self))
+            #expect(try EscrowBackup.decode(backup.encoded()).metadata == backup.metadata)
+        }
+    }
+
+    @Test("base64 of every length remainder matches Foundation's")
+    func base64Remainders() {
+        for length in 0..<7 {
+            let bytes = (0..<length).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 250) }
+            var out = [UInt8](repeating: 0, count: EscrowBackupDocument.base64Length(length))
+            bytes.withUnsafeBytes { source in out.withUnsafeMutableBufferPointer { EscrowBackupDocument.base64(source, into: $0) } }
+            #expect(String(decoding: out, as: UTF8.self) == Data(bytes).base64EncodedString())
+        }
+    }
+}

@@ -187,11 +187,11 @@ struct JobTrustTests {
 
     /// The terminated backend's lock goes once its process has exited: wait for it, with a deadline.
     private func waitForLease(_ registry: RegistryDatabase, _ jobID: Int64) async throws -> JobLease {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while ContinuousClock.now < deadline {
-            if let lease = try await registry.leaseJob(jobID) { return lease }
-            try await Task.sleep(for: .milliseconds(50))
+        var lease: JobLease?
+        try await waitUntil(deadline: .seconds(30), poll: .milliseconds(50), "job \(jobID)'s lease to be free") {
+            lease = try await registry.leaseJob(jobID)
+            return lease != nil
         }
-        throw JobLeaseError.lost(jobID: jobID, epoch: nil)
+        return try #require(lease)
     }
 }
