@@ -90,6 +90,7 @@ public struct EscrowRotation: Sendable {
             })
         }
         var summary = RotationSummary(ceremonyID: ceremony.id)
+        let stores = OpenedEscrowStores()
         var after: Int64 = 0
         while true {
             let items = try await registry.rotationItems(productID: ceremony.productID, fromRecipient: old.epoch.recipient,
@@ -98,7 +99,7 @@ public struct EscrowRotation: Sendable {
             after = last.registration.id
             let outcomes = await concurrentMap(items, width: concurrency) { item -> Result<Bool, any Error> in
                 do {
-                    let adopted = try await rotate(item, ceremony: ceremony, old: old, newEpoch: newEpoch)
+                    let adopted = try await rotate(item, ceremony: ceremony, old: old, newEpoch: newEpoch, stores: stores)
                     progress(try Self.planned(item))
                     return .success(adopted)
                 } catch {
@@ -119,11 +120,11 @@ public struct EscrowRotation: Sendable {
     /// One backup: adopted when a killed run wrote it (its intent matches the object), otherwise
     /// decrypted, checked, re-encrypted, recorded ahead, written, and recorded. True when adopted.
     private func rotate(_ item: RotationItem, ceremony: CustodyCeremony, old: RecoveredEpoch,
-                        newEpoch: EscrowEpoch) async throws -> Bool {
+                        newEpoch: EscrowEpoch, stores: OpenedEscrowStores) async throws -> Bool {
         let current = item.current
         let registration = item.registration
         let generation = item.currentGeneration + 1
-        let store = try EscrowStores.open(current.storeURI)
+        let store = try await stores.store(current.storeURI)
         let key = try Self.nextObjectKey(item)
         let recipients = [newEpoch.recipient] + current.recipients.filter { $0 != old.epoch.recipient && $0 != newEpoch.recipient }
         func commit(_ sha256: String, _ size: Int64) async throws {
