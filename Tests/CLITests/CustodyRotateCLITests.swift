@@ -115,5 +115,24 @@ struct CustodyRotateCLITests {
         #expect(!audit.stdout.contains("backup_does_not_decrypt") && !audit.stdout.contains("orphan_object"), "\(audit.stdout)")
         #expect(!audit.stdout.contains("generation_not_registered"), "\(audit.stdout)")
         #expect(!audit.stdout.contains("backup_under_retired_epoch"), "\(audit.stdout)")
+
+        // What the audit must find afterwards: a station still escrowing to the retired epoch (its
+        // pipeline never updated), and a later-generation object nothing records.
+        let late = try await BackedUpKeys(registry, store: store, product: "rotated", count: 1,
+                                          recipients: [try X25519Recipient(oldEpoch.recipient)])
+        let lateDevice = try #require(late.keys.keys.first)
+        let stray = try #require(before.first).registration
+        let strayKey = "rotated/\(stray.deviceID)/\(stray.fingerprint).g3.age"
+        _ = try await registry.recordEscrowObject(NewEscrowObject(
+            productID: "rotated", deviceID: stray.deviceID, publicKeySHA256: stray.fingerprint, storeURI: store.storeURI,
+            objectKey: strayKey, ciphertextSHA256: String(repeating: "cd", count: 32), sizeBytes: 100,
+            recipients: [oldEpoch.recipient], jobID: nil, station: "line-1"))
+        let findings = try await line.keyline(["audit", "--product", "rotated", "--format", "json"])
+        #expect(findings.status != 0, "an error finding must fail the audit: \(findings.stdout)")
+        let lines = findings.stdout.split(separator: "\n").map(String.init)
+        #expect(lines.contains { $0.contains("backup_under_retired_epoch") && $0.contains(lateDevice) && $0.contains("epoch-1") },
+                "\(findings.stdout)")
+        #expect(lines.contains { $0.contains("generation_not_registered") && $0.contains(strayKey) }, "\(findings.stdout)")
+        #expect(lines.filter { $0.contains("\"code\":\"backup_under_retired_epoch\"") }.count == 1, "\(findings.stdout)")
     }
 }
