@@ -180,3 +180,18 @@ struct StationPackageTests {
         #expect(verify.stderr.isEmpty && verify.stdout.isEmpty, "\(verify.stdout)\n\(verify.stderr)")
     }
 }
+
+/// lintian, where a station's developer has it (CI does not install it: it is slow to install and
+/// to run). Only the missing manual page is accepted.
+@Suite("the station package: lintian", .enabled(if: StationPackage.isWanted && (try? ChildProcess.locate("lintian")) != nil))
+struct StationPackageLintianTests {
+    @Test("lintian reports no error or warning but the missing manual page")
+    func lintianClean() async throws {
+        let package = try await StationPackage.unpack()
+        let lintian = try await ChildProcess.run("lintian", [package.deb], timeout: .seconds(600))
+        let tags = (lintian.stdout + lintian.stderr).split(separator: "\n")
+            .filter { $0.hasPrefix("E:") || $0.hasPrefix("W:") }
+            .filter { !$0.contains("no-manual-page") }
+        #expect(tags.isEmpty, "\(tags.joined(separator: "\n"))")
+    }
+}

@@ -49,6 +49,7 @@ install -m 0644 "$here/keyline-provision@.service" "$here/keyline-dashboard.serv
 install -m 0600 "$here/station.env" "$here/dashboard.env" "$root/etc/keyline/"
 install -m 0644 "$here/README.station" "$root/usr/share/doc/keyline/README"
 install -m 0644 "$here/copyright" "$root/usr/share/doc/keyline/copyright"
+install -D -m 0644 "$here/lintian-overrides" "$root/usr/share/lintian/overrides/keyline"
 install -m 0644 "$repo"/pipelines/*.yaml "$root/usr/share/doc/keyline/examples/"
 
 commit=$(git -C "$repo" rev-parse --short HEAD 2>/dev/null || echo unknown)
