@@ -1,5 +1,7 @@
 import DeviceKeys
 import Foundation
+import Registry
+import Simulator
 import Testing
 import TestSupport
 

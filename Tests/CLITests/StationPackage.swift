@@ -42,7 +42,7 @@ struct StationPackage {
         var last: String?
         for line in text.split(separator: "\n") {
             if line.hasPrefix(" "), let name = last {
-                fields[name, default: ""] += "\n" + line.dropFirst()
+                fields[name, default: ""] += "\n" + String(line.dropFirst())
             } else if let colon = line.firstIndex(of: ":") {
                 let name = String(line[..<colon])
                 fields[name] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
@@ -58,7 +58,7 @@ struct StationPackage {
         return text.split(separator: "\n").compactMap { line in
             let columns = line.split(separator: " ", omittingEmptySubsequences: true)
             guard columns.count >= 6 else { return nil }
-            return (String(columns[0]), String(columns[1]), String(columns[5]))
+            return (mode: String(columns[0]), owner: String(columns[1]), path: String(columns[5]))
         }
     }
 

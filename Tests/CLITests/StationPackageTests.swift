@@ -62,7 +62,7 @@ struct StationPackageTests {
         #expect(Int(fields["Installed-Size"] ?? "") ?? 0 > 1000, "\(fields)")
         #expect(fields["Maintainer"]?.isEmpty == false && fields["Description"]?.isEmpty == false)
         let depends = (fields["Depends"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
-        let names = Set(depends.map { String($0.prefix { $0 != " " && $0 != "(" }) })
+        let names = Set(depends.map { dependency in String(dependency.prefix { $0 != " " && $0 != "(" }) })
         for required in ["libc6", "libpq5", "libssl3", "libusb-1.0-0", "adduser"] {
             #expect(names.contains(required), "Depends lacks \(required): \(depends)")
         }
@@ -106,7 +106,7 @@ struct StationPackageTests {
             #expect(rule["SUBSYSTEMS=="] == "usb" && rule["GROUP="] == "plugdev" && rule["MODE="] == "0660", "\(rule)")
         }
         func matched(_ vendor: UInt16, _ product: UInt16) -> Bool {
-            let v = String(format: "%04x", vendor), p = String(format: "%04x", product)
+            let v = Self.hex(vendor), p = Self.hex(product)
             return rules.contains { rule in
                 guard let vendors = rule["ATTRS{idVendor}=="], let products = rule["ATTRS{idProduct}=="] else { return false }
                 return fnmatch(vendors, v, 0) == 0 && fnmatch(products, p, 0) == 0
@@ -120,6 +120,12 @@ struct StationPackageTests {
         #expect(!matched(0x0483, 0xDF11))
         #expect(!matched(0x1D50, 0xD006))
         #expect(!matched(0x2B04, 0xE006))
+    }
+
+    /// Four lowercase hex digits, as udev reads idVendor and idProduct from sysfs.
+    static func hex(_ value: UInt16) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
     }
 
     /// `KEY=="value"` / `KEY="value"` pairs of one rule line, keyed by the key and its operator.
