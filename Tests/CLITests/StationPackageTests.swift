@@ -133,7 +133,8 @@ struct StationPackageTests {
         var keys: [String: String] = [:]
         for part in line.split(separator: ",") {
             let text = part.trimmingCharacters(in: .whitespaces)
-            guard let quote = text.firstIndex(of: "\""), text.hasSuffix("\""), text.count >= 2 else { continue }
+            guard let quote = text.firstIndex(of: "\""), text.hasSuffix("\""),
+                  text.index(after: quote) < text.endIndex else { continue }
             let value = text[text.index(after: quote)..<text.index(before: text.endIndex)]
             keys[String(text[..<quote])] = String(value)
         }
