@@ -13,9 +13,11 @@ DEMO_DIR   := .demo
 
 # Debian packages the build, the tests and the demo need.
 APT_PACKAGES := libssl-dev libpq-dev libusb-1.0-0-dev postgresql dfu-util age openssl pkg-config gcc
+# make package: dpkg-shlibdeps (its Depends:); the package test's unit check (systemd-analyze).
+APT_PACKAGES += dpkg-dev systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo bench crash-bench fuzz clean standin s3-up s3-down s3-env
+.PHONY: deps build test demo bench crash-bench fuzz clean standin s3-up s3-down s3-env package
 
 # The libusb stand-in (Sources/libusb-standin): a libusb-1.0.so.0 that forwards to the device
 # simulator, for dfu-util and keyline's USB code on machines without a USB bus. Not a SwiftPM
@@ -52,7 +54,22 @@ test: deps standin db-up s3-up
 	python3 Tests/Layout/check-imports.py --self-test
 	python3 Tests/Layout/check-imports.py
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
-	$(PG_ENV) $(S3_ENV) $(SWIFT) test --skip-build $(BUILD_FLAGS)
+	$(MAKE) --no-print-directory package
+	$(PG_ENV) $(S3_ENV) $(PACKAGE_ENV) $(SWIFT) test --skip-build $(BUILD_FLAGS)
+
+# The station's Debian package (README, "Station package"): the release `keyline` alone, with the
+# Swift runtime and Foundation linked in (--static-swift-stdlib), in a build folder of its own so
+# it never invalidates .build/release (`make bench`); then packaging/station/build-deb.sh makes
+# dist/keyline_<keyline --version>_amd64.deb. `make test` builds it and its test (CLITests,
+# StationPackageTests) must find it: KEYLINE_TEST_REQUIRE_PACKAGE=1.
+PACKAGE_SCRATCH := .build-release-static
+PACKAGE_BIN     := $(CURDIR)/$(PACKAGE_SCRATCH)/release
+PACKAGE_DEB      = $(CURDIR)/dist/keyline_$$($(PACKAGE_BIN)/keyline --version)_amd64.deb
+PACKAGE_ENV      = KEYLINE_TEST_PACKAGE="$(PACKAGE_DEB)" KEYLINE_TEST_REQUIRE_PACKAGE=1
+
+package: deps
+	$(SWIFT) build -c release --static-swift-stdlib --product keyline --scratch-path $(PACKAGE_SCRATCH) $(BUILD_FLAGS)
+	bash packaging/station/build-deb.sh $(PACKAGE_BIN)/keyline $(CURDIR)/dist
 
 bench: deps standin db-up s3-up
 	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
@@ -169,7 +186,7 @@ demo: build db-up standin
 # Stops the local PostgreSQL cluster and S3 server first: removing .build under a running cluster
 # leaves a server nobody can stop with `make db-down`.
 clean: db-down s3-down
-	rm -rf .build $(DEMO_DIR)
+	rm -rf .build $(PACKAGE_SCRATCH) dist $(DEMO_DIR)
 
 # --- Local PostgreSQL (Registry) -------------------------------------------------------------
 .PHONY: db-up db-down db-env schema-embed

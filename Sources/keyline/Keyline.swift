@@ -15,6 +15,7 @@ struct Keyline: AsyncParsableCommand {
         commandName: "keyline",
         abstract: "Factory provisioning and key escrow for Particle devices.",
         discussion: KeylineExit.helpText,
+        version: KeylineVersion.current,
         subcommands: [
             ProvisionCommand.self,
             RestoreCommand.self,

@@ -22,7 +22,9 @@ struct ProvisionCommand: AsyncParsableCommand {
             (KEYLINE_RECIPIENTS), database (DATABASE_URL or libpq's PG* variables).
 
             Ctrl-C stops at the next step boundary and prints how to resume; a second Ctrl-C exits at once \
-            (a resume still works).
+            (a resume still works). SIGTERM does the same (`systemctl stop` of the station package's \
+            keyline-provision@PIPELINE unit sends one): 130 when devices were stopped mid-way, else the \
+            job's own result (0, or 3 when devices of the run failed).
 
             The Particle cloud must learn each key: its upload is queued in the registry with the \
             registration (pipeline `cloud.upload`: all, the default; generated; none) and sent while \
@@ -48,7 +50,7 @@ struct ProvisionCommand: AsyncParsableCommand {
               78   database settings invalid
               79   unsafe escrow store directory (a symlink or a group/world-writable folder at
                    its root); nothing was touched. The message says what to fix
-              130  interrupted (Ctrl-C): --resume JOB continues
+              130  interrupted (Ctrl-C or SIGTERM): --resume JOB continues
             """)
 
     @Argument(help: "The pipeline file (YAML), e.g. pipelines/photon-factory.yaml.")
