@@ -17,7 +17,7 @@ struct ManyStationsChecks {
     typealias Rows = [Int64: [String: (state: String, lastGood: String?)]]
 
     func check(results: [Int: ChildProcess.Result], summaries: [ProvisioningRunSummary], rows: Rows,
-               firstRunEvents: [[String: Any]]) async throws {
+               killedRun: KilledRun) async throws {
         let registry = try await many.line.registry()
         var allIDs: Set<String> = []
         // What each process printed matches its job in the registry, device by device.
@@ -81,9 +81,8 @@ struct ManyStationsChecks {
 
         // The killed station: killed mid-batch, its job resumed and completed.
         let killedJob = summaries[3].jobID
-        #expect((firstRunEvents.first { $0["type"] as? String == "job_started" }?["jobID"] as? NSNumber)?.int64Value == killedJob)
-        let doneBeforeKill = Set(firstRunEvents.filter { $0["type"] as? String == "device_finished" && $0["outcome"] as? String == "done" }
-            .compactMap { $0["deviceID"] as? String })
+        #expect(killedRun.jobID == killedJob)
+        let doneBeforeKill = killedRun.doneBeforeKill
         #expect(!doneBeforeKill.isEmpty && doneBeforeKill.count < ManyStationsTests.perStation, "done before the kill: \(doneBeforeKill)")
         for id in doneBeforeKill {
             #expect(summaries[3].outcome(of: id)?.outcome == "skipped", "\(id), done before the kill, was run again")

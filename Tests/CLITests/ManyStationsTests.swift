@@ -61,13 +61,13 @@ struct ManyStationsTests {
         let killed = many.stations[3]
         let registry = try await line.registry()
         var results: [Int: ChildProcess.Result] = [:]
-        var firstRunEvents: [[String: Any]] = []
-        try await withThrowingTaskGroup(of: (Int, ChildProcess.Result?, [[String: Any]]).self) { group in
+        var killedRun = KilledRun(jobID: nil, doneBeforeKill: [])
+        try await withThrowingTaskGroup(of: (Int, ChildProcess.Result?, KilledRun?).self) { group in
             for index in 0..<3 {
                 let environment = many.stations[index].environment
                 group.addTask {
                     (index, try await ChildProcess.run(Subprocess.keyline, ["provision", pipeline, "--json"],
-                                                       environment: environment, timeout: .seconds(300)), [])
+                                                       environment: environment, timeout: .seconds(300)), nil)
                 }
             }
             group.addTask {
@@ -80,25 +80,42 @@ struct ManyStationsTests {
                 }
                 let landed = await first.kill()
                 #expect(landed, "\(killed.name)'s run ended before the kill")
-                let events = first.events()
-                let job = try #require((events.first { $0["type"] as? String == "job_started" }?["jobID"] as? NSNumber)?.int64Value)
+                let run = KilledRun(first.events())
+                let job = try #require(run.jobID)
                 // The killed session's lease (an advisory lock) goes with its backend: wait for it.
                 try await waitUntil(deadline: .seconds(60), "\(killed.login)'s sessions gone") {
                     try await registry.client.query("SELECT 1 FROM pg_stat_activity WHERE usename = $1", [killed.login]).isEmpty
                 }
                 let resumed = try await ChildProcess.run(Subprocess.keyline, ["provision", pipeline, "--json", "--resume", String(job)],
                                                          environment: killed.environment, timeout: .seconds(300))
-                return (3, resumed, events)
+                return (3, resumed, run)
             }
-            for try await (index, result, events) in group {
+            for try await (index, result, run) in group {
                 if let result { results[index] = result }
-                if index == 3 { firstRunEvents = events }
+                if let run { killedRun = run }
             }
         }
         let summaries = try (0..<4).map { try ManyStationsLine.summary(try #require(results[$0])) }
         let rows = try await many.jobDevices()
         try await ManyStationsChecks(many: many, product: product, shared: shared, cloud: cloud)
-            .check(results: results, summaries: summaries, rows: rows, firstRunEvents: firstRunEvents)
+            .check(results: results, summaries: summaries, rows: rows, killedRun: killedRun)
+    }
+}
+
+/// What the killed run printed before the kill: its job, and the devices it finished.
+struct KilledRun: Sendable {
+    let jobID: Int64?
+    let doneBeforeKill: Set<String>
+
+    init(jobID: Int64?, doneBeforeKill: Set<String>) {
+        self.jobID = jobID
+        self.doneBeforeKill = doneBeforeKill
+    }
+
+    init(_ events: [[String: Any]]) {
+        jobID = (events.first { $0["type"] as? String == "job_started" }?["jobID"] as? NSNumber)?.int64Value
+        doneBeforeKill = Set(events.filter { $0["type"] as? String == "device_finished" && $0["outcome"] as? String == "done" }
+            .compactMap { $0["deviceID"] as? String })
     }
 }
 
