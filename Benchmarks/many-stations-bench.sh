@@ -50,7 +50,7 @@ for i in 1 2 3 4; do
 done
 
 mkdir -p "$w/firmware"
-"$K" escrow keygen -o "$w/identity.txt" >"$w/recipients.txt"
+"$K" escrow keygen -o "$w/identity.txt" >"$w/recipients.txt" 2>/dev/null
 "$S" make-firmware --platform photon --function user --index 1 --size 65536 -o "$w/firmware/photon-user.bin" >/dev/null
 bucket=kl-many-$(date +%s)-$$
 HOME=/nonexistent AWS_PAGER= aws s3api create-bucket --bucket "$bucket" >/dev/null
