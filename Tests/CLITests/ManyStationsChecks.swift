@@ -112,10 +112,10 @@ struct ManyStationsChecks {
 
         // The store holds every backup intact and only recorded objects; each decrypts to its key.
         let auditor = try await many.line.auditorEnvironment()
-        defer { Task { try? await DatabaseCLITests.psql("DROP ROLE IF EXISTS \(auditor.role)") } }
         let audit = try await many.line.keyline(["audit", "--product", product, "--check-store", "--decrypt",
                                                  "--identity", many.line.identity.path, "--format", "json"],
                                                 environment: auditor.environment)
+        try? await DatabaseCLITests.psql("DROP ROLE IF EXISTS \(auditor.role)")
         #expect(audit.status == 0, "\(audit.stderr)\n\(audit.stdout.suffix(3000))")
         #expect(try AuditTests.findings(audit).isEmpty, "\(audit.stdout.suffix(3000))")
         #expect((try AuditTests.document(audit)["registrations"] as? [[String: Any]])?.count == allIDs.count)

@@ -37,68 +37,77 @@ struct ManyStationsTests {
             }
         }
         let many = try await ManyStationsLine(seed: 71, fleets: fleets)
-        defer { Task { await many.stop(); await cloudServer.stop() } }
-        let line = many.line
-        try await ProvisionS3Tests.useS3(line)
-        many.setEverywhere(line.environment.filter { $0.key.hasPrefix("AWS_") || $0.key == "KEYLINE_ESCROW_STORE" })
-        many.setEverywhere(["PARTICLE_API_URL": cloudServer.url, "PARTICLE_ACCESS_TOKEN": Self.token])
-        for station in many.stations {
-            try await waitUntil("\(station.name)'s \(Self.perStation) devices attached") {
-                station.fleet.attachedDevices().count >= Self.perStation
+        // Stopped here rather than in a defer: a Task started by a defer may never run before the
+        // test process exits, and the logins would outlive the test.
+        var failure: (any Error)?
+        do {
+            let line = many.line
+            try await ProvisionS3Tests.useS3(line)
+            many.setEverywhere(line.environment.filter { $0.key.hasPrefix("AWS_") || $0.key == "KEYLINE_ESCROW_STORE" })
+            many.setEverywhere(["PARTICLE_API_URL": cloudServer.url, "PARTICLE_ACCESS_TOKEN": Self.token])
+            for station in many.stations {
+                try await waitUntil("\(station.name)'s \(Self.perStation) devices attached") {
+                    station.fleet.attachedDevices().count >= Self.perStation
+                }
             }
-        }
-        #expect(many.stations[0].fleet.allDevices.contains { $0.device.deviceID == shared })
-        // The cloud section only bounds the end-of-job wait for uploads (a killed run's claimed
-        // upload is leased for 90 s); the token and API URL come from the environment.
-        let pipeline = line.scratch.url.appendingPathComponent("photon-many.yaml").path
-        try (String(contentsOfFile: ProvisionLine.pipeline("photon-factory.yaml"), encoding: .utf8)
-             + "\ncloud:\n  drain_timeout: 15s\n").write(toFile: pipeline, atomically: true, encoding: .utf8)
-        let product = try ProvisionLine.productID(pipeline)
-        _ = try await line.registry().createProduct(id: product, name: "Photon factory", platform: "photon")
+            #expect(many.stations[0].fleet.allDevices.contains { $0.device.deviceID == shared })
+            // The cloud section only bounds the end-of-job wait for uploads (a killed run's claimed
+            // upload is leased for 90 s); the token and API URL come from the environment.
+            let pipeline = line.scratch.url.appendingPathComponent("photon-many.yaml").path
+            try (String(contentsOfFile: ProvisionLine.pipeline("photon-factory.yaml"), encoding: .utf8)
+                 + "\ncloud:\n  drain_timeout: 15s\n").write(toFile: pipeline, atomically: true, encoding: .utf8)
+            let product = try ProvisionLine.productID(pipeline)
+            _ = try await line.registry().createProduct(id: product, name: "Photon factory", platform: "photon")
 
-        // Three stations run to the end; the fourth (two devices at a time, so a batch is surely
-        // under way) is killed once a device is done, then resumed while the others may still run.
-        let killed = many.stations[3]
-        let registry = try await line.registry()
-        var results: [Int: ChildProcess.Result] = [:]
-        var killedRun = KilledRun(jobID: nil, doneBeforeKill: [])
-        try await withThrowingTaskGroup(of: (Int, ChildProcess.Result?, KilledRun?).self) { group in
-            for index in 0..<3 {
-                let environment = many.stations[index].environment
+            // Three stations run to the end; the fourth (two devices at a time, so a batch is surely
+            // under way) is killed once a device is done, then resumed while the others may still run.
+            let killed = many.stations[3]
+            let registry = try await line.registry()
+            var results: [Int: ChildProcess.Result] = [:]
+            var killedRun = KilledRun(jobID: nil, doneBeforeKill: [])
+            try await withThrowingTaskGroup(of: (Int, ChildProcess.Result?, KilledRun?).self) { group in
+                for index in 0..<3 {
+                    let environment = many.stations[index].environment
+                    group.addTask {
+                        (index, try await ChildProcess.run(Subprocess.keyline, ["provision", pipeline, "--json"],
+                                                           environment: environment, timeout: .seconds(300)), nil)
+                    }
+                }
                 group.addTask {
-                    (index, try await ChildProcess.run(Subprocess.keyline, ["provision", pipeline, "--json"],
-                                                       environment: environment, timeout: .seconds(300)), nil)
+                    let first = try BackgroundProvision(arguments: ["provision", pipeline, "--json", "--concurrency", "2"],
+                                                        environment: killed.environment,
+                                                        output: line.scratch.url.appendingPathComponent("killed-run.jsonl"))
+                    try await waitUntil(deadline: .seconds(240), "a device done at \(killed.name)") {
+                        first.events().contains { $0["type"] as? String == "device_finished" && $0["outcome"] as? String == "done" }
+                            || !first.process.isRunning
+                    }
+                    let landed = await first.kill()
+                    #expect(landed, "\(killed.name)'s run ended before the kill")
+                    let run = KilledRun(first.events())
+                    let job = try #require(run.jobID)
+                    // The killed session's lease (an advisory lock) goes with its backend: wait for it.
+                    try await waitUntil(deadline: .seconds(60), "\(killed.login)'s sessions gone") {
+                        try await registry.client.query("SELECT 1 FROM pg_stat_activity WHERE usename = $1", [killed.login]).isEmpty
+                    }
+                    let resumed = try await ChildProcess.run(Subprocess.keyline, ["provision", pipeline, "--json", "--resume", String(job)],
+                                                             environment: killed.environment, timeout: .seconds(300))
+                    return (3, resumed, run)
+                }
+                for try await (index, result, run) in group {
+                    if let result { results[index] = result }
+                    if let run { killedRun = run }
                 }
             }
-            group.addTask {
-                let first = try BackgroundProvision(arguments: ["provision", pipeline, "--json", "--concurrency", "2"],
-                                                    environment: killed.environment,
-                                                    output: line.scratch.url.appendingPathComponent("killed-run.jsonl"))
-                try await waitUntil(deadline: .seconds(240), "a device done at \(killed.name)") {
-                    first.events().contains { $0["type"] as? String == "device_finished" && $0["outcome"] as? String == "done" }
-                        || !first.process.isRunning
-                }
-                let landed = await first.kill()
-                #expect(landed, "\(killed.name)'s run ended before the kill")
-                let run = KilledRun(first.events())
-                let job = try #require(run.jobID)
-                // The killed session's lease (an advisory lock) goes with its backend: wait for it.
-                try await waitUntil(deadline: .seconds(60), "\(killed.login)'s sessions gone") {
-                    try await registry.client.query("SELECT 1 FROM pg_stat_activity WHERE usename = $1", [killed.login]).isEmpty
-                }
-                let resumed = try await ChildProcess.run(Subprocess.keyline, ["provision", pipeline, "--json", "--resume", String(job)],
-                                                         environment: killed.environment, timeout: .seconds(300))
-                return (3, resumed, run)
-            }
-            for try await (index, result, run) in group {
-                if let result { results[index] = result }
-                if let run { killedRun = run }
-            }
+            let summaries = try (0..<4).map { try ManyStationsLine.summary(try #require(results[$0])) }
+            let rows = try await many.jobDevices()
+            try await ManyStationsChecks(many: many, product: product, shared: shared, cloud: cloud)
+                .check(results: results, summaries: summaries, rows: rows, killedRun: killedRun)
+        } catch {
+            failure = error
         }
-        let summaries = try (0..<4).map { try ManyStationsLine.summary(try #require(results[$0])) }
-        let rows = try await many.jobDevices()
-        try await ManyStationsChecks(many: many, product: product, shared: shared, cloud: cloud)
-            .check(results: results, summaries: summaries, rows: rows, killedRun: killedRun)
+        await many.stop()
+        await cloudServer.stop()
+        if let failure { throw failure }
     }
 }
 
