@@ -78,6 +78,8 @@ bench: deps standin db-up s3-up
 	$(PG_ENV) $(S3_ENV) $$($(SWIFT) build -c release --show-bin-path)/keyline-bench
 	$(PG_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline KEYLINE_SIM=$$($(SWIFT) build -c release --show-bin-path)/keyline-sim \
 	  KEYLINE_BENCH=$$($(SWIFT) build -c release --show-bin-path)/keyline-bench bash Benchmarks/provision-bench.sh
+	$(PG_ENV) $(S3_ENV) KEYLINE=$$($(SWIFT) build -c release --show-bin-path)/keyline KEYLINE_SIM=$$($(SWIFT) build -c release --show-bin-path)/keyline-sim \
+	  bash Benchmarks/many-stations-bench.sh
 
 # By hand, not part of `make test`: keyline provision killed with SIGKILL at 50+ random points of
 # simulated batches, resumed each time, then every invariant checked from SQL, the escrow store

@@ -204,7 +204,10 @@ struct CloudOutboxLineTests {
         try await Self.everyDeviceOnline(line)
         #expect(cloud.callCounts.api == callsBefore, "the restore called the cloud")
 
-        let doctored = try await line.keyline(["keys", "doctor", devices[1].deviceID, "--product", product, "--force", "--json"])
+        // In the scratch folder: doctor writes DEVICE_ID_<alg>_new.pub.pem into its working directory.
+        let doctored = try await ChildProcess.run(Subprocess.keyline, ["keys", "doctor", devices[1].deviceID, "--product", product,
+                                                                       "--force", "--json"],
+                                                  in: line.scratch.url, environment: line.environment, timeout: .seconds(300))
         #expect(doctored.status == 0, "\(doctored.stderr)\n\(doctored.stdout)")
         #expect(ProvisionLine.events(doctored).last?["cloud"] as? String == "sent")
         try await Self.everyDeviceOnline(line)
