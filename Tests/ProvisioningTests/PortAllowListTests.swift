@@ -111,7 +111,8 @@ struct PortAllowListRunnerTests {
             let fleet = try SimulatedFleet(timeScale: 0, seed: 23)
             let permittedPort = USBPortPath(bus: 1, ports: [1, 1]), outsidePort = USBPortPath(bus: 1, ports: [1, 9])
             try fleet.add(.photon, at: permittedPort, mode: .dfu)
-            try fleet.add(.photon, at: outsidePort, mode: .normal)
+            // In DFU mode, so nothing but keyline could change it (Device OS makes a key at first boot).
+            try fleet.add(.photon, at: outsidePort, mode: .dfu)
             let outside = try #require(fleet.device(at: outsidePort))
             let slotBefore = outside.privateKeySlot()
             let statsBefore = outside.statistics
@@ -141,7 +142,7 @@ struct PortAllowListRunnerTests {
             let statsAfter = outside.statistics
             #expect(statsAfter.controlTransfers == statsBefore.controlTransfers)
             #expect(statsAfter.sectorsErased == 0 && statsAfter.bytesProgrammed == 0 && statsAfter.keysGenerated == statsBefore.keysGenerated)
-            #expect(outside.currentMode == .normal)
+            #expect(outside.currentMode == .dfu)
             #expect(outside.privateKeySlot() == slotBefore)
             let doneID = try #require(done.deviceID)
             #expect(try await registry.jobDevices(jobID: summary.jobID).map(\.deviceID) == [doneID])
