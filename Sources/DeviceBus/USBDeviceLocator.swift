@@ -9,16 +9,21 @@ public struct USBDeviceMatch: Sendable, Hashable, CustomStringConvertible {
     public var serialNumber: String
     public var vendorID: UInt16
     public var productIDs: Set<UInt16>
+    /// Port paths (`1-2.3`) the device may be found on; nil: any. A station's jig allow-list: a
+    /// device moved to another port mid-run is not opened there.
+    public var ports: Set<String>?
 
-    public init(serialNumber: String, vendorID: UInt16, productIDs: Set<UInt16>) {
+    public init(serialNumber: String, vendorID: UInt16, productIDs: Set<UInt16>, ports: Set<String>? = nil) {
         self.serialNumber = serialNumber
         self.vendorID = vendorID
         self.productIDs = productIDs
+        self.ports = ports
     }
 
     public func matches(_ identity: USBDeviceIdentity) -> Bool {
         identity.vendorID == vendorID && productIDs.contains(identity.productID)
             && identity.serialNumber?.lowercased() == serialNumber.lowercased()
+            && (ports?.contains(identity.port.description) ?? true)
     }
 
     public var description: String {

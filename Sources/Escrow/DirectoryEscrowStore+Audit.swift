@@ -142,6 +142,8 @@ public final class DirectoryObjectWalk: @unchecked Sendable {
             if name == "." || name == ".." || DirectoryEscrowStore.isTemporaryName(name) { continue }
             // The store's marker (DirectoryEscrowStore+Safety.swift) is not an object; only the root's.
             if parent.isEmpty && name == DirectoryEscrowStore.markerName { continue }
+            // Nor are the station check's probes (StoreWriteProbe.swift).
+            if parent.isEmpty && name == StoreWriteProbe.folder { continue }
             let path = parent.isEmpty ? name : parent + "/" + name
             var isDirectory = entry.pointee.d_type == UInt8(DT_DIR)
             var isLink = entry.pointee.d_type == UInt8(DT_LNK)

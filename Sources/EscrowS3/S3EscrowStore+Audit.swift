@@ -52,10 +52,10 @@ extension S3EscrowStore {
         let response = try await client.send(.GET, operation: "ListObjectsV2", name: "", query: query)
         if let error = client.error(from: response, operation: "ListObjectsV2", name: "") { throw error }
         let xml = String(decoding: response.body, as: UTF8.self)
-        // The conditional-put probe (S3EscrowStore+ConditionalPut.swift) is the store's own, not an
-        // object (nor an orphan).
+        // The conditional-put probe (S3EscrowStore+ConditionalPut.swift) and the station check's
+        // probes (StoreWriteProbe.swift) are the store's own, not objects (nor orphans).
         let keys = Self.elements("Key", in: xml).compactMap { key in key.hasPrefix(base) ? String(key.dropFirst(base.count)) : nil }
-            .filter { $0 != Self.probeName }
+            .filter { $0 != Self.probeName && !$0.hasPrefix(StoreWriteProbe.folder + "/") }
         let truncated = S3Client.element("IsTruncated", in: xml) == "true"
         let next = truncated ? S3Client.element("NextContinuationToken", in: xml) : nil
         if truncated && next == nil {

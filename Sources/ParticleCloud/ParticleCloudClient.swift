@@ -40,6 +40,16 @@ public struct ParticleCloudClient: Sendable {
                    form: CloudRequests.membershipForm(deviceID: deviceID))
     }
 
+    /// `GET /v1/user` (particle-cli's `whoami`): answers 200 only to a valid token, and changes
+    /// nothing; `keyline station check` asks it before a shift.
+    public func currentUser() async -> CloudAttempt {
+        var request = HTTPClientRequest(url: api.url("/v1/user"))
+        request.method = .GET
+        request.headers.add(name: "Authorization", value: token.authorization)
+        request.headers.add(name: "Accept", value: "application/json")
+        return await execute(request)
+    }
+
     func post(_ endpoint: String, form: [(String, String)]) async -> CloudAttempt {
         var request = HTTPClientRequest(url: api.url(endpoint))
         request.method = .POST
@@ -47,6 +57,10 @@ public struct ParticleCloudClient: Sendable {
         request.headers.add(name: "Content-Type", value: "application/x-www-form-urlencoded")
         request.headers.add(name: "Accept", value: "application/json")
         request.body = .bytes(ByteBuffer(string: CloudRequests.formEncoded(form)))
+        return await execute(request)
+    }
+
+    private func execute(_ request: HTTPClientRequest) async -> CloudAttempt {
         let (seconds, attoseconds) = requestTimeout.components
         do {
             let response = try await cloudHTTPClient.execute(

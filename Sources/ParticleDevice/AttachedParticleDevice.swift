@@ -22,6 +22,10 @@ public struct AttachedParticleDevice: Codable, Equatable, Sendable {
     public var cloud: CloudConnectionStatus?
     /// Why the cloud connection status could not be read.
     public var cloudError: String?
+    /// With a pipeline that lists the jig's ports: whether this port is one of them (a device on
+    /// another port is not touched, not even to read its cloud status), and the port's nickname.
+    public var permitted: Bool?
+    public var portName: String?
 
     public init(_ device: BusDevice, openError: String?) {
         port = device.port.description

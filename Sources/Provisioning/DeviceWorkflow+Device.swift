@@ -40,7 +40,8 @@ extension DeviceWorkflow {
     func attach(switchingToDFU: Bool) async throws -> ParticleDFUDevice? {
         if let session { return session }
         let match = USBDeviceMatch(serialNumber: deviceID, vendorID: platform.vendorID,
-                                   productIDs: [platform.normalProductID, platform.dfuProductID])
+                                   productIDs: [platform.normalProductID, platform.dfuProductID],
+                                   ports: context.definition.ports.map { Set($0.ports.map(\.path)) })
         let opened: USBOpenedDevice
         do {
             opened = try await context.watcher.waitForDevice(match, timeout: context.reenumerationTimeout)

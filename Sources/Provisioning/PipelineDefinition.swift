@@ -25,6 +25,8 @@ public struct PipelineDefinition: Sendable {
     public var database: String?
     /// The `cloud:` section: which keys the Particle cloud must learn and how they are sent.
     public var cloud = CloudSettings()
+    /// The `ports:` allow-list: nil permits every port (PortAllowList.swift).
+    public var ports: PortAllowList?
 
     public init(name: String, sourcePath: String, product: (id: String, name: String), platform: Platform,
                 images: [FirmwareImage], serverKey: ServerKeyBlob, keyMode: KeyMode, escrow: EscrowSettings,

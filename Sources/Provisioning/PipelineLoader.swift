@@ -17,10 +17,11 @@ import Yams
 /// concurrency: 16
 /// retries: { attempts: 3, initial_backoff: 1s, max_backoff: 30s }
 /// devices: { serials: [...], ports: [...] }
+/// ports: [{ path: "1-1.2", name: "slot 1" }]   # the jig's ports (PortAllowList.swift)
 /// ```
 public enum PipelineLoader {
     static let topLevelKeys = ["name", "product", "platform", "firmware", "server", "key_mode", "escrow",
-                               "concurrency", "retries", "devices", "station", "database", "cloud"]
+                               "concurrency", "retries", "devices", "station", "database", "cloud", "ports"]
     public static let concurrencyRange = 1...128
     public static let attemptsRange = 1...20
     static let maximumBackoff: Duration = .seconds(3600)
@@ -87,14 +88,16 @@ struct PipelineReading {
         let station = overrides.station ?? top["station"].flatMap { yaml.string($0) } ?? StationName.hostName()
         let database = overrides.database ?? top["database"].flatMap { yaml.string($0) }
         let cloud = readCloud(top["cloud"])
+        let ports = readPorts(top["ports"])
 
         guard let product, let platform, let images, let serverKey, let keyMode, let escrow, let concurrency,
-              let retries, let selection, let cloud else { return nil }
+              let retries, let selection, let cloud, ports.valid else { return nil }
         var definition = PipelineDefinition(
             name: name, sourcePath: yaml.file, product: product, platform: platform, images: images, serverKey: serverKey,
             keyMode: keyMode, escrow: escrow, concurrency: concurrency, retries: retries, selection: selection,
             station: station, database: database)
         definition.cloud = cloud
+        definition.ports = ports.list
         return definition
     }
 

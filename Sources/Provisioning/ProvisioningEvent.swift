@@ -48,12 +48,16 @@ public struct ProvisioningEvent: Sendable, Hashable, Codable {
         case note
         case deviceFinished = "device_finished"
         case jobFinished = "job_finished"
+        /// A device on a port outside the pipeline's `ports:` list: not touched (PortAllowList.swift).
+        case portNotPermitted = "port_not_permitted"
     }
 
     public var type: Kind
     public var time: Date
     public var jobID: Int64
     public var port: String?
+    /// The port's nickname from the pipeline's `ports:` list, when it has one.
+    public var portName: String?
     public var deviceID: String?
     public var platform: String?
     public var step: ProvisioningStep?

@@ -91,7 +91,11 @@ public struct ProvisioningRunner: Sendable {
 
     private func provision(job: Job, registry: RegistryDatabase, clock: ContinuousClock.Instant,
                            log: JobLog?) async throws -> ProvisioningSummary {
+        let ports = definition.ports
         let emit: ProvisioningEventSink = { [events] event in
+            var event = event
+            // A permitted port's nickname travels with every event about it.
+            if let port = event.port, let name = ports?.name(forPortPath: port) { event.portName = name }
             log?.record(event)
             events(event)
         }
@@ -114,7 +118,10 @@ public struct ProvisioningRunner: Sendable {
         watcher.start()
         defer { watcher.stop() }
         let attached = try await bus.enumerate()
-        var reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices)
+        let refusals = PortRefusals(definition: definition, jobID: job.id, registry: registry, emit: emit)
+        var reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices,
+                                      refusals: refusals)
+        await refusals.finish()
         // A run whose lease another run took ends here, saying so: its writes were refused. (The
         // registry away right now is waited out below, where the job's end is recorded, fenced too.)
         do { try await registry.requireLease() } catch let lost as JobLeaseError { throw lost } catch {}
@@ -201,8 +208,9 @@ public struct ProvisioningRunner: Sendable {
     /// Feeds devices to a bounded group of device tasks: those attached now (or, on resume, the
     /// job's unfinished ones as they show up), then with `wait` every arrival until stopped.
     private func provision(context: ProvisioningContext, attached: [BusDevice], changes: AsyncStream<BusChange>,
-                           resumeDevices: [String]?) async -> [DeviceReport] {
-        let queue = DeviceQueue(definition: definition, limit: options.deviceLimit, emit: context.emit, jobID: context.jobID)
+                           resumeDevices: [String]?, refusals: PortRefusals) async -> [DeviceReport] {
+        let queue = DeviceQueue(definition: definition, limit: options.deviceLimit, emit: context.emit, jobID: context.jobID,
+                                refusals: refusals)
         let arrivals = Task {
             // A resumed job goes on with every attached device, as the stopped run would have
             // (some never reached the registry before the stop), and waits a while for the job's
@@ -283,6 +291,7 @@ final class DeviceQueue: @unchecked Sendable {
     private let definition: PipelineDefinition
     private let emit: ProvisioningEventSink
     private let jobID: Int64
+    private let refusals: PortRefusals?
     private let lock = NSLock()
     private var limit: Int?
     private var awaited: Set<String> = []  // resume: the job's unfinished devices not seen yet
@@ -290,18 +299,21 @@ final class DeviceQueue: @unchecked Sendable {
     private var retryable: Set<String> = [] // failed, eligible again once unplugged
     private var ended: Set<String> = []     // finished (done, skipped, failed and still attached)
     private var ignoredPorts: Set<String> = []
+    private var refusedPorts: Set<String> = []  // not permitted, said once per arrival
     private var skippedReports: [DeviceReport] = []
     /// Devices seen and left alone (another platform, not a device ID).
     var skipped: [DeviceReport] { lock.withLock { skippedReports } }
     private var started = 0
     private var closed = false
 
-    init(definition: PipelineDefinition, limit: Int?, emit: @escaping ProvisioningEventSink, jobID: Int64) {
+    init(definition: PipelineDefinition, limit: Int?, emit: @escaping ProvisioningEventSink, jobID: Int64,
+         refusals: PortRefusals? = nil) {
         (devices, continuation) = AsyncStream.makeStream(of: QueuedDevice.self)
         self.definition = definition
         self.limit = limit
         self.emit = emit
         self.jobID = jobID
+        self.refusals = refusals
     }
 
     /// Device IDs a resumed job waits for (without `--wait`, until they all arrived or a timeout).
@@ -317,8 +329,21 @@ final class DeviceQueue: @unchecked Sendable {
         let port = identity.port
         let serial = identity.serialNumber?.lowercased() ?? ""
         var skip: DeviceReport?
+        var refused = false
         let queued: QueuedDevice? = lock.withLock {
-            guard !closed, !active.contains(serial), !ended.contains(serial) else { return nil }
+            guard !closed else { return nil }
+            // Outside the jig's ports: left alone, whoever it is (the serial is what enumeration read).
+            if let ports = definition.ports, !ports.permits(portPath: port.description) {
+                guard refusedPorts.insert(port.description).inserted else { return nil }
+                refused = true
+                skip = DeviceReport(port: port.description, deviceID: platform.isValidDeviceID(serial) ? serial : nil,
+                                    platform: platform.name, outcome: .skipped, state: nil, fingerprint: nil,
+                                    reason: PortRefusals.reason(port: port.description), failureClass: nil,
+                                    failedStep: nil, steps: [], seconds: 0)
+                skippedReports.append(skip!)
+                return nil
+            }
+            guard !active.contains(serial), !ended.contains(serial) else { return nil }
             if let serials = definition.selection.serials, !serials.contains(serial) { return nil }
             if let ports = definition.selection.ports, !ports.contains(port.description) { return nil }
             if platform != definition.platform || !platform.isValidDeviceID(serial) {
@@ -343,7 +368,9 @@ final class DeviceQueue: @unchecked Sendable {
             retryable.remove(serial)
             return QueuedDevice(deviceID: serial, platform: platform, port: port)
         }
-        if let skip {
+        if refused, let skip {
+            refusals?.refuse(port: port, deviceID: skip.deviceID, platform: platform)
+        } else if let skip {
             emit(ProvisioningEvent(type: .deviceFinished, jobID: jobID, port: skip.port, deviceID: skip.deviceID,
                                    platform: skip.platform, outcome: .skipped, message: skip.reason))
         }
@@ -353,6 +380,8 @@ final class DeviceQueue: @unchecked Sendable {
     }
 
     func departed(_ device: BusDevice) {
+        // Before the serial guard: a device refused for its port may have had no readable serial.
+        lock.withLock { _ = refusedPorts.remove(device.identity.port.description) }
         guard let serial = device.identity.serialNumber?.lowercased() else { return }
         lock.withLock {
             // Unplugged after failing: the next arrival is a person trying it again.

@@ -11,6 +11,7 @@ import ParticlePlatform
 /// - the two endpoints particle-cli calls (particle-cli-keys.md §3), with a Bearer token:
 ///   `POST /v1/provisioning/{deviceId}` (form `deviceID`, `publicKey` SPKI PEM, `filename`, `order`,
 ///   `algorithm` rsa|ecc, optional `product_id`) and `POST /v1/products/{product}/devices` (form `id`);
+///   and `GET /v1/user` (particle-cli's `whoami`), which `keyline station check` calls to test a token;
 /// - sim-only endpoints under `/sim/` (no token; keyline itself never calls them), see
 ///   `SimulatedCloud+Sim.swift`: keys held, call counters, faults, factory keys, device connections.
 ///
@@ -114,6 +115,9 @@ public final class SimulatedCloud: @unchecked Sendable {
         case ("POST", let rest) where rest.count == 3 && rest[0] == "products" && rest[2] == "devices":
             let id = CloudForm.parse(request.body)?["id"]?.lowercased()
             return apiCall(.productDevices, deviceID: id, request) { addToProduct(rest[1], request: request) }
+        case ("GET", ["user"]):
+            // particle-cli's `whoami` (GET /v1/user): what `keyline station check` asks to prove a token.
+            return checkToken(request) ?? .json(200, ["username": "station@simulated.keyline.invalid"])
         default:
             return .error(404, "not_found", "no such endpoint: \(request.method) \(request.path)")
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ParticleDevice
 import USB
+import Provisioning
 import CommandReporting
 
 /// `keyline devices`: what is plugged into this station right now.
@@ -18,18 +19,35 @@ struct DevicesCommand: AsyncParsableCommand {
             cannot be opened is listed with the reason, e.g. a missing udev rule. With --json, one \
             JSON object per device, one per line ("cloud": connected|connecting|disconnected|disconnecting).
 
-            Exit codes: 0 listed (possibly nothing attached), 69 USB enumeration failed, 74 libusb error.
+            With --pipeline FILE, whose `ports:` list names the jig's ports, each port shows its \
+            nickname, and a device on a port outside the list is marked NOT PERMITTED ("permitted": \
+            false in JSON): `keyline provision` will not touch it, and neither does this listing (its \
+            cloud status is not read).
+
+            Exit codes: 0 listed (possibly nothing attached), 65 the pipeline's `ports:` is invalid, \
+            66 the pipeline file is missing, 69 USB enumeration failed, 74 libusb error.
             """)
+
+    @Option(help: "A pipeline file: mark the ports its `ports:` list does not permit, and show port nicknames.")
+    var pipeline: String?
 
     @OptionGroup var output: OutputOptions
 
     func run() async throws {
         try await CLI.run(json: output.json) {
+            var ports: PortAllowList?
+            if let pipeline {
+                ports = try PipelineLoader.loadPorts(path: pipeline, environment: ProcessInfo.processInfo.environment)
+            }
             let context = await USBContext.make()
             var rows: [AttachedParticleDevice] = []
             for info in try await context.devices() {
                 var row = AttachedParticleDevice(info.busDevice, openError: info.openError?.description)
-                if row.mode == "normal", info.openError == nil {
+                if let ports {
+                    row.permitted = ports.permits(portPath: row.port)
+                    row.portName = ports.name(forPortPath: row.port)
+                }
+                if row.mode == "normal", info.openError == nil, row.permitted != false {
                     do {
                         let device = try await context.open(info)
                         await row.readCloudStatus(over: device)
@@ -59,7 +77,7 @@ struct DevicesCommand: AsyncParsableCommand {
     private func printTable(_ rows: [AttachedParticleDevice]) {
         let header = ["PORT", "MODE", "PLATFORM", "DEVICE ID", "CLOUD", "USB ID"]
         let cells = rows.map { row in
-            [row.port, row.mode, row.platform ?? "unknown", row.deviceID ?? (row.error == nil ? "(no serial)" : "(cannot open, see below)"),
+            [row.port + (row.portName.map { " (\($0))" } ?? "") + (row.permitted == false ? " NOT PERMITTED" : ""), row.mode, row.platform ?? "unknown", row.deviceID ?? (row.error == nil ? "(no serial)" : "(cannot open, see below)"),
              row.cloud?.display ?? (row.mode == "normal" ? "(unknown, see below)" : "-"), "\(row.vendorID):\(row.productID)"]
         }
         let widths = header.indices.map { column in ([header] + cells).map { $0[column].count }.max() ?? 0 }

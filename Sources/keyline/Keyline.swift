@@ -29,6 +29,7 @@ struct Keyline: AsyncParsableCommand {
             ReportCommand.self,
             CloudCommand.self,
             JobCommand.self,
+            StationCommand.self,
         ]
     )
 }

@@ -21,6 +21,11 @@ struct ProvisionCommand: AsyncParsableCommand {
             pipeline file: --station (KEYLINE_STATION), --store (KEYLINE_ESCROW_STORE), --recipients \
             (KEYLINE_RECIPIENTS), database (DATABASE_URL or libpq's PG* variables).
 
+            A pipeline with `ports:` (the jig's port paths, each with an optional nickname) never \
+            touches a device on another port: it shows as "not permitted" (a port_not_permitted JSON \
+            event) and the registry records port.not_permitted once per arrival. Nicknames show in \
+            the table and as portName in JSON events. Check a station first: `keyline station check`.
+
             Ctrl-C stops at the next step boundary and prints how to resume; a second Ctrl-C exits at once \
             (a resume still works). SIGTERM does the same (`systemctl stop` of the station package's \
             keyline-provision@PIPELINE unit sends one): 130 when devices were stopped mid-way, else the \

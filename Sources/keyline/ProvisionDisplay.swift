@@ -8,6 +8,8 @@ final class ProvisionDisplay: @unchecked Sendable {
 
     struct Row {
         var port: String
+        /// The port's nickname from the pipeline's `ports:` list.
+        var portName = ""
         var deviceID = ""
         var platform = ""
         var step = ""
@@ -89,6 +91,7 @@ final class ProvisionDisplay: @unchecked Sendable {
         }
         guard let port = event.port else { return }
         var row = rows[port] ?? Row(port: port)
+        if let name = event.portName { row.portName = name }
         if let deviceID = event.deviceID { row.deviceID = deviceID }
         if let platform = event.platform { row.platform = platform }
         if let step = event.step { row.step = step.rawValue }
@@ -107,6 +110,9 @@ final class ProvisionDisplay: @unchecked Sendable {
             row.outcome = "retrying"
         case .held:
             row.outcome = "held: " + (event.failureClass ?? "")
+        case .portNotPermitted:
+            row.progress = ""
+            row.outcome = "not permitted (port not in the pipeline's ports list): not touched"
         case .deviceFinished:
             row.progress = ""
             row.outcome = event.outcome?.rawValue ?? ""
@@ -133,7 +139,7 @@ final class ProvisionDisplay: @unchecked Sendable {
             var lines = [header]
             lines.append(Self.columns(["PORT", "DEVICE ID", "PLATFORM", "STEP", "PROGRESS", "ELAPSED", "OUTCOME"]))
             for row in rows.values.sorted(by: { Self.portOrder($0.port, $1.port) }) {
-                lines.append(Self.columns([row.port, row.deviceID, row.platform, row.step, row.progress,
+                lines.append(Self.columns([row.portName.isEmpty ? row.port : "\(row.port) \(row.portName)", row.deviceID, row.platform, row.step, row.progress,
                                            String(format: "%.1fs", row.elapsed), row.outcome]))
             }
             if !footer.isEmpty { lines.append(footer) }
@@ -172,9 +178,10 @@ final class ProvisionDisplay: @unchecked Sendable {
 
     static func line(_ event: ProvisioningEvent) -> String {
         var parts: [String] = []
-        if let port = event.port { parts.append(port) }
+        if let port = event.port { parts.append(event.portName.map { "\(port) (\($0))" } ?? port) }
         if let deviceID = event.deviceID { parts.append(deviceID) }
         switch event.type {
+        case .portNotPermitted: break  // the message says "not permitted"
         case .stateChanged: parts.append("→ \(event.state?.rawValue ?? "?")")
         case .deviceFinished: parts.append(event.outcome?.rawValue ?? "finished")
         default: parts.append(event.type.rawValue)
