@@ -109,9 +109,12 @@ public struct ProvisioningRunner: Sendable {
         }
 
         let watcher = DeviceBusWatcher(bus: bus)
-        let context = ProvisioningContext(definition: definition, jobID: job.id, registry: registry, store: store,
+        let heartbeat = StationHeartbeat(registry: registry, station: definition.station,
+                                         ports: definition.ports?.ports.map { StationPort(path: $0.path, name: $0.name) } ?? [])
+        var context = ProvisioningContext(definition: definition, jobID: job.id, registry: registry, store: store,
                                           watcher: watcher, stop: stop, emit: emit,
                                           reenumerationTimeout: options.reenumerationTimeout)
+        context.heartbeat = heartbeat
         let resumeDevices = options.resumeJobID == nil ? nil : try await unfinishedDevices(job.id, registry: registry)
         // Subscribed before the first listing, so no arrival falls between the two.
         let changes = watcher.changes()
@@ -119,8 +122,10 @@ public struct ProvisioningRunner: Sendable {
         defer { watcher.stop() }
         let attached = try await bus.enumerate()
         let refusals = PortRefusals(definition: definition, jobID: job.id, registry: registry, emit: emit)
+        heartbeat.start(jobID: job.id)
         var reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices,
                                       refusals: refusals)
+        await heartbeat.stop()
         await refusals.finish()
         // A run whose lease another run took ends here, saying so: its writes were refused. (The
         // registry away right now is waited out below, where the job's end is recorded, fenced too.)

@@ -30,6 +30,7 @@ struct Keyline: AsyncParsableCommand {
             CloudCommand.self,
             JobCommand.self,
             StationCommand.self,
+            DashboardCommand.self,
         ]
     )
 }
