@@ -126,6 +126,16 @@ let package = Package(
 
         // Shared test code (child processes, scratch directories, the test database).
         .target(name: "TestSupport", dependencies: ["Registry"], path: "Tests/TestSupport"),
+        // Headless Chromium over the DevTools protocol (a WebSocket client on NIO), for the
+        // dashboard's browser tests and bench.
+        .target(name: "HeadlessBrowser", dependencies: [
+            "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
+        ], path: "Tests/HeadlessBrowser"),
+        .testTarget(name: "HeadlessBrowserTests", dependencies: ["HeadlessBrowser", "TestSupport"]),
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "COpenSSL", "TestSupport"]),
         .testTarget(name: "ParticlePlatformTests", dependencies: [
             "ParticlePlatform", "ParticleDevice", "DeviceKeys", "FailurePolicy", "TestSupport",
