@@ -24,6 +24,11 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.0.0"),
         // HTTP for the S3 escrow store (non-blocking NIO, TLS via swift-nio-ssl, verification on).
         .package(url: "https://github.com/swift-server/async-http-client", exact: "1.37.0"),
+        // The dashboard's HTTP server (issue 23): routing, streamed response bodies (Server-Sent
+        // Events) and graceful shutdown on SIGINT/SIGTERM, on the same NIO the rest already uses.
+        .package(url: "https://github.com/hummingbird-project/hummingbird", exact: "2.28.1"),
+        // Graceful shutdown of the dashboard's open event streams (Hummingbird runs on it).
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
     ],
     targets: [
         // System libraries, found with pkg-config.
@@ -91,6 +96,13 @@ let package = Package(
             "HexEncoding", "LocalFiles", "ParticleCloud", "Custody",
         ]),
         .target(name: "Audit", dependencies: ["Age", "Escrow", "Registry", "LocalFiles"]),
+        // The read-only web view across stations (issue 23): floor, job and audit pages, live over SSE.
+        .target(name: "Dashboard", dependencies: [
+            "Audit", "Registry", "FailurePolicy",
+            .product(name: "Hummingbird", package: "hummingbird"),
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+        ]),
 
         // Simulated devices and the libusb stand-in's server (never linked into `keyline`).
         .target(name: "Simulator", dependencies: [
@@ -105,12 +117,12 @@ let package = Package(
         // Command lines: how errors and results are reported (exit codes, JSON), then the two executables.
         .target(name: "CommandReporting", dependencies: [
             "FailurePolicy", "DeviceKeys", "ParticlePlatform", "USB", "DFU", "ParticleDevice", "Age", "Escrow", "EscrowS3",
-            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles", "ParticleCloud", "Custody", "Shamir",
+            "Registry", "Provisioning", "RMABench", "Audit", "LocalFiles", "ParticleCloud", "Custody", "Shamir", "Dashboard",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline", dependencies: [
             "CommandReporting", "DeviceKeys", "ParticlePlatform", "USB", "ParticleDevice", "Age", "Escrow", "EscrowS3", "Registry",
-            "Provisioning", "RMABench", "Audit", "ParticleCloud", "Custody",
+            "Provisioning", "RMABench", "Audit", "ParticleCloud", "Custody", "Dashboard",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
         ]),
         .executableTarget(name: "keyline-sim", dependencies: [
@@ -168,6 +180,11 @@ let package = Package(
         ]),
         .testTarget(name: "RMABenchTests", dependencies: [
             "RMABench", "Registry", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "Simulator", "TestSupport",
+        ]),
+        .testTarget(name: "DashboardTests", dependencies: [
+            "keyline", "Dashboard", "Audit", "Registry", "TestSupport",
+            .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            .product(name: "NIOCore", package: "swift-nio"),
         ]),
         .testTarget(name: "CLITests", dependencies: [
             "keyline", "keyline-sim", "CommandReporting", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "CLibUSB", "ParticleDevice",

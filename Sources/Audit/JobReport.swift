@@ -67,7 +67,11 @@ public struct JobReport: Codable, Sendable {
 
     /// The report of job `jobID` as the registry has it now; `AuditError.unknownJob` when there is none.
     public static func load(jobID: Int64, settings: ConnectionSettings = .fromEnvironment()) async throws -> JobReport {
-        let registry = try await RegistryDatabase.connect(settings)
+        try await load(jobID: jobID, registry: try await RegistryDatabase.connect(settings))
+    }
+
+    /// The report of job `jobID` read through `registry` (the dashboard's shared pool).
+    public static func load(jobID: Int64, registry: RegistryDatabase) async throws -> JobReport {
         guard let job = try await registry.job(id: jobID) else { throw AuditError.unknownJob(jobID) }
         return JobReport(job: job, devices: try await registry.jobDevices(jobID: job.id), steps: try await registry.steps(jobID: job.id),
                          cloudUploads: try await registry.cloudUploads(jobID: job.id))

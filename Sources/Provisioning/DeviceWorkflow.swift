@@ -19,6 +19,8 @@ struct ProvisioningContext: Sendable {
     let emit: ProvisioningEventSink
     /// How long a device may take to come back after a mode switch or to be plugged back in.
     let reenumerationTimeout: Duration
+    /// The station's heartbeat, told when this device starts and stops waiting for the store.
+    var heartbeat: StationHeartbeat? = nil
 }
 
 /// Thrown inside a device's run when a stop was requested at a step boundary.
@@ -187,6 +189,9 @@ final class DeviceWorkflow {
         var attempt = 1
         var holds = 0
         var storeWaits = 0
+        // The heartbeat shows the store holding while this device waits for it (dashboard alarm).
+        var holdingStore = false
+        defer { if holdingStore { context.heartbeat?.storeReleased() } }
         while true {
             if context.stop.isStopRequested { throw StopRequested() }
             let clock = ContinuousClock.now
@@ -194,6 +199,10 @@ final class DeviceWorkflow {
             emit(.stepStarted, step: step, attempt: attempt)
             do {
                 try await body(of: step)
+                if holdingStore {
+                    holdingStore = false
+                    context.heartbeat?.storeReleased()
+                }
                 if storeWaits > 0 { emit(.note, step: step, message: "the escrow store is back; going on") }
                 await recordStep(StepTiming(step: step, started: at, seconds: Self.seconds(ContinuousClock.now - clock), attempts: attempt))
                 return
@@ -211,12 +220,20 @@ final class DeviceWorkflow {
                         emit(.held, step: step, attempt: attempt, message: "store unreachable, holding: \(error)",
                              failureClass: failureClass)
                     }
+                    if !holdingStore {
+                        holdingStore = true
+                        context.heartbeat?.storeHolding(detail: "\(error)")
+                    }
                     storeWaits += 1
                     await recordTry(thisTry, failure: "\(error)")
                     if await context.stop.sleep(for: definition.retries.backoff(beforeAttempt: storeWaits + 1)) {
                         throw StopRequested(heldBy: "the escrow store: \(error)")
                     }
                     continue
+                }
+                if holdingStore {
+                    holdingStore = false
+                    context.heartbeat?.storeReleased()
                 }
                 if failureClass == .retryable && attempt < definition.retries.attempts {
                     emit(.retrying, step: step, attempt: attempt, message: "\(error)", failureClass: failureClass)

@@ -19,6 +19,8 @@ public struct ProvisioningOptions: Sendable {
     public var logDirectory: URL?
     /// Temp files of killed escrow writes older than this are removed when the run starts.
     public var staleTemporaryFileAge: Duration
+    /// The jig's ports the station's heartbeat names (`station_status.ports`; [] = every port).
+    public var stationPorts: [StationPort] = []
 
     public init(deviceLimit: Int? = nil, wait: Bool = false, resumeJobID: Int64? = nil,
                 reenumerationTimeout: Duration = .seconds(20), logDirectory: URL? = nil,
@@ -105,16 +107,20 @@ public struct ProvisioningRunner: Sendable {
         }
 
         let watcher = DeviceBusWatcher(bus: bus)
-        let context = ProvisioningContext(definition: definition, jobID: job.id, registry: registry, store: store,
+        let heartbeat = StationHeartbeat(registry: registry, station: definition.station, ports: options.stationPorts)
+        var context = ProvisioningContext(definition: definition, jobID: job.id, registry: registry, store: store,
                                           watcher: watcher, stop: stop, emit: emit,
                                           reenumerationTimeout: options.reenumerationTimeout)
+        context.heartbeat = heartbeat
         let resumeDevices = options.resumeJobID == nil ? nil : try await unfinishedDevices(job.id, registry: registry)
         // Subscribed before the first listing, so no arrival falls between the two.
         let changes = watcher.changes()
         watcher.start()
         defer { watcher.stop() }
         let attached = try await bus.enumerate()
+        heartbeat.start(jobID: job.id)
         var reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices)
+        await heartbeat.stop()
         // A run whose lease another run took ends here, saying so: its writes were refused. (The
         // registry away right now is waited out below, where the job's end is recorded, fenced too.)
         do { try await registry.requireLease() } catch let lost as JobLeaseError { throw lost } catch {}

@@ -1,11 +1,10 @@
 import Foundation
 import Audit
 
-/// `keyline report --format table|csv|json` (the HTML page is JobReportHTML.swift).
+/// `keyline report --format table|json` (CSV is Audit's `JobReport.csv()`, shared with the
+/// dashboard; the HTML page is JobReportHTML.swift).
 extension JobReport {
-    static func seconds(_ value: Double) -> String { String(format: "%.2f", value) }
-
-    // MARK: Table and CSV
+    // MARK: Table
 
     func table() -> String {
         var out = "job \(job) · product \(product) · station \(station) · \(pipeline) · \(status)\n"
@@ -34,21 +33,6 @@ extension JobReport {
         zip(fields, [10, 24, 8, 10, 8, 8, 0]).map { field, width in
             width == 0 ? field : field.padding(toLength: max(width, field.count), withPad: " ", startingAt: 0)
         }.joined(separator: " ") + "\n"
-    }
-
-    /// One line per step (a device without steps gets one line), device fields repeated.
-    func csv() -> String {
-        var out = "job,port,device_id,platform,outcome,device_attempts,reason,step,step_start_s,step_seconds,step_attempts,step_outcome,step_reason\n"
-        for device in devices {
-            let base = [String(job), device.port, device.deviceID, device.platform ?? "", device.outcome,
-                        String(device.attempts), device.reason ?? ""]
-            if device.steps.isEmpty { out += AuditWriter.csvLine(base + ["", "", "", "", "", ""]) }
-            for step in device.steps {
-                out += AuditWriter.csvLine(base + [step.step, Self.seconds(step.start), Self.seconds(step.seconds),
-                                                   String(step.attempts), step.outcome, step.reason ?? ""])
-            }
-        }
-        return out
     }
 
     func json() throws -> String {

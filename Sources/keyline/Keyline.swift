@@ -28,6 +28,7 @@ struct Keyline: AsyncParsableCommand {
             ReportCommand.self,
             CloudCommand.self,
             JobCommand.self,
+            DashboardCommand.self,
         ]
     )
 }

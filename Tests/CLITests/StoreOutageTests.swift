@@ -1,4 +1,5 @@
 import Foundation
+import Registry
 import Testing
 import TestSupport
 
@@ -47,6 +48,11 @@ struct StoreOutageTests {
             events.contains { $0["type"] as? String == "held" && ($0["message"] as? String ?? "").contains("store unreachable, holding") }
         }
         try #require(held, "no device was held while the store was away\n\(run.stderr)\n\(run.stdout.suffix(3000))")
+        // The station's heartbeat says so (the dashboard's "store holding" alarm, issue 23).
+        let registry = try await line.registry()
+        try await waitUntil(deadline: .seconds(120), "the heartbeat saying the store holds") {
+            try await registry.stationStatuses().contains { $0.storeState == "holding" && $0.jobID != nil }
+        }
         // Held, not retried toward a failure: the pipeline's retry attempts are not spent on the store.
         #expect(!run.events.contains { $0["type"] as? String == "retrying" && $0["step"] as? String == "escrow" })
 
@@ -65,6 +71,9 @@ struct StoreOutageTests {
         let reports = summary["devices"] as? [[String: Any]] ?? []
         #expect(reports.map { $0["outcome"] as? String } == ["done"], "\(reports)")
         #expect(ProvisionLine.events(result).contains { ($0["message"] as? String ?? "").contains("the escrow store is back") })
+        // The run's last heartbeat: the store answers, and no job runs (its silence is no alarm).
+        let last = try await registry.stationStatuses()
+        #expect(last.count == 1 && last.first?.storeState == "ok" && last.first?.jobID == nil, "\(last)")
         try await line.checkInvariants(product: try ProvisionLine.productID(ProvisionLine.pipeline("photon-factory.yaml")),
                                        devices: line.fleet.allDevices.map(\.device))
     }

@@ -8,7 +8,7 @@ struct MigrationTests {
                          "custody_rotation_intents", "custody_share_losses", "custody_share_sets", "custody_shares", "escrow_epochs",
                          "escrow_intents", "escrow_object_generations", "escrow_objects", "events", "job_device_steps",
                          "job_devices", "jobs", "key_doctor_intents", "key_registrations", "products",
-                         "restorations", "schema_migrations", "station_logins"]
+                         "restorations", "schema_migrations", "station_logins", "station_status"]
 
     @Test("the migrations compiled into keyline equal schema/*.sql (run `make schema-embed` if not)")
     func embeddedMigrationsEqualTheFiles() throws {

@@ -1,0 +1,115 @@
+import Foundation
+import Registry
+
+/// The dashboard's one view of the registry for every viewer: a single LISTEN connection
+/// (`NotificationListener`, channel `keyline_floor`) and the shared pool. A burst of state writes
+/// becomes one floor read and one `floor` event to all viewers (at most one read per
+/// `coalescing`), plus a `change` event per notification for pages showing one job. The floor is
+/// also re-read every `tick`, for what time alone changes (a station gone silent, the shift).
+final class FloorFeed: @unchecked Sendable {
+    static let channel = "keyline_floor"
+
+    let registry: RegistryDatabase
+    let listener: NotificationListener
+    let fanOut: EventFanOut
+    let coalescing: Duration
+    let tick: Duration
+    private let lock = NSLock()
+    private var latest: FloorSnapshot?
+    private var latestHTML: String?
+    private var registryDown: String?
+    private var dirty = true
+    private var tasks: [Task<Void, Never>] = []
+
+    init(registry: RegistryDatabase, listenerSettings: ConnectionSettings, fanOut: EventFanOut,
+         coalescing: Duration = .milliseconds(100), tick: Duration = .seconds(5)) {
+        self.registry = registry
+        self.listener = NotificationListener(settings: listenerSettings, channel: Self.channel)
+        self.fanOut = fanOut
+        self.coalescing = coalescing
+        self.tick = tick
+    }
+
+    func start() {
+        listener.start()
+        let updates = listener.updates
+        let consumer = Task { [self] in
+            for await update in updates {
+                switch update {
+                case .notification(let payload):
+                    fanOut.publish(ServerSentEvent(event: "change", data: payload))
+                    markDirty()
+                case .connected:
+                    lock.withLock { registryDown = nil }
+                    fanOut.publish(ServerSentEvent(event: "registry", data: "{\"reachable\":true}"))
+                    markDirty()
+                case .disconnected(let reason):
+                    let first = lock.withLock { () -> Bool in
+                        defer { registryDown = reason }
+                        return registryDown == nil
+                    }
+                    if first { fanOut.publish(ServerSentEvent(event: "registry", data: "{\"reachable\":false}")) }
+                    await refresh()
+                }
+            }
+        }
+        let refresher = Task { [self] in
+            var sinceRead = Duration.zero
+            while !Task.isCancelled {
+                let due = lock.withLock { () -> Bool in
+                    defer { dirty = false }
+                    return dirty
+                } || sinceRead >= tick
+                if due {
+                    await refresh()
+                    sinceRead = .zero
+                }
+                try? await Task.sleep(for: coalescing)
+                sinceRead += coalescing
+            }
+        }
+        lock.withLock { tasks = [consumer, refresher] }
+    }
+
+    func stop() {
+        listener.stop()
+        lock.withLock { tasks }.forEach { $0.cancel() }
+        fanOut.close()
+    }
+
+    /// The floor fragment as last rendered (read now if never).
+    func currentFragment() async -> String {
+        if let html = lock.withLock({ latestHTML }) { return html }
+        await refresh()
+        return lock.withLock { latestHTML } ?? ""
+    }
+
+    /// The event a new viewer starts with.
+    func currentEvent() -> ServerSentEvent? {
+        lock.withLock { latestHTML }.map { ServerSentEvent(event: "floor", data: $0) }
+    }
+
+    private func markDirty() {
+        lock.withLock { dirty = true }
+    }
+
+    /// Reads the floor once and sends it to every viewer if it changed.
+    func refresh() async {
+        var snapshot: FloorSnapshot
+        do {
+            snapshot = try await FloorSnapshot.load(from: registry)
+            if let down = lock.withLock({ registryDown }) {
+                snapshot = .unreachable("the notification connection is down (\(down))", previous: snapshot)
+            }
+        } catch {
+            snapshot = .unreachable("\(error)", previous: lock.withLock { latest })
+        }
+        let html = FloorPage.fragment(snapshot)
+        let changed = lock.withLock { () -> Bool in
+            latest = snapshot
+            defer { latestHTML = html }
+            return latestHTML != html
+        }
+        if changed { fanOut.publish(ServerSentEvent(event: "floor", data: html)) }
+    }
+}
