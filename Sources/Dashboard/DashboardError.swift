@@ -31,7 +31,7 @@ public enum DashboardError: Error, Sendable, Equatable, CustomStringConvertible,
             return "login \(access.user) \(what.joined(separator: "; ")): the dashboard reads only, as an auditor-only login. "
                 + "Connect as one (an administrator runs `keyline db grant LOGIN --role auditor`)."
         case .badListenAddress(let text):
-            return "--listen \(text) is not HOST:PORT (e.g. 127.0.0.1:8080) with a port from 1 to 65535"
+            return "--listen \(text) is not HOST:PORT (e.g. 127.0.0.1:8080) with a port from 0 (any free one) to 65535"
         case .tokenRequired(let address):
             return "--listen \(address) is not a loopback address: other machines could read the floor, so give --token-file "
                 + "FILE (mode 0600) with a token viewers present (Authorization: Bearer, or /login?token=)"

@@ -7,7 +7,8 @@ public struct DashboardSettings: Sendable {
     /// Required of every request when set (always, off loopback).
     public var token: AccessToken?
 
-    /// Parses `HOST:PORT` (`[::1]:8080` for IPv6); a non-loopback host needs a token.
+    /// Parses `HOST:PORT` (`[::1]:8080` for IPv6; port 0: any free port, printed once listening);
+    /// a non-loopback host needs a token.
     public init(listen: String, token: AccessToken?) throws(DashboardError) {
         let (host, port) = try Self.parse(listen)
         if !Self.isLoopback(host) && token == nil { throw .tokenRequired(address: listen) }
@@ -31,7 +32,7 @@ public struct DashboardSettings: Sendable {
             portText = listen[listen.index(after: colon)...]
         }
         guard !host.isEmpty, !host.contains(where: { $0.isWhitespace }), portText.allSatisfy(\.isASCII),
-              let port = Int(portText), (1...65_535).contains(port) else {
+              let port = Int(portText), (0...65_535).contains(port) else {
             throw .badListenAddress(listen)
         }
         return (String(host), port)

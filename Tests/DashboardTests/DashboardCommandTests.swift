@@ -33,7 +33,7 @@ struct DashboardCommandTests {
     func tokenFileMode() async throws {
         let directory = try ScratchDirectory()
         let path = directory.url.appendingPathComponent("token").path
-        FileManager.default.createFile(atPath: path, contents: Data("a-token-of-twenty-chars\n".utf8), attributes: [.posixPermissions: 0o644])
+        _ = FileManager.default.createFile(atPath: path, contents: Data("a-token-of-twenty-chars\n".utf8), attributes: [.posixPermissions: 0o644])
         let result = try await ChildProcess.run(Self.keyline, ["dashboard", "--listen", "0.0.0.0:8080", "--token-file", path],
                                                 timeout: .seconds(120))
         #expect(result.status == 78)

@@ -43,8 +43,8 @@ final class DashboardDatabase: @unchecked Sendable {
     /// A real login in `role` (`auditor`, `station`, `rma`), bound as the administrator binds one.
     func login(_ role: String, station: String? = nil) async throws -> ConnectionSettings {
         let user = "kl_dash_\(role)_" + Self.suffix()
-        try await admin.client.execute("CREATE ROLE \(user) LOGIN IN ROLE keyline_\(role)", [])
-        try await admin.client.execute("INSERT INTO station_logins (login, role, station) VALUES ($1, $2, $3)",
+        _ = try await admin.client.execute("CREATE ROLE \(user) LOGIN IN ROLE keyline_\(role)", [])
+        _ = try await admin.client.execute("INSERT INTO station_logins (login, role, station) VALUES ($1, $2, $3)",
                                        [user, role, role == "auditor" ? nil : station ?? "line-a"])
         lock.withLock { logins.append(user) }
         return settings.with(user: user)
@@ -81,7 +81,7 @@ final class LockedValue<Value: Sendable>: @unchecked Sendable {
 }
 
 /// GET `url` (with `headers`), the status and body as text; redirects are not followed.
-func get(_ url: String, headers: [(String, String)] = []) async throws -> (status: Int, body: String, headers: HTTPHeaders) {
+func get(_ url: String, headers: [(String, String)] = []) async throws -> (status: Int, body: String, setCookies: [String]) {
     var request = HTTPClientRequest(url: url)
     for (name, value) in headers { request.headers.add(name: name, value: value) }
     let client = HTTPClient(eventLoopGroupProvider: .singleton,
@@ -90,7 +90,7 @@ func get(_ url: String, headers: [(String, String)] = []) async throws -> (statu
         let response = try await client.execute(request, timeout: .seconds(60))
         let body = try await response.body.collect(upTo: 16 << 20)
         try await client.shutdown()
-        return (Int(response.status.code), String(buffer: body), response.headers)
+        return (Int(response.status.code), String(buffer: body), response.headers["set-cookie"])
     } catch {
         try? await client.shutdown()
         throw error

@@ -170,7 +170,7 @@ struct DashboardTests {
                 #expect(!page.body.contains(secret), "the token never appears in a page")
                 let login = try await get(base + "login?token=\(secret)")
                 #expect(login.status == 303 || login.status == 302)
-                let cookie = try #require(login.headers["set-cookie"].first)
+                let cookie = try #require(login.setCookies.first)
                 #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
                 #expect(try await get(base, headers: [("Cookie", "token=\(secret)")]).status == 200)
             }
