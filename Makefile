@@ -17,7 +17,7 @@ APT_PACKAGES := libssl-dev libpq-dev libusb-1.0-0-dev postgresql dfu-util age op
 APT_PACKAGES += dpkg-dev systemd
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: deps build test demo bench crash-bench fuzz clean standin s3-up s3-down s3-env package
+.PHONY: deps build test demo bench crash-bench fuzz clean standin s3-up s3-down s3-env package browser-deps
 
 # The libusb stand-in (Sources/libusb-standin): a libusb-1.0.so.0 that forwards to the device
 # simulator, for dfu-util and keyline's USB code on machines without a USB bus. Not a SwiftPM
@@ -47,10 +47,22 @@ deps:
 	@python3 -c 'import moto.server, flask_cors' 2>/dev/null || python3 -m pip install --quiet 'moto[server]'
 	@command -v aws >/dev/null 2>&1 || python3 -m pip install --quiet awscli
 
+# Debian's chromium, for the dashboard's browser tests and bench only (Tests/HeadlessBrowser drives
+# it headless over the DevTools protocol), so `make build` and `make demo` do not install a browser.
+BROWSER_PACKAGES := chromium
+browser-deps: deps
+	@missing=""; for p in $(BROWSER_PACKAGES); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "install ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  $(SUDO) apt-get update && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y $$missing; \
+	fi
+
 build: deps
 	$(SWIFT) build -c $(CONFIG) $(BUILD_FLAGS)
 
-test: deps standin db-up s3-up
+test: deps browser-deps standin db-up s3-up
 	python3 Tests/Layout/check-imports.py --self-test
 	python3 Tests/Layout/check-imports.py
 	$(SWIFT) build --build-tests $(BUILD_FLAGS)
@@ -71,7 +83,7 @@ package: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product keyline --scratch-path $(PACKAGE_SCRATCH) $(BUILD_FLAGS)
 	bash packaging/station/build-deb.sh $(PACKAGE_BIN)/keyline $(CURDIR)/dist
 
-bench: deps standin db-up s3-up
+bench: deps browser-deps standin db-up s3-up
 	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-sim $(BUILD_FLAGS)
 	$(SWIFT) build -c release --product keyline-bench $(BUILD_FLAGS)

@@ -134,10 +134,21 @@ let package = Package(
             "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "EscrowS3", "Registry", "Simulator",
             "ParticleCloud",  // the cloud outbox's drain against the simulated cloud
             "Custody", "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
+            "HeadlessBrowser",  // the dashboard's latency as 20 Chromium tabs see it
         ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh", "baseline-keyline.sh"]),
 
         // Shared test code (child processes, scratch directories, the test database).
         .target(name: "TestSupport", dependencies: ["Registry"], path: "Tests/TestSupport"),
+        // Headless Chromium over the DevTools protocol (a WebSocket client on NIO), for the
+        // dashboard's browser tests and bench.
+        .target(name: "HeadlessBrowser", dependencies: [
+            "TestSupport",
+            .product(name: "NIOCore", package: "swift-nio"),
+            .product(name: "NIOPosix", package: "swift-nio"),
+            .product(name: "NIOHTTP1", package: "swift-nio"),
+            .product(name: "NIOWebSocket", package: "swift-nio"),
+        ], path: "Tests/HeadlessBrowser"),
+        .testTarget(name: "HeadlessBrowserTests", dependencies: ["HeadlessBrowser", "TestSupport"]),
         .testTarget(name: "DeviceKeysTests", dependencies: ["DeviceKeys", "COpenSSL", "TestSupport"]),
         .testTarget(name: "ParticlePlatformTests", dependencies: [
             "ParticlePlatform", "ParticleDevice", "DeviceKeys", "FailurePolicy", "TestSupport",
@@ -179,6 +190,7 @@ let package = Package(
         .testTarget(name: "CLITests", dependencies: [
             "keyline", "keyline-sim", "CommandReporting", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "USB", "CLibUSB", "ParticleDevice",
             "Simulator", "Age", "Escrow", "EscrowS3", "Registry", "Audit", "TestSupport", "Custody",
+            "HeadlessBrowser",  // the dashboard in headless Chromium (DashboardBrowserTests)
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -20,6 +20,7 @@ let benchmarks: [Benchmark] = [
     Benchmark(name: "usb-standin", run: StandInBenchmark.run),
     Benchmark(name: "cloud-outbox", run: CloudOutboxBenchmark.run),
     Benchmark(name: "custody-rotation", run: RotationBenchmark.run),
+    Benchmark(name: "dashboard", run: DashboardBenchmark.run),
     // Only on request (provision-bench.sh asks for it): the yardstick of the runner's CPU per device.
 ]
 
