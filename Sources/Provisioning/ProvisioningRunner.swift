@@ -78,7 +78,7 @@ public struct ProvisioningRunner: Sendable {
         do {
             let job = found.status == .running ? found : try await registry.finishJob(id: found.id, status: .running)
             log = try options.logDirectory.map { try JobLog(root: $0, jobID: job.id) }
-            let summary = try await provision(job: job, registry: registry, clock: clock, log: log)
+            let summary = try await provision(job: job, lease: lease, registry: registry, clock: clock, log: log)
             await log?.close()
             await lease.release()
             return summary
@@ -89,7 +89,7 @@ public struct ProvisioningRunner: Sendable {
         }
     }
 
-    private func provision(job: Job, registry: RegistryDatabase, clock: ContinuousClock.Instant,
+    private func provision(job: Job, lease: JobLease, registry: RegistryDatabase, clock: ContinuousClock.Instant,
                            log: JobLog?) async throws -> ProvisioningSummary {
         let emit: ProvisioningEventSink = { [events] event in
             log?.record(event)
@@ -114,7 +114,11 @@ public struct ProvisioningRunner: Sendable {
         watcher.start()
         defer { watcher.stop() }
         let attached = try await bus.enumerate()
+        // The lease is kept (taken again after a failover) while devices are driven.
+        let keeper = JobLeaseKeeper(lease: lease, stop: stop, emit: emit)
         var reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices)
+        await keeper.finish()
+        if let lost = keeper.lost { throw lost }
         // A run whose lease another run took ends here, saying so: its writes were refused. (The
         // registry away right now is waited out below, where the job's end is recorded, fenced too.)
         do { try await registry.requireLease() } catch let lost as JobLeaseError { throw lost } catch {}
