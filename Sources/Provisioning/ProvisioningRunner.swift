@@ -78,7 +78,7 @@ public struct ProvisioningRunner: Sendable {
         do {
             let job = found.status == .running ? found : try await registry.finishJob(id: found.id, status: .running)
             log = try options.logDirectory.map { try JobLog(root: $0, jobID: job.id) }
-            let summary = try await provision(job: job, registry: registry, clock: clock, log: log)
+            let summary = try await provision(job: job, lease: lease, registry: registry, clock: clock, log: log)
             await log?.close()
             await lease.release()
             return summary
@@ -89,7 +89,7 @@ public struct ProvisioningRunner: Sendable {
         }
     }
 
-    private func provision(job: Job, registry: RegistryDatabase, clock: ContinuousClock.Instant,
+    private func provision(job: Job, lease: JobLease, registry: RegistryDatabase, clock: ContinuousClock.Instant,
                            log: JobLog?) async throws -> ProvisioningSummary {
         let ports = definition.ports
         let emit: ProvisioningEventSink = { [events] event in
@@ -123,10 +123,14 @@ public struct ProvisioningRunner: Sendable {
         let attached = try await bus.enumerate()
         let refusals = PortRefusals(definition: definition, jobID: job.id, registry: registry, emit: emit)
         heartbeat.start(jobID: job.id)
+        // The lease is kept (taken again after a failover) while devices are driven.
+        let keeper = JobLeaseKeeper(lease: lease, stop: stop, emit: emit)
         var reports = await provision(context: context, attached: attached, changes: changes, resumeDevices: resumeDevices,
                                       refusals: refusals)
+        await keeper.finish()
         await heartbeat.stop()
         await refusals.finish()
+        if let lost = keeper.lost { throw lost }
         // A run whose lease another run took ends here, saying so: its writes were refused. (The
         // registry away right now is waited out below, where the job's end is recorded, fenced too.)
         do { try await registry.requireLease() } catch let lost as JobLeaseError { throw lost } catch {}

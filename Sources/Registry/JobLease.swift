@@ -52,6 +52,47 @@ public final class JobLease: Sendable {
         }
     }
 
+    /// What `confirm()` found.
+    public enum Standing: Sendable, Equatable {
+        /// The lease's session still holds the lock.
+        case held
+        /// The session that held the lock was gone (a database restart, a failover to the standby:
+        /// the lock lived only in the old server's memory, while the epoch was replicated with the
+        /// job's row); the lock was taken again on a new session, and the epoch is still this run's.
+        case retaken
+    }
+
+    /// Checks that this run still holds the lease, re-taking the lock when its session was lost.
+    ///
+    /// Without this, a run whose registry failed over or restarted goes on writing with a valid
+    /// epoch while no session holds the job's lock, so a second `--resume` takes the job over while
+    /// this run is still driving its devices. Re-taking keeps the epoch (this run's writes present
+    /// it): the lock first, then the epoch is read under it, since only the lock holder may bump
+    /// it. Throws `JobLeaseError.lost` when another session holds the lock or the epoch moved on
+    /// (another run took the job meanwhile); a `PostgresError` when the registry is away (try again).
+    public func confirm() async throws -> Standing {
+        let (jobID, epoch, key) = (self.jobID, self.epoch, Int32(truncatingIfNeeded: self.jobID))
+        // Advisory locks on two int4 keys: classid = the first, objid = the second (as unsigned), objsubid = 2.
+        let held = try await connection.query("""
+            SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_locks l
+                           WHERE l.locktype = 'advisory' AND l.pid = pg_catalog.pg_backend_pid() AND l.granted
+                             AND l.classid = $1::integer::oid AND l.objsubid = 2
+                             AND l.objid::text::bigint = ($2::bigint & 4294967295)) AS held
+            """, [Self.lockClass, jobID])
+        if try held.first?.decode("held", as: Bool.self) == true { return .held }
+        let locked = try await connection.query("SELECT pg_try_advisory_lock($1::integer, $2::integer) AS locked",
+                                                [Self.lockClass, key])
+        guard try locked.first?.decode("locked", as: Bool.self) == true else {
+            throw JobLeaseError.lost(jobID: jobID, epoch: epoch)
+        }
+        let current = try await connection.query("SELECT lease_epoch FROM jobs WHERE id = $1", [jobID])
+        guard try current.first?.decode("lease_epoch", as: Int64?.self) == epoch else {
+            _ = try? await connection.query("SELECT pg_advisory_unlock($1::integer, $2::integer)", [Self.lockClass, key])
+            throw JobLeaseError.lost(jobID: jobID, epoch: epoch)
+        }
+        return .retaken
+    }
+
     /// Gives the lease up: unlocked explicitly, so the next lease sees it free at once (a closed
     /// session's locks are dropped only once its server process has exited).
     public func release() async {

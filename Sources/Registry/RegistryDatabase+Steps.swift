@@ -34,12 +34,19 @@ public struct StepRecord: Sendable, Hashable, Codable {
 
 extension RegistryDatabase {
     /// Appends the timing of one step (one INSERT in one transaction, presenting the run's lease).
+    /// Recording the same try again changes nothing: a caller whose COMMIT was lost with the
+    /// connection (a failover) retries, and the row may already be there (the standby has every
+    /// acknowledged commit, and maybe this one), so a replay must not double the step.
     public func recordStep(_ record: StepRecord) async throws {
         try await run("record step timings") { transaction in
             _ = try transaction.execute("""
                 INSERT INTO job_device_steps (job_id, device_id, step, started_at, seconds, attempts, outcome, reason,
                                               port_path, station)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+                SELECT $1::bigint, $2::text, $3::text, $4::timestamptz, $5::double precision, $6::integer, $7::text,
+                       $8::text, $9::text, $10::text
+                WHERE NOT EXISTS (SELECT 1 FROM job_device_steps
+                                  WHERE job_id = $1::bigint AND device_id = $2::text AND step = $3::text
+                                    AND started_at = $4::timestamptz AND attempts = $6::integer AND outcome = $7::text)
                 """, [record.jobID, record.deviceID, record.step, record.startedAt, max(0, record.seconds),
                       max(1, record.attempts), record.outcome.rawValue,
                       record.outcome == .failed ? (record.reason ?? "failed") : record.reason,
