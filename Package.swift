@@ -134,7 +134,7 @@ let package = Package(
             "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "EscrowS3", "Registry", "Simulator",
             "ParticleCloud",  // the cloud outbox's drain against the simulated cloud
             "Custody", "TestSupport",  // crafted inputs (HostileKeys), shared with the tests
-            "HeadlessBrowser",  // the dashboard's latency as 20 Chromium tabs see it
+            "HeadlessBrowser",  // the dashboard's latency as a Chromium page sees it
         ], path: "Benchmarks", exclude: ["provision-bench.sh", "crash-bench.sh", "baseline-keyline.sh"]),
 
         // Shared test code (child processes, scratch directories, the test database).
