@@ -81,7 +81,8 @@ PACKAGE_ENV      = KEYLINE_TEST_PACKAGE="$(PACKAGE_DEB)" KEYLINE_TEST_REQUIRE_PA
 
 package: deps
 	$(SWIFT) build -c release --static-swift-stdlib --product keyline --scratch-path $(PACKAGE_SCRATCH) $(BUILD_FLAGS)
-	bash packaging/station/build-deb.sh $(PACKAGE_BIN)/keyline $(CURDIR)/dist
+	SWIFT_TOOLCHAIN="$$(dirname "$$(dirname "$$(readlink -f "$$(command -v $(SWIFT))")")")" \
+	  bash packaging/station/build-deb.sh $(PACKAGE_BIN)/keyline $(CURDIR)/dist
 
 bench: deps browser-deps standin db-up s3-up
 	$(SWIFT) build -c release --product keyline $(BUILD_FLAGS)

@@ -54,7 +54,11 @@ public final class DashboardServer: Sendable {
         feed.start()
         let router = Router()
         router.add(middleware: ResponseHeaders())
-        if let token = settings.token { router.add(middleware: TokenCheck(token: token)) }
+        if let token = settings.token {
+            router.add(middleware: TokenCheck(token: token))
+        } else {
+            router.add(middleware: LoopbackHostCheck())
+        }
         addRoutes(to: router)
         let host = settings.host
         let app = Application(router: router,

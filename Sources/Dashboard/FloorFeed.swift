@@ -37,7 +37,10 @@ final class FloorFeed: @unchecked Sendable {
             for await update in updates {
                 switch update {
                 case .notification(let payload):
-                    fanOut.publish(ServerSentEvent(event: "change", data: payload))
+                    // Relayed only as checked fields (FloorChange); the floor is re-read either way.
+                    if let change = FloorChange.sanitized(payload) {
+                        fanOut.publish(ServerSentEvent(event: "change", data: change))
+                    }
                     markDirty()
                 case .connected:
                     lock.withLock { registryDown = nil }

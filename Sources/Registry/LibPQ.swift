@@ -4,6 +4,16 @@ import Foundation
 /// libpq's C side, stateless: completing a connection attempt, reading results and errors,
 /// passing parameter arrays. A `PostgresConnection` calls these on its own queue.
 enum LibPQ {
+    /// TCP keepalives and a user timeout on every connection, placed before the connection string
+    /// so a URL's or an override's own values win. Without them a primary that vanished (a crash,
+    /// a failover, a pulled cable) leaves a waiting connection blocked until the kernel gives up,
+    /// about 15 minutes (tcp_retries2): a listener that never reconnects, a lease check that holds
+    /// up a stop. Unix sockets ignore them.
+    static let deadPeerDetection: [(keyword: String, value: String)] = [
+        ("keepalives", "1"), ("keepalives_idle", "10"), ("keepalives_interval", "5"), ("keepalives_count", "3"),
+        ("tcp_user_timeout", "30000"),
+    ]
+
     /// Drives a connection started with PQconnectStartParams to success or failure.
     ///
     /// keyline polls instead of calling PQconnectdbParams so that it can ask for verbose errors

@@ -129,6 +129,7 @@ public final class NotificationListener: @unchecked Sendable {
         try settings.validate()
         var keywords = ["fallback_application_name"]
         var values = ["keyline-listen"]
+        for (keyword, value) in LibPQ.deadPeerDetection { keywords.append(keyword); values.append(value) }
         if !settings.connectionString.isEmpty {
             keywords.append("dbname"); values.append(settings.connectionString)
         }

@@ -159,6 +159,7 @@ public final class PostgresConnection: @unchecked Sendable {
         var keywords: [String] = []
         var values: [String] = []
         keywords.append("fallback_application_name"); values.append("keyline")
+        for (keyword, value) in LibPQ.deadPeerDetection { keywords.append(keyword); values.append(value) }
         if !settings.connectionString.isEmpty {
             // expand_dbname: libpq parses this first dbname as a URI or conninfo string.
             keywords.append("dbname"); values.append(settings.connectionString)

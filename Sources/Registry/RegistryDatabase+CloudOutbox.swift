@@ -155,6 +155,7 @@ extension RegistryDatabase {
             // The database writes the attempt's `cloud.upload` event itself (0013), naming this
             // station when the session is trusted and bound to none.
             try Self.nameStation(station, in: transaction)
+            _ = try transaction.queryOne("SELECT set_config('keyline.cloud_attempt', 'on', true)", [])
             let row = try transaction.queryOne("""
                 UPDATE cloud_uploads u SET state = $2::text, last_status = $3::integer, last_request_id = $4::text,
                        reason = CASE WHEN $2::text = 'sent' THEN NULL ELSE $5::text END,

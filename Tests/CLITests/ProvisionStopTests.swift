@@ -12,7 +12,7 @@ import TestSupport
 struct ProvisionStopTests {
     @Test("SIGTERM mid-batch stops every device at a step boundary and exits 130; --resume finishes the job")
     func sigtermMidBatch() async throws {
-        let line = try await ProvisionLine(timeScale: 0.05, seed: 51) { _ in }
+        let line = try await ProvisionLine(timeScale: 0.15, seed: 51) { _ in }  // slow enough that SIGTERM lands mid-batch on a loaded host
         defer { Task { await line.stop() } }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
 

@@ -177,6 +177,25 @@ struct DashboardTests {
         }
     }
 
+    @Test("without a token only loopback host names are answered (no DNS rebinding from a page on the station PC)")
+    func loopbackHostOnly() async throws {
+        for good in ["localhost", "localhost:8080", "127.0.0.1", "127.0.0.1:80", "127.1.2.3:9", "[::1]", "[::1]:8080", "LOCALHOST"] {
+            #expect(LoopbackHostCheck.isLoopback(host: good), "\(good)")
+        }
+        for bad in ["evil.example", "evil.example:8080", "127.0.0.1.evil.example", "10.0.0.1", "[::2]", "[::1]x", "localhost:80:80",
+                    "127.0.0.256", "", "127.0.0.1:http"] {
+            #expect(!LoopbackHostCheck.isLoopback(host: bad), "\(bad)")
+        }
+        try await DashboardDatabase.with { database in
+            try await withDashboard(database) { base, _ in
+                #expect(try await get(base).status == 200)
+                let rebound = try await get(base, headers: [("Host", "evil.example:8080")])
+                #expect(rebound.status == 421)
+                #expect(try await get(base + "events", headers: [("Host", "evil.example")]).status == 421)
+            }
+        }
+    }
+
     @Test("/jobs/ID.csv is byte-identical to keyline report --format csv; no page holds key material")
     func csvMatchesReportAndNoKeyMaterial() async throws {
         try await DashboardDatabase.with { database in
@@ -219,5 +238,25 @@ enum KeylineReport {
                                                 environment: try TestPostgres.environment(database: database),
                                                 timeout: .seconds(300)).requireSuccess()
         return result.stdout
+    }
+}
+
+@Suite("What a floor notification may pass on")
+struct FloorChangeTests {
+    @Test("the triggers' payloads pass as checked fields; anything a login could NOTIFY by hand is dropped or cut down")
+    func sanitized() throws {
+        let good = #"{"table": "job_devices", "job": 12, "device": "e00fce68a1b2c3d4e5f60718", "station": "line-1 station 3"}"#
+        #expect(FloorChange.sanitized(good) == #"{"device":"e00fce68a1b2c3d4e5f60718","job":12,"station":"line-1 station 3","table":"job_devices"}"#)
+        #expect(FloorChange.sanitized(#"{"table": "events", "job": null, "device": null, "station": "s", "kind": "port.not_permitted"}"#)
+                == #"{"kind":"port.not_permitted","station":"s","table":"events"}"#)
+        // Extra fields are dropped: a token smuggled in never reaches a viewer.
+        let smuggled = FloorChange.sanitized(#"{"table": "jobs", "job": 3, "token": "s3cret-token", "detail": {"x": 1}}"#)
+        #expect(smuggled == #"{"job":3,"table":"jobs"}"#)
+        for bad in ["not json", #"{"table": "pg_authid"}"#, #"{"job": 1}"#, #"{"table": "jobs", "job": -1}"#,
+                    #"{"table": "jobs", "job": 1.5}"#, #"{"table": "jobs", "device": "<script>alert(1)</script>"}"#,
+                    #"{"table": "events", "kind": "Bad Kind"}"#, #"{"table": "jobs", "station": "a\u0007b"}"#,
+                    "{\"table\": \"jobs\", \"station\": \"" + String(repeating: "x", count: 3000) + "\"}"] {
+            #expect(FloorChange.sanitized(bad) == nil, "\(bad.prefix(80))")
+        }
     }
 }

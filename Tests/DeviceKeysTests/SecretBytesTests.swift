@@ -2,7 +2,8 @@ import Synchronization
 import Testing
 @testable import DeviceKeys
 
-@Suite("Private key bytes are cleared")
+// Serialized: the release observer is one global, set and cleared by each case.
+@Suite("Private key bytes are cleared", .serialized)
 struct SecretBytesTests {
     @Test("moving bytes in clears the source array; reads and comparisons see the original")
     func movingIn() {

@@ -163,6 +163,8 @@ struct JobTrustTests {
             _ = try await registry.client.query("""
                 SELECT pg_terminate_backend(pid) FROM pg_locks
                 WHERE locktype = 'advisory' AND classid = 1802267234 AND objid = $1::integer::oid
+                  -- pg_locks is the whole cluster's: only this test's database (parallel tests' jobs are 1 too).
+                  AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
                 """, [Int32(job.id)])
             let second = try await waitForLease(registry, job.id)
             #expect(second.epoch == first.epoch + 1)

@@ -83,9 +83,17 @@ struct CloudDeliveryTests {
             #expect(try await Self.uploadEvents(admin, device: second.deviceID).isEmpty)
             _ = try await station.recordCloudUploadAttempt(claimed.upload, outcome: .retry(after: .seconds(1)), status: 503,
                                                            requestID: "req-1", reason: "unavailable", station: RegistryFixture.station)
-            let events = try await Self.uploadEvents(admin, device: second.deviceID)
+            var events = try await Self.uploadEvents(admin, device: second.deviceID)
             #expect(events.map { $0.detail["outcome"] } == ["retry"])
             #expect(events.first?.detail["request_id"] == "req-1" && events.first?.actor == user)
+            // Two timeouts in a row (the same answer, no request ID) are two attempts, two events.
+            for _ in 0..<2 {
+                let again = try #require(try await admin.cloudUploads(deviceID: second.deviceID).first)
+                _ = try await station.recordCloudUploadAttempt(again, outcome: .retry(after: .zero), status: nil, requestID: nil,
+                                                               reason: "timed out", station: RegistryFixture.station)
+            }
+            events = try await Self.uploadEvents(admin, device: second.deviceID)
+            #expect(events.map { $0.detail["reason"] } == ["unavailable", "timed out", "timed out"])
         }
     }
 }

@@ -13,6 +13,7 @@ struct JobLeaseRetakeTests {
     static func dropLeaseSession(_ registry: RegistryDatabase, _ jobID: Int64) async throws {
         let holders = """
             FROM pg_locks WHERE locktype = 'advisory' AND classid = 1802267234 AND objid = $1::integer::oid AND granted
+              AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
             """
         _ = try await registry.client.query("SELECT pg_terminate_backend(pid) \(holders)", [Int32(jobID)])
         try await waitUntil(deadline: .seconds(60), poll: .milliseconds(20), "job \(jobID)'s lock released") {

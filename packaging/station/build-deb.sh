@@ -23,7 +23,13 @@ version=$("$binary" --version) || fail "$binary --version failed"
 
 # Nothing from the toolchain: every library resolves outside /opt/swift (or wherever swift lives),
 # none is missing, and no run path points into the toolchain.
-toolchain=$(dirname "$(dirname "$(readlink -f "$(command -v swift)")")")
+# SWIFT_TOOLCHAIN (the Makefile passes the one its $(SWIFT) lives in) or the swift on PATH.
+if [ -z "${SWIFT_TOOLCHAIN:-}" ]; then
+    swift_path=$(command -v swift) || fail "no swift on PATH: set SWIFT_TOOLCHAIN to the toolchain's folder (e.g. /opt/swift/usr)"
+    SWIFT_TOOLCHAIN=$(dirname "$(dirname "$(readlink -f "$swift_path")")")
+fi
+toolchain=$SWIFT_TOOLCHAIN
+case "$toolchain" in /?*) ;; *) fail "SWIFT_TOOLCHAIN='$toolchain' is not an absolute folder" ;; esac
 libraries=$(ldd "$binary") || fail "ldd $binary failed"
 if grep -q "not found" <<<"$libraries"; then fail "$binary needs a library this host lacks:"$'\n'"$libraries"; fi
 if grep -qF "$toolchain" <<<"$libraries" || grep -q "libswift\|libFoundation\|lib_Foundation\|libdispatch\|libBlocksRuntime" <<<"$libraries"; then
