@@ -1783,8 +1783,11 @@ BEGIN
             USING ERRCODE = 'check_violation', CONSTRAINT = 'cloud_upload_sent_needs_acceptance';
     END IF;
 
-    -- Nothing about the delivery changed (e.g. only the due time of a released claim): no event.
-    IF (NEW.state, NEW.last_status, NEW.last_request_id, NEW.reason)
+    -- Nothing about the delivery changed (e.g. only a due time): no event, unless this is a recorded
+    -- attempt (keyline.cloud_attempt, set by the drainer), which is an event even when its answer
+    -- repeats the last one (two timeouts in a row are two attempts).
+    IF pg_catalog.current_setting('keyline.cloud_attempt', true) IS DISTINCT FROM 'on'
+       AND (NEW.state, NEW.last_status, NEW.last_request_id, NEW.reason)
        IS NOT DISTINCT FROM (OLD.state, OLD.last_status, OLD.last_request_id, OLD.reason) THEN
         RETURN NEW;
     END IF;
