@@ -116,7 +116,11 @@ enum LibPQ {
             return String(cString: value)
         }
         let sqlState = field("C")
-        let lost = PQstatus(connection) != CONNECTION_OK
+        // Every error the server sends carries a SQLSTATE; one without is libpq's own, and on a
+        // statement that means the connection broke ("server closed the connection
+        // unexpectedly"), even when PQstatus has not turned CONNECTION_BAD yet, as seen when the
+        // primary is stopped mid-batch (RegistryFailoverTests): not a refusal of the statement.
+        let lost = PQstatus(connection) != CONNECTION_OK || sqlState == nil
         let message = field("M") ?? errorMessage(connection)
         let kind: PostgresError.Kind = lost ? .connectionLost : .server
         return PostgresError(kind: kind, sqlState: sqlState, message: message, detail: field("D"), hint: field("H"),

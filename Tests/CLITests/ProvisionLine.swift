@@ -18,6 +18,9 @@ final class ProvisionLine: @unchecked Sendable {
     let server: StandInServer
     let scratch: ScratchDirectory
     let database: String
+    /// The registry's URL when the line does not use a database of the shared test cluster (a
+    /// primary with a standby of the test's own); nil: database `database` of the test cluster.
+    let registryURL: String?
     var environment: [String: String]
     var identity: URL { scratch.url.appendingPathComponent("rma-identity.txt") }
     var store: URL { scratch.url.appendingPathComponent("escrow") }
@@ -25,18 +28,25 @@ final class ProvisionLine: @unchecked Sendable {
     /// The escrow store the line writes to when it is not the directory `store` (an S3 store).
     var objectStore: (any EscrowStore)?
 
-    init(timeScale: Double = 0, seed: UInt64 = 1, cloudLink: SimulatedCloudLink? = nil,
+    init(timeScale: Double = 0, seed: UInt64 = 1, cloudLink: SimulatedCloudLink? = nil, registryURL: String? = nil,
          _ build: (SimulatedFleet) throws -> Void) async throws {
         fleet = try SimulatedFleet(timeScale: timeScale, seed: seed, cloudLink: cloudLink)
         try build(fleet)
         server = StandInServer(socketPath: Subprocess.socketPath(), fleet: fleet)
         try server.start()
         scratch = try ScratchDirectory(label: "provision")
-        database = "kl_prov_" + String((0..<10).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
-        try await DatabaseCLITests.psql("CREATE DATABASE \(database)")
-        environment = try Subprocess.standInEnvironment(socket: server.socketPath)
-            .merging(try DatabaseCLITests.environment(database: database)) { _, new in new }
-        if environment["DATABASE_URL"] == nil { environment["DATABASE_URL"] = "" }
+        self.registryURL = registryURL
+        if let registryURL {
+            database = ""
+            environment = try Subprocess.standInEnvironment(socket: server.socketPath)
+            environment["DATABASE_URL"] = registryURL
+        } else {
+            database = "kl_prov_" + String((0..<10).map { _ in "abcdefghijklmnopqrstuvwxyz0123456789".randomElement()! })
+            try await DatabaseCLITests.psql("CREATE DATABASE \(database)")
+            environment = try Subprocess.standInEnvironment(socket: server.socketPath)
+                .merging(try DatabaseCLITests.environment(database: database)) { _, new in new }
+            if environment["DATABASE_URL"] == nil { environment["DATABASE_URL"] = "" }
+        }
         let firmware = scratch.url.appendingPathComponent("firmware")
         try FileManager.default.createDirectory(at: firmware, withIntermediateDirectories: true)
         environment["KEYLINE_FIRMWARE"] = firmware.path
@@ -79,14 +89,15 @@ final class ProvisionLine: @unchecked Sendable {
     }
 
     func registry() async throws -> RegistryDatabase {
+        if let registryURL { return try await RegistryDatabase.connect(ConnectionSettings(connectionString: registryURL)) }
         // libpq reads PG* from this process's own environment, so the database is named explicitly.
-        try await RegistryDatabase.connect(TestPostgres.settings
+        return try await RegistryDatabase.connect(TestPostgres.settings
             .with(database: database))
     }
 
     func stop() async {
         server.stop()
-        try? await DatabaseCLITests.psql("DROP DATABASE IF EXISTS \(database) WITH (FORCE)")
+        if registryURL == nil { try? await DatabaseCLITests.psql("DROP DATABASE IF EXISTS \(database) WITH (FORCE)") }
         scratch.remove()
     }
 
