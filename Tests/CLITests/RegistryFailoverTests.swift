@@ -19,13 +19,17 @@ struct RegistryFailoverTests {
           .timeLimit(.minutes(10)))
     func primaryStoppedMidBatch() async throws {
         try await PrimaryWithStandby.run(database: "keyline_failover") { pair in
+            // Half the batch is attached at the start, the other half arrives while no server
+            // takes writes: those devices cannot get past their first registry write before the
+            // promotion however fast the first half is, so the failover always lands mid-batch.
+            let early = Self.devices / 2
             let line = try await ProvisionLine(timeScale: 0.05, seed: 211, registryURL: pair.url) { fleet in
-                for index in 1...Self.devices {
+                for index in 1...early {
                     try fleet.add(.photon, at: ProvisionLifecycleTests.port(1, index), mode: index.isMultiple(of: 2) ? .dfu : .normal)
                 }
             }
             defer { Task { await line.stop() } }
-            try await ProvisionS3Tests.waitForDevices(line, Self.devices)
+            try await ProvisionS3Tests.waitForDevices(line, early)
             // Short back-offs, so a device held through the outage tries again soon after the promotion.
             let shipped = try String(contentsOfFile: ProvisionLine.pipeline("photon-factory.yaml"), encoding: .utf8)
             let pipeline = line.scratch.url.appendingPathComponent("photon-failover.yaml")
@@ -33,16 +37,20 @@ struct RegistryFailoverTests {
                 .write(to: pipeline, atomically: true, encoding: .utf8)
             let product = try ProvisionLine.productID(pipeline.path)
 
-            let run = try RunningKeyline(line, ["provision", pipeline.path, "--json", "--timeout", "20"], label: "failover")
+            // `--wait`: the run ends when the test stops it (SIGTERM, as `systemctl stop` does), not
+            // when its devices are done, so the lease checks below always meet a running run.
+            let run = try RunningKeyline(line, ["provision", pipeline.path, "--wait", "--json", "--timeout", "20"], label: "failover")
             // A failing expectation further down must not leave the run behind (a no-op once it exited).
             defer { run.signal(SIGKILL) }
             // Some devices past `escrowed` (their escrow records and maybe registrations are on
-            // the primary and, synchronously, on the standby), the others still on their way.
+            // the primary and, synchronously, on the standby).
             let escrowed = try await run.waitForEvents(within: .seconds(180)) { Self.states($0).filter { $0 == "escrowed" }.count >= 2 }
             try #require(escrowed, "no device reached escrowed\n\(run.stderr)\n\(run.stdout.suffix(3000))")
             let job = try #require(run.events.first { $0["type"] as? String == "job_started" }?["jobID"] as? Int)
             try await pair.stopPrimary()
-            let doneBeforeFailover = Self.states(run.events).filter { $0 == "done" }.count
+            for index in (early + 1)...Self.devices {
+                try line.fleet.add(.photon, at: ProvisionLifecycleTests.port(1, index), mode: index.isMultiple(of: 2) ? .dfu : .normal)
+            }
 
             // A second run of the job while no server takes writes: refused at once, nothing touched.
             let resume = ["provision", pipeline.path, "--json", "--timeout", "20", "--resume", String(job)]
@@ -50,31 +58,31 @@ struct RegistryFailoverTests {
             #expect(duringOutage.status == 75, "\(duringOutage.stderr)\n\(duringOutage.stdout.suffix(2000))")
 
             let held = try await run.waitForEvents(within: .seconds(120)) { $0.contains { $0["type"] as? String == "held" } }
-            #expect(held || doneBeforeFailover == Self.devices,
-                    "no device was held while no server took writes\n\(run.stderr)\n\(run.stdout.suffix(3000))")
-            #expect(run.process.isRunning || doneBeforeFailover == Self.devices, "the run ended during the outage: \(run.stderr)")
+            #expect(held, "no device was held while no server took writes\n\(run.stderr)\n\(run.stdout.suffix(3000))")
+            #expect(run.process.isRunning, "the run ended during the outage: \(run.stderr)")
 
             try await pair.promoteStandby()
             // The run takes its job's lease again on the new primary (the advisory lock died with the
             // old one); from then on a second run of the job is refused, not let in to drive it too.
-            try await waitUntil(deadline: .seconds(120), poll: .milliseconds(50), "the run's lease taken again on the new primary") {
-                run.events.contains { ($0["message"] as? String ?? "").contains("taken again") } || !run.process.isRunning
+            let retaken = try await run.waitForEvents(within: .seconds(120)) {
+                $0.contains { ($0["message"] as? String ?? "").contains("taken again") }
             }
-            #expect(run.events.contains { ($0["message"] as? String ?? "").contains("taken again") },
-                    "the run never took its lease again\n\(run.stderr)\n\(run.stdout.suffix(3000))")
+            #expect(retaken, "the run never took its lease again\n\(run.stderr)\n\(run.stdout.suffix(3000))")
+            #expect(try await pair.psql(socket: pair.standbySocket, """
+                SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted AND objid = \(job)
+                """).trimmingCharacters(in: .whitespacesAndNewlines) == "1", "no session holds job \(job)'s lock on the new primary")
             let afterFailover = try await line.keyline(resume, timeout: .seconds(180))
-            // The first run still running once the second has exited: the lease was held all along,
-            // so the second must have been refused. On a loaded host the first may have finished
-            // (and released the lease) before the second started; then the second finds every
-            // device done and drives none (checked below).
-            if run.process.isRunning {
-                #expect(afterFailover.status == 75 && (afterFailover.stderr + afterFailover.stdout).contains("is being run by another"),
-                        "a second run of job \(job) was let in after the failover\n\(afterFailover.stderr)\n\(afterFailover.stdout.suffix(2000))")
-            }
+            #expect(afterFailover.status == 75 && (afterFailover.stderr + afterFailover.stdout).contains("is being run by another"),
+                    "a second run of job \(job) was let in after the failover\n\(afterFailover.stderr)\n\(afterFailover.stdout.suffix(2000))")
             #expect(!afterFailover.stdout.contains("\"type\":\"state_changed\""), "the second run drove a device\n\(afterFailover.stdout.suffix(2000))")
 
-            let result = try await run.finish(within: .seconds(300))
-            #expect(result.status == 0, "\(result.stderr)\n\(result.stdout.suffix(3000))\n\(pair.logs)")
+            let allFinished = try await run.waitForEvents(within: .seconds(240)) {
+                $0.filter { $0["type"] as? String == "device_finished" }.count >= Self.devices
+            }
+            #expect(allFinished, "not every device finished\n\(run.stderr)\n\(run.stdout.suffix(3000))\n\(pair.logs)")
+            run.signal(SIGTERM)
+            let result = try await run.finish(within: .seconds(120))
+            #expect(result.status == 0 && !result.terminatedBySignal, "\(result.stderr)\n\(result.stdout.suffix(3000))\n\(pair.logs)")
             let summary = try #require(ProvisionLine.summary(result))
             let reports = summary["devices"] as? [[String: Any]] ?? []
             #expect(reports.filter { $0["outcome"] as? String == "done" }.count == Self.devices, "\(reports)")
