@@ -34,7 +34,7 @@ public enum DashboardError: Error, Sendable, Equatable, CustomStringConvertible,
             return "--listen \(text) is not HOST:PORT (e.g. 127.0.0.1:8080) with a port from 0 (any free one) to 65535"
         case .tokenRequired(let address):
             return "--listen \(address) is not a loopback address: other machines could read the floor, so give --token-file "
-                + "FILE (mode 0600) with a token viewers present (Authorization: Bearer, or /login?token=)"
+                + "FILE (mode 0600) with a token viewers present (Authorization: Bearer, or once in the /login form)"
         case .badTokenFile(let path, let problem):
             return "token file \(path): \(problem)"
         case .server(let address, let message):

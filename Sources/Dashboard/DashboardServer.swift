@@ -51,7 +51,7 @@ public final class DashboardServer: Sendable {
     /// stream, the listener and the pool. `onListening` gets the base URL (with the real port
     /// when the port asked for was 0).
     public func run(onListening: @escaping @Sendable (String) -> Void) async throws {
-        feed.start()
+        await feed.start()
         let router = Router()
         router.add(middleware: ResponseHeaders())
         if let token = settings.token {
@@ -103,7 +103,9 @@ public final class DashboardServer: Sendable {
         }
         router.get("/dashboard.css") { _, _ -> Response in Self.text(HTMLPage.stylesheet, type: "text/css; charset=utf-8") }
         router.get("/dashboard.js") { _, _ -> Response in Self.text(HTMLPage.script, type: "text/javascript; charset=utf-8") }
-        router.get("/login") { request, _ -> Response in self.login(request) }
+        let login = LoginForm(token: settings.token)
+        router.get("/login") { _, _ -> Response in login.page() }
+        router.post("/login") { request, _ -> Response in try await login.submit(request) }
     }
 
     private func currentSnapshotPage() async throws -> FloorSnapshot {
@@ -188,15 +190,6 @@ public final class DashboardServer: Sendable {
         }
     }
 
-    private func login(_ request: Request) -> Response {
-        guard let token = settings.token else { return .redirect(to: "/") }
-        let presented = request.uri.queryParameters["token"]
-        guard token.matches(presented), let presented else { return TokenCheck.unauthorized() }
-        var response = Response.redirect(to: "/")
-        response.setCookie(Cookie(name: "token", value: String(presented), path: "/", httpOnly: true, sameSite: .strict))
-        return response
-    }
-
     // MARK: Responses
 
     static func html(_ text: String, status: HTTPResponse.Status = .ok) -> Response {
@@ -257,7 +250,7 @@ struct TokenCheck: RouterMiddleware {
     static func unauthorized() -> Response {
         var response = DashboardServer.html(
             HTMLPage.layout(title: "Token required", page: "error",
-                            content: "<p id=\"error\">This dashboard needs its token: open /login?token=TOKEN once, "
+                            content: "<p id=\"error\">This dashboard needs its token: <a href=\"/login\">enter it once</a>, "
                                 + "or send Authorization: Bearer TOKEN.</p>"), status: .unauthorized)
         response.headers[.wwwAuthenticate] = "Bearer"
         return response

@@ -47,7 +47,7 @@ public struct DashboardSettings: Sendable {
 }
 
 /// The shared secret viewers present off loopback: `Authorization: Bearer TOKEN`, or the `token`
-/// cookie `/login?token=TOKEN` sets. Compared in constant time; never printed or logged.
+/// cookie the `/login` form sets. Compared in constant time; never printed or logged.
 public struct AccessToken: Sendable, CustomStringConvertible {
     let bytes: [UInt8]
 

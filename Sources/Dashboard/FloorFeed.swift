@@ -20,6 +20,8 @@ final class FloorFeed: @unchecked Sendable {
     private var registryDown: String?
     private var dirty = true
     private var tasks: [Task<Void, Never>] = []
+    /// Ends at the listener's first word (LISTEN in force, or the registry unreachable).
+    private let firstContact = AsyncStream<Void>.makeStream(of: Void.self)
 
     init(registry: RegistryDatabase, listenerSettings: ConnectionSettings, fanOut: EventFanOut,
          coalescing: Duration = .milliseconds(100), tick: Duration = .seconds(5)) {
@@ -30,11 +32,16 @@ final class FloorFeed: @unchecked Sendable {
         self.tick = tick
     }
 
-    func start() {
+    /// Starts listening and returns once LISTEN is in force (or the registry was found away, or
+    /// `firstContactLimit` passed): a viewer served before that would miss the changes written
+    /// in between, their notifications sent before anyone listened.
+    func start(firstContactLimit: Duration = .seconds(15)) async {
         listener.start()
         let updates = listener.updates
+        let contact = firstContact.continuation
         let consumer = Task { [self] in
             for await update in updates {
+                if case .notification = update {} else { contact.finish() }
                 switch update {
                 case .notification(let payload):
                     // Relayed only as checked fields (FloorChange); the floor is re-read either way.
@@ -72,6 +79,12 @@ final class FloorFeed: @unchecked Sendable {
             }
         }
         lock.withLock { tasks = [consumer, refresher] }
+        let limit = Task {
+            try? await Task.sleep(for: firstContactLimit)
+            contact.finish()
+        }
+        for await _ in firstContact.stream {}
+        limit.cancel()
     }
 
     func stop() {

@@ -18,8 +18,8 @@ struct DashboardCommand: AsyncParsableCommand {
             (Server-Sent Events). Shifts are 8 hours from 06:00, 14:00 and 22:00 UTC.
 
             Binds to loopback by default. Any other address needs --token-file FILE (mode 0600): \
-            viewers send `Authorization: Bearer TOKEN`, or open /login?token=TOKEN once (it sets a \
-            cookie). Prints the URL once listening; stops cleanly on Ctrl-C or SIGTERM.
+            viewers send `Authorization: Bearer TOKEN`, or type it once into the /login form (it sets a \
+            cookie; the token is never put in a URL). Prints the URL once listening; stops cleanly on Ctrl-C or SIGTERM.
 
             EXIT CODES
               0   stopped by SIGINT/SIGTERM

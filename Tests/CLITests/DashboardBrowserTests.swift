@@ -75,9 +75,16 @@ struct DashboardBrowserTests {
         try #require(startedA && startedB, "a station did not start its job\nA: \(runA.stderr)\nB: \(runB.stderr)")
 
         try await HeadlessChromium.with(in: floor.line.scratch.url) { browser in
-            // The token once, as a cookie; the floor then streams with it.
-            let page = try await browser.open("\(floor.dashboardURL)/login?token=\(floor.token)", initScript: EventSourceRecorder.script())
-            try await page.waitFor("document.body.dataset.page === 'floor'", deadline: .seconds(60), "the floor page after /login")
+            // The token typed once into the login form (POSTed, never in a URL) becomes a cookie;
+            // the floor then streams with it.
+            let page = try await browser.open("\(floor.dashboardURL)/login", initScript: EventSourceRecorder.script())
+            try await page.waitFor("document.getElementById('login') !== null", deadline: .seconds(60), "the login form")
+            _ = try await page.evaluate("""
+                document.getElementById('token').value = '\(floor.token)'; document.getElementById('login').submit(); true
+                """)
+            // (No body while the POST's redirect is being followed.)
+            try await page.waitFor("document.body?.dataset.page === 'floor'", deadline: .seconds(60), "the floor page after the login form")
+            #expect(try await page.text("location.href") == "\(floor.dashboardURL)/", "the token must not be left in the URL")
             try await page.waitFor("document.getElementById('connection').dataset.state === 'live'", deadline: .seconds(60),
                                    "the floor's event stream to open")
             #expect(try await page.evaluate(Self.stepRecorder) == .bool(true))

@@ -82,7 +82,19 @@ final class LockedValue<Value: Sendable>: @unchecked Sendable {
 
 /// GET `url` (with `headers`), the status and body as text; redirects are not followed.
 func get(_ url: String, headers: [(String, String)] = []) async throws -> (status: Int, body: String, setCookies: [String]) {
+    try await send(HTTPClientRequest(url: url), headers: headers)
+}
+
+/// POST `form` to `url` as `application/x-www-form-urlencoded`; redirects are not followed.
+func post(_ url: String, form: String) async throws -> (status: Int, body: String, setCookies: [String]) {
     var request = HTTPClientRequest(url: url)
+    request.method = .POST
+    request.body = .bytes(ByteBuffer(string: form))
+    return try await send(request, headers: [("Content-Type", "application/x-www-form-urlencoded")])
+}
+
+private func send(_ request: HTTPClientRequest, headers: [(String, String)]) async throws -> (status: Int, body: String, setCookies: [String]) {
+    var request = request
     for (name, value) in headers { request.headers.add(name: name, value: value) }
     let client = HTTPClient(eventLoopGroupProvider: .singleton,
                             configuration: HTTPClient.Configuration(redirectConfiguration: .disallow))
