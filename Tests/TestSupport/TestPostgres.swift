@@ -33,6 +33,16 @@ public enum TestPostgres {
 
     /// Connection settings for the test server's administrator (who may create databases and
     /// roles). Without a server, settings that fail to connect with a socket path that says why.
+    /// True when the tests' server is the local cluster reached through its socket (no
+    /// DATABASE_URL, PGHOST empty or a socket folder): only there do logins a test creates connect
+    /// without a password (the trust rule `make db-up` writes). Tests that run station or auditor
+    /// logins of their own are enabled only then, and show as skipped otherwise.
+    public static var trustsNewLogins: Bool {
+        let environment = ProcessInfo.processInfo.environment
+        let host = environment["PGHOST"] ?? ""
+        return (environment["DATABASE_URL"] ?? "").isEmpty && (host.isEmpty || host.hasPrefix("/"))
+    }
+
     public static var settings: ConnectionSettings {
         switch try? server() {
         case .url(let url)?:
