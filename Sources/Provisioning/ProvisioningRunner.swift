@@ -13,6 +13,10 @@ public struct ProvisioningOptions: Sendable {
     public var wait: Bool
     /// Continue this job's unfinished devices instead of starting a new job.
     public var resumeJobID: Int64?
+    /// Without `resumeJobID`: continue this station's newest job of the pipeline's product that
+    /// an earlier run left running (a crash, a power cut, a service restart), when no process
+    /// drives it; start a new job only when there is none.
+    public var continueRunningJob: Bool
     /// How long to wait for a device to come back after a mode switch, or to be plugged back in.
     public var reenumerationTimeout: Duration
     /// Where per-device logs go (`<directory>/job-<id>/`); nil = no logs.
@@ -20,12 +24,13 @@ public struct ProvisioningOptions: Sendable {
     /// Temp files of killed escrow writes older than this are removed when the run starts.
     public var staleTemporaryFileAge: Duration
 
-    public init(deviceLimit: Int? = nil, wait: Bool = false, resumeJobID: Int64? = nil,
+    public init(deviceLimit: Int? = nil, wait: Bool = false, resumeJobID: Int64? = nil, continueRunningJob: Bool = false,
                 reenumerationTimeout: Duration = .seconds(20), logDirectory: URL? = nil,
                 staleTemporaryFileAge: Duration = .seconds(600)) {
         self.deviceLimit = deviceLimit
         self.wait = wait
         self.resumeJobID = resumeJobID
+        self.continueRunningJob = continueRunningJob
         self.reenumerationTimeout = reenumerationTimeout
         self.logDirectory = logDirectory
         self.staleTemporaryFileAge = staleTemporaryFileAge
@@ -68,17 +73,14 @@ public struct ProvisioningRunner: Sendable {
     /// was stopped, so `--resume` finds it.
     public func run() async throws -> ProvisioningSummary {
         let clock = ContinuousClock.now
-        let found = try await openJob()
-        // One process per job: a second `--resume` of a running job is refused, not interleaved;
-        // and one that took the job over after a database restart fences this one out.
-        guard let lease = try await self.registry.leaseJob(found.id) else { throw ProvisioningError.jobInUse(found.id) }
+        let (found, lease, resumed) = try await leasedJob()
         let registry = self.registry.fenced(by: lease)
         // The lease and the logs are given up on every way out, a thrown error included.
         var log: JobLog?
         do {
             let job = found.status == .running ? found : try await registry.finishJob(id: found.id, status: .running)
             log = try options.logDirectory.map { try JobLog(root: $0, jobID: job.id) }
-            let summary = try await provision(job: job, lease: lease, registry: registry, clock: clock, log: log)
+            let summary = try await provision(job: job, lease: lease, resumed: resumed, registry: registry, clock: clock, log: log)
             await log?.close()
             await lease.release()
             return summary
@@ -89,7 +91,7 @@ public struct ProvisioningRunner: Sendable {
         }
     }
 
-    private func provision(job: Job, lease: JobLease, registry: RegistryDatabase, clock: ContinuousClock.Instant,
+    private func provision(job: Job, lease: JobLease, resumed: Bool, registry: RegistryDatabase, clock: ContinuousClock.Instant,
                            log: JobLog?) async throws -> ProvisioningSummary {
         let ports = definition.ports
         let emit: ProvisioningEventSink = { [events] event in
@@ -100,8 +102,10 @@ public struct ProvisioningRunner: Sendable {
             events(event)
         }
         emit(ProvisioningEvent(type: .jobStarted, jobID: job.id, platform: definition.platform.name,
-                               message: options.resumeJobID == nil
+                               message: !resumed
                                    ? "job \(job.id): \(definition.name) for product \(definition.product.id) on station \(definition.station)"
+                                   : options.resumeJobID == nil
+                                   ? "continuing job \(job.id), left running by an earlier run: \(definition.name) for product \(definition.product.id)"
                                    : "resuming job \(job.id): \(definition.name) for product \(definition.product.id)"))
         // A write killed by a crash leaves a temp file (ciphertext only) beside its object.
         if let swept = try? await store.sweepStaleTemporaryFiles(olderThan: options.staleTemporaryFileAge), swept > 0 {
@@ -115,7 +119,7 @@ public struct ProvisioningRunner: Sendable {
                                           watcher: watcher, stop: stop, emit: emit,
                                           reenumerationTimeout: options.reenumerationTimeout)
         context.heartbeat = heartbeat
-        let resumeDevices = options.resumeJobID == nil ? nil : try await unfinishedDevices(job.id, registry: registry)
+        let resumeDevices = resumed ? try await unfinishedDevices(job.id, registry: registry) : nil
         // Subscribed before the first listing, so no arrival falls between the two.
         let changes = watcher.changes()
         watcher.start()
@@ -184,7 +188,7 @@ public struct ProvisioningRunner: Sendable {
         }
     }
 
-    private func openJob() async throws -> Job {
+    func openJob() async throws -> Job {
         // Before any device is touched: every device would otherwise wait on a missing column.
         try await registry.requireCurrentSchema()
         if let id = options.resumeJobID {

@@ -15,7 +15,10 @@ struct ProvisionCommand: AsyncParsableCommand {
             (key mode host, blank slots only) or read (key mode device) the device key, escrow its \
             encrypted backup, register its public key, leave DFU mode. Each state is recorded in the \
             registry before it counts, so a run stopped anywhere (Ctrl-C, a crash, a power cut) is \
-            continued with --resume JOB. A key already on a device is re-read, never replaced.
+            continued with --resume JOB. A key already on a device is re-read, never replaced. With \
+            --continue, a run takes back this station's job of the pipeline that an earlier run left \
+            running (a crash, a power cut, a service restart) instead of starting a new one, so an \
+            unattended line restarted by systemd finishes its own devices.
 
             Per-station settings can come from the command line or the environment instead of the \
             pipeline file: --station (KEYLINE_STATION), --store (KEYLINE_ESCROW_STORE), --recipients \
@@ -70,6 +73,10 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Option(help: "Continue job JOB after a crash or a power cut: every unfinished device goes on from its last recorded state.")
     var resume: Int64?
 
+    @Flag(name: .customLong("continue"),
+          help: "Continue this station's newest job of this pipeline that a crash, power cut or restart left running (no process drives it), instead of starting a new one; start one only when there is none. The station package's unit runs with --wait --continue.")
+    var continueRunningJob = false
+
     @Option(help: "This station's name (default: KEYLINE_STATION, the pipeline's `station:`, or the host name).")
     var station: String?
 
@@ -97,7 +104,10 @@ struct ProvisionCommand: AsyncParsableCommand {
         if let devices, devices < 1 { throw ValidationError("--devices must be at least 1") }
         if let concurrency, !(1...256).contains(concurrency) { throw ValidationError("--concurrency must be 1–256") }
         guard timeout.isFinite, timeout > 0, timeout <= 600 else { throw ValidationError("--timeout must be more than 0 and at most 600 seconds") }
-        if wait && resume != nil { throw ValidationError("--wait and --resume cannot be combined: resume the job, then start a new one with --wait") }
+        if wait && resume != nil {
+            throw ValidationError("--wait and --resume cannot be combined: resume the job, then start a new one with --wait (or use --wait --continue)")
+        }
+        if continueRunningJob && resume != nil { throw ValidationError("--continue and --resume cannot be combined: --resume names the job itself") }
     }
 
     func run() async throws {
@@ -107,7 +117,7 @@ struct ProvisionCommand: AsyncParsableCommand {
             let request = ProvisioningRequest(
                 pipeline: pipeline, environment: ProcessInfo.processInfo.environment, database: database, store: store,
                 recipientsFile: recipients, station: station, concurrency: concurrency, deviceLimit: devices, wait: wait,
-                resumeJobID: resume, reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))), logDirectory: logDir)
+                resumeJobID: resume, continueRunningJob: continueRunningJob, reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))), logDirectory: logDir)
             let prepared = try await ProvisioningStation.prepare(request)
             let context = await USBContext.make()
             if let reason = await context.unavailableReason() {

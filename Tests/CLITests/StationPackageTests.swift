@@ -146,7 +146,7 @@ struct StationPackageTests {
         let package = try await StationPackage.unpack()
         let provision = try package.unit("keyline-provision@.service")
         let service = try #require(provision["Service"])
-        #expect(service["ExecStart"] == ["/usr/bin/keyline provision --wait /etc/keyline/%i.yaml"])
+        #expect(service["ExecStart"] == ["/usr/bin/keyline provision --wait --continue /etc/keyline/%i.yaml"])
         #expect(service["EnvironmentFile"] == ["/etc/keyline/station.env"])
         #expect(service["User"] == ["keyline"] && service["SupplementaryGroups"] == ["plugdev"])
         #expect(service["Restart"] == ["on-failure"])
