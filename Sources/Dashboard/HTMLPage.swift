@@ -79,6 +79,8 @@ enum HTMLPage {
         (function () {
           var connection = document.getElementById('connection');
           function mark(state, text) { if (connection) { connection.dataset.state = state; connection.textContent = text; } }
+          // The login and error pages show nothing live (and /events would refuse a viewer without the token).
+          if (document.body.dataset.page === 'login' || document.body.dataset.page === 'error') { mark('off', ''); return; }
           var source = new EventSource('/events');
           source.onopen = function () { mark('live', 'live'); };
           source.onerror = function () { mark('lost', 'reconnecting…'); };
