@@ -7,12 +7,12 @@ import Registry
 /// is retryable, a bounded hold for what needs an operator, a wait while the escrow store is
 /// away), its timing recorded, and the step bodies it dispatches to.
 extension DeviceWorkflow {
-    /// Runs `step` with retries (back-off for what is retryable, a hold for what needs an
-    /// operator), then persists the state it reaches.
     /// Holds of one step for a person before the device fails (10 × the pipeline's max back-off:
     /// 5 minutes with the shipped pipelines).
     static let holdLimit = 10
 
+    /// Runs `step` with retries (back-off for what is retryable, a hold for what needs an
+    /// operator), then persists the state it reaches.
     func perform(_ step: ProvisioningStep) async throws {
         var attempt = 1
         var holds = 0
