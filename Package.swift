@@ -182,6 +182,7 @@ let package = Package(
         .testTarget(name: "RMABenchTests", dependencies: [
             "RMABench", "Registry", "DeviceKeys", "ParticlePlatform", "DeviceBus", "DFU", "Age", "Escrow", "Simulator", "TestSupport",
         ]),
+        .testTarget(name: "AuditTests", dependencies: ["Audit"]),
         .testTarget(name: "DashboardTests", dependencies: [
             "keyline", "Dashboard", "Audit", "Registry", "TestSupport",
             .product(name: "AsyncHTTPClient", package: "async-http-client"),

@@ -50,7 +50,7 @@ enum AuditPage {
 
     static func page(query: Query, products: [String], audit: AuditPageCollector?, restorations: [Restoration],
                      events: [AuditEvent]) -> String {
-        let e = HTMLPage.escape
+        let e = HTMLText.escaped
         var out = "<h1>Audit</h1>\n<form id=\"audit-form\" method=\"get\" action=\"/audit\">"
             + "<label>product <select name=\"product\"><option value=\"\">–</option>"
         for product in products {

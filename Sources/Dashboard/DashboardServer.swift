@@ -203,14 +203,14 @@ public final class DashboardServer: Sendable {
     }
 
     static func notFound(_ message: String) -> Response {
-        html(HTMLPage.layout(title: "Not found", page: "error", content: "<p id=\"error\">\(HTMLPage.escape(message))</p>"),
+        html(HTMLPage.layout(title: "Not found", page: "error", content: "<p id=\"error\">\(HTMLText.escaped(message))</p>"),
              status: .notFound)
     }
 
     /// The registry away or refusing: said on the page, not a blank 500.
     static func unavailable(_ error: any Error) -> Response {
         html(HTMLPage.layout(title: "Registry unreachable", page: "error",
-                             content: "<p id=\"error\" data-alarm=\"registry\">registry: \(HTMLPage.escape("\(error)"))</p>"),
+                             content: "<p id=\"error\" data-alarm=\"registry\">registry: \(HTMLText.escaped("\(error)"))</p>"),
              status: .serviceUnavailable)
     }
 }

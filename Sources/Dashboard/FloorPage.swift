@@ -1,3 +1,4 @@
+import Audit
 import Foundation
 import Registry
 
@@ -12,7 +13,7 @@ enum FloorPage {
 
     /// What `event: floor` carries and `#floor` holds.
     static func fragment(_ snapshot: FloorSnapshot) -> String {
-        let e = HTMLPage.escape
+        let e = HTMLText.escaped
         var out = "<section id=\"alarms\">"
         for alarm in snapshot.alarms {
             out += "<div class=\"alarm\" data-alarm=\"\(e(alarm.kind))\""
@@ -29,7 +30,7 @@ enum FloorPage {
     }
 
     static func station(_ station: FloorSnapshot.Station, snapshot: FloorSnapshot) -> String {
-        let e = HTMLPage.escape
+        let e = HTMLText.escaped
         var out = "<section class=\"station\" data-station=\"\(e(station.name))\" id=\"station-\(e(slug(station.name)))\">\n"
         out += "<h2>\(e(station.name))"
         if let job = station.job {
@@ -61,7 +62,7 @@ enum FloorPage {
     }
 
     static func tile(_ tile: FloorSnapshot.Tile, station: String) -> String {
-        let e = HTMLPage.escape
+        let e = HTMLText.escaped
         var out = "<div class=\"tile\" data-station=\"\(e(station))\" data-port=\"\(e(tile.port))\" data-state=\"\(tile.state.rawValue)\""
         if let step = tile.step { out += " data-step=\"\(step.rawValue)\"" }
         if let device = tile.device { out += " data-device=\"\(e(device.deviceID))\"" }

@@ -1,27 +1,10 @@
+import Audit
 import Foundation
 
-/// The pages' shared frame: escaping, the layout, and the one stylesheet and script, served from
-/// the dashboard itself (no CDN, no external fonts; the Content-Security-Policy allows only 'self').
+/// The pages' shared frame: the layout, and the one stylesheet and script, served from the
+/// dashboard itself (no CDN, no external fonts; the Content-Security-Policy allows only 'self').
+/// Text is escaped with Audit's `HTMLText`, which `keyline report` uses too.
 enum HTMLPage {
-    /// Text for an element or a quoted attribute.
-    static func escape(_ text: String) -> String {
-        var out = ""
-        out.reserveCapacity(text.utf8.count)
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "&": out += "&amp;"
-            case "<": out += "&lt;"
-            case ">": out += "&gt;"
-            case "\"": out += "&quot;"
-            case "'": out += "&#39;"
-            default:
-                // Control characters from a device or an error message are shown as `?`.
-                out.unicodeScalars.append(scalar.value < 0x20 && scalar != "\n" && scalar != "\t" ? "?" : scalar)
-            }
-        }
-        return out
-    }
-
     static func layout(title: String, page: String, bodyAttributes: String = "", content: String) -> String {
         """
         <!DOCTYPE html>
@@ -29,7 +12,7 @@ enum HTMLPage {
         <head>
         <meta charset="utf-8">
         <meta name="viewport" content="width=device-width, initial-scale=1">
-        <title>\(escape(title)) · keyline</title>
+        <title>\(HTMLText.escaped(title)) · keyline</title>
         <link rel="stylesheet" href="/dashboard.css">
         <script src="/dashboard.js" defer></script>
         </head>

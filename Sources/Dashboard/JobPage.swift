@@ -14,7 +14,7 @@ enum JobPage {
     }
 
     static func fragment(_ report: JobReport, events: [AuditEvent]) -> String {
-        let e = HTMLPage.escape
+        let e = HTMLText.escaped
         let t = report.totals
         var out = "<h1>Job \(report.job) · \(e(report.product)) · station \(e(report.station))</h1>\n"
         out += "<table id=\"job-summary\">"
@@ -57,7 +57,7 @@ enum JobPage {
     /// Events as a table, oldest first as given. `detail` holds small string facts (never key
     /// material: the registry's rule for events).
     static func eventTable(_ events: [AuditEvent], id: String?) -> String {
-        let e = HTMLPage.escape
+        let e = HTMLText.escaped
         var out = "<table class=\"events\"\(id.map { " id=\"\($0)\"" } ?? "")><tr><th>time</th><th>kind</th><th>station</th>"
             + "<th>actor</th><th>device</th><th>job</th><th>detail</th></tr>\n"
         for event in events {

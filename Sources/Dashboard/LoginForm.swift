@@ -1,5 +1,4 @@
 import Foundation
-import HTTPTypes
 import Hummingbird
 
 /// `/login`: a viewer off loopback types the token once into a form, POSTed as a form field, and

@@ -149,9 +149,17 @@ struct ManyStationsChecks {
                 #expect(accepted == 1, "\(id)'s upload is recorded sent; the cloud took it \(accepted) times")
                 #expect(cloud.record(for: id)?.fingerprint == (try row.decode("fingerprint", as: String.self)))
             case "pending":
-                let claimedByKilledRun = try row.decode("attempts", as: Int.self) > 0
-                    && (try row.decode("job_id", as: Int64?.self)) == killedJob
-                #expect(claimedByKilledRun, "\(id)'s upload is still pending")
+                // Every line's drainer sends any due upload, whichever job queued it, so the killed
+                // run may have claimed another job's. Its claim is an attempt counted and never
+                // recorded: every recorded attempt is a `cloud.upload` event with its number (0013).
+                let attempts: Int = try row.decode("attempts")
+                let fingerprint: String = try row.decode("fingerprint")
+                let job: Int64? = try row.decode("job_id")
+                let recorded = try await registry.events(deviceID: id).contains {
+                    $0.kind == "cloud.upload" && $0.detail["fingerprint"] == fingerprint && $0.detail["attempt"] == String(attempts)
+                }
+                #expect(attempts > 0 && !recorded,
+                        "\(id)'s upload (job \(String(describing: job)); the killed run's was \(killedJob)) is still pending after attempt \(attempts), \(recorded ? "recorded" : "never claimed")")
             default:
                 Issue.record("\(id)'s upload is \(state)")
             }

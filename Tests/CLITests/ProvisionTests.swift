@@ -62,7 +62,10 @@ struct ProvisionTests {
     @Test("a device unplugged mid-flash fails alone, with its port; the others finish; --resume finishes it")
     func unpluggedMidFlash() async throws {
         let line = try await ProvisionLine(timeScale: 0.05, seed: 22) { fleet in
-            for index in 1...4 { try fleet.add(.photon, at: Self.port(1, index), mode: .dfu) }
+            // The victim flashes 20× slower (a worn part): its flash lasts seconds, not a fraction
+            // of one, so the unplug lands mid-flash however late a loaded host runs the check.
+            try fleet.add(.photon, at: Self.port(1, 1), mode: .dfu, faults: SimulatedFaults(slowdown: 20))
+            for index in 2...4 { try fleet.add(.photon, at: Self.port(1, index), mode: .dfu) }
         }
         defer { Task { await line.stop() } }
         let victim = try #require(line.fleet.device(at: Self.port(1, 1)))

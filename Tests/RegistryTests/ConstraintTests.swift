@@ -52,12 +52,7 @@ struct ConstraintTests {
 
     @Test("escrowed needs an escrow object and registered/done an active registration from the job")
     func stateEvidence() async throws {
-        try await withTestDatabase { database in
-            let registry = try await database.registry()
-            let fixture = try await RegistryFixture.make(registry)
-            let device = randomDeviceID()
-            let key = try await TestKey.random(using: registry.connection)
-            try await fixture.keyReady(deviceID: device, key: key)
+        try await withKeyReadyDevice { registry, fixture, device, key in
             let noObject = await expectServerError("23514") {
                 try await registry.advanceJobDevice(jobID: fixture.job.id, deviceID: device, from: "key_ready", to: "escrowed")
             }
@@ -202,12 +197,7 @@ struct ConstraintTests {
 
     @Test("a key is registered only from escrowed, and moves the device to registered in the same transaction")
     func registerRequiresEscrowed() async throws {
-        try await withTestDatabase { database in
-            let registry = try await database.registry()
-            let fixture = try await RegistryFixture.make(registry)
-            let device = randomDeviceID()
-            let key = try await TestKey.random(using: registry.connection)
-            try await fixture.keyReady(deviceID: device, key: key)
+        try await withKeyReadyDevice { registry, fixture, device, key in
             // The escrow object is recorded but the state change to escrowed is not.
             let object = try await registry.recordEscrowObject(fixture.escrowObject(deviceID: device, key: key))
             await #expect {

@@ -155,6 +155,20 @@ private func withTestDatabaseUngated<T>(migrated: Bool, _ body: (TestDatabase) a
     }
 }
 
+/// A migrated test database with a product and a running job (`RegistryFixture`), and one device
+/// of the job at `key_ready` holding a fresh key: where most registry tests of escrow and
+/// registration begin.
+func withKeyReadyDevice(_ body: (RegistryDatabase, RegistryFixture, _ device: String, TestKey) async throws -> Void) async throws {
+    try await withTestDatabase { database in
+        let registry = try await database.registry()
+        let fixture = try await RegistryFixture.make(registry)
+        let device = randomDeviceID()
+        let key = try await TestKey.random(using: registry.connection)
+        try await fixture.keyReady(deviceID: device, key: key)
+        try await body(registry, fixture, device, key)
+    }
+}
+
 /// A public key stand-in: random SPKI-sized bytes and their SHA-256 (computed by PostgreSQL;
 /// the registry never parses SPKI DER, it stores it and checks the fingerprint).
 struct TestKey: Sendable {
