@@ -185,7 +185,11 @@ enum DashboardBenchmark {
                 let arrivals = listener.arrivals
                 streams.add(latencies(written, changes: arrivals.changes, floors: arrivals.floors))
             }
+            #if DEBUG
             print("  DEBUG build (swift build --product keyline-bench; debug keyline): figures are not release figures")
+            #else
+            print("  release build (make bench): keyline dashboard beside this binary")
+            #endif
             print("  \(stations) stations × \(devicesPerStation) devices, \(written.count) state writes (40/s); viewers: 1 headless Chromium page"
                   + " + \(pages - 1) plain SSE clients on /events (not \(pages) Chromium tabs)")
             print("  in the Chromium page (Date.now() at arrival − host time at write start):")
