@@ -8,10 +8,13 @@ public struct ProvisioningOptions: Sendable {
     public var wait: Bool
     /// Continue this job's unfinished devices instead of starting a new job.
     public var resumeJobID: Int64?
-    /// Without `resumeJobID`: continue this station's newest job of the pipeline's product that
-    /// an earlier run left running (a crash, a power cut, a service restart), when no process
-    /// drives it; start a new job only when there is none.
+    /// Without `resumeJobID`: continue this station's newest job of the pipeline (same station,
+    /// product and pipeline name) that an earlier run left running (a crash, a power cut, a
+    /// service restart); start a new job only when there is none.
     public var continueRunningJob: Bool
+    /// With `continueRunningJob`: how long to wait while a session holds that job's lease (a run
+    /// still going, or a station that lost power, until the server drops its session).
+    public var continueWait: Duration
     /// How long to wait for a device to come back after a mode switch, or to be plugged back in.
     public var reenumerationTimeout: Duration
     /// Where per-device logs go (`<directory>/job-<id>/`); nil = no logs.
@@ -20,12 +23,13 @@ public struct ProvisioningOptions: Sendable {
     public var staleTemporaryFileAge: Duration
 
     public init(deviceLimit: Int? = nil, wait: Bool = false, resumeJobID: Int64? = nil, continueRunningJob: Bool = false,
-                reenumerationTimeout: Duration = .seconds(20), logDirectory: URL? = nil,
+                continueWait: Duration = .seconds(90), reenumerationTimeout: Duration = .seconds(20), logDirectory: URL? = nil,
                 staleTemporaryFileAge: Duration = .seconds(600)) {
         self.deviceLimit = deviceLimit
         self.wait = wait
         self.resumeJobID = resumeJobID
         self.continueRunningJob = continueRunningJob
+        self.continueWait = continueWait
         self.reenumerationTimeout = reenumerationTimeout
         self.logDirectory = logDirectory
         self.staleTemporaryFileAge = staleTemporaryFileAge

@@ -22,14 +22,15 @@ public struct ProvisioningRequest: Sendable {
     /// KEYLINE_LOG_DIR, then ./keyline-logs.
     public init(pipeline: String, environment: [String: String], database: String?, store: String?, recipientsFile: String?,
                 station: String?, concurrency: Int?, deviceLimit: Int?, wait: Bool, resumeJobID: Int64?,
-                continueRunningJob: Bool = false, reenumerationTimeout: Duration, logDirectory: String?) {
+                continueRunningJob: Bool = false, continueWait: Duration = .seconds(90),
+                reenumerationTimeout: Duration, logDirectory: String?) {
         self.pipeline = pipeline
         self.environment = environment
         overrides = PipelineOverrides(database: database, store: store, recipientsFile: recipientsFile,
                                       station: station ?? StationName.named(in: environment), concurrency: concurrency)
         logRoot = logDirectory ?? environment["KEYLINE_LOG_DIR"] ?? "keyline-logs"
         options = ProvisioningOptions(deviceLimit: deviceLimit, wait: wait, resumeJobID: resumeJobID,
-                                      continueRunningJob: continueRunningJob,
+                                      continueRunningJob: continueRunningJob, continueWait: continueWait,
                                       reenumerationTimeout: reenumerationTimeout,
                                       logDirectory: URL(fileURLWithPath: logRoot))
     }

@@ -14,6 +14,19 @@ enum LibPQ {
         ("tcp_user_timeout", "30000"),
     ]
 
+    /// The same on the server's side of every TCP connection (the settings are the session's own,
+    /// any login may set them; a Unix socket ignores them). The client's keepalives do not reach
+    /// the server: a station that lost power never closes its connection, and the server would
+    /// keep its session, and the job lease's advisory lock with it, for 15 minutes to 2 hours
+    /// (its kernel's defaults), so a restarted station could not take its own job back. With them
+    /// the server drops the session about 25 s after the station went silent.
+    /// (`tcp_user_timeout` is PostgreSQL 12 and later; an older server refuses the statement,
+    /// which is then left out: it changes nothing else.)
+    static let serverDeadPeerDetection = """
+        SELECT set_config('tcp_keepalives_idle', '10', false), set_config('tcp_keepalives_interval', '5', false),
+               set_config('tcp_keepalives_count', '3', false), set_config('tcp_user_timeout', '30000', false)
+        """
+
     /// Drives a connection started with PQconnectStartParams to success or failure.
     ///
     /// keyline polls instead of calling PQconnectdbParams so that it can ask for verbose errors

@@ -82,6 +82,8 @@ public final class NotificationListener: @unchecked Sendable {
             let connection: OpaquePointer
             do {
                 connection = try open(settings)
+                // Whether the server took them or not (an older server), LISTEN says if the connection works.
+                if let result = PQexec(connection, LibPQ.serverDeadPeerDetection) { PQclear(result) }
                 try execute(connection, "LISTEN \(channel)")
             } catch {
                 continuation.yield(.disconnected(reason: settings.scrubbingPasswords("\(error)")))

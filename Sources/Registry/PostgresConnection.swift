@@ -206,9 +206,11 @@ public final class PostgresConnection: @unchecked Sendable {
         try configureSession()
     }
 
-    /// Timestamps come back in UTC ISO format whatever the server's or login's defaults are.
+    /// Timestamps come back in UTC ISO format whatever the server's or login's defaults are; the
+    /// server finds a vanished station's session dead (`LibPQ.serverDeadPeerDetection`).
     private func configureSession() throws {
         try run("SELECT set_config('TimeZone', 'UTC', false), set_config('DateStyle', 'ISO, YMD', false)", [])
+        _ = try? run(LibPQ.serverDeadPeerDetection, [])
     }
 
     /// Makes sure an idle connection is still there; reconnects if the server closed it.

@@ -53,12 +53,12 @@ struct ProvisionCommand: AsyncParsableCommand {
               69   no device to provision (none attached, none selected)
               75   registry database or escrow store unreachable, at the start or for devices that
                    waited for it in vain: fix it, then --resume; or the job is being run by another
-                   keyline process right now
+                   keyline process right now (with --continue: still after --continue-wait)
               77   permission denied (database role, store directory)
               78   database settings invalid
               79   unsafe escrow store directory (a symlink or a group/world-writable folder at
                    its root); nothing was touched. The message says what to fix
-              130  interrupted (Ctrl-C or SIGTERM): --resume JOB continues
+              130  interrupted (Ctrl-C or SIGTERM): --resume JOB (or the next --continue) continues
             """)
 
     @Argument(help: "The pipeline file (YAML), e.g. pipelines/photon-factory.yaml.")
@@ -74,8 +74,11 @@ struct ProvisionCommand: AsyncParsableCommand {
     var resume: Int64?
 
     @Flag(name: .customLong("continue"),
-          help: "Continue this station's newest job of this pipeline that a crash, power cut or restart left running (no process drives it), instead of starting a new one; start one only when there is none. The station package's unit runs with --wait --continue.")
+          help: "Continue this station's newest job of this pipeline that a crash, power cut or restart left running, instead of starting a new one; start one only when there is none. While a session holds that job (a run still going, or a station that lost power until the registry drops its session, about 25 s) wait up to --continue-wait, then exit 75. The station package's unit runs with --wait --continue.")
     var continueRunningJob = false
+
+    @Option(help: "With --continue: seconds to wait while a session holds the job to continue.")
+    var continueWait: Double = 90
 
     @Option(help: "This station's name (default: KEYLINE_STATION, the pipeline's `station:`, or the host name).")
     var station: String?
@@ -108,6 +111,9 @@ struct ProvisionCommand: AsyncParsableCommand {
             throw ValidationError("--wait and --resume cannot be combined: resume the job, then start a new one with --wait (or use --wait --continue)")
         }
         if continueRunningJob && resume != nil { throw ValidationError("--continue and --resume cannot be combined: --resume names the job itself") }
+        guard continueWait.isFinite, continueWait >= 0, continueWait <= 3600 else {
+            throw ValidationError("--continue-wait must be 0 to 3600 seconds")
+        }
     }
 
     func run() async throws {
@@ -117,7 +123,8 @@ struct ProvisionCommand: AsyncParsableCommand {
             let request = ProvisioningRequest(
                 pipeline: pipeline, environment: ProcessInfo.processInfo.environment, database: database, store: store,
                 recipientsFile: recipients, station: station, concurrency: concurrency, deviceLimit: devices, wait: wait,
-                resumeJobID: resume, continueRunningJob: continueRunningJob, reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))), logDirectory: logDir)
+                resumeJobID: resume, continueRunningJob: continueRunningJob,
+                continueWait: .milliseconds(Int((continueWait * 1000).rounded(.up))), reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))), logDirectory: logDir)
             let prepared = try await ProvisioningStation.prepare(request)
             let context = await USBContext.make()
             if let reason = await context.unavailableReason() {
@@ -162,7 +169,8 @@ struct ProvisionCommand: AsyncParsableCommand {
             }
             // stdout is for the program reading the events; the person who pressed Ctrl-C reads stderr.
             if summary.isResumable {
-                FileHandle.standardError.write(Data("keyline: to continue: keyline provision \(pipeline) --resume \(summary.jobID)\n".utf8))
+                FileHandle.standardError.write(Data(("keyline: to continue: keyline provision \(pipeline) --resume \(summary.jobID)"
+                    + (continueRunningJob ? " (or start this line again: --continue takes the job back)" : "") + "\n").utf8))
             }
         } else {
             print("")

@@ -1,5 +1,6 @@
 import Foundation
 import Registry
+import Simulator
 import Testing
 import TestSupport
 
@@ -15,7 +16,10 @@ struct ProvisionContinueTests {
           .timeLimit(.minutes(10)))
     func killedLineContinues() async throws {
         let line = try await ProvisionLine(timeScale: 0.05, seed: 97) { fleet in
-            for index in 1...Self.devices {
+            // One part 20× slower (a worn one): still flashing when the others are flashed, so the
+            // kill always finds a device unfinished, however late a loaded host sends it.
+            try fleet.add(.photon, at: ProvisionLifecycleTests.port(1, 1), mode: .dfu, faults: SimulatedFaults(slowdown: 20))
+            for index in 2...Self.devices {
                 try fleet.add(.photon, at: ProvisionLifecycleTests.port(1, index), mode: index.isMultiple(of: 2) ? .dfu : .normal)
             }
         }
@@ -25,7 +29,7 @@ struct ProvisionContinueTests {
         let arguments = ["provision", pipeline, "--wait", "--continue", "--json", "--timeout", "10"]
 
         // Nothing left running yet: --continue starts a job. Killed (a crash, a power cut) once a
-        // device is flashed: the others are on their way, none can have finished its key yet.
+        // device is flashed: the slow one is still flashing.
         let first = try RunningKeyline(line, arguments, label: "first")
         defer { first.signal(SIGKILL) }
         let flashed = try await first.waitForEvents(within: .seconds(120)) { ProvisionLifecycleTests.states($0).contains("flashed") }
@@ -40,7 +44,8 @@ struct ProvisionContinueTests {
         let leftUnfinished = try await registry.jobDevices(jobID: Int64(job)).filter(\.isUnfinished).map(\.deviceID)
         #expect(!leftUnfinished.isEmpty, "the kill found every device done: nothing left to continue")
 
-        // The restart: the same job, taken back; every device finishes in it.
+        // The restart: the same job, taken back (once the server has dropped the killed run's
+        // session: it waits for that); every device finishes in it.
         let second = try RunningKeyline(line, arguments, label: "second")
         defer { second.signal(SIGKILL) }
         let resumed = try await second.waitForEvents(within: .seconds(120)) { $0.contains { $0["type"] as? String == "job_started" } }
@@ -67,9 +72,9 @@ struct ProvisionContinueTests {
         #expect(try await registry.job(id: Int64(job) + 1) == nil, "a second job was created")
     }
 
-    @Test("--continue never takes a job another process runs, nor one of another pipeline: it starts its own",
+    @Test("--continue waits for a job a session holds and takes it once free; after --continue-wait it exits 75 instead of starting a second job; another pipeline's job is never taken",
           .timeLimit(.minutes(5)))
-    func continueTakesOnlyFreeJobsOfItsPipeline() async throws {
+    func continueTakesOnlyItsOwnFreeJob() async throws {
         let line = try await ProvisionLine(timeScale: 0.05, seed: 98) { _ in }
         defer { Task { await line.stop() } }
         let pipeline = ProvisionLine.pipeline("photon-factory.yaml")
@@ -78,38 +83,57 @@ struct ProvisionContinueTests {
             try #require(started, "\(run.stderr)\n\(run.stdout.suffix(2000))")
             return try #require(run.events.first { $0["type"] as? String == "job_started" })
         }
+        func killedRun(_ pipeline: String, label: String) async throws -> Int {
+            let run = try RunningKeyline(line, ["provision", pipeline, "--wait", "--json"], label: label)
+            defer { run.signal(SIGKILL) }
+            let job = try #require(try await jobStarted(run)["jobID"] as? Int)
+            run.signal(SIGKILL)
+            _ = try await run.finish(within: .seconds(60))
+            return job
+        }
+        let registry = try await line.registry()
 
         // A job of another pipeline (same product, same station) left running by a killed run.
         let other = line.scratch.url.appendingPathComponent("photon-other.yaml")
-        let shipped = try String(contentsOfFile: pipeline, encoding: .utf8)
-        try shipped.replacingOccurrences(of: "name: photon-factory", with: "name: photon-other")
+        try String(contentsOfFile: pipeline, encoding: .utf8).replacingOccurrences(of: "name: photon-factory", with: "name: photon-other")
             .write(to: other, atomically: true, encoding: .utf8)
-        let killed = try RunningKeyline(line, ["provision", other.path, "--wait", "--json"], label: "other-pipeline")
-        defer { killed.signal(SIGKILL) }
-        let otherJob = try #require(try await jobStarted(killed)["jobID"] as? Int)
-        killed.signal(SIGKILL)
-        _ = try await killed.finish(within: .seconds(60))
+        let otherJob = try await killedRun(other.path, label: "other-pipeline")
 
-        // A job of this pipeline that a live run holds.
-        let holder = try RunningKeyline(line, ["provision", pipeline, "--wait", "--json"], label: "holder")
-        defer { holder.signal(SIGKILL) }
-        let heldJob = try #require(try await jobStarted(holder)["jobID"] as? Int)
-
-        let continuing = try RunningKeyline(line, ["provision", pipeline, "--wait", "--continue", "--json"], label: "continue")
-        defer { continuing.signal(SIGKILL) }
-        let started = try await jobStarted(continuing)
-        let newJob = try #require(started["jobID"] as? Int)
-        #expect(newJob != heldJob && newJob != otherJob, "\(started)")
-        #expect(!(started["message"] as? String ?? "").contains("continuing"), "\(started)")
-
-        for run in [holder, continuing] { run.signal(SIGTERM) }
-        for run in [holder, continuing] {
-            let result = try await run.finish(within: .seconds(120))
-            #expect(result.status == 0, "\(result.stderr)\n\(result.stdout.suffix(2000))")
+        // This pipeline's job, left running, its lease held by a session that is not a run (as
+        // the server keeps the session of a station that lost power until it finds it dead).
+        let job = try await killedRun(pipeline, label: "killed")
+        let ghost = try await PostgresConnection.connect(TestPostgres.settings.with(database: line.database))
+        // The job lease's advisory lock: JobLease.lockClass ("kljb") and the job ID.
+        try await waitUntil(deadline: .seconds(60), "the killed run's session gone, the ghost holding job \(job)'s lock") {
+            try await ghost.query("SELECT pg_try_advisory_lock(\(0x6B6C_6A62), \(job)) AS locked").first?.decode("locked", as: Bool.self) == true
         }
-        let registry = try await line.registry()
+
+        // While the ghost holds it: waited for, then exit 75 naming the job; no second job started.
+        let refused = try await line.keyline(["provision", pipeline, "--wait", "--continue", "--continue-wait", "1", "--json"],
+                                             timeout: .seconds(120))
+        #expect(refused.status == 75, "\(refused.stderr)\n\(refused.stdout.suffix(2000))")
+        #expect((refused.stdout + refused.stderr).contains("job \(job)"), "\(refused.stderr)\n\(refused.stdout.suffix(2000))")
+        #expect(try await registry.job(id: Int64(job) + 1) == nil, "a second job was started beside the held one")
+
+        // Waiting longer: it says so, and takes the job once the ghost's session lets go.
+        let continuing = try RunningKeyline(line, ["provision", pipeline, "--wait", "--continue", "--continue-wait", "300", "--json"],
+                                            label: "continue")
+        defer { continuing.signal(SIGKILL) }
+        let waiting = try await continuing.waitForEvents(within: .seconds(120)) {
+            $0.contains { ($0["message"] as? String ?? "").contains("held by another session") }
+        }
+        #expect(waiting, "\(continuing.stderr)\n\(continuing.stdout.suffix(2000))")
+        #expect(!continuing.events.contains { $0["type"] as? String == "job_started" }, "started while the job was held")
+        await ghost.close()
+        let started = try await jobStarted(continuing)
+        #expect(started["jobID"] as? Int == job, "\(started)")
+        #expect((started["message"] as? String ?? "").contains("continuing job \(job)"), "\(started)")
+
+        continuing.signal(SIGTERM)
+        let result = try await continuing.finish(within: .seconds(120))
+        #expect(result.status == 0, "\(result.stderr)\n\(result.stdout.suffix(2000))")
         #expect(try await registry.job(id: Int64(otherJob))?.status == .running, "the other pipeline's job was touched")
-        #expect(try await registry.job(id: Int64(heldJob))?.status == .completed)
+        #expect(try await registry.job(id: Int64(job))?.status == .completed)
     }
 
     @Test("--continue with --resume is a usage error")
