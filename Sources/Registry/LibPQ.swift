@@ -129,11 +129,14 @@ enum LibPQ {
             return String(cString: value)
         }
         let sqlState = field("C")
-        // Every error the server sends carries a SQLSTATE; one without is libpq's own, and on a
-        // statement that means the connection broke ("server closed the connection
-        // unexpectedly"), even when PQstatus has not turned CONNECTION_BAD yet, as seen when the
-        // primary is stopped mid-batch (RegistryFailoverTests): not a refusal of the statement.
-        let lost = PQstatus(connection) != CONNECTION_OK || sqlState == nil
+        // Every error the server sends carries a SQLSTATE; one without is libpq's own. When the
+        // connection broke ("server closed the connection unexpectedly": a failed send leaves
+        // PQstatus at CONNECTION_OK, as seen when the primary is stopped mid-batch,
+        // RegistryFailoverTests), reading from it now fails: that is a lost connection, not a
+        // refusal of the statement. libpq's other errors (out of memory, too many parameters)
+        // leave a connection that still reads, and stay errors of the statement.
+        let lost = PQstatus(connection) != CONNECTION_OK
+            || (sqlState == nil && (PQconsumeInput(connection) == 0 || PQstatus(connection) != CONNECTION_OK))
         let message = field("M") ?? errorMessage(connection)
         let kind: PostgresError.Kind = lost ? .connectionLost : .server
         return PostgresError(kind: kind, sqlState: sqlState, message: message, detail: field("D"), hint: field("H"),
@@ -165,25 +168,29 @@ func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<C
     }
 }
 
-/// Pins every buffer for the duration of `body` and passes C pointers to them (nil for NULL).
+/// Passes C pointers to every buffer (nil for NULL) for the duration of `body`.
+///
+/// The buffers are copied back to back into one allocation, so the pointers stay valid with no
+/// nesting per buffer: pinning each in a closure of its own overflowed the stack of a connection's
+/// thread at tens of thousands of parameters.
 func withBufferPointers<R>(_ buffers: [[CChar]?], _ body: (UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
-    var pointers: [UnsafePointer<CChar>?] = []
-    var index = 0
-    func pin() -> R {
-        if index == buffers.count {
-            if pointers.isEmpty { pointers.append(nil) }
-            return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    var storage: [CChar] = []
+    storage.reserveCapacity(buffers.reduce(1) { $0 + ($1?.count ?? 0) })
+    var offsets: [Int?] = []
+    offsets.reserveCapacity(buffers.count)
+    for buffer in buffers {
+        guard let buffer else {
+            offsets.append(nil)
+            continue
         }
-        guard let buffer = buffers[index] else {
-            pointers.append(nil)
-            index += 1
-            return pin()
-        }
-        index += 1
-        return buffer.withUnsafeBufferPointer { pointer in
-            pointers.append(pointer.baseAddress)
-            return pin()
-        }
+        offsets.append(storage.count)
+        storage.append(contentsOf: buffer)
     }
-    return pin()
+    // Never empty: an empty array may have no address, and an empty (not NULL) value needs one.
+    storage.append(0)
+    return storage.withUnsafeBufferPointer { base in
+        var pointers: [UnsafePointer<CChar>?] = offsets.map { offset in offset.map { base.baseAddress! + $0 } }
+        if pointers.isEmpty { pointers.append(nil) }
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+    }
 }

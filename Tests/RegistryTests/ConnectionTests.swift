@@ -209,6 +209,23 @@ struct ConnectionTests {
         }
     }
 
+    @Test("an error libpq makes itself on a live connection (too many parameters) is the statement's, not a lost connection")
+    func libpqOwnErrorOnLiveConnection() async throws {
+        try await withTestDatabase(migrated: false) { database in
+            let connection = try await database.connect()
+            // The protocol carries at most 65535 parameters: libpq refuses more before sending, with
+            // no SQLSTATE. Taken for a lost connection, it would be retried and held for as an outage.
+            let parameters: [any PostgresEncodable] = Array(repeating: 1, count: 70_000)
+            await #expect {
+                try await connection.query("SELECT $1::int AS one", parameters)
+            } throws: { error in
+                guard let error = error as? PostgresError else { return false }
+                return error.kind == .server && !error.isConnectionLoss && error.sqlState == nil
+            }
+            #expect(try await connection.query("SELECT 1 AS one")[0].decode("one", as: Int.self) == 1)
+        }
+    }
+
     @Test("a refused connection says where it tried and what to do, and never shows the password")
     func connectionRefused() async throws {
         let settings = ConnectionSettings(connectionString: "postgresql://keyline:s3cr3t-pw@localhost/keyline?host=/nonexistent-socket-dir&connect_timeout=2")
