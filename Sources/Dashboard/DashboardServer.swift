@@ -51,7 +51,7 @@ public final class DashboardServer: Sendable {
     /// stream, the listener and the pool. `onListening` gets the base URL (with the real port
     /// when the port asked for was 0).
     public func run(onListening: @escaping @Sendable (String) -> Void) async throws {
-        await feed.start()
+        feed.start()
         let router = Router()
         router.add(middleware: ResponseHeaders())
         if let token = settings.token {
@@ -91,7 +91,10 @@ public final class DashboardServer: Sendable {
         router.get("/floor") { _, _ -> Response in
             Self.html(await self.feed.currentFragment())
         }
-        router.get("/events") { _, _ -> Response in self.eventStream() }
+        router.get("/events") { _, _ -> Response in
+            await self.feed.listeningStarted()
+            return self.eventStream()
+        }
         router.get("/jobs/:id") { request, context -> Response in
             let raw = try context.parameters.require("id")
             let csv = raw.hasSuffix(".csv")
@@ -236,7 +239,8 @@ struct TokenCheck: RouterMiddleware {
     let token: AccessToken
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        if request.uri.path == "/login" { return try await next(request, context) }
+        // The login form, and the stylesheet and script every page uses (no data in them).
+        if Self.open.contains(request.uri.path) { return try await next(request, context) }
         var presented: Substring?
         if let authorization = request.headers[.authorization], authorization.hasPrefix("Bearer ") {
             presented = Substring(authorization.dropFirst("Bearer ".count))
@@ -246,6 +250,8 @@ struct TokenCheck: RouterMiddleware {
         guard token.matches(presented) else { return Self.unauthorized() }
         return try await next(request, context)
     }
+
+    static let open: Set<String> = ["/login", "/dashboard.css", "/dashboard.js"]
 
     static func unauthorized() -> Response {
         var response = DashboardServer.html(

@@ -22,6 +22,8 @@ final class FloorFeed: @unchecked Sendable {
     private var tasks: [Task<Void, Never>] = []
     /// Ends at the listener's first word (LISTEN in force, or the registry unreachable).
     private let firstContact = AsyncStream<Void>.makeStream(of: Void.self)
+    /// Done once `firstContact` ended or `firstContactLimit` passed.
+    private var listening: Task<Void, Never>?
 
     init(registry: RegistryDatabase, listenerSettings: ConnectionSettings, fanOut: EventFanOut,
          coalescing: Duration = .milliseconds(100), tick: Duration = .seconds(5)) {
@@ -32,10 +34,8 @@ final class FloorFeed: @unchecked Sendable {
         self.tick = tick
     }
 
-    /// Starts listening and returns once LISTEN is in force (or the registry was found away, or
-    /// `firstContactLimit` passed): a viewer served before that would miss the changes written
-    /// in between, their notifications sent before anyone listened.
-    func start(firstContactLimit: Duration = .seconds(15)) async {
+    /// Starts listening. A viewer's stream starts only after `listeningStarted()`.
+    func start(firstContactLimit: Duration = .seconds(15)) {
         listener.start()
         let updates = listener.updates
         let contact = firstContact.continuation
@@ -79,12 +79,23 @@ final class FloorFeed: @unchecked Sendable {
             }
         }
         lock.withLock { tasks = [consumer, refresher] }
-        let limit = Task {
-            try? await Task.sleep(for: firstContactLimit)
-            contact.finish()
+        let stream = firstContact.stream
+        let started = Task {
+            let limit = Task {
+                try? await Task.sleep(for: firstContactLimit)
+                contact.finish()
+            }
+            for await _ in stream {}
+            limit.cancel()
         }
-        for await _ in firstContact.stream {}
-        limit.cancel()
+        lock.withLock { listening = started }
+    }
+
+    /// Returns once LISTEN is in force (or the registry was found away, or the first contact's
+    /// limit passed): an event stream subscribed before that would miss the changes written in
+    /// between, their notifications sent before anyone listened.
+    func listeningStarted() async {
+        await lock.withLock { listening }?.value
     }
 
     func stop() {

@@ -23,11 +23,19 @@ struct LoginForm {
 
     func submit(_ request: Request) async throws -> Response {
         guard let token else { return .redirect(to: "/") }
+        // Only this dashboard's own form: a page elsewhere may not post a token to it (the
+        // browser says where a request comes from; clients that do not are not browsers).
+        if let site = request.headers.first(where: { $0.name.canonicalName == "sec-fetch-site" })?.value,
+           site != "same-origin", site != "none" {
+            return DashboardServer.text("log in through this dashboard's own /login form", type: "text/plain; charset=utf-8",
+                                        status: .forbidden)
+        }
         let body: ByteBuffer
         do {
             body = try await request.body.collect(upTo: Self.maximumBody)
         } catch {
-            return TokenCheck.unauthorized()
+            return DashboardServer.text("a login form is at most \(Self.maximumBody) bytes", type: "text/plain; charset=utf-8",
+                                        status: .contentTooLarge)
         }
         let presented = Self.field("token", in: String(buffer: body))
         guard token.matches(presented), let presented else { return TokenCheck.unauthorized() }

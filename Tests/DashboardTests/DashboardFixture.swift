@@ -86,11 +86,11 @@ func get(_ url: String, headers: [(String, String)] = []) async throws -> (statu
 }
 
 /// POST `form` to `url` as `application/x-www-form-urlencoded`; redirects are not followed.
-func post(_ url: String, form: String) async throws -> (status: Int, body: String, setCookies: [String]) {
+func post(_ url: String, form: String, headers: [(String, String)] = []) async throws -> (status: Int, body: String, setCookies: [String]) {
     var request = HTTPClientRequest(url: url)
     request.method = .POST
     request.body = .bytes(ByteBuffer(string: form))
-    return try await send(request, headers: [("Content-Type", "application/x-www-form-urlencoded")])
+    return try await send(request, headers: [("Content-Type", "application/x-www-form-urlencoded")] + headers)
 }
 
 private func send(_ request: HTTPClientRequest, headers: [(String, String)]) async throws -> (status: Int, body: String, setCookies: [String]) {

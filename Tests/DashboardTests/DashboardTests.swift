@@ -166,7 +166,12 @@ struct DashboardTests {
                 #expect(try await get(base, headers: [("Authorization", "Bearer wrong-token-wrong-token")]).status == 401)
                 #expect(try await post(base + "login", form: "token=wrong-token-wrong-token").status == 401)
                 #expect(try await post(base + "login", form: "user=x").status == 401)
-                #expect(try await post(base + "login", form: "token=" + String(repeating: "a", count: 5000)).status == 401)
+                #expect(try await post(base + "login", form: "token=" + String(repeating: "a", count: 5000)).status == 413)
+                // Another site's page may not post a token here, not even the right one.
+                #expect(try await post(base + "login", form: "token=\(secret)", headers: [("Sec-Fetch-Site", "cross-site")]).status == 403)
+                // The login page's stylesheet and script hold no data: served without the token.
+                #expect(try await get(base + "dashboard.css").status == 200)
+                #expect(try await get(base + "dashboard.js").status == 200)
                 let page = try await get(base, headers: [("Authorization", "Bearer \(secret)")])
                 #expect(page.status == 200)
                 #expect(!page.body.contains(secret), "the token never appears in a page")
@@ -174,7 +179,8 @@ struct DashboardTests {
                 let inURL = try await get(base + "login?token=\(secret)")
                 #expect(inURL.status == 200 && inURL.setCookies.isEmpty && inURL.body.contains("method=\"post\""), "\(inURL)")
                 #expect(!inURL.body.contains(secret))
-                let login = try await post(base + "login", form: "other=1&token=\(secret.replacingOccurrences(of: "-", with: "%2D"))")
+                let login = try await post(base + "login", form: "other=1&token=\(secret.replacingOccurrences(of: "-", with: "%2D"))",
+                                           headers: [("Sec-Fetch-Site", "same-origin")])
                 #expect(login.status == 303)
                 let cookie = try #require(login.setCookies.first)
                 #expect(cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"))
