@@ -34,7 +34,8 @@ public struct ProvisioningRunner: Sendable {
         self.events = events
     }
 
-    /// Creates (or reopens, with `resumeJobID`) the job, takes its lease (every state write of the
+    /// Creates the job (or reopens `resumeJobID`'s, or with `continueRunningJob` takes back the one
+    /// an earlier run left running: `leasedJob()`), takes its lease (every state write of the
     /// run presents it), provisions the devices and finishes the job: `completed` when the registry
     /// shows every device of the job done or abandoned, `failed` otherwise (a device that failed,
     /// or one of the job's that never showed up: named in the summary); left `running` when the run

@@ -69,7 +69,8 @@ struct RegistryFailoverTests {
             }
             #expect(retaken, "the run never took its lease again\n\(run.stderr)\n\(run.stdout.suffix(3000))")
             #expect(try await pair.psql(socket: pair.standbySocket, """
-                SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted AND objid = \(job)
+                SELECT count(*) FROM pg_catalog.pg_locks WHERE locktype = 'advisory' AND granted
+                  AND classid = \(0x6B6C_6A62) AND objsubid = 2 AND objid = \(job)
                 """).trimmingCharacters(in: .whitespacesAndNewlines) == "1", "no session holds job \(job)'s lock on the new primary")
             let afterFailover = try await line.keyline(resume, timeout: .seconds(180))
             #expect(afterFailover.status == 75 && (afterFailover.stderr + afterFailover.stdout).contains("is being run by another"),

@@ -31,8 +31,6 @@ public enum TestPostgres {
         return .localCluster(socketDirectory: socket)
     }
 
-    /// Connection settings for the test server's administrator (who may create databases and
-    /// roles). Without a server, settings that fail to connect with a socket path that says why.
     /// True when the tests' server is the local cluster reached through its socket (no
     /// DATABASE_URL, PGHOST empty or a socket folder): only there do logins a test creates connect
     /// without a password (the trust rule `make db-up` writes). Tests that run station or auditor
@@ -43,6 +41,8 @@ public enum TestPostgres {
         return (environment["DATABASE_URL"] ?? "").isEmpty && (host.isEmpty || host.hasPrefix("/"))
     }
 
+    /// Connection settings for the test server's administrator (who may create databases and
+    /// roles). Without a server, settings that fail to connect with a socket path that says why.
     public static var settings: ConnectionSettings {
         switch try? server() {
         case .url(let url)?:
