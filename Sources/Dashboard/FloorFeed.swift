@@ -99,6 +99,7 @@ final class FloorFeed: @unchecked Sendable {
     }
 
     func stop() {
+        firstContact.continuation.finish()  // a stream still waiting for it is refused at once
         listener.stop()
         lock.withLock { tasks }.forEach { $0.cancel() }
         fanOut.close()
