@@ -209,6 +209,22 @@ struct ConnectionTests {
         }
     }
 
+    @Test("every connection asks the server to drop its session soon after the station goes silent (server-side keepalives)")
+    func serverSideKeepalives() async throws {
+        try await withTestDatabase(migrated: false) { database in
+            let connection = try await database.connect()
+            // On a Unix socket the server ignores them (SHOW says 0), but the session's own values
+            // are recorded as set: over TCP they are what drops a powered-off station's session.
+            let rows = try await connection.query("""
+                SELECT name, setting FROM pg_catalog.pg_settings
+                WHERE name IN ('tcp_keepalives_idle', 'tcp_keepalives_interval', 'tcp_keepalives_count', 'tcp_user_timeout')
+                  AND source = 'session' ORDER BY name
+                """)
+            #expect(try rows.map { try $0.decode("name", as: String.self) }
+                    == ["tcp_keepalives_count", "tcp_keepalives_idle", "tcp_keepalives_interval", "tcp_user_timeout"])
+        }
+    }
+
     @Test("an error libpq makes itself on a live connection (too many parameters) is the statement's, not a lost connection")
     func libpqOwnErrorOnLiveConnection() async throws {
         try await withTestDatabase(migrated: false) { database in
