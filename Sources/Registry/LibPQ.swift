@@ -27,6 +27,19 @@ enum LibPQ {
                set_config('tcp_keepalives_count', '3', false), set_config('tcp_user_timeout', '30000', false)
         """
 
+    /// Starts connecting with `settings` (PQconnectStartParams, expand_dbname): the application
+    /// name as a fallback and the dead-peer detection first, then the connection string (parsed
+    /// as a URI or conninfo), then the overrides, so what the settings say wins. Nil when libpq
+    /// could not allocate a connection.
+    static func startConnecting(_ settings: ConnectionSettings, applicationName: String) -> OpaquePointer? {
+        var parameters = [(keyword: "fallback_application_name", value: applicationName)] + deadPeerDetection
+        if !settings.connectionString.isEmpty { parameters.append(("dbname", settings.connectionString)) }
+        parameters += settings.overrides
+        return withCStrings(parameters.map(\.keyword)) { keywords in
+            withCStrings(parameters.map(\.value)) { values in PQconnectStartParams(keywords, values, 1) }
+        }
+    }
+
     /// Drives a connection started with PQconnectStartParams to success or failure.
     ///
     /// keyline polls instead of calling PQconnectdbParams so that it can ask for verbose errors

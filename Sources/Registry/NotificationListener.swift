@@ -129,19 +129,7 @@ public final class NotificationListener: @unchecked Sendable {
 
     private static func open(_ settings: ConnectionSettings) throws -> OpaquePointer {
         try settings.validate()
-        var keywords = ["fallback_application_name"]
-        var values = ["keyline-listen"]
-        for (keyword, value) in LibPQ.deadPeerDetection { keywords.append(keyword); values.append(value) }
-        if !settings.connectionString.isEmpty {
-            keywords.append("dbname"); values.append(settings.connectionString)
-        }
-        for (keyword, value) in settings.overrides {
-            keywords.append(keyword); values.append(value)
-        }
-        let connection = withCStrings(keywords) { keywordPointers in
-            withCStrings(values) { valuePointers in PQconnectStartParams(keywordPointers, valuePointers, 1) }
-        }
-        guard let connection else {
+        guard let connection = LibPQ.startConnecting(settings, applicationName: "keyline-listen") else {
             throw PostgresError(kind: .connectionFailed, message: "libpq could not allocate a connection")
         }
         let timedOut = LibPQ.completeConnecting(connection)

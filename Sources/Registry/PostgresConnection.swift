@@ -156,22 +156,7 @@ public final class PostgresConnection: @unchecked Sendable {
     /// Opens the connection on first use.
     private func openIfNeeded() throws {
         guard handle == nil else { return }
-        var keywords: [String] = []
-        var values: [String] = []
-        keywords.append("fallback_application_name"); values.append("keyline")
-        for (keyword, value) in LibPQ.deadPeerDetection { keywords.append(keyword); values.append(value) }
-        if !settings.connectionString.isEmpty {
-            // expand_dbname: libpq parses this first dbname as a URI or conninfo string.
-            keywords.append("dbname"); values.append(settings.connectionString)
-        }
-        for (keyword, value) in settings.overrides {
-            keywords.append(keyword); values.append(value)
-        }
-        let connection = withCStrings(keywords) { keywordPointers in
-            withCStrings(values) { valuePointers in
-                PQconnectStartParams(keywordPointers, valuePointers, 1)
-            }
-        }
+        let connection = LibPQ.startConnecting(settings, applicationName: "keyline")
         guard let connection else {
             throw PostgresError(kind: .connectionFailed, message: "libpq could not allocate a connection")
         }

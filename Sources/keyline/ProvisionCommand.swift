@@ -80,17 +80,7 @@ struct ProvisionCommand: AsyncParsableCommand {
     @Option(help: "With --continue: seconds to wait while a session holds the job to continue.")
     var continueWait: Double = 90
 
-    @Option(help: "This station's name (default: KEYLINE_STATION, the pipeline's `station:`, or the host name).")
-    var station: String?
-
-    @Option(help: "Escrow store: a directory or s3://bucket/prefix (default: the pipeline's or KEYLINE_ESCROW_STORE).")
-    var store: String?
-
-    @Option(help: "File of age recipients (age1…) to escrow to (default: the pipeline's or KEYLINE_RECIPIENTS).")
-    var recipients: String?
-
-    @Option(help: "The registry database (a postgresql:// URI or conninfo; default: the pipeline's, DATABASE_URL or libpq's PG* variables).")
-    var database: String?
+    @OptionGroup var settings: StationSettingsOptions
 
     @Option(help: "Devices provisioned at once (default: the pipeline's).")
     var concurrency: Int?
@@ -121,8 +111,8 @@ struct ProvisionCommand: AsyncParsableCommand {
         // PostgreSQL errors (an unreachable registry at the start) exit as `keyline db` does: 75.
         try await DatabaseCommand.run(json: output.json) {
             let request = ProvisioningRequest(
-                pipeline: pipeline, environment: ProcessInfo.processInfo.environment, database: database, store: store,
-                recipientsFile: recipients, station: station, concurrency: concurrency, deviceLimit: devices, wait: wait,
+                pipeline: pipeline, environment: ProcessInfo.processInfo.environment, database: settings.database,
+                store: settings.store, recipientsFile: settings.recipients, station: settings.station, concurrency: concurrency, deviceLimit: devices, wait: wait,
                 resumeJobID: resume, continueRunningJob: continueRunningJob,
                 continueWait: .milliseconds(Int((continueWait * 1000).rounded(.up))), reenumerationTimeout: .milliseconds(Int((timeout * 1000).rounded(.up))), logDirectory: logDir)
             let prepared = try await ProvisioningStation.prepare(request)

@@ -47,17 +47,7 @@ struct StationCommand: AsyncParsableCommand {
         @Argument(help: "The pipeline file the shift will run, e.g. pipelines/photon-factory.yaml.")
         var pipeline: String
 
-        @Option(help: "This station's name (default: KEYLINE_STATION, the pipeline's `station:`, or the host name).")
-        var station: String?
-
-        @Option(help: "Escrow store: a directory or s3://bucket/prefix (default: the pipeline's or KEYLINE_ESCROW_STORE).")
-        var store: String?
-
-        @Option(help: "File of age recipients (default: the pipeline's or KEYLINE_RECIPIENTS).")
-        var recipients: String?
-
-        @Option(help: "The registry database (a postgresql:// URI or conninfo; default: the pipeline's, DATABASE_URL or PG*).")
-        var database: String?
+        @OptionGroup var settings: StationSettingsOptions
 
         @Option(help: "Seconds the station's clock may differ from the database's.")
         var clockTolerance: Double = 5
@@ -72,8 +62,8 @@ struct StationCommand: AsyncParsableCommand {
 
         func run() async throws {
             let request = StationCheckRequest(
-                pipeline: pipeline, environment: ProcessInfo.processInfo.environment, database: database, store: store,
-                recipientsFile: recipients, station: station,
+                pipeline: pipeline, environment: ProcessInfo.processInfo.environment, database: settings.database,
+                store: settings.store, recipientsFile: settings.recipients, station: settings.station,
                 clockTolerance: .milliseconds(Int64((clockTolerance * 1000).rounded())))
             let context = await USBContext.make()
             let report = await StationPreflight(request: request, bus: context,

@@ -184,3 +184,22 @@ final class ProvisionLine: @unchecked Sendable {
         events(result).last?["summary"] as? [String: Any]
     }
 }
+
+extension ProvisionLine {
+    /// After a run stopped at a step boundary: every device past key_ready holds exactly the key
+    /// its row records; then `--resume` finishes the job and every invariant holds.
+    func expectRecordedKeysThenResume(job: Int, pipeline: String, rows: [JobDevice], registry: RegistryDatabase,
+                                      sourceLocation: SourceLocation = #_sourceLocation) async throws {
+        for row in rows {
+            guard let fingerprint = row.keyFingerprint,
+                  let device = fleet.allDevices.map(\.device).first(where: { $0.deviceID == row.deviceID }) else { continue }
+            #expect(try DevicePrivateKey(slot: device.privateKeySlot()).publicKey.fingerprint == fingerprint,
+                    sourceLocation: sourceLocation)
+        }
+        let resumed = try await keyline(["provision", pipeline, "--json", "--timeout", "10", "--resume", String(job)],
+                                        timeout: .seconds(180))
+        #expect(resumed.status == 0, "\(resumed.stderr)\n\(resumed.stdout.suffix(3000))", sourceLocation: sourceLocation)
+        try await checkInvariants(product: try ProvisionLine.productID(pipeline), devices: fleet.allDevices.map(\.device))
+        #expect(try await registry.job(id: Int64(job))?.status == .completed, sourceLocation: sourceLocation)
+    }
+}

@@ -1,4 +1,3 @@
-import DeviceKeys
 import Foundation
 import Registry
 import Simulator
@@ -35,17 +34,7 @@ struct ProvisionStopTests {
         #expect(rows.allSatisfy { $0.state != "failed" }, "\(rows.map { ($0.deviceID, $0.state, $0.lastError) })")
         #expect(rows.contains { $0.state != "done" }, "every device finished before SIGTERM")
         // A step boundary: a device past key_ready holds exactly the recorded key.
-        for row in rows {
-            guard let fingerprint = row.keyFingerprint,
-                  let device = line.fleet.allDevices.map(\.device).first(where: { $0.deviceID == row.deviceID }) else { continue }
-            #expect(try DevicePrivateKey(slot: device.privateKeySlot()).publicKey.fingerprint == fingerprint)
-        }
-
-        let resumed = try await line.keyline(["provision", pipeline, "--json", "--timeout", "10", "--resume", String(job)],
-                                             timeout: .seconds(180))
-        #expect(resumed.status == 0, "\(resumed.stderr)\n\(resumed.stdout.suffix(3000))")
-        try await line.checkInvariants(product: try ProvisionLine.productID(pipeline), devices: line.fleet.allDevices.map(\.device))
-        #expect(try await registry.job(id: Int64(job))?.status == .completed)
+        try await line.expectRecordedKeysThenResume(job: job, pipeline: pipeline, rows: rows, registry: registry)
     }
 
     @Test("SIGTERM to an idle line (no device mid-way) completes its job and exits 0")

@@ -87,7 +87,6 @@ struct HeadlessBrowserTests {
         from http import server as web
         from os import rename
         from sys import argv
-        from time import sleep
         PAGE = b'''<!doctype html><title>sse</title><p id="n">none</p><script>
         const s = new EventSource('/events');
         s.addEventListener('tick', e => { document.getElementById('n').textContent = e.data; });
@@ -102,8 +101,9 @@ struct HeadlessBrowserTests {
                     for i in range(1, 4):
                         self.wfile.write(b'event: tick\\ndata: %d\\n\\n' % i)
                         self.wfile.flush()
-                        sleep(0.2)
-                    sleep(60)
+                    # Open until the browser goes away (EOF): a stream that ended would be
+                    # reconnected to and replayed, however long the test takes.
+                    self.rfile.read()
                 else:
                     self.send_response(200)
                     self.send_header('Content-Type', 'text/html')
